@@ -1,0 +1,22 @@
+"""The ``transactive`` console command (typer + rich). Faces only translate and call down."""
+
+from __future__ import annotations
+
+import typer
+
+from transactive.cli import market
+
+app = typer.Typer(
+    name="transactive",
+    help="Transactive energy: clear markets, run feeders, simulate device populations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+market.register(app)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()

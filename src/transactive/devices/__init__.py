@@ -1,0 +1,1 @@
+"""Device populations: vectorized physics, bidding and response (issue 3)."""

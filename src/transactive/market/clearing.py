@@ -1,0 +1,588 @@
+"""Uniform-price double auction over bid curves: the single-exchange mode of value discovery.
+
+Each party submits a bid curve; the platform finds the price at which the net demand of all
+curves is zero and every party reads its power off its own curve at that price (MISSION.md §3.1;
+the 5-minute markets of the Olympic Peninsula [26] and AEP gridSMART [27], PowerMatcher [29]).
+
+The aggregate net demand ``D(p) = Σ_i f_i(p)`` is non-increasing. The clearing price is where
+``0 ∈ [D(p+), D(p-)]``. It is found without sorting all breakpoints: a bisection over the
+breakpoints' own prices (median of those still inside the bracket) that retires every curve with
+no breakpoint left inside the bracket into a running affine sum. The work shrinks geometrically,
+so a clearing costs O(M) expected for M breakpoints (the sort-and-walk auction of GridLAB-D and
+TESP costs O(M log M)).
+
+Rules (stated here because users rely on them):
+
+- Prices live in ``[price_floor, price_cap]``. A buyer is never charged above the cap: power a
+  curve still asks for just above the cap is demand *at* the cap (unresponsive load is a block at
+  the cap), and supply still offered just below the floor is supply at the floor.
+- Marginal blocks share pro rata, and as much as can be traded is traded (GridLAB-D's auction):
+  at the clearing price the buyers' blocks (the parts of vertical segments above zero power) are
+  served first, all by one fraction ``buyer_fill``; if they cannot absorb the supply, the sellers'
+  blocks are taken, all by one fraction ``seller_fill``. A buyer's and a seller's 10 kW blocks at
+  one price trade 10 kW. Sending the price and the two fills down a tree of concentrators
+  (:func:`allocate`) gives every device its flat allocation.
+- When the curves meet over an interval of prices, the price is chosen inside it by
+  ``range_rule`` (midpoint by default, GridLAB-D's choice between the marginal buyer and seller).
+- Allocations balance: the sum of purchases equals the sum of sales to rounding of the last bit
+  (the rounding residual is booked to the largest participant).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from transactive.curves import BidCurves, FloatArray, _power_limit
+from transactive.errors import Problems
+
+__all__ = ["ClearingResult", "ClearingType", "Supply", "allocate", "clear"]
+
+#: Net power below this share of the market's volume counts as zero (float noise of the sums).
+_POWER_TOLERANCE = 1e-11
+#: A set of clearing prices narrower than this share of [floor, cap] is one price.
+_PRICE_TOLERANCE = 1e-9
+
+RangeRule = Literal["midpoint", "low", "high"]
+
+
+class ClearingType(StrEnum):
+    """How the market cleared (GridLAB-D ``auction`` clearing types, extended to curves)."""
+
+    EXACT = "exact"
+    """The curves cross at one price with no block rationed (a sloped crossing, blocks that fit
+    exactly, or buyers' and sellers' blocks tied at the same price and shared pro rata)."""
+    MARGINAL_BUYER = "marginal_buyer"
+    """The price is set by buyers' blocks at that price, which are partly served."""
+    MARGINAL_SELLER = "marginal_seller"
+    """The price is set by sellers' blocks at that price, which are partly taken."""
+    PRICE_RANGE = "price_range"
+    """Demand equals supply over an interval of prices; ``price_rule`` says which was chosen."""
+    NO_CROSSING = "no_crossing"
+    """Nothing is traded: one side is empty, or every ask is above every bid."""
+    FAILURE = "failure"
+    """Demand bid at the cap exceeds all supply (price goes to the cap, buyers rationed), or
+    supply offered at the floor exceeds all demand (price goes to the floor, sellers curtailed)."""
+
+
+@dataclass(frozen=True)
+class Supply:
+    """A fixed-price supplier: a feeder buying at the wholesale (locational) price up to a rating.
+
+    ``capacity_kw`` may be ``math.inf`` (an infinite bus). With ``export_capacity_kw`` > 0 the
+    feeder also takes power back (reverse flow) at ``export_price_per_kwh`` (default: the same
+    price), up to that rating.
+    """
+
+    price_per_kwh: float
+    capacity_kw: float
+    export_capacity_kw: float = 0.0
+    export_price_per_kwh: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ClearingResult:
+    """The outcome of one clearing.
+
+    Attributes
+    ----------
+    clearing_price:
+        Uniform price (currency/kWh).
+    clearing_quantity_kw:
+        Power traded: the sum of allocated purchases (equal to the sum of allocated sales,
+        the supply included).
+    clearing_type:
+        See :class:`ClearingType`.
+    allocation_kw:
+        Each bid curve's power at the clearing price (positive bought, negative sold).
+    marginal_fill:
+        Per curve, where on its vertical segment at the clearing price it sits (0: the right end,
+        least demand; 1: the left end), so ``bids.power_at(clearing_price, marginal_fill)``
+        equals ``allocation_kw``. This is what a device needs to respond.
+    buyer_fill, seller_fill:
+        The share of the buyers' blocks served and of the sellers' blocks taken at the price;
+        ``allocate(bids, result)`` reproduces the allocation of any curve from them.
+    supply_kw:
+        Power delivered by the ``supply`` (positive: imported into the market), 0 without one.
+    price_range:
+        The interval of prices that clear the market, when it is an interval; else None.
+    price_rule:
+        How the price was chosen, in words.
+    shortage_kw, surplus_kw:
+        Demand bid at the cap left unserved, supply offered at the floor left untaken.
+
+    """
+
+    clearing_price: float
+    clearing_quantity_kw: float
+    clearing_type: ClearingType
+    allocation_kw: FloatArray
+    marginal_fill: FloatArray
+    buyer_fill: float
+    seller_fill: float
+    supply_kw: float
+    price_range: tuple[float, float] | None
+    price_rule: str
+    shortage_kw: float
+    surplus_kw: float
+    price_cap: float
+    price_floor: float
+
+
+def clear(
+    bids: BidCurves,
+    *,
+    price_cap: float,
+    price_floor: float = 0.0,
+    supply: Supply | None = None,
+    range_rule: RangeRule = "midpoint",
+) -> ClearingResult:
+    """Clear a uniform-price double auction over a batch of bid curves.
+
+    Parameters
+    ----------
+    bids:
+        The bids, one curve per participant (buyers, sellers, prosumers).
+    price_cap, price_floor:
+        The market's price limits; every breakpoint must lie within them.
+    supply:
+        Optional fixed-price supply (a feeder's connection to the wholesale market).
+    range_rule:
+        Price chosen when the curves meet over an interval: its ``midpoint``, ``low`` end (the
+        buyers' side) or ``high`` end.
+
+    Raises
+    ------
+    ValidationError
+        Listing every problem: limits, curves outside the limits, bad supply.
+
+    """
+    curves = _checked_market(bids, price_cap, price_floor, supply, range_rule)
+    prices, powers = curves.price_per_kwh, curves.power_kw
+    floor, cap = float(price_floor), float(price_cap)
+
+    scale = float(np.maximum(np.abs(powers[:, 0]), np.abs(powers[:, -1])).sum())
+    tol = _POWER_TOLERANCE * scale if scale > 0 else 0.0
+    has_buyers = bool((powers[:, 0] > tol).any())
+    has_sellers = bool((powers[:, -1] < -tol).any())
+
+    # Every price in [low, high] clears the market: D(p+) <= 0 <= D(p-) there (to tolerance).
+    pieces = _Pieces.of(prices, powers)
+    guess = _guess(pieces, floor, cap)
+    low = _lowest_price_at_most(pieces, floor, cap, tol, guess)
+    if low < cap and pieces.value(low, right=True) < -tol:
+        high = low
+    else:
+        # Mirror: sup{p : D(p-) >= -tol} = -inf{p' : D'(p'+) <= tol} with D'(p') = -D(-p').
+        mirrored = pieces.mirrored()
+        high = -_lowest_price_at_most(mirrored, -cap, -low, tol, _mirrored_guess(guess))
+    is_range = high - low > _PRICE_TOLERANCE * (cap - floor)
+
+    if is_range and not has_sellers:
+        price, rule = low, "highest buyer's price (no sellers)"
+    elif is_range and not has_buyers:
+        price, rule = high, "lowest seller's price (no buyers)"
+    elif is_range:
+        price = {"midpoint": 0.5 * (low + high), "low": low, "high": high}[range_rule]
+        rule = f"{range_rule} of the range of clearing prices"
+    else:
+        price, rule = 0.5 * (low + high), "crossing of demand and supply"
+
+    lo, hi = _bounds_clamped(prices, powers, price, floor, cap)
+    need = -float(lo.sum())  # demand to add, starting from every block at its right end
+    buy_part, sell_part = _sides(lo, hi)
+    buy_flex, sell_flex = float(buy_part.sum()), float(sell_part.sum())
+    buyer_fill = min(max(need / buy_flex, 0.0), 1.0) if buy_flex > tol else 1.0
+    rest = need - buyer_fill * buy_flex
+    seller_fill = 1.0 - min(max(rest / sell_flex, 0.0), 1.0) if sell_flex > tol else 1.0
+    allocation = lo + buyer_fill * buy_part + (1.0 - seller_fill) * sell_part
+    _book_residual(allocation)
+
+    quantity = float(np.maximum(allocation, 0.0).sum())
+    shortage = (
+        float((np.maximum(hi, 0.0) - np.maximum(allocation, 0.0)).sum()) if price == cap else 0.0
+    )
+    surplus = (
+        float((np.minimum(allocation, 0.0) - np.minimum(lo, 0.0)).sum()) if price == floor else 0.0
+    )
+    buyers_partial = tol < buyer_fill * buy_flex < buy_flex - tol
+    sellers_partial = tol < seller_fill * sell_flex < sell_flex - tol
+
+    if quantity <= tol:
+        kind = ClearingType.NO_CROSSING
+    elif shortage > tol or surplus > tol:
+        kind = ClearingType.FAILURE
+        rule = (
+            "price cap: demand exceeds supply"
+            if shortage > tol
+            else "price floor: supply exceeds demand"
+        )
+    elif is_range:
+        kind = ClearingType.PRICE_RANGE
+    elif buyers_partial:
+        kind = ClearingType.MARGINAL_BUYER
+    elif sellers_partial:
+        kind = ClearingType.MARGINAL_SELLER
+    else:
+        kind = ClearingType.EXACT
+
+    n_bids = len(bids)
+    supply_kw = -float(allocation[n_bids]) if supply is not None else 0.0
+    bid_allocation = allocation[:n_bids].copy()
+    bid_allocation.setflags(write=False)
+    width = (hi - lo)[:n_bids]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(width > 0, np.clip((bid_allocation - lo[:n_bids]) / width, 0.0, 1.0), 0.0)
+    fill.setflags(write=False)
+    return ClearingResult(
+        clearing_price=float(price),
+        clearing_quantity_kw=quantity,
+        clearing_type=kind,
+        allocation_kw=bid_allocation,
+        marginal_fill=fill,
+        buyer_fill=float(buyer_fill),
+        seller_fill=float(seller_fill),
+        supply_kw=supply_kw,
+        price_range=(float(low), float(high)) if is_range else None,
+        price_rule=rule,
+        shortage_kw=max(shortage, 0.0),
+        surplus_kw=max(surplus, 0.0),
+        price_cap=cap,
+        price_floor=floor,
+    )
+
+
+def allocate(bids: BidCurves, result: ClearingResult) -> FloatArray:
+    """Each curve's power under a clearing: its own curve at the price, marginal blocks at θ.
+
+    This is how the price travels back down a tree of concentrators: a device (or a lower
+    concentrator) needs only the clearing price and the buyers' and sellers' fills to find its
+    allocation. A tree whose concentrators aggregate buyers and sellers apart
+    (``aggregate(..., by_side=True)``) clears with the same fills as the flat market, so every
+    device gets exactly its flat allocation.
+    """
+    lo, hi = _bounds_clamped(
+        bids.price_per_kwh,
+        bids.power_kw,
+        result.clearing_price,
+        result.price_floor,
+        result.price_cap,
+    )
+    buy_part, sell_part = _sides(lo, hi)
+    return lo + result.buyer_fill * buy_part + (1.0 - result.seller_fill) * sell_part
+
+
+def _sides(lo: FloatArray, hi: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Split each curve's vertical segment [lo, hi] into its buying and its selling part."""
+    buy = np.maximum(hi, 0.0) - np.maximum(lo, 0.0)
+    sell = np.minimum(hi, 0.0) - np.minimum(lo, 0.0)
+    return buy, sell
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def _checked_market(
+    bids: BidCurves,
+    price_cap: float,
+    price_floor: float,
+    supply: Supply | None,
+    range_rule: str,
+) -> BidCurves:
+    """Validate the market's inputs (all problems at once) and append the supply's curve."""
+    problems = Problems(subject="market")
+    if not isinstance(bids, BidCurves):  # callers need not type-check
+        problems.add(  # type: ignore[unreachable]
+            "bids", f"must be BidCurves, got {type(bids).__name__}"
+        )
+        problems.raise_if_any()
+    limits_ok = math.isfinite(price_cap) and math.isfinite(price_floor)
+    if not limits_ok:
+        problems.add("price_cap/price_floor", "must be finite numbers")
+    elif price_floor >= price_cap:
+        problems.add("price_cap", f"must exceed price_floor ({price_cap} <= {price_floor})")
+        limits_ok = False
+    if range_rule not in ("midpoint", "low", "high"):
+        problems.add("range_rule", f"must be 'midpoint', 'low' or 'high', got {range_rule!r}")
+    if limits_ok:
+        low, high = bids.price_bounds()
+        problems.check(
+            low < price_floor, "bids.price_per_kwh", f"below the price floor {price_floor}"
+        )
+        problems.check(high > price_cap, "bids.price_per_kwh", f"above the price cap {price_cap}")
+    supply_curve = None
+    if supply is not None:
+        supply_curve = _supply_curve(supply, bids, price_floor, price_cap, problems, limits_ok)
+    problems.raise_if_any()
+    if supply_curve is None:
+        return bids
+    return BidCurves.concat([bids, supply_curve])
+
+
+def _supply_curve(
+    supply: Supply,
+    bids: BidCurves,
+    price_floor: float,
+    price_cap: float,
+    problems: Problems,
+    limits_ok: bool,
+) -> BidCurves | None:
+    price = float(supply.price_per_kwh)
+    export_price = (
+        price if supply.export_price_per_kwh is None else float(supply.export_price_per_kwh)
+    )
+    before = len(problems.found)
+    for name, value in (
+        ("supply.price_per_kwh", price),
+        ("supply.export_price_per_kwh", export_price),
+    ):
+        if not math.isfinite(value):
+            problems.add(name, f"must be a finite number, got {value}")
+        elif limits_ok and not price_floor <= value <= price_cap:
+            problems.add(name, f"{value} is outside [{price_floor}, {price_cap}]")
+    for name, value in (
+        ("supply.capacity_kw", float(supply.capacity_kw)),
+        ("supply.export_capacity_kw", float(supply.export_capacity_kw)),
+    ):
+        if math.isnan(value) or value < 0:
+            problems.add(name, f"must be a non-negative number (inf allowed), got {value}")
+    if math.isfinite(export_price) and math.isfinite(price) and export_price > price:
+        problems.add("supply.export_price_per_kwh", "must not exceed the import price")
+    if len(problems.found) > before:
+        return None
+    # An unlimited rating becomes one larger than anything the bids could ever take or give.
+    capacity = float(supply.capacity_kw)
+    if math.isinf(capacity):
+        capacity = float(np.maximum(bids.power_kw[:, 0], 0.0).sum()) + 1.0
+    export = float(supply.export_capacity_kw)
+    if math.isinf(export):
+        export = float(np.maximum(-bids.power_kw[:, -1], 0.0).sum()) + 1.0
+    curve_prices = np.array([[export_price, export_price, price, price]])
+    curve_powers = np.array([[export, 0.0, 0.0, -capacity]])
+    return BidCurves._trusted(curve_prices, curve_powers)
+
+
+# ---------------------------------------------------------------------- kernels
+
+
+def _bounds_clamped(
+    prices: FloatArray, powers: FloatArray, price: float, floor: float, cap: float
+) -> tuple[FloatArray, FloatArray]:
+    """Each curve's (lo, hi) at a price; demand is all flexible at the cap, supply at the floor."""
+    p = np.asarray(price, dtype=np.float64)
+    lo = _power_limit(prices, powers, p, right=True)
+    hi = _power_limit(prices, powers, p, right=False)
+    if price >= cap:
+        lo = np.minimum(lo, 0.0)
+    if price <= floor:
+        hi = np.maximum(hi, 0.0)
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    """The aggregate net demand as a sum of pieces: ``D(p) = base + Σ_j dq_j t_j(p)``.
+
+    Piece j moves the demand by ``dq_j`` from price ``p0_j`` to ``p1_j``: linearly (a ramp,
+    ``p1 > p0``) or all at once (a vertical step, ``p1 == p0``; ``t`` is 1 from ``p0`` on for the
+    right limit and from just above ``p0`` for the left). Zero pieces (padding, flats) are dropped.
+    """
+
+    base: float
+    p0: FloatArray
+    p1: FloatArray
+    dq: FloatArray
+    inv_width: FloatArray  # 1 / (p1 - p0); +inf for steps
+
+    @classmethod
+    def of(cls, prices: FloatArray, powers: FloatArray) -> _Pieces:
+        dq = np.diff(powers, axis=1)
+        keep = np.flatnonzero(dq)
+        p0 = prices[:, :-1].ravel()[keep]
+        p1 = prices[:, 1:].ravel()[keep]
+        with np.errstate(divide="ignore", over="ignore"):  # sub-ulp ramps behave as steps
+            inv_width = 1.0 / (p1 - p0)
+        return cls(float(powers[:, 0].sum()), p0, p1, dq.ravel()[keep], inv_width)
+
+    def mirrored(self) -> _Pieces:
+        """The pieces of ``D'(p) = -D(-p)``: a search for a supremum becomes one for an infimum."""
+        total = self.base + float(self.dq.sum())
+        return _Pieces(-total, -self.p1, -self.p0, self.dq, self.inv_width)
+
+    def take(self, index: npt.NDArray[np.intp], base: float = 0.0) -> _Pieces:
+        return _Pieces(base, self.p0[index], self.p1[index], self.dq[index], self.inv_width[index])
+
+    def fractions(self, price: float, *, right: bool) -> FloatArray:
+        """How much of each piece has happened by ``price+`` (right) or ``price-``."""
+        with np.errstate(invalid="ignore"):
+            t = np.clip((price - self.p0) * self.inv_width, 0.0, 1.0)
+        if right:
+            return np.where(price >= self.p1, 1.0, np.where(price <= self.p0, 0.0, t))
+        return np.where(price <= self.p0, 0.0, np.where(price >= self.p1, 1.0, t))
+
+    def value(self, price: float, *, right: bool) -> float:
+        """``D(price+)`` (right) or ``D(price-)``, base included."""
+        return self.base + float(self.dq @ self.fractions(price, right=right))
+
+    def inside(self, lo: float, hi: float) -> npt.NDArray[np.intp]:
+        """Indices of the pieces with an end strictly inside ``(lo, hi)``."""
+        p0, p1 = self.p0, self.p1
+        return np.flatnonzero(((p0 > lo) & (p0 < hi)) | ((p1 > lo) & (p1 < hi)))
+
+    def approximate_values(self, start: float, width: float, cells: int) -> FloatArray:
+        """``D(e+)`` at the edges ``e_c = start + c * width`` (c = 0..cells), in O(n), no sort.
+
+        Each piece's ends are put in uniform cells by arithmetic; a piece is complete at the
+        edges above its ``p1`` cell and, if a ramp, partial (``dq (e - p0) / (p1 - p0)``) at the
+        edges between its cells; both are summed with ``bincount`` and ``cumsum``. Ends on an
+        edge and near-vertical ramps round badly, so callers only use this to guess a bracket
+        and check it exactly.
+        """
+        scale = 1.0 / width
+        start_cell = np.clip((self.p0 - start) * scale, -1.0, cells).astype(np.intp) + 1
+        done_cell = np.clip((self.p1 - start) * scale, -1.0, cells).astype(np.intp) + 1
+        ramp = np.isfinite(self.inv_width)
+        slope = self.dq * np.where(ramp, self.inv_width, 0.0)
+        bins = cells + 2
+        slope_sum = np.cumsum(
+            np.bincount(start_cell, slope, bins) - np.bincount(done_cell, slope, bins)
+        )
+        offset = np.cumsum(
+            np.bincount(start_cell, slope * self.p0, bins)
+            - np.bincount(done_cell, slope * self.p0, bins)
+        )
+        done = np.cumsum(np.bincount(done_cell, self.dq, bins))
+        edges = start + width * np.arange(cells + 1)
+        # Edge c sees the pieces whose cells (shifted by one) are at most c.
+        values: FloatArray = (
+            self.base + done[: cells + 1] + edges * slope_sum[: cells + 1] - offset[: cells + 1]
+        )
+        return values
+
+
+#: Pieces sampled to place the bracketing grid and to pick each bisection pivot.
+_SAMPLE = 1025
+#: Cells of the bracketing grid.
+_CELLS = 8192
+
+Guess = tuple[FloatArray, FloatArray]  # edges and approximate D(e+) there
+
+
+def _guess(pieces: _Pieces, floor: float, cap: float) -> Guess | None:
+    """A uniform grid over the bulk of the breakpoints and ``D`` there (approximate)."""
+    if pieces.dq.size <= 4 * _SAMPLE:
+        return None
+    stride = max(pieces.dq.size // _SAMPLE, 1)
+    sample = np.concatenate([pieces.p0[::stride], pieces.p1[::stride]])
+    sample = sample[(sample > floor) & (sample < cap)]
+    if sample.size < 2:
+        return None
+    start, stop = (float(v) for v in np.quantile(sample, [0.001, 0.999]))
+    if not stop > start:
+        return None
+    width = (stop - start) / _CELLS
+    approx = pieces.approximate_values(start, width, _CELLS)
+    edges: FloatArray = start + width * np.arange(_CELLS + 1, dtype=np.float64)
+    return edges, approx
+
+
+def _mirrored_guess(guess: Guess | None) -> Guess | None:
+    if guess is None:
+        return None
+    edges, approx = guess
+    return -edges[::-1], -approx[::-1]
+
+
+def _lowest_price_at_most(
+    pieces: _Pieces, floor: float, cap: float, threshold: float, guess: Guess | None = None
+) -> float:
+    """``inf{p in [floor, cap] : D(p+) <= threshold}``; at the cap the predicate holds by rule.
+
+    1. Bracket: ``D`` at ~128 edges placed at quantiles of the breakpoints, in one bucketed pass
+       (:meth:`_Pieces.approximate_values`), checked with two exact evaluations.
+    2. Bisect over the breakpoints inside the bracket (median pivot). Invariant: ``D(lo+) >
+       threshold`` and the answer is in ``(lo, hi]``. Pieces with no end strictly inside
+       ``(lo, hi)`` are affine there and retire into two running sums (values at ``lo+`` and
+       ``hi-``), so each round touches about half the pieces of the round before.
+    Expected cost O(n) in the number of pieces.
+    """
+    d_floor = pieces.value(floor, right=True)
+    if d_floor <= threshold:
+        return floor
+    lo, hi, d_lo, d_hi = floor, cap, d_floor, pieces.value(cap, right=False)
+    if guess is not None:
+        lo, hi, d_lo, d_hi = _bracket(pieces, guess, floor, cap, threshold, d_floor, d_hi)
+    active = pieces.take(pieces.inside(lo, hi))
+    sum_lo = d_lo - active.value(lo, right=True)  # the retired pieces' part of D(lo+)
+    sum_hi = d_hi - active.value(hi, right=False)
+    while active.dq.size:
+        sample = active.take(np.arange(0, active.dq.size, max(active.dq.size // _SAMPLE, 1)))
+        candidates = np.concatenate([sample.p0, sample.p1])
+        candidates = candidates[(candidates > lo) & (candidates < hi)]
+        mid = candidates.size // 2
+        c = float(np.partition(candidates, mid)[mid])
+        retired_at_c = sum_lo + (sum_hi - sum_lo) * (c - lo) / (hi - lo)
+        if retired_at_c + active.value(c, right=True) <= threshold:
+            hi, sum_hi = c, retired_at_c
+        else:
+            lo, sum_lo = c, retired_at_c
+        kept = active.inside(lo, hi)
+        if kept.size < active.dq.size:
+            leaving = np.ones(active.dq.size, dtype=bool)
+            leaving[kept] = False
+            gone = active.take(np.flatnonzero(leaving))
+            sum_lo += gone.value(lo, right=True)
+            sum_hi += gone.value(hi, right=False)
+            active = active.take(kept)
+    # D is affine on (lo, hi): D(lo+) = sum_lo > threshold, D(hi-) = sum_hi.
+    if sum_hi > threshold:
+        return hi
+    t = (sum_lo - threshold) / (sum_lo - sum_hi)
+    return min(max(lo + t * (hi - lo), lo), hi)
+
+
+def _bracket(
+    pieces: _Pieces,
+    guess: Guess,
+    floor: float,
+    cap: float,
+    threshold: float,
+    d_floor: float,
+    d_cap: float,
+) -> tuple[float, float, float, float]:
+    """A narrow ``(lo, hi)`` with ``D(lo+) > threshold`` and the answer in ``(lo, hi]``.
+
+    The guess only places the bracket; both ends are checked with exact evaluations, and a
+    wrong guess falls back to the whole range.
+    """
+    edges, approx = guess
+    inside = (edges > floor) & (edges < cap)
+    edges, approx = edges[inside], approx[inside]
+    j = int(np.searchsorted(-approx, -threshold, side="left"))  # first edge guessed <= threshold
+    # Check both ends exactly; where the guess was off, step outwards (1, 2, 4, ... edges).
+    step, below = 1, j - 1
+    while below >= 0:
+        d_lo = pieces.value(float(edges[below]), right=True)
+        if d_lo > threshold:
+            break
+        below, step = below - step, 2 * step
+    lo, d_lo = (float(edges[below]), d_lo) if below >= 0 else (floor, d_floor)
+    step, above = 1, max(j, below + 1)
+    while above < edges.size:
+        if pieces.value(float(edges[above]), right=True) <= threshold:
+            return lo, float(edges[above]), d_lo, pieces.value(float(edges[above]), right=False)
+        above, step = above + step, 2 * step
+    return lo, cap, d_lo, d_cap
+
+
+def _book_residual(allocation: npt.NDArray[np.float64]) -> None:
+    """Make purchases equal sales to the last bit: book the float residual on the largest entry."""
+    residual = math.fsum(allocation.tolist())
+    if residual != 0.0:
+        j = int(np.argmax(np.abs(allocation)))
+        allocation[j] -= residual

@@ -1,0 +1,1 @@
+"""The distribution network: feeders, power flow, convex OPF, DLMPs, security check, losses."""
