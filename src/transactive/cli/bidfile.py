@@ -34,17 +34,30 @@ class BidFile:
     curves: BidCurves
 
 
-def read_bids(path: Path) -> BidFile:
-    """Read a bid file; the format follows the suffix (``.json``, else CSV)."""
+def read_bids(
+    path: Path, *, price_floor: float | None = None, price_cap: float | None = None
+) -> BidFile:
+    """Read a bid file; the format follows the suffix (``.json``, else CSV).
+
+    With the market's limits given, bids outside them are reported with the file's other problems.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = f"cannot be read: {getattr(error, 'strerror', None) or error}"
         raise ValidationError([Problem("file", reason)], subject=f"bid file {path}") from None
-    return parse_bids(text, fmt="json" if path.suffix.lower() == ".json" else "csv", name=str(path))
+    fmt = "json" if path.suffix.lower() == ".json" else "csv"
+    return parse_bids(text, fmt=fmt, name=str(path), price_floor=price_floor, price_cap=price_cap)
 
 
-def parse_bids(text: str, *, fmt: str, name: str = "bids") -> BidFile:
+def parse_bids(
+    text: str,
+    *,
+    fmt: str,
+    name: str = "bids",
+    price_floor: float | None = None,
+    price_cap: float | None = None,
+) -> BidFile:
     """Parse bid rows from CSV or JSON text (``fmt`` is ``csv`` or ``json``)."""
     problems = Problems(subject=f"bid file {name}")
     rows = _json_rows(text, problems) if fmt == "json" else _csv_rows(text, problems)
@@ -75,8 +88,17 @@ def parse_bids(text: str, *, fmt: str, name: str = "bids") -> BidFile:
             np.array(curve, dtype=np.int64), prices, powers, n_curves=len(names), labels=list(names)
         )
     except ValidationError as error:
-        for problem in error.problems:
-            problems.found.append(problem)
+        problems.found.extend(error.problems)
+    if price_floor is not None and price_cap is not None:
+        price_of = np.array(prices)
+        owner = np.array(curve, dtype=np.int64)
+        for bad, reason in (
+            (price_of < price_floor, f"below the market's price floor {price_floor}"),
+            (price_of > price_cap, f"above the market's price cap {price_cap}"),
+        ):
+            offenders = np.unique(owner[bad])
+            if offenders.size:
+                problems.add("price_per_kwh", reason, [names[i] for i in offenders])
     problems.raise_if_any()
     return BidFile(names, curves)
 

@@ -58,7 +58,7 @@ def clear_command(
     """Clear a uniform-price double auction over the bids in FILE and print the result."""
     supply = None if supply_price is None else Supply(supply_price, supply_capacity)
     try:
-        bids = read_bids(file)
+        bids = read_bids(file, price_floor=price_floor, price_cap=price_cap)
         result = clear(bids.curves, price_cap=price_cap, price_floor=price_floor, supply=supply)
     except ValidationError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {error}", markup=True, highlight=False)

@@ -376,7 +376,10 @@ def _bounds_clamped(
     """Each curve's (lo, hi) at a price; demand is all flexible at the cap, supply at the floor."""
     p = np.asarray(price, dtype=np.float64)
     lo = _power_limit(prices, powers, p, right=True)
-    hi = _power_limit(prices, powers, p, right=False)
+    # Left and right limits differ only where a curve has a breakpoint at exactly this price.
+    at_price = np.flatnonzero((prices == price).any(axis=1))
+    hi = lo.copy()
+    hi[at_price] = _power_limit(prices[at_price], powers[at_price], p, right=False)
     if price >= cap:
         lo = np.minimum(lo, 0.0)
     if price <= floor:
