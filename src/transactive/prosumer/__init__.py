@@ -1,1 +1,17 @@
-"""The generalized prosumer model and virtual-battery aggregation (paper §3.2)."""
+"""The generalized prosumer model and virtual-battery aggregation (paper §3.2, Fig. 4)."""
+
+from transactive.prosumer.virtual_battery import (
+    TclBatteries,
+    VirtualBattery,
+    tcl_batteries_of,
+    track_power,
+    virtual_battery_of,
+)
+
+__all__ = [
+    "TclBatteries",
+    "VirtualBattery",
+    "tcl_batteries_of",
+    "track_power",
+    "virtual_battery_of",
+]

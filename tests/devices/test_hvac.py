@@ -1,0 +1,333 @@
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import solve_ivp
+from scipy.linalg import expm
+
+from transactive.devices.base import Population, PriceStats
+from transactive.devices.hvac import (
+    COOLING,
+    HEATING,
+    EtpCoefficients,
+    HvacPopulation,
+    etp_advance,
+    etp_eigenvalues,
+    ramp_bid_price,
+    ramp_setpoint,
+)
+from transactive.errors import ValidationError
+from transactive.market import Supply, clear
+from transactive.weather import WeatherSample
+
+STATS = PriceStats(mean_per_kwh=0.10, std_per_kwh=0.03, price_cap_per_kwh=1.0)
+
+
+def one_house(n: int = 1, **overrides: Any) -> HvacPopulation:
+    args: dict[str, Any] = {
+        "ua_kw_per_k": 0.2,
+        "mass_coupling_kw_per_k": 3.0,
+        "air_capacity_kj_per_k": 1500.0,
+        "mass_capacity_kj_per_k": 12000.0,
+        "setpoint_c": 23.0,
+        "comfort_min_c": 21.0,
+        "comfort_max_c": 25.0,
+        "cooling_capacity_kw": 8.0,
+        "heating_capacity_kw": 8.0,
+        "internal_gain_kw": 0.6,
+        "solar_aperture_m2": 4.0,
+        "deadband_c": 1.0,
+    }
+    args.update(overrides)
+    arrays: dict[str, Any] = {k: np.broadcast_to(v, (n,)) for k, v in args.items()}
+    return HvacPopulation(**arrays)
+
+
+def day_weather(hour: float) -> WeatherSample:
+    temp = 27.0 + 6.0 * np.sin(2 * np.pi * (hour - 9.0) / 24.0)
+    ghi = max(0.0, 800.0 * np.sin(np.pi * (hour - 6.0) / 12.0)) if 6 <= hour <= 18 else 0.0
+    return WeatherSample(temperature_c=float(temp), ghi_w_per_m2=float(ghi))
+
+
+def test_population_implements_the_protocol():
+    assert isinstance(HvacPopulation.sample(3, np.random.default_rng(0)), Population)
+
+
+def test_closed_form_equals_the_matrix_exponential():
+    pop = HvacPopulation.sample(6, np.random.default_rng(1))
+    ua, hm = pop.ua_kw_per_k, pop.mass_coupling_kw_per_k
+    ca, cm = pop.air_capacity_kj_per_k, pop.mass_capacity_kj_per_k
+    r1, r2 = etp_eigenvalues(ua, hm, ca, cm)
+    coefficients = EtpCoefficients.of(ua, hm, ca, cm)
+    ta0, tm0 = np.full(6, 24.0), np.full(6, 26.5)
+    q_on, q_air, q_mass, t_out, dt = -6.0, 0.3, 0.5, 33.0, 900.0
+    never = np.full(6, 1e9)
+    res = etp_advance(
+        coefficients=coefficients, on=np.ones(6, bool),
+        air_temperature_c=ta0, mass_temperature_c=tm0,
+        q_on_kw=np.full(6, q_on), q_air_kw=np.full(6, q_air), q_mass_kw=np.full(6, q_mass),
+        outdoor_c=t_out, dt_s=dt, switch_on_c=never, switch_off_c=-never,
+        direction=np.ones(6),
+    )  # fmt: skip
+    for i in range(6):
+        a = np.array([[-(ua[i] + hm[i]) / ca[i], hm[i] / ca[i]], [hm[i] / cm[i], -hm[i] / cm[i]]])
+        b = np.array([(ua[i] * t_out + q_air + q_on) / ca[i], q_mass / cm[i]])
+        steady = -np.linalg.solve(a, b)
+        x = steady + expm(a * dt) @ (np.array([ta0[i], tm0[i]]) - steady)
+        np.testing.assert_allclose(
+            [res.air_temperature_c[i], res.mass_temperature_c[i]], x, rtol=0, atol=1e-9
+        )
+        np.testing.assert_allclose(sorted(np.linalg.eigvals(a)), [r1[i], r2[i]], rtol=1e-10)
+    np.testing.assert_allclose(res.on_time_s, dt)
+
+
+def test_switching_time_matches_an_event_driven_ode_solver():
+    pop = one_house(air_temperature_c=23.45, mass_temperature_c=23.8, on=True)
+    weather = WeatherSample(temperature_c=30.0, ghi_w_per_m2=300.0)
+    result = pop.step(600.0, weather)
+    # Independent solution: scipy's RK45 with an event at the switch-off threshold (22.5 °C).
+    cap = float(pop.thermal_capacity_kw(30.0)[0])
+    solar = 4.0 * 0.3
+
+    def rhs(q_hvac: float) -> Any:
+        def f(_t, x):
+            qa = q_hvac + 0.5 * 0.6 + 0.5 * solar
+            qm = 0.5 * 0.6 + 0.5 * solar
+            return [
+                (0.2 * (30.0 - x[0]) + 3.0 * (x[1] - x[0]) + qa) / 1500.0,
+                (3.0 * (x[0] - x[1]) + qm) / 12000.0,
+            ]
+
+        return f
+
+    def off_event(_t, x):
+        return x[0] - 22.5
+
+    off_event.terminal = True  # type: ignore[attr-defined]
+    first = solve_ivp(rhs(-cap), (0, 600), [23.45, 23.8], events=off_event, rtol=1e-10, atol=1e-10)
+    t_switch = float(first.t_events[0][0])
+    second = solve_ivp(rhs(0.0), (t_switch, 600), first.y[:, -1], rtol=1e-10, atol=1e-10)
+    assert not pop.on[0]
+    np.testing.assert_allclose(pop.air_temperature_c[0], second.y[0, -1], atol=1e-6)
+    np.testing.assert_allclose(pop.mass_temperature_c[0], second.y[1, -1], atol=1e-6)
+    electric = float(pop.electric_power_kw(30.0)[0])
+    np.testing.assert_allclose(result.energy_kwh[0], electric * t_switch / 3600.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", [COOLING, HEATING])
+def test_energy_balance_over_a_day(mode):
+    pop = HvacPopulation.sample(40, np.random.default_rng(2), mode=mode)
+    shift = 0.0 if mode == COOLING else -22.0
+    stored0 = pop.stored_heat_kwh()
+    air = [pop.air_temperature_c.copy()]
+    outdoor = []
+    for minute in range(24 * 60):
+        w = day_weather(minute / 60.0)
+        w = WeatherSample(w.temperature_c + shift, w.ghi_w_per_m2)
+        outdoor.append(w.temperature_c)
+        pop.step(60.0, w)
+        air.append(pop.air_temperature_c.copy())
+    # heat in (HVAC, gains) - heat lost through the envelope = heat stored
+    residual = (
+        pop.heat_hvac_kwh + pop.heat_gains_kwh - pop.heat_envelope_loss_kwh
+        - (pop.stored_heat_kwh() - stored0)
+    )  # fmt: skip
+    scale = np.abs(pop.heat_hvac_kwh).max()
+    assert np.abs(residual).max() < 1e-9 * scale
+    # the envelope loss agrees with a trapezoid rule over the recorded air temperatures
+    a = np.array(air)
+    mean_air = 0.5 * (a[1:] + a[:-1])
+    trapezoid = pop.ua_kw_per_k * ((mean_air - np.array(outdoor)[:, None]).sum(axis=0)) / 60.0
+    np.testing.assert_allclose(pop.heat_envelope_loss_kwh, trapezoid, rtol=0.01)
+
+
+def test_electric_energy_times_cop_is_the_heat_moved():
+    pop = HvacPopulation.sample(30, np.random.default_rng(3))
+    w = WeatherSample(31.0, ghi_w_per_m2=500.0)
+    energy = np.sum([pop.step(60.0, w).energy_kwh for _ in range(120)], axis=0)
+    np.testing.assert_allclose(-pop.heat_hvac_kwh, energy * pop.cop(31.0), rtol=1e-12)
+    assert (energy > 0).all()
+
+
+@pytest.mark.parametrize("mode", [COOLING, HEATING])
+def test_thermostat_keeps_its_deadband_without_a_market(mode):
+    pop = HvacPopulation.sample(100, np.random.default_rng(4), mode=mode)
+    outdoor = 34.0 if mode == COOLING else -2.0
+    low = pop.setpoint_c - pop.deadband_c / 2 - 1e-6
+    high = pop.setpoint_c + pop.deadband_c / 2 + 1e-6
+    switches = np.zeros(100)
+    power = []
+    for _ in range(6 * 60):
+        before = pop.on.copy()
+        power.append(pop.step(60.0, WeatherSample(outdoor, ghi_w_per_m2=200.0)).power_kw)
+        switches += before != pop.on
+        assert np.all((pop.air_temperature_c >= low) & (pop.air_temperature_c <= high))
+    duty = np.array(power).mean(axis=0) / pop.electric_power_kw(outdoor)
+    assert (switches >= 4).all()  # every house cycles
+    assert ((duty > 0.05) & (duty < 0.95)).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    mean=st.floats(0.0, 0.5),
+    std=st.floats(0.0, 0.2),
+    cap=st.floats(0.6, 5.0),
+    mode=st.sampled_from([COOLING, HEATING]),
+)
+def test_bids_are_monotone_in_temperature_and_within_floor_and_cap(mean, std, cap, mode):
+    temps = np.linspace(15.0, 31.0, 81)
+    pop = one_house(81, air_temperature_c=temps, mode=mode)
+    stats = PriceStats(mean, std, cap, price_floor_per_kwh=0.0)
+    bids = pop.bid(stats)
+    price = bids.price_per_kwh[:, 0]
+    power = bids.power_kw[:, 0]
+    assert ((price >= 0.0) & (price <= cap)).all()
+    steps = np.diff(price) * mode
+    assert (steps >= -1e-12).all()  # cooling: warmer pays more; heating: colder pays more
+    uncomfortable = temps > 25.0 if mode == COOLING else temps < 21.0
+    comfortable = temps < 21.0 if mode == COOLING else temps > 25.0
+    np.testing.assert_array_equal(price[uncomfortable], cap)
+    np.testing.assert_array_equal(power[comfortable], 0.0)
+    assert (power[~comfortable] > 0).all()
+    # inside the band the price is the controller's ramp: mean + k sigma (T - Tset) / half-band
+    inside = (temps > 21.0) & (temps < 25.0)
+    expected = np.clip(mean + mode * (temps - 23.0) * 2.0 * std / 2.0, 0.0, cap)
+    np.testing.assert_allclose(price[inside], expected[inside], atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    price=st.floats(0.0, 1.0),
+    fill=st.floats(0.0, 1.0),
+    at_bid=st.integers(-1, 29),
+    seed=st.integers(0, 10),
+)
+def test_power_at_a_price_equals_the_curve_at_that_price(price, fill, at_bid, seed):
+    pop = HvacPopulation.sample(30, np.random.default_rng(seed))
+    bids = pop.bid(STATS)
+    if at_bid >= 0:  # a price exactly at a house's bid makes it (and its equals) marginal
+        price = float(bids.price_per_kwh[at_bid, 0])
+    power = pop.respond(price, fill)
+    np.testing.assert_allclose(power, bids.power_at(price, fill), rtol=0, atol=1e-12)
+    # the thermostat state matches: running houses are on, and metered power follows for a
+    # short step (no house is switched by its thermostat at the start of the interval)
+    np.testing.assert_array_equal(pop.on, power > 0)
+    step = pop.step(1.0, WeatherSample(pop.outdoor_temperature_c))
+    np.testing.assert_allclose(step.power_kw, power, rtol=1e-9, atol=1e-9)
+
+
+def test_locational_prices_and_fill_per_device():
+    pop = HvacPopulation.sample(5, np.random.default_rng(5))
+    bids = pop.bid(STATS)
+    prices = bids.price_per_kwh[:, 0] + np.array([-0.01, 0.0, 0.01, 0.0, -0.02])
+    fill = np.array([0.3, 0.25, 0.9, 0.75, 0.0])
+    np.testing.assert_allclose(pop.respond(prices, fill), bids.power_at(prices, fill))
+
+
+@settings(max_examples=80, deadline=None)
+@given(temperature=st.floats(21.0, 25.0), std=st.floats(0.001, 0.3))
+def test_setpoint_response_inverts_the_bid_price(temperature, std):
+    args = (
+        np.array([23.0, 23.0]), np.array([1.0, -1.0]), np.array([21.0, 21.0]),
+        np.array([25.0, 25.0]), np.array([1.5, 1.5]), np.array([3.0, 3.0]), 0.1, std,
+    )  # fmt: skip
+    t = np.array([temperature, temperature])
+    price = ramp_bid_price(t, *args)
+    np.testing.assert_allclose(ramp_setpoint(price, *args), t, atol=1e-9)
+
+
+def test_high_prices_raise_cooling_setpoints_and_save_energy():
+    def run(price: float) -> tuple[HvacPopulation, float]:
+        pop = HvacPopulation.sample(200, np.random.default_rng(6))
+        w = WeatherSample(33.0, ghi_w_per_m2=400.0)
+        energy = np.zeros(200)
+        for _ in range(12):  # an hour of 5-minute intervals
+            pop.bid(STATS)
+            pop.respond(price)
+            for _ in range(5):
+                energy += pop.step(60.0, w).energy_kwh
+        return pop, float(energy.sum())
+
+    cheap, cheap_kwh = run(STATS.mean_per_kwh - 2 * STATS.std_per_kwh)
+    dear, dear_kwh = run(STATS.mean_per_kwh + 2 * STATS.std_per_kwh)
+    assert (dear.thermostat_setpoint_c >= cheap.thermostat_setpoint_c).all()
+    assert dear_kwh < 0.7 * cheap_kwh
+    # comfort band still holds (within a deadband half-width of the shifted setpoint)
+    for pop in (cheap, dear):
+        assert (pop.air_temperature_c <= pop.comfort_max_c + pop.deadband_c / 2 + 1e-6).all()
+        assert (pop.air_temperature_c >= pop.comfort_min_c - pop.deadband_c / 2 - 1e-6).all()
+
+
+def test_direct_command_holds_until_the_comfort_edge():
+    pop = one_house(air_temperature_c=23.0, mass_temperature_c=23.0)
+    pop.command([1.0])
+    w = WeatherSample(30.0)
+    lowest = []
+    for _ in range(600):
+        pop.step(60.0, w)
+        t = pop.air_temperature_c[0]
+        assert 21.0 - 1e-6 <= t <= 25.0 + 1e-6
+        lowest.append(t)
+        if not pop.on[0]:
+            break
+    # it ran past the thermostat's deadband (22.5 °C) down to the band's edge, then stopped
+    assert not pop.on[0]
+    assert min(lowest) < 21.05
+
+
+def test_bad_parameters_are_all_named():
+    ua = [0.2, -0.1, 0.2, 0.2, 0.2]
+    tmin = [21.0, 21.0, 21.0, 26.0, 21.0]
+    cm = [12000.0, 12000.0, 12000.0, 12000.0, np.nan]
+    with pytest.raises(ValidationError) as info:
+        one_house(5, ua_kw_per_k=ua, comfort_min_c=tmin, mass_capacity_kj_per_k=cm)
+    message = str(info.value)
+    found = {(p.field, p.index) for p in info.value.problems}
+    assert ("ua_kw_per_k", (1,)) in found
+    assert ("comfort_min_c", (3,)) in found
+    assert ("mass_capacity_kj_per_k", (4,)) in found
+    assert "ua_kw_per_k" in message and "entry 1" in message and "entry 3" in message
+    assert "entry 4" in message
+
+
+def test_other_bad_inputs_raise_validation_errors():
+    with pytest.raises(ValidationError, match="has 2 values"):
+        HvacPopulation(
+            ua_kw_per_k=[0.2, 0.2, 0.2],
+            mass_coupling_kw_per_k=[3.0, 3.0],
+            air_capacity_kj_per_k=1500.0,
+            mass_capacity_kj_per_k=12000.0,
+            setpoint_c=23.0,
+            comfort_min_c=21.0,
+            comfort_max_c=25.0,
+            cooling_capacity_kw=8.0,
+        )
+    pop = one_house(2)
+    with pytest.raises(ValidationError, match="bid"):
+        pop.respond(0.1)
+    pop.bid(STATS)
+    with pytest.raises(ValidationError, match="marginal_fill"):
+        pop.respond(0.1, [0.5, 1.5])
+    with pytest.raises(ValidationError, match="std_per_kwh"):
+        pop.bid(PriceStats(0.1, -1.0, 1.0))
+    with pytest.raises(ValidationError, match="dt_s"):
+        pop.step(0.0, WeatherSample(20.0))
+    with pytest.raises(ValidationError, match="mode"):
+        one_house(2, mode=[1, 0])
+
+
+def test_cleared_market_allocation_is_what_the_houses_draw():
+    pop = HvacPopulation.sample(400, np.random.default_rng(8))
+    for _ in range(20):
+        pop.step(60.0, WeatherSample(33.0))
+    bids = pop.bid(STATS)
+    rating = 0.4 * float(bids.power_kw[:, 0].sum())  # a congested feeder: the houses set the price
+    result = clear(bids, price_cap=STATS.price_cap_per_kwh, supply=Supply(0.05, rating))
+    assert result.clearing_price > 0.05
+    power = pop.respond(result.clearing_price, result.marginal_fill)
+    np.testing.assert_allclose(power, result.allocation_kw, atol=1e-9)
+    np.testing.assert_allclose(power.sum(), rating, rtol=1e-9)
+    metered = pop.step(1.0, WeatherSample(33.0)).power_kw
+    np.testing.assert_allclose(metered.sum(), rating, rtol=1e-9)
