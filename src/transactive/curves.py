@@ -337,7 +337,7 @@ class BidCurves:
         q0, q1, p0, p1 = q[:, :-1], q[:, 1:], p[:, :-1], p[:, 1:]
         crosses = (q0 > 0) & (q1 < 0) & (p1 > p0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            p_zero = np.where(crosses, p0 + (p1 - p0) * q0 / (q0 - q1), p0)
+            p_zero = np.where(crosses, np.clip(p0 + (p1 - p0) * q0 / (q0 - q1), p0, p1), p0)
         q_zero = np.where(crosses, 0.0, q0)
         prices = np.empty((n, 2 * k - 1))
         powers = np.empty((n, 2 * k - 1))

@@ -6,6 +6,10 @@ Each kind is a structure-of-arrays population implementing :class:`Population`:
 """
 
 from transactive.devices.base import Population, PriceStats, StepResult
+from transactive.devices.base_load import BaseLoadPopulation
+from transactive.devices.battery import BatteryPopulation
+from transactive.devices.chp import CHPPopulation
+from transactive.devices.ev import EVPopulation
 from transactive.devices.heat_pump import HeatPumpPopulation, staffell_ashp_cop
 from transactive.devices.hvac import (
     COOLING,
@@ -19,14 +23,20 @@ from transactive.devices.hvac import (
     ramp_bid_price,
     ramp_setpoint,
 )
+from transactive.devices.pv import PVPopulation
 from transactive.devices.water_heater import WaterHeaterPopulation, synthetic_draw_profile_l_per_h
 
 __all__ = [
     "COOLING",
     "HEATING",
+    "BaseLoadPopulation",
+    "BatteryPopulation",
+    "CHPPopulation",
+    "EVPopulation",
     "EtpCoefficients",
     "HeatPumpPopulation",
     "HvacPopulation",
+    "PVPopulation",
     "Population",
     "PriceStats",
     "StepResult",

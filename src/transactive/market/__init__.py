@@ -3,8 +3,8 @@
 Pure computation: arrays in, arrays or frozen dataclasses out.
 """
 
+from transactive.aggregation import aggregate
 from transactive.curves import BidCurves, MarketBasis
-from transactive.market.aggregation import aggregate
 from transactive.market.clearing import ClearingResult, ClearingType, Supply, allocate, clear
 
 __all__ = [

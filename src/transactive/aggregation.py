@@ -15,10 +15,12 @@ extended precision so that steep ramps do not leave rounding behind once they en
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-from transactive.curves import BidCurves, FloatArray, _pack_rows
+from transactive.curves import BidCurves, _pack_rows
 from transactive.errors import Problems
 
 __all__ = ["aggregate"]
@@ -83,7 +85,8 @@ def aggregate(
     ev_group = np.concatenate([piece_group[ramp], piece_group[ramp], piece_group[~ramp]])
     zeros = np.zeros(int((~ramp).sum()))
     ev_slope = np.concatenate([slope[ramp], -slope[ramp], zeros])
-    ev_offset = np.concatenate([slope[ramp] * p0[ramp], -slope[ramp] * p0[ramp], zeros])
+    ramp_offset = slope[ramp].astype(np.longdouble) * p0[ramp].astype(np.longdouble)
+    ev_offset = np.concatenate([ramp_offset, -ramp_offset, zeros.astype(np.longdouble)])
     ev_done = np.concatenate([np.zeros(int(ramp.sum())), dq[ramp], dq[~ramp]])
 
     order = np.lexsort((ev_price, ev_group))
@@ -109,6 +112,12 @@ def aggregate(
     prev_offset = np.where(first_of_group, 0.0, cum_offset[prev])
     left = run_base + prev_done + run_price * prev_slope - prev_offset
     left, right = left.astype(np.float64), right.astype(np.float64)
+    # What is left of a sum that should be zero is rounding: make it zero, so that the sign of
+    # an aggregate (buying or selling) is never decided by noise.
+    volume = np.abs(base) + np.bincount(piece_group, np.abs(dq), count)
+    noise = 1e-12 * volume[run_group]
+    left[np.abs(left) <= noise] = 0.0
+    right[np.abs(right) <= noise] = 0.0
 
     # Points of each group: a first point at its lowest price (the value before any event), then
     # per run the left limit and, where it differs (a vertical block), the right limit.
@@ -134,7 +143,7 @@ def _mask(is_step: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
 
 
 def _segmented_cumsum(
-    values: FloatArray, segment: npt.NDArray[np.int64]
+    values: npt.NDArray[np.floating[Any]], segment: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.longdouble]:
     """Cumulative sums restarting at each (contiguous) segment, in extended precision."""
     total = np.cumsum(values.astype(np.longdouble))

@@ -1,0 +1,101 @@
+"""Validation helpers shared by the device populations (columns, prices and fills, steps).
+
+Every population validates at its boundary and raises one ValidationError naming every
+offending device (DESIGN.md conventions); these helpers keep the rules the same for all kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from transactive.errors import Problems
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _validated_columns(
+    problems: Problems, values: Mapping[str, Any], n: int | None = None
+) -> tuple[int, dict[str, FloatArray]]:
+    """Per-device float columns: scalars broadcast, arrays must be 1-D of one length, all finite.
+
+    Problems (wrong shapes, non-numbers, NaN or infinite entries with their indices) go to
+    ``problems``; bad columns come back as zeros of the right length so later rules still run.
+    """
+    arrays: dict[str, FloatArray] = {}
+    lengths: dict[str, int] = {}
+    for name, value in values.items():
+        try:
+            a = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            problems.add(name, "must be numbers")
+            continue
+        if a.ndim > 1:
+            problems.add(name, f"must be a scalar or a 1-D array, got {a.ndim} dimensions")
+            continue
+        arrays[name] = a
+        if a.ndim == 1:
+            lengths[name] = a.size
+    if n is None:
+        n = max(lengths.values(), default=1)
+    out: dict[str, FloatArray] = {}
+    for name in values:
+        if name not in arrays:
+            out[name] = np.zeros(n)
+            continue
+        a = arrays[name]
+        if a.ndim == 1 and a.size != n:
+            problems.add(name, f"has {a.size} entries, expected one per device ({n})")
+            out[name] = np.zeros(n)
+            continue
+        col = np.array(np.broadcast_to(a, (n,)), dtype=np.float64)
+        bad = ~np.isfinite(col)
+        problems.check(bad, name, "not a finite number (NaN or infinite)")
+        col[bad] = 0.0
+        out[name] = col
+    if n == 0:
+        problems.add("devices", "a population needs at least one device")
+    return n, out
+
+
+def _price_and_fill(
+    clearing_price: float | npt.ArrayLike, marginal_fill: float | npt.ArrayLike, n: int
+) -> tuple[FloatArray, FloatArray]:
+    """Validate a cleared price (scalar or one per device) and marginal fill θ in [0, 1]."""
+    problems = Problems(subject="market response")
+    price = np.asarray(clearing_price, dtype=np.float64)
+    fill = np.asarray(marginal_fill, dtype=np.float64)
+    for name, a in (("clearing_price", price), ("marginal_fill", fill)):
+        if a.ndim > 1 or (a.ndim == 1 and a.size != n):
+            problems.add(name, f"must be a scalar or one value per device ({n}), got {a.shape}")
+    problems.raise_if_any()
+    problems.check(~np.isfinite(np.atleast_1d(price)), "clearing_price", "not a finite number")
+    problems.check(
+        ~((np.atleast_1d(fill) >= 0.0) & (np.atleast_1d(fill) <= 1.0)),
+        "marginal_fill",
+        "must lie in [0, 1]",
+    )
+    problems.raise_if_any()
+    return price, fill
+
+
+def _checked_step(dt_s: float) -> float:
+    problems = Problems(subject="step")
+    if not (np.isfinite(dt_s) and dt_s > 0):
+        problems.add("dt_s", f"must be a positive number of seconds, got {dt_s}")
+    problems.raise_if_any()
+    return float(dt_s)
+
+
+def _no_bid_yet(kind: str) -> None:
+    problems = Problems(subject=f"{kind} population state")
+    problems.add("bid", "respond was called before bid: there is no curve to read the power off")
+    problems.raise_if_any()
+
+
+def _readonly(a: FloatArray) -> FloatArray:
+    a.setflags(write=False)
+    return a

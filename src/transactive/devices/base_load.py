@@ -1,0 +1,245 @@
+"""Uncontrollable household load from SimBench's real profiles, vectorized (MISSION.md §4, §5).
+
+Model
+-----
+Each household follows one of a set of yearly load profiles (SimBench's household profiles
+``H0-A`` ... ``H0-L`` by default, :func:`transactive.data.profiles.load_simbench_profiles`; Meinecke
+et al., Energies 13(12):3290, 2020) scaled so that its energy over the profile's year equals its
+``annual_energy_kwh`` (the way standard load profiles are used: the profile's shape times the
+customer's yearly consumption, as with the BDEW H0 profile). Profiles are piecewise constant over
+their steps, so the mean over any period is exact (from the cumulative energy) and the year
+repeats. An optional per-household time offset decorrelates households sharing one profile.
+
+Bidding strategy
+----------------
+Unresponsive: the expected mean power over the coming market interval as a block at the price cap
+(:meth:`~transactive.curves.BidCurves.unresponsive`), the way GridLAB-D's auction and TESP treat
+the unresponsive part of a feeder's load. If the market rations demand at the cap (a marginal fill
+below 1), the household is shed in proportion for that interval.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+
+from transactive.curves import BidCurves
+from transactive.data.profiles import ProfileSet, load_simbench_profiles
+from transactive.devices._common import (
+    _checked_step,
+    _no_bid_yet,
+    _price_and_fill,
+    _readonly,
+    _validated_columns,
+)
+from transactive.devices.base import PriceStats, StepResult
+from transactive.errors import Problems
+from transactive.weather import WeatherSample
+
+__all__ = ["BaseLoadPopulation"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class BaseLoadPopulation:
+    """N uncontrollable loads reading yearly profiles; implements the ``Population`` protocol.
+
+    Parameters
+    ----------
+    profiles_pu:
+        ``(P, T)`` profile values (any unit: only the shape matters), non-negative, each with a
+        positive total; one step of ``profile_step_s`` seconds per column.
+    profile_step_s:
+        Step of the profiles (900 for SimBench).
+    profile_index:
+        Which profile each household follows.
+    annual_energy_kwh:
+        Each household's energy over one profile period (a year).
+    time_offset_s:
+        Shift of each household's profile (positive: the household runs ahead).
+    interval_s:
+        Length of the market interval the bids are for.
+    time_s:
+        The population's clock: seconds since the start of the profiles.
+
+    Raises
+    ------
+    ValidationError
+        Naming every offending household (and profile) for every broken rule.
+
+    """
+
+    kind = "base load"
+
+    def __init__(
+        self,
+        *,
+        profiles_pu: npt.ArrayLike,
+        profile_step_s: float,
+        profile_index: npt.ArrayLike,
+        annual_energy_kwh: npt.ArrayLike,
+        time_offset_s: npt.ArrayLike = 0.0,
+        interval_s: float = 300.0,
+        time_s: float = 0.0,
+    ) -> None:
+        problems = Problems(subject="base load population")
+        profiles = np.asarray(profiles_pu, dtype=np.float64)
+        if profiles.ndim == 1:
+            profiles = profiles[None, :]
+        if profiles.ndim != 2 or profiles.shape[1] == 0:
+            problems.add(
+                "profiles_pu", f"must be a 2-D array (profiles x steps), got {profiles.shape}"
+            )
+            problems.raise_if_any()
+        finite = np.isfinite(profiles).all(axis=1)
+        problems.check(~finite, "profiles_pu", "not finite (profile rows listed)")
+        problems.check(finite & (profiles < 0).any(axis=1), "profiles_pu", "negative values")
+        problems.check(finite & (profiles.sum(axis=1) <= 0), "profiles_pu", "no energy at all")
+        if not (np.isfinite(profile_step_s) and profile_step_s > 0):
+            problems.add("profile_step_s", f"must be a positive number, got {profile_step_s}")
+        index = np.asarray(profile_index)
+        n, c = _validated_columns(
+            problems,
+            {"annual_energy_kwh": annual_energy_kwh, "time_offset_s": time_offset_s},
+            n=index.size if index.ndim == 1 else None,
+        )
+        if index.ndim > 1 or not np.issubdtype(index.dtype, np.integer):
+            problems.add("profile_index", "must be integer profile rows (scalar or one per device)")
+            index = np.zeros(n, dtype=np.int64)
+        index = np.array(np.broadcast_to(index, (n,)), dtype=np.int64)
+        problems.check(
+            (index < 0) | (index >= profiles.shape[0]),
+            "profile_index",
+            f"not a profile row (0..{profiles.shape[0] - 1})",
+        )
+        problems.check(c["annual_energy_kwh"] < 0, "annual_energy_kwh", "must be >= 0")
+        if not (np.isfinite(interval_s) and interval_s > 0):
+            problems.add("interval_s", f"must be a positive number of seconds, got {interval_s}")
+        if not np.isfinite(time_s):
+            problems.add("time_s", "must be a finite number")
+        problems.raise_if_any()
+        self.profile_step_s = float(profile_step_s)
+        self.profile_index = index
+        self.profile_index.setflags(write=False)
+        self.annual_energy_kwh = _readonly(c["annual_energy_kwh"])
+        self.time_offset_s = _readonly(c["time_offset_s"])
+        self.interval_s = float(interval_s)
+        self.time_s = float(time_s)
+        cumulative = np.concatenate(
+            [np.zeros((profiles.shape[0], 1)), np.cumsum(profiles, axis=1)], axis=1
+        )
+        self._fraction = cumulative / cumulative[:, -1:]  # share of the year's energy so far
+        self._period_s = profiles.shape[1] * self.profile_step_s
+        self._n = n
+        self._curves: BidCurves | None = None
+        self._served = np.ones(n)
+
+    @classmethod
+    def from_profiles(
+        cls,
+        profiles: ProfileSet,
+        *,
+        profile_index: npt.ArrayLike,
+        annual_energy_kwh: npt.ArrayLike,
+        time_offset_s: npt.ArrayLike = 0.0,
+        interval_s: float = 300.0,
+        time_s: float = 0.0,
+    ) -> Self:
+        """Households following profiles of a :class:`~transactive.data.profiles.ProfileSet`."""
+        return cls(
+            profiles_pu=profiles.values_pu,
+            profile_step_s=profiles.step_s,
+            profile_index=profile_index,
+            annual_energy_kwh=annual_energy_kwh,
+            time_offset_s=time_offset_s,
+            interval_s=interval_s,
+            time_s=time_s,
+        )
+
+    @classmethod
+    def sample(
+        cls,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        profiles: ProfileSet | None = None,
+        annual_energy_mean_kwh: float = 3500.0,
+        annual_energy_cv: float = 0.4,
+        time_jitter_s: float = 1800.0,
+        interval_s: float = 300.0,
+        time_s: float = 0.0,
+    ) -> Self:
+        """Households drawn over SimBench's H0 profiles (by default), log-normal yearly energy.
+
+        The default mean of 3500 kWh a year is a typical German household (the profiles' origin);
+        each household's profile is shifted by up to ``± time_jitter_s``.
+        """
+        profiles = load_simbench_profiles() if profiles is None else profiles
+        sigma = np.sqrt(np.log(1.0 + annual_energy_cv**2))
+        energy = rng.lognormal(np.log(annual_energy_mean_kwh) - 0.5 * sigma**2, sigma, n)
+        return cls.from_profiles(
+            profiles,
+            profile_index=rng.integers(0, len(profiles.names), n),
+            annual_energy_kwh=energy,
+            time_offset_s=rng.uniform(-time_jitter_s, time_jitter_s, n),
+            interval_s=interval_s,
+            time_s=time_s,
+        )
+
+    @property
+    def n_devices(self) -> int:
+        """Number of households."""
+        return self._n
+
+    def _share_until(self, t: float) -> FloatArray:
+        """Share of a year's energy each household has used from time 0 to ``t`` (cyclic)."""
+        local = t + self.time_offset_s
+        years = np.floor(local / self._period_s)
+        pos = (local - years * self._period_s) / self.profile_step_s
+        n_steps = self._fraction.shape[1] - 1
+        j = np.minimum(pos.astype(np.int64), n_steps - 1)
+        frac = pos - j
+        f = self._fraction
+        row = self.profile_index
+        return np.asarray(years + f[row, j] + frac * (f[row, j + 1] - f[row, j]), dtype=np.float64)
+
+    def mean_power_kw(self, start_s: float, duration_s: float) -> FloatArray:
+        """Each household's mean power over ``[start_s, start_s + duration_s)``."""
+        share = self._share_until(start_s + duration_s) - self._share_until(start_s)
+        return np.asarray(self.annual_energy_kwh * share * 3600.0 / duration_s, dtype=np.float64)
+
+    def bid(self, price_stats: PriceStats) -> BidCurves:
+        """The coming interval's mean power as a block at the price cap."""
+        power = self.mean_power_kw(self.time_s, self.interval_s)
+        cap = price_stats.price_cap_per_kwh
+        prices = np.full((self._n, 2), cap)
+        powers = np.zeros((self._n, 2))
+        powers[:, 0] = power
+        self._curves = BidCurves._trusted(prices, powers)
+        return self._curves
+
+    def respond(
+        self,
+        clearing_price: float | npt.ArrayLike,
+        marginal_fill: float | npt.ArrayLike = 0.0,
+    ) -> FloatArray:
+        """Power at the cleared price: all of it below the cap, the served share at the cap."""
+        if self._curves is None:
+            _no_bid_yet(self.kind)
+        assert self._curves is not None
+        price, fill = _price_and_fill(clearing_price, marginal_fill, self._n)
+        power = self._curves.power_at(price, fill)
+        asked = self._curves.power_kw[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._served = np.where(asked > 0, power / asked, 1.0)
+        return power
+
+    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
+        """Read the profile over ``[t, t + dt_s)`` (the served share of it); advance the clock."""
+        dt = _checked_step(dt_s)
+        power = self.mean_power_kw(self.time_s, dt) * self._served
+        self.time_s += dt
+        return StepResult(power_kw=power, energy_kwh=power * dt / 3600.0)

@@ -1,0 +1,246 @@
+"""Stationary batteries: a vectorized population that buys cheap and sells dear (MISSION.md §4).
+
+Model
+-----
+Energy-reservoir storage model (as in GridLAB-D's ``battery`` object and PyPSA's
+``StorageUnit``): state of charge ``soc_pu`` of a usable capacity ``capacity_kwh``, kept within
+``[soc_min_pu, soc_max_pu]``; charging power up to ``charge_power_max_kw`` stores
+``charge_efficiency`` of the grid energy, discharging power up to ``discharge_power_max_kw``
+draws ``1 / discharge_efficiency`` of the delivered energy from the cells (round-trip efficiency
+``η_c η_d``):
+
+    soc' = soc + (η_c p⁺ - p⁻ / η_d) Δt / C           (p⁺, p⁻: charging, discharging power)
+
+Bidding strategy
+----------------
+The price-band arbitrage of the transactive battery controllers in GridLAB-D and TESP (PNNL's
+Transactive Energy Simulation Platform), built on the ``mean ± k σ`` bands of the Olympic Peninsula
+demonstration (Hammerstrom et al., "Pacific Northwest GridWise Testbed Demonstration Projects,
+Part I: Olympic Peninsula Project", PNNL-17167, 2007): a battery buys at prices at or below
+``mean - k σ`` and sells at or above ``mean + k σ``. The selling threshold is raised to at least
+``buy / (η_c η_d)`` so that a round trip never loses money. Each curve is a buying block and a
+selling block and crosses zero between them:
+
+    power(p) = +P_c  for p <= p_buy,   0 between,   -P_d  for p >= p_sell
+
+where ``P_c`` and ``P_d`` are the most the battery can charge or discharge over the market
+interval without leaving its SOC band (and within its power ratings). ``step`` enforces the same
+limits again over the step it is given, so the SOC never leaves its band whatever the price or
+step length.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+
+from transactive.curves import BidCurves
+from transactive.devices._common import (
+    _checked_step,
+    _no_bid_yet,
+    _price_and_fill,
+    _readonly,
+    _validated_columns,
+)
+from transactive.devices.base import PriceStats, StepResult
+from transactive.errors import Problems
+from transactive.weather import WeatherSample
+
+__all__ = ["BatteryPopulation"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class BatteryPopulation:
+    """N stationary batteries as arrays; implements the ``Population`` protocol.
+
+    Parameters
+    ----------
+    capacity_kwh:
+        Usable energy capacity at SOC 1.
+    charge_power_max_kw, discharge_power_max_kw:
+        Power ratings (grid side).
+    charge_efficiency, discharge_efficiency:
+        One-way efficiencies in (0, 1]; round trip is their product.
+    soc_pu:
+        Initial state of charge.
+    soc_min_pu, soc_max_pu:
+        SOC band, ``0 <= soc_min_pu < soc_max_pu <= 1``.
+    band_k:
+        Width of the bidding band in standard deviations.
+    interval_s:
+        Length of the market interval the bids are for.
+
+    Raises
+    ------
+    ValidationError
+        Naming every offending device for every broken rule.
+
+    """
+
+    kind = "battery"
+
+    def __init__(
+        self,
+        *,
+        capacity_kwh: npt.ArrayLike,
+        charge_power_max_kw: npt.ArrayLike,
+        discharge_power_max_kw: npt.ArrayLike,
+        soc_pu: npt.ArrayLike = 0.5,
+        soc_min_pu: npt.ArrayLike = 0.1,
+        soc_max_pu: npt.ArrayLike = 0.9,
+        charge_efficiency: npt.ArrayLike = 0.95,
+        discharge_efficiency: npt.ArrayLike = 0.95,
+        band_k: npt.ArrayLike = 1.0,
+        interval_s: float = 300.0,
+    ) -> None:
+        problems = Problems(subject="battery population")
+        n, c = _validated_columns(
+            problems,
+            {
+                "capacity_kwh": capacity_kwh,
+                "charge_power_max_kw": charge_power_max_kw,
+                "discharge_power_max_kw": discharge_power_max_kw,
+                "soc_pu": soc_pu,
+                "soc_min_pu": soc_min_pu,
+                "soc_max_pu": soc_max_pu,
+                "charge_efficiency": charge_efficiency,
+                "discharge_efficiency": discharge_efficiency,
+                "band_k": band_k,
+            },
+        )
+        problems.check(c["capacity_kwh"] <= 0, "capacity_kwh", "must be > 0")
+        problems.check(c["charge_power_max_kw"] < 0, "charge_power_max_kw", "must be >= 0")
+        problems.check(c["discharge_power_max_kw"] < 0, "discharge_power_max_kw", "must be >= 0")
+        for name in ("charge_efficiency", "discharge_efficiency"):
+            problems.check((c[name] <= 0) | (c[name] > 1), name, "must lie in (0, 1]")
+        lo, hi, soc = c["soc_min_pu"], c["soc_max_pu"], c["soc_pu"]
+        band_ok = problems.check(
+            (lo < 0) | (hi > 1) | (lo >= hi),
+            "soc_min_pu/soc_max_pu",
+            "need 0 <= soc_min_pu < soc_max_pu <= 1",
+        )
+        if band_ok:
+            problems.check(
+                (soc < lo) | (soc > hi), "soc_pu", "must lie in [soc_min_pu, soc_max_pu]"
+            )
+        problems.check(c["band_k"] < 0, "band_k", "must be >= 0")
+        if not (np.isfinite(interval_s) and interval_s > 0):
+            problems.add("interval_s", f"must be a positive number of seconds, got {interval_s}")
+        problems.raise_if_any()
+        self.capacity_kwh = _readonly(c["capacity_kwh"])
+        self.charge_power_max_kw = _readonly(c["charge_power_max_kw"])
+        self.discharge_power_max_kw = _readonly(c["discharge_power_max_kw"])
+        self.soc_min_pu = _readonly(lo)
+        self.soc_max_pu = _readonly(hi)
+        self.charge_efficiency = _readonly(c["charge_efficiency"])
+        self.discharge_efficiency = _readonly(c["discharge_efficiency"])
+        self.band_k = _readonly(c["band_k"])
+        self.interval_s = float(interval_s)
+        self.soc_pu = soc
+        self._n = n
+        self._curves: BidCurves | None = None
+        self._setpoint_kw = np.zeros(n)
+
+    @classmethod
+    def sample(
+        cls,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        capacity_kwh: tuple[float, ...] = (5.0, 10.0, 13.5),
+        c_rate: tuple[float, float] = (0.35, 0.5),
+        interval_s: float = 300.0,
+    ) -> Self:
+        """Home batteries of a few common sizes, power ratings from a C-rate range.
+
+        Efficiencies are drawn so that round trips lie near 0.85-0.92, a typical range for
+        lithium-ion home storage; initial SOC is uniform within the band. Illustrative defaults.
+        """
+        cap = rng.choice(np.asarray(capacity_kwh), size=n)
+        power = cap * rng.uniform(*c_rate, n)
+        eta = np.sqrt(rng.uniform(0.85, 0.92, n))
+        return cls(
+            capacity_kwh=cap,
+            charge_power_max_kw=power,
+            discharge_power_max_kw=power,
+            soc_pu=rng.uniform(0.1, 0.9, n),
+            charge_efficiency=eta,
+            discharge_efficiency=eta,
+            band_k=rng.uniform(0.5, 1.5, n),
+            interval_s=interval_s,
+        )
+
+    @property
+    def n_devices(self) -> int:
+        """Number of batteries."""
+        return self._n
+
+    @property
+    def energy_kwh(self) -> FloatArray:
+        """Stored energy."""
+        return np.asarray(self.soc_pu * self.capacity_kwh, dtype=np.float64)
+
+    def power_limits(self, dt_s: float) -> tuple[FloatArray, FloatArray]:
+        """Most each battery can charge and discharge (grid side, kW) for ``dt_s`` seconds.
+
+        Both are the power ratings reduced so the SOC stays within its band over the period.
+        """
+        hours = dt_s / 3600.0
+        room = np.maximum(self.soc_max_pu - self.soc_pu, 0.0) * self.capacity_kwh
+        avail = np.maximum(self.soc_pu - self.soc_min_pu, 0.0) * self.capacity_kwh
+        charge = np.minimum(self.charge_power_max_kw, room / (self.charge_efficiency * hours))
+        discharge = np.minimum(
+            self.discharge_power_max_kw, avail * self.discharge_efficiency / hours
+        )
+        return charge, discharge
+
+    def bid(self, price_stats: PriceStats) -> BidCurves:
+        """Buy block at ``mean - kσ``, sell block at ``max(mean + kσ, buy / η_rt)``."""
+        cap, floor = price_stats.price_cap_per_kwh, price_stats.price_floor_per_kwh
+        charge, discharge = self.power_limits(self.interval_s)
+        band = self.band_k * price_stats.std_per_kwh
+        p_buy = price_stats.mean_per_kwh - band
+        round_trip = self.charge_efficiency * self.discharge_efficiency
+        # A round trip bought at p_buy must sell at p_buy / η_rt or more to break even.
+        p_sell = np.maximum(price_stats.mean_per_kwh + band, p_buy / round_trip)
+        p_buy = np.clip(p_buy, floor, cap)
+        p_sell = np.clip(p_sell, floor, cap)
+        n = self._n
+        prices = np.empty((n, 4))
+        prices[:, 0] = prices[:, 1] = p_buy
+        prices[:, 2] = prices[:, 3] = p_sell
+        powers = np.zeros((n, 4))
+        powers[:, 0] = charge
+        powers[:, 3] = -discharge
+        self._curves = BidCurves._trusted(prices, powers)
+        return self._curves
+
+    def respond(
+        self,
+        clearing_price: float | npt.ArrayLike,
+        marginal_fill: float | npt.ArrayLike = 0.0,
+    ) -> FloatArray:
+        """Power at the cleared price (positive charging, negative discharging)."""
+        if self._curves is None:
+            _no_bid_yet(self.kind)
+        assert self._curves is not None
+        price, fill = _price_and_fill(clearing_price, marginal_fill, self._n)
+        self._setpoint_kw = self._curves.power_at(price, fill)
+        return self._setpoint_kw.copy()
+
+    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
+        """Run at the setpoint for ``dt_s`` seconds, never beyond the ratings or the SOC band."""
+        dt = _checked_step(dt_s)
+        charge, discharge = self.power_limits(dt)
+        power = np.clip(self._setpoint_kw, -discharge, charge)
+        hours = dt / 3600.0
+        stored = np.where(
+            power >= 0, power * self.charge_efficiency, power / self.discharge_efficiency
+        )
+        self.soc_pu = np.clip(
+            self.soc_pu + stored * hours / self.capacity_kwh, self.soc_min_pu, self.soc_max_pu
+        )
+        return StepResult(power_kw=power, energy_kwh=power * hours)

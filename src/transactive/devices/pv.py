@@ -1,0 +1,270 @@
+"""Rooftop PV: a vectorized population of price-taking sellers (MISSION.md §4: Brooklyn, PMC).
+
+Model (pvlib: the DC and inverter models of NREL's PVWatts v5, Dobos, "PVWatts Version 5 Manual",
+NREL/TP-6A20-62641, 2014, with SAPM cell temperature, as pvlib's PVWatts model chain)
+-------------------------------------------------------------------------------------------------
+1. Plane-of-array irradiance from GHI, DNI, DHI and the solar position of the
+   :class:`~transactive.weather.WeatherSample`, for each system's tilt and azimuth, with the
+   isotropic sky model (``pvlib.irradiance.get_total_irradiance``; Loutzenhiser et al., Solar
+   Energy 81, 2007).
+2. Cell temperature from the Sandia array performance model (``pvlib.temperature.sapm_cell``;
+   King, Boyson, Kratochvil, SAND2004-3535, 2004) with a given wind speed.
+3. DC power ``P = G_poa / 1000 · P_dc0 · (1 + γ (T_cell - 25))`` (``pvlib.pvsystem.pvwatts_dc``),
+   times ``1 - system_loss_pu`` (PVWatts' default losses, 14.08 %, ``pvwatts_losses``).
+4. AC power through the PVWatts inverter model (``pvlib.inverter.pvwatts``), clipped at the
+   inverter's AC rating.
+
+Bidding strategy
+----------------
+A price taker, as PV agents bid in PowerMatcher (Kok, PhD thesis, VU Amsterdam, 2013:
+uncontrollable producers offer their output at the lowest price) and in TESP (solar offered at
+zero marginal cost): it offers
+its expected output at any price at or above the market floor. A curtailable system
+(``curtailment_price_per_kwh`` set, e.g. 0) offers only at or above that price, so it switches off
+when the price falls below it (negative prices). The expected output for the coming interval is
+the output of the last step (persistence), or what :meth:`PVPopulation.set_forecast` computed from
+a forecast weather sample.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+import pvlib
+
+from transactive.curves import BidCurves
+from transactive.devices._common import (
+    _checked_step,
+    _no_bid_yet,
+    _price_and_fill,
+    _readonly,
+    _validated_columns,
+)
+from transactive.devices.base import PriceStats, StepResult
+from transactive.errors import Problems
+from transactive.weather import WeatherSample
+
+__all__ = ["PVPopulation"]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: PVWatts v5 default system losses (soiling, shading, mismatch, wiring, ...), as a fraction.
+PVWATTS_DEFAULT_LOSS_PU = float(pvlib.pvsystem.pvwatts_losses()) / 100.0
+
+
+class PVPopulation:
+    """N PV systems as arrays; implements the ``Population`` protocol.
+
+    Parameters
+    ----------
+    dc_capacity_kw:
+        DC nameplate at standard test conditions (PVWatts ``pdc0``).
+    tilt_deg, azimuth_deg:
+        Plane orientation (azimuth clockwise from north: 180 faces south).
+    ac_capacity_kw:
+        Inverter AC rating (default: the DC size divided by 1.1, a common DC/AC ratio).
+    gamma_pdc_per_c:
+        Power temperature coefficient (1/°C), PVWatts' standard module -0.0037.
+    system_loss_pu:
+        DC losses as a fraction (default PVWatts' 0.1408).
+    albedo:
+        Ground reflectance.
+    curtailment_price_per_kwh:
+        NaN (default) for a system that sells at any price; a price below which the system
+        curtails (sells nothing).
+    eta_inv_nom:
+        Nominal inverter efficiency (population-wide).
+    temperature_model:
+        A key of pvlib's SAPM temperature parameters (population-wide).
+    wind_speed_m_per_s:
+        Wind speed used for the cell temperature (population-wide; a
+        :class:`~transactive.weather.WeatherSample` carries no wind).
+
+    Raises
+    ------
+    ValidationError
+        Naming every offending device for every broken rule.
+
+    """
+
+    kind = "PV"
+
+    def __init__(
+        self,
+        *,
+        dc_capacity_kw: npt.ArrayLike,
+        tilt_deg: npt.ArrayLike = 30.0,
+        azimuth_deg: npt.ArrayLike = 180.0,
+        ac_capacity_kw: npt.ArrayLike | None = None,
+        gamma_pdc_per_c: npt.ArrayLike = -0.0037,
+        system_loss_pu: npt.ArrayLike = PVWATTS_DEFAULT_LOSS_PU,
+        albedo: npt.ArrayLike = 0.2,
+        curtailment_price_per_kwh: npt.ArrayLike = np.nan,
+        eta_inv_nom: float = 0.96,
+        temperature_model: str = "close_mount_glass_glass",
+        wind_speed_m_per_s: float = 1.0,
+    ) -> None:
+        problems = Problems(subject="PV population")
+        dc = np.asarray(dc_capacity_kw, dtype=np.float64)
+        n, c = _validated_columns(
+            problems,
+            {
+                "dc_capacity_kw": dc,
+                "tilt_deg": tilt_deg,
+                "azimuth_deg": azimuth_deg,
+                "ac_capacity_kw": dc / 1.1 if ac_capacity_kw is None else ac_capacity_kw,
+                "gamma_pdc_per_c": gamma_pdc_per_c,
+                "system_loss_pu": system_loss_pu,
+                "albedo": albedo,
+            },
+        )
+        problems.check(c["dc_capacity_kw"] <= 0, "dc_capacity_kw", "must be > 0")
+        problems.check(c["ac_capacity_kw"] <= 0, "ac_capacity_kw", "must be > 0")
+        tilt, az = c["tilt_deg"], c["azimuth_deg"]
+        problems.check((tilt < 0) | (tilt > 90), "tilt_deg", "must lie in [0, 90]")
+        problems.check((az < 0) | (az > 360), "azimuth_deg", "must lie in [0, 360]")
+        gamma = c["gamma_pdc_per_c"]
+        problems.check((gamma < -0.02) | (gamma > 0), "gamma_pdc_per_c", "must lie in [-0.02, 0]")
+        loss = c["system_loss_pu"]
+        problems.check((loss < 0) | (loss >= 1), "system_loss_pu", "must lie in [0, 1)")
+        alb = c["albedo"]
+        problems.check((alb < 0) | (alb > 1), "albedo", "must lie in [0, 1]")
+        curtail = np.asarray(curtailment_price_per_kwh, dtype=np.float64)
+        if curtail.ndim > 1 or (curtail.ndim == 1 and curtail.size != n):
+            problems.add("curtailment_price_per_kwh", f"must be a scalar or {n} values (or NaN)")
+            curtail = np.full(n, np.nan)
+        curtail = np.array(np.broadcast_to(curtail, (n,)))
+        problems.check(
+            np.isinf(curtail), "curtailment_price_per_kwh", "must be a finite price or NaN"
+        )
+        if not 0 < eta_inv_nom <= 1:
+            problems.add("eta_inv_nom", f"must lie in (0, 1], got {eta_inv_nom}")
+        sapm = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]
+        if temperature_model not in sapm:
+            problems.add("temperature_model", f"must be one of {sorted(sapm)}")
+        if not (np.isfinite(wind_speed_m_per_s) and wind_speed_m_per_s >= 0):
+            problems.add("wind_speed_m_per_s", "must be a finite number >= 0")
+        problems.raise_if_any()
+        self.dc_capacity_kw = _readonly(c["dc_capacity_kw"])
+        self.ac_capacity_kw = _readonly(c["ac_capacity_kw"])
+        self.tilt_deg = _readonly(tilt)
+        self.azimuth_deg = _readonly(az)
+        self.gamma_pdc_per_c = _readonly(gamma)
+        self.system_loss_pu = _readonly(loss)
+        self.albedo = _readonly(alb)
+        self.curtailment_price_per_kwh = _readonly(curtail)
+        self.eta_inv_nom = float(eta_inv_nom)
+        self.temperature_model = temperature_model
+        self.wind_speed_m_per_s = float(wind_speed_m_per_s)
+        self._sapm = sapm[temperature_model]
+        self._n = n
+        self.expected_kw = np.zeros(n)  # expected AC output for the coming interval
+        self._curves: BidCurves | None = None
+        self._sell_price = np.zeros(n)
+        self._dispatch = np.ones(n)
+
+    @classmethod
+    def sample(
+        cls,
+        n: int,
+        rng: np.random.Generator,
+        *,
+        size_kw: tuple[float, float] = (3.0, 10.0),
+        curtailable_share: float = 0.0,
+        curtailment_price_per_kwh: float = 0.0,
+    ) -> Self:
+        """Residential systems: size uniform, tilt near 30°, azimuth spread around south.
+
+        ``curtailable_share`` of them curtail below ``curtailment_price_per_kwh``. Illustrative
+        distributions, not fitted to a registry.
+        """
+        dc = rng.uniform(*size_kw, n)
+        curtailable = rng.random(n) < curtailable_share
+        return cls(
+            dc_capacity_kw=dc,
+            tilt_deg=np.clip(rng.normal(30.0, 8.0, n), 0.0, 60.0),
+            azimuth_deg=np.clip(rng.normal(180.0, 35.0, n), 90.0, 270.0),
+            ac_capacity_kw=dc / rng.uniform(1.0, 1.3, n),
+            curtailment_price_per_kwh=np.where(curtailable, curtailment_price_per_kwh, np.nan),
+        )
+
+    @property
+    def n_devices(self) -> int:
+        """Number of PV systems."""
+        return self._n
+
+    def available_power_kw(self, weather: WeatherSample) -> FloatArray:
+        """AC output of every system under a weather sample (kW, >= 0), PVWatts chain."""
+        if weather.solar_zenith_deg >= 90.0 or weather.ghi_w_per_m2 <= 0.0:
+            return np.zeros(self._n)
+        irradiance = pvlib.irradiance.get_total_irradiance(
+            surface_tilt=self.tilt_deg,
+            surface_azimuth=self.azimuth_deg,
+            solar_zenith=weather.solar_zenith_deg,
+            solar_azimuth=weather.solar_azimuth_deg,
+            dni=weather.dni_w_per_m2,
+            ghi=weather.ghi_w_per_m2,
+            dhi=weather.dhi_w_per_m2,
+            albedo=self.albedo,
+            model="isotropic",
+        )
+        poa = np.asarray(irradiance["poa_global"], dtype=np.float64)
+        t_cell = pvlib.temperature.sapm_cell(
+            poa,
+            weather.temperature_c,
+            self.wind_speed_m_per_s,
+            self._sapm["a"],
+            self._sapm["b"],
+            self._sapm["deltaT"],
+        )
+        dc = pvlib.pvsystem.pvwatts_dc(poa, t_cell, self.dc_capacity_kw, self.gamma_pdc_per_c)
+        dc = np.maximum(dc * (1.0 - self.system_loss_pu), 0.0)
+        ac = pvlib.inverter.pvwatts(
+            dc, self.ac_capacity_kw / self.eta_inv_nom, eta_inv_nom=self.eta_inv_nom
+        )
+        return np.asarray(ac, dtype=np.float64)
+
+    def set_forecast(self, weather: WeatherSample) -> FloatArray:
+        """Expect the output under a forecast weather sample for the coming interval."""
+        self.expected_kw = self.available_power_kw(weather)
+        return self.expected_kw.copy()
+
+    def bid(self, price_stats: PriceStats) -> BidCurves:
+        """Sell the expected output at any price >= floor (or >= the curtailment price)."""
+        cap, floor = price_stats.price_cap_per_kwh, price_stats.price_floor_per_kwh
+        curtail = np.where(
+            np.isnan(self.curtailment_price_per_kwh), floor, self.curtailment_price_per_kwh
+        )
+        self._sell_price = np.clip(curtail, floor, cap)
+        prices = np.repeat(self._sell_price[:, None], 2, axis=1)
+        powers = np.zeros((self._n, 2))
+        powers[:, 1] = -self.expected_kw
+        self._curves = BidCurves._trusted(prices, powers)
+        return self._curves
+
+    def respond(
+        self,
+        clearing_price: float | npt.ArrayLike,
+        marginal_fill: float | npt.ArrayLike = 0.0,
+    ) -> FloatArray:
+        """Power sold at the cleared price (negative); sets the dispatched share of the output."""
+        if self._curves is None:
+            _no_bid_yet(self.kind)
+        assert self._curves is not None
+        price, fill = _price_and_fill(clearing_price, marginal_fill, self._n)
+        power = self._curves.power_at(price, fill)
+        selling = np.broadcast_to(price >= self._sell_price, (self._n,))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(self.expected_kw > 0, -power / self.expected_kw, selling)
+        self._dispatch = np.clip(share, 0.0, 1.0)
+        return power
+
+    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
+        """Produce the dispatched share of the actual output; it becomes the next forecast."""
+        dt = _checked_step(dt_s)
+        actual = self.available_power_kw(weather)
+        power = -actual * self._dispatch
+        self.expected_kw = actual
+        return StepResult(power_kw=power, energy_kwh=power * dt / 3600.0)
