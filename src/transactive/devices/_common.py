@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from transactive.curves import BidCurves
 from transactive.errors import Problems
 
 FloatArray = npt.NDArray[np.float64]
@@ -80,6 +81,24 @@ def _price_and_fill(
     )
     problems.raise_if_any()
     return price, fill
+
+
+def _power_on_curve(
+    curves: BidCurves | None,
+    kind: str,
+    clearing_price: float | npt.ArrayLike,
+    marginal_fill: float | npt.ArrayLike,
+    n: int,
+) -> tuple[FloatArray, FloatArray]:
+    """The cleared price (checked) and each device's power on its own last bid curve.
+
+    Raises when the population has not bid yet.
+    """
+    if curves is None:
+        _no_bid_yet(kind)
+    assert curves is not None
+    price, fill = _price_and_fill(clearing_price, marginal_fill, n)
+    return price, curves.power_at(price, fill)
 
 
 def _checked_step(dt_s: float) -> float:

@@ -29,8 +29,7 @@ from transactive.curves import BidCurves
 from transactive.data.profiles import ProfileSet, load_simbench_profiles
 from transactive.devices._common import (
     _checked_step,
-    _no_bid_yet,
-    _price_and_fill,
+    _power_on_curve,
     _readonly,
     _validated_columns,
 )
@@ -227,11 +226,8 @@ class BaseLoadPopulation:
         marginal_fill: float | npt.ArrayLike = 0.0,
     ) -> FloatArray:
         """Power at the cleared price: all of it below the cap, the served share at the cap."""
-        if self._curves is None:
-            _no_bid_yet(self.kind)
+        _, power = _power_on_curve(self._curves, self.kind, clearing_price, marginal_fill, self._n)
         assert self._curves is not None
-        price, fill = _price_and_fill(clearing_price, marginal_fill, self._n)
-        power = self._curves.power_at(price, fill)
         asked = self._curves.power_kw[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             self._served = np.where(asked > 0, power / asked, 1.0)

@@ -37,8 +37,7 @@ import numpy.typing as npt
 from transactive.curves import BidCurves
 from transactive.devices._common import (
     _checked_step,
-    _no_bid_yet,
-    _price_and_fill,
+    _power_on_curve,
     _readonly,
     _validated_columns,
 )
@@ -235,11 +234,9 @@ class CHPPopulation:
         marginal_fill: float | npt.ArrayLike = 0.0,
     ) -> FloatArray:
         """Electric output sold at the cleared price (negative power)."""
-        if self._curves is None:
-            _no_bid_yet(self.kind)
-        assert self._curves is not None
-        price, fill = _price_and_fill(clearing_price, marginal_fill, self._n)
-        self._setpoint_kw = self._curves.power_at(price, fill)
+        _, self._setpoint_kw = _power_on_curve(
+            self._curves, self.kind, clearing_price, marginal_fill, self._n
+        )
         return self._setpoint_kw.copy()
 
     def step(self, dt_s: float, weather: WeatherSample) -> StepResult:

@@ -43,8 +43,7 @@ import numpy.typing as npt
 from transactive.curves import BidCurves
 from transactive.devices._common import (
     _checked_step,
-    _no_bid_yet,
-    _price_and_fill,
+    _power_on_curve,
     _readonly,
     _validated_columns,
 )
@@ -253,11 +252,7 @@ class EVPopulation:
         marginal_fill: float | npt.ArrayLike = 0.0,
     ) -> FloatArray:
         """Average charging power over the interval at the cleared price (kW, grid side)."""
-        if self._curves is None:
-            _no_bid_yet(self.kind)
-        assert self._curves is not None
-        price, fill = _price_and_fill(clearing_price, marginal_fill, self._n)
-        power = self._curves.power_at(price, fill)
+        _, power = _power_on_curve(self._curves, self.kind, clearing_price, marginal_fill, self._n)
         overlap = np.minimum(self.interval_s, np.maximum(self.departure_s - self._bid_time_s, 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             self._rate_kw = np.where(overlap > 0, power * self.interval_s / overlap, 0.0)

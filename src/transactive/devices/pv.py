@@ -37,8 +37,7 @@ import pvlib
 from transactive.curves import BidCurves
 from transactive.devices._common import (
     _checked_step,
-    _no_bid_yet,
-    _price_and_fill,
+    _power_on_curve,
     _readonly,
     _validated_columns,
 )
@@ -250,11 +249,9 @@ class PVPopulation:
         marginal_fill: float | npt.ArrayLike = 0.0,
     ) -> FloatArray:
         """Power sold at the cleared price (negative); sets the dispatched share of the output."""
-        if self._curves is None:
-            _no_bid_yet(self.kind)
-        assert self._curves is not None
-        price, fill = _price_and_fill(clearing_price, marginal_fill, self._n)
-        power = self._curves.power_at(price, fill)
+        price, power = _power_on_curve(
+            self._curves, self.kind, clearing_price, marginal_fill, self._n
+        )
         selling = np.broadcast_to(price >= self._sell_price, (self._n,))
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(self.expected_kw > 0, -power / self.expected_kw, selling)
