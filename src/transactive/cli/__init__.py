@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from transactive.cli import market
+from transactive.cli import market, network
 
 app = typer.Typer(
     name="transactive",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 
 market.register(app)
+network.register(app)
 
 
 def main() -> None:

@@ -1,1 +1,95 @@
-"""The distribution network: feeders, power flow, convex OPF, DLMPs, security check, losses."""
+"""The distribution network: feeders, power flow, convex OPF, DLMPs, security check, losses.
+
+Paper §3.3 (network modelling), §3.4 (network service and losses) and §3.1.1 (the system
+operator's security check). Pure computation over pandapower feeders; AC power flow through
+pandapower, convex OPF through cvxpy.
+"""
+
+from transactive.network.feeders import (
+    BUILTIN_FEEDERS,
+    Feeder,
+    bus_of_devices,
+    feeder_from_net,
+    load_feeder,
+    simbench_node_profiles,
+    spread_over_load_buses,
+)
+from transactive.network.fees import NetworkFeeBill, NetworkFees, NetworkTariff, network_fees
+from transactive.network.losses import (
+    LOSS_METHODS,
+    AcFlows,
+    LossAllocation,
+    allocate_losses,
+    branch_current_losses,
+    marginal_losses,
+    pro_rata_losses,
+    solve_flows,
+    split_to_meters,
+    tracing_losses,
+)
+from transactive.network.opf import (
+    AcCheck,
+    Batteries,
+    Dlmp,
+    EVLoads,
+    Formulation,
+    OpfModel,
+    OpfResult,
+    VirtualBatteries,
+    solve_opf,
+)
+from transactive.network.powerflow import PowerFlowResult, PowerFlowRunner, run_powerflow
+from transactive.network.security import (
+    ClearingRound,
+    SecureClearingOutcome,
+    SecurityLimits,
+    SecurityReport,
+    Violation,
+    ViolationKind,
+    secure_clearing,
+    security_check,
+)
+
+__all__ = [
+    "BUILTIN_FEEDERS",
+    "LOSS_METHODS",
+    "AcCheck",
+    "AcFlows",
+    "Batteries",
+    "ClearingRound",
+    "Dlmp",
+    "EVLoads",
+    "Feeder",
+    "Formulation",
+    "LossAllocation",
+    "NetworkFeeBill",
+    "NetworkFees",
+    "NetworkTariff",
+    "OpfModel",
+    "OpfResult",
+    "PowerFlowResult",
+    "PowerFlowRunner",
+    "SecureClearingOutcome",
+    "SecurityLimits",
+    "SecurityReport",
+    "Violation",
+    "ViolationKind",
+    "VirtualBatteries",
+    "allocate_losses",
+    "branch_current_losses",
+    "bus_of_devices",
+    "feeder_from_net",
+    "load_feeder",
+    "marginal_losses",
+    "network_fees",
+    "pro_rata_losses",
+    "run_powerflow",
+    "secure_clearing",
+    "security_check",
+    "simbench_node_profiles",
+    "solve_flows",
+    "solve_opf",
+    "split_to_meters",
+    "spread_over_load_buses",
+    "tracing_losses",
+]

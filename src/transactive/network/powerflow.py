@@ -1,0 +1,297 @@
+"""AC power flow of a feeder (pandapower Newton-Raphson) with optional per-node injections.
+
+:func:`run_powerflow` runs pandapower's ``runpp`` (``numba=False``) on a copy of the feeder's net,
+either with the net's own loads and generators or with one net consumption per node replacing
+them, and returns a frozen :class:`PowerFlowResult` (losses, voltage extremes, line and
+transformer loading). The 33-bus base case reproduces Baran & Wu (1989): 202.7 kW of losses and
+a minimum voltage of 0.9131 pu at their bus 18 (node 17 here).
+
+References
+----------
+L. Thurner et al., "pandapower - an open-source Python tool for convenient modeling, analysis,
+and optimization of electric power systems", IEEE Trans. Power Systems 33(6), 6510-6521, 2018.
+M. E. Baran and F. F. Wu, IEEE Trans. Power Delivery 4(2), 1401-1407, 1989.
+
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from transactive.errors import Problems
+from transactive.network.feeders import Feeder
+
+__all__ = ["PowerFlowResult", "PowerFlowRunner", "run_powerflow"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class PowerFlowResult:
+    """Result of one AC power flow; node-indexed arrays follow the feeder's node numbering.
+
+    Attributes
+    ----------
+    converged : bool
+        Newton-Raphson converged. When False every number below is NaN and indices are -1.
+    losses_kw : float
+        Active losses of all lines and transformers.
+    vm_pu : (N,) float
+        Voltage magnitude of every node.
+    vmin_pu, vmax_pu : float
+        Smallest and largest node voltage.
+    vmin_bus, vmax_bus : int
+        Node where they occur (``feeder.node_name`` gives its name).
+    p_slack_kw, q_slack_kvar : float
+        Power drawn from the external grid(s).
+    line_index : (L,) int
+        pandapower index of every line in the net's line table.
+    line_loading_pct : (L,) float
+        Loading of every line (current over ``max_i_ka · df · parallel``); NaN if out of service.
+    max_line_loading_pct : float
+        Largest line loading (NaN when the net has no line in service).
+    max_loading_line : int
+        pandapower index of that line (-1 when none).
+    trafo_index : (M,) int
+        pandapower index of every two-winding transformer.
+    trafo_loading_pct : (M,) float
+        Loading of every transformer.
+    max_trafo_loading_pct : float
+        Largest transformer loading (NaN when there is none).
+    branch_loading_pct : (B,) float
+        Loading per feeder branch (largest over its parallel elements; NaN for impedance
+        switches).
+    branch_p_kw, branch_q_kvar : (B,) float
+        Power entering every branch at its ``branch_from`` end (sum over parallel elements).
+
+    """
+
+    converged: bool
+    losses_kw: float
+    vm_pu: FloatArray
+    vmin_pu: float
+    vmin_bus: int
+    vmax_pu: float
+    vmax_bus: int
+    p_slack_kw: float
+    q_slack_kvar: float
+    line_index: IntArray
+    line_loading_pct: FloatArray
+    max_line_loading_pct: float
+    max_loading_line: int
+    trafo_index: IntArray
+    trafo_loading_pct: FloatArray
+    max_trafo_loading_pct: float
+    branch_loading_pct: FloatArray
+    branch_p_kw: FloatArray
+    branch_q_kvar: FloatArray
+
+
+class PowerFlowRunner:
+    """A prepared copy of a feeder's net for repeated power flows with new node injections.
+
+    ``PowerFlowRunner(feeder, replace_injections=True)`` replaces the net's loads and generators
+    by one load per node, so that :meth:`run` with ``p_kw``, ``q_kvar`` re-runs quickly (used by
+    the OPF's AC check over many periods). With ``replace_injections=False`` the net's own
+    elements stay and :meth:`run` takes no injections.
+    """
+
+    def __init__(self, feeder: Feeder, *, replace_injections: bool = True) -> None:
+        import pandapower as pp  # noqa: PLC0415
+
+        self.feeder = feeder
+        self._pp = pp
+        self.net: Any = copy.deepcopy(feeder.net)
+        self._replaced = replace_injections
+        if replace_injections:
+            for table in ("load", "sgen", "gen", "storage"):
+                if table in self.net and len(self.net[table]):
+                    self.net[table]["in_service"] = False
+            self._load_idx = np.asarray(
+                [
+                    pp.create_load(self.net, bus=int(b), p_mw=0.0, q_mvar=0.0, name=f"node {i}")
+                    for i, b in enumerate(feeder.node_bus)
+                ],
+                dtype=np.int64,
+            )
+
+    def set_slack_voltage(self, vm_pu: float) -> None:
+        """Set the voltage set point of every external grid."""
+        self.net.ext_grid["vm_pu"] = float(vm_pu)
+
+    def run(
+        self, p_kw: npt.ArrayLike | None = None, q_kvar: npt.ArrayLike | None = None
+    ) -> PowerFlowResult:
+        """Run the power flow; ``p_kw`` / ``q_kvar`` (N,) net consumption per node."""
+        feeder = self.feeder
+        if self._replaced:
+            p, q = _check_injections(feeder, p_kw, q_kvar)
+            self.net.load.loc[self._load_idx, "p_mw"] = p / 1000.0
+            self.net.load.loc[self._load_idx, "q_mvar"] = q / 1000.0
+        elif p_kw is not None or q_kvar is not None:
+            problems = Problems(subject="power flow")
+            problems.add(
+                "p_kw",
+                "this runner keeps the net's own loads; build it with "
+                "replace_injections=True to pass injections",
+            )
+            problems.raise_if_any()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._pp.runpp(self.net, numba=False, init="auto")
+        except self._pp.LoadflowNotConverged:
+            return _failed(feeder, self.net)
+        return _collect(feeder, self.net)
+
+
+def run_powerflow(
+    feeder: Feeder, p_kw: npt.ArrayLike | None = None, q_kvar: npt.ArrayLike | None = None
+) -> PowerFlowResult:
+    """Run an AC power flow (pandapower Newton-Raphson, ``numba=False``) on the feeder.
+
+    Parameters
+    ----------
+    feeder : Feeder
+        The feeder; its net is copied, never changed.
+    p_kw, q_kvar : (N,) float, optional
+        Net consumption per node (positive = consumption, negative = injection). When either is
+        given, the net's loads and generators are replaced by one load per node with these
+        values (a missing one of the two is taken as zero). Without both, the net's own loads
+        and generators are used.
+
+    Returns
+    -------
+    PowerFlowResult
+        ``converged`` is False (and the numbers NaN) when Newton-Raphson does not converge.
+
+    Raises
+    ------
+    ValidationError
+        Injections of the wrong length or not finite.
+
+    """
+    replace = p_kw is not None or q_kvar is not None
+    if replace:
+        _check_injections(feeder, p_kw, q_kvar)
+    runner = PowerFlowRunner(feeder, replace_injections=replace)
+    return runner.run(p_kw, q_kvar) if replace else runner.run()
+
+
+def _check_injections(
+    feeder: Feeder, p_kw: npt.ArrayLike | None, q_kvar: npt.ArrayLike | None
+) -> tuple[FloatArray, FloatArray]:
+    problems = Problems(subject="power flow injections")
+    n = feeder.n_nodes
+    out = []
+    for name, value in (("p_kw", p_kw), ("q_kvar", q_kvar)):
+        arr = np.zeros(n) if value is None else np.asarray(value, dtype=np.float64)
+        if arr.shape != (n,):
+            problems.add(name, f"needs shape ({n},) (one value per node), got {arr.shape}")
+            arr = np.zeros(n)
+        else:
+            problems.check(~np.isfinite(arr), name, "must be finite")
+        out.append(arr)
+    problems.raise_if_any()
+    return out[0], out[1]
+
+
+def _failed(feeder: Feeder, net: Any) -> PowerFlowResult:
+    nan_n = np.full(feeder.n_nodes, np.nan)
+    nan_b = np.full(feeder.n_branches, np.nan)
+    return PowerFlowResult(
+        converged=False,
+        losses_kw=np.nan,
+        vm_pu=nan_n,
+        vmin_pu=np.nan,
+        vmin_bus=-1,
+        vmax_pu=np.nan,
+        vmax_bus=-1,
+        p_slack_kw=np.nan,
+        q_slack_kvar=np.nan,
+        line_index=np.asarray(net.line.index, dtype=np.int64),
+        line_loading_pct=np.full(len(net.line), np.nan),
+        max_line_loading_pct=np.nan,
+        max_loading_line=-1,
+        trafo_index=np.asarray(net.trafo.index, dtype=np.int64),
+        trafo_loading_pct=np.full(len(net.trafo), np.nan),
+        max_trafo_loading_pct=np.nan,
+        branch_loading_pct=nan_b,
+        branch_p_kw=nan_b,
+        branch_q_kvar=nan_b.copy(),
+    )
+
+
+def _collect(feeder: Feeder, net: Any) -> PowerFlowResult:
+    vm = net.res_bus["vm_pu"].reindex(feeder.node_bus).to_numpy(dtype=np.float64)
+    losses = float(net.res_line["pl_mw"].sum()) if len(net.line) else 0.0
+    trafo_loading = np.zeros(0)
+    if len(net.trafo):
+        losses += float(net.res_trafo["pl_mw"].sum())
+        trafo_loading = net.res_trafo["loading_percent"].to_numpy(dtype=np.float64)
+    line_loading = (
+        net.res_line["loading_percent"].to_numpy(dtype=np.float64) if len(net.line) else np.zeros(0)
+    )
+    line_idx = np.asarray(net.line.index, dtype=np.int64)
+    trafo_idx = np.asarray(net.trafo.index, dtype=np.int64)
+    branch_loading = np.full(feeder.n_branches, np.nan)
+    branch_p = np.zeros(feeder.n_branches)
+    branch_q = np.zeros(feeder.n_branches)
+    for table, mapping, from_col, res in (
+        ("line", feeder.line_branch, "from_bus", "res_line"),
+        ("trafo", feeder.trafo_branch, "hv_bus", "res_trafo"),
+    ):
+        if not mapping:
+            continue
+        elements = np.fromiter(mapping.keys(), dtype=np.int64)
+        branches = np.fromiter(mapping.values(), dtype=np.int64)
+        result = net[res].loc[elements]
+        loading = result["loading_percent"].to_numpy(dtype=np.float64)
+        first_bus = net[table].loc[elements, from_col].to_numpy()
+        at_from = feeder.branch_from[branches] == np.asarray(
+            [feeder.bus_node[int(b)] for b in first_bus]
+        )
+        prefix_a = "p_from_mw" if table == "line" else "p_hv_mw"
+        prefix_b = "p_to_mw" if table == "line" else "p_lv_mw"
+        qa = prefix_a.replace("p_", "q_").replace("_mw", "_mvar")
+        qb = prefix_b.replace("p_", "q_").replace("_mw", "_mvar")
+        p = np.where(at_from, result[prefix_a], result[prefix_b]) * 1000.0
+        q = np.where(at_from, result[qa], result[qb]) * 1000.0
+        np.fmax.at(branch_loading, branches, loading)
+        np.add.at(branch_p, branches, p)
+        np.add.at(branch_q, branches, q)
+    finite_lines = np.isfinite(line_loading)
+    if finite_lines.any():
+        k = int(np.nanargmax(line_loading))
+        max_line, max_line_idx = float(line_loading[k]), int(line_idx[k])
+    else:
+        max_line, max_line_idx = np.nan, -1
+    imin, imax = int(np.nanargmin(vm)), int(np.nanargmax(vm))
+    return PowerFlowResult(
+        converged=True,
+        losses_kw=losses * 1000.0,
+        vm_pu=vm,
+        vmin_pu=float(vm[imin]),
+        vmin_bus=imin,
+        vmax_pu=float(vm[imax]),
+        vmax_bus=imax,
+        p_slack_kw=float(net.res_ext_grid["p_mw"].sum()) * 1000.0,
+        q_slack_kvar=float(net.res_ext_grid["q_mvar"].sum()) * 1000.0,
+        line_index=line_idx,
+        line_loading_pct=line_loading,
+        max_line_loading_pct=max_line,
+        max_loading_line=max_line_idx,
+        trafo_index=trafo_idx,
+        trafo_loading_pct=trafo_loading,
+        max_trafo_loading_pct=float(np.nanmax(trafo_loading)) if trafo_loading.size else np.nan,
+        branch_loading_pct=branch_loading,
+        branch_p_kw=branch_p,
+        branch_q_kvar=branch_q,
+    )
