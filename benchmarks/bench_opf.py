@@ -3,10 +3,10 @@
 Cases (targets from issue 5):
 1. IEEE 33-bus (Baran & Wu), 24 hourly periods, SOCP relaxation with two batteries and DLMPs:
    target under 2 s.
-2. SimBench 1-MV-rural--0-sw (95 nodes), 96 quarter-hours of its shipped profiles, LinDistFlow
-   with DLMPs: target under 10 s. Voltage limits 0.9-1.1 pu (EN 50160): on this day the
-   grid's own PV already pushes a node above SimBench's planning band of 1.055 pu, so with
-   SimBench's band and no flexibility the problem is infeasible.
+2. SimBench 1-MV-urban--0-sw (144 buses, 139 nodes), 96 quarter-hours of its shipped profiles,
+   LinDistFlow with DLMPs: target under 10 s. Voltage limits 0.9-1.1 pu (EN 50160): on some
+   days a grid's own PV already pushes a node above SimBench's planning band of 1.055 pu, so
+   with SimBench's band and no flexibility the problem can be infeasible.
 3. The same MV day with the SOCP relaxation (cvxpy's DPP tensor is too large there, so the model
    recompiles with values substituted on each solve; see ``OpfModel.dpp_cache``).
 
@@ -126,12 +126,12 @@ def main() -> None:
         batteries=bats,
     )
 
-    mv = load_feeder("1-MV-rural--0-sw")
+    mv = load_feeder("1-MV-urban--0-sw")
     p, q = simbench_node_profiles(mv, start=0, periods=96)
     qh = np.arange(96)
     price96 = 0.08 + 0.06 * np.sin(np.pi * qh / 96)
     bench_case(
-        "SimBench 1-MV-rural--0-sw, 96 quarter-hours, LinDistFlow + DLMPs",
+        "SimBench 1-MV-urban--0-sw, 96 quarter-hours, LinDistFlow + DLMPs",
         mv,
         "lindistflow",
         96,
@@ -144,7 +144,7 @@ def main() -> None:
     )
     if not args.quick:
         bench_case(
-            "SimBench 1-MV-rural--0-sw, 96 quarter-hours, SOCP + DLMPs",
+            "SimBench 1-MV-urban--0-sw, 96 quarter-hours, SOCP + DLMPs",
             mv,
             "socp",
             96,
