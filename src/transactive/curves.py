@@ -114,7 +114,8 @@ class BidCurves:
     ) -> Self:
         """Curves from breakpoints: row i holds curve i's (price, power) points sorted by price.
 
-        A 2-D array gives every curve the same number of points; a list of lists may be ragged.
+        A 2-D array gives every curve the same number of points; a list of lists may be ragged;
+        two 1-D arrays are one curve.
         """
         if _is_ragged(price_per_kwh) or _is_ragged(power_kw):
             prices = [np.atleast_1d(np.asarray(p, dtype=np.float64)) for p in price_per_kwh]  # type: ignore[union-attr]
@@ -134,6 +135,8 @@ class BidCurves:
             flat_q = np.concatenate(powers) if powers else np.empty(0)
             return cls.from_points(curve, flat_p, flat_q, n_curves=len(prices))
         problems = Problems(subject="bid curves")
+        if np.ndim(price_per_kwh) == 1 and np.ndim(power_kw) == 1:  # one curve
+            price_per_kwh, power_kw = np.atleast_2d(price_per_kwh), np.atleast_2d(power_kw)
         p = _as_float_2d("price_per_kwh", price_per_kwh, problems)
         q = _as_float_2d("power_kw", power_kw, problems)
         problems.raise_if_any()

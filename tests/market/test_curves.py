@@ -20,6 +20,12 @@ def test_breakpoints_are_linear_between_and_constant_beyond():
     np.testing.assert_allclose(bids.power_at([0.0, 0.1, 0.2, 0.3, 0.9]), [6, 6, 4, 2, 2])
 
 
+def test_one_curve_from_two_flat_lists():
+    bids = BidCurves.from_breakpoints([0.1, 0.3], [6.0, 2.0])
+    assert len(bids) == 1
+    np.testing.assert_allclose(bids.power_at(0.2), [4.0])
+
+
 def test_ragged_breakpoints_and_long_table_agree():
     ragged = BidCurves.from_breakpoints([[0.1, 0.2, 0.3], [0.4]], [[5, 3, 0], [-2]])
     table = BidCurves.from_points([0, 0, 0, 1], [0.1, 0.2, 0.3, 0.4], [5, 3, 0, -2])
