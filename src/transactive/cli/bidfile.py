@@ -83,6 +83,8 @@ def parse_bids(
     if not rows:
         problems.add("rows", "the file holds no bids")
     names = tuple(bidders)
+    if not names:
+        problems.raise_if_any()
     try:  # check the curves of the good rows too, so one run reports every problem
         curves = BidCurves.from_points(
             np.array(curve, dtype=np.int64), prices, powers, n_curves=len(names), labels=list(names)
