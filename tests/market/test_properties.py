@@ -10,7 +10,7 @@ from tests.market.strategies import PRICE_CAP, PRICE_FLOOR, bid_curves, volume
 from transactive.market import BidCurves, ClearingType, Supply, aggregate, allocate, clear
 
 # Two markets with the same net demand clear at prices this close: the search treats net power
-# within 1e-11 of the market's volume as zero, which moves a price on a nearly flat stretch of
+# within 1e-12 of the market's volume as zero, which moves a price on a nearly flat stretch of
 # the aggregate curve by that much over its slope.
 PRICE_RESOLUTION = 1e-7
 

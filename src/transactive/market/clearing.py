@@ -44,7 +44,7 @@ from transactive.errors import Problems
 __all__ = ["ClearingResult", "ClearingType", "Supply", "allocate", "clear"]
 
 #: Net power below this share of the market's volume counts as zero (float noise of the sums).
-_POWER_TOLERANCE = 1e-11
+_POWER_TOLERANCE = 1e-12
 #: A set of clearing prices narrower than this share of [floor, cap] is one price.
 _PRICE_TOLERANCE = 1e-9
 
