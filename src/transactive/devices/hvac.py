@@ -59,7 +59,7 @@ commanded state holds, overridden only at the comfort band's edges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -257,6 +257,59 @@ def _block_response(
     problems.raise_if_any()
     marginal = np.where(price_b == bid_price, fill_b * bid_power_kw, 0.0)
     return np.where(price_b < bid_price, bid_power_kw, marginal)
+
+
+class _RampThermostats(Protocol):
+    """What the Olympic Peninsula response reads of a thermostatic population."""
+
+    _n: int
+    _bid_price: FloatArray | None
+    _bid_power_kw: FloatArray | None
+    _bid_stats: PriceStats
+    setpoint_c: FloatArray
+    comfort_min_c: FloatArray
+    comfort_max_c: FloatArray
+    ramp_low: FloatArray
+    ramp_high: FloatArray
+
+
+def _ramp_response(
+    pop: _RampThermostats,
+    direction: FloatArray,
+    clearing_price: float | npt.ArrayLike,
+    marginal_fill: float | npt.ArrayLike,
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_], FloatArray]:
+    """Each device's power on its block bid, its shifted setpoint, on/off state and duty.
+
+    The ramp controller's response (GridLAB-D ``controller.cpp``), shared by the thermostatic
+    kinds: the power is the device's own curve at the price (duty = fill at its bid price), and
+    the setpoint moves by ``(p - mean) |T_lim - T_set| / (k sigma)`` within the comfort band.
+    """
+    if pop._bid_price is None or pop._bid_power_kw is None:
+        problems = Problems(subject="market response")
+        problems.add("respond", "call bid() before respond()")
+        problems.raise_if_any()
+    assert pop._bid_price is not None and pop._bid_power_kw is not None
+    power = _block_response(
+        pop._bid_price, pop._bid_power_kw, clearing_price, marginal_fill, pop._n
+    )
+    stats = pop._bid_stats
+    price = np.broadcast_to(np.asarray(clearing_price, dtype=np.float64), (pop._n,))
+    setpoint = ramp_setpoint(
+        price,
+        pop.setpoint_c,
+        direction,
+        pop.comfort_min_c,
+        pop.comfort_max_c,
+        pop.ramp_low,
+        pop.ramp_high,
+        stats.mean_per_kwh,
+        stats.std_per_kwh,
+    )
+    on = power > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        duty = np.where(on, power / pop._bid_power_kw, 1.0)
+    return power, setpoint, on, duty
 
 
 # ---------------------------------------------------------------------------- validation helpers
@@ -806,31 +859,9 @@ class HvacPopulation:
         Must follow :meth:`bid`. Houses below their bid price run, above it stay off, at it run
         with duty ``marginal_fill``; the thermostat then governs around the shifted setpoint.
         """
-        if self._bid_price is None or self._bid_power_kw is None:
-            problems = Problems(subject="market response")
-            problems.add("respond", "call bid() before respond()")
-            problems.raise_if_any()
-        assert self._bid_price is not None and self._bid_power_kw is not None
-        power = _block_response(
-            self._bid_price, self._bid_power_kw, clearing_price, marginal_fill, self._n
+        power, self.thermostat_setpoint_c, self.on, self.duty_pu = _ramp_response(
+            self, self.direction, clearing_price, marginal_fill
         )
-        stats = self._bid_stats
-        price = np.broadcast_to(np.asarray(clearing_price, dtype=np.float64), (self._n,))
-        self.thermostat_setpoint_c = ramp_setpoint(
-            price,
-            self.setpoint_c,
-            self.direction,
-            self.comfort_min_c,
-            self.comfort_max_c,
-            self.ramp_low,
-            self.ramp_high,
-            stats.mean_per_kwh,
-            stats.std_per_kwh,
-        )
-        running = power > 0
-        self.on = running
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.duty_pu = np.where(running, power / self._bid_power_kw, 1.0)
         self.guard_only = np.zeros(self._n, dtype=bool)
         return power
 

@@ -36,14 +36,13 @@ from transactive.devices.base import PriceStats, StepResult
 from transactive.devices.hvac import (
     HEATING,
     _block_bids,
-    _block_response,
     _check_dt,
     _check_price_stats,
     _check_weather,
     _Fields,
+    _ramp_response,
     _readonly,
     ramp_bid_price,
-    ramp_setpoint,
 )
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
@@ -266,30 +265,9 @@ class WaterHeaterPopulation:
         marginal_fill: float | npt.ArrayLike = 0.0,
     ) -> FloatArray:
         """Shift each tank's setpoint for the cleared price; return its power (its curve's)."""
-        if self._bid_price is None or self._bid_power_kw is None:
-            problems = Problems(subject="market response")
-            problems.add("respond", "call bid() before respond()")
-            problems.raise_if_any()
-        assert self._bid_price is not None and self._bid_power_kw is not None
-        power = _block_response(
-            self._bid_price, self._bid_power_kw, clearing_price, marginal_fill, self._n
+        power, self.thermostat_setpoint_c, self.on, self.duty_pu = _ramp_response(
+            self, self._direction, clearing_price, marginal_fill
         )
-        stats = self._bid_stats
-        price = np.broadcast_to(np.asarray(clearing_price, dtype=np.float64), (self._n,))
-        self.thermostat_setpoint_c = ramp_setpoint(
-            price,
-            self.setpoint_c,
-            self._direction,
-            self.comfort_min_c,
-            self.comfort_max_c,
-            self.ramp_low,
-            self.ramp_high,
-            stats.mean_per_kwh,
-            stats.std_per_kwh,
-        )
-        self.on = power > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.duty_pu = np.where(self.on, power / self._bid_power_kw, 1.0)
         return power
 
     # ------------------------------------------------------------------ physics
