@@ -103,3 +103,101 @@ def test_opf_infeasible_then_relaxed(app: typer.Typer) -> None:
     result = runner.invoke(app, ["opf", "cigre_mv", "--rating-pct", "110", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["relaxation_gap"] < 1e-3
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_powerflow_writes_the_feeder_map(app: typer.Typer, tmp_path: Path) -> None:
+    target = tmp_path / "map.png"
+    result = runner.invoke(app, ["powerflow", "case33bw", "--map", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes()[:8] == PNG_SIGNATURE
+    assert "feeder map written to" in result.output
+    result = runner.invoke(app, ["powerflow", "cigre_lv", "--json", "--map", str(target)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["map"] == str(target)
+
+
+def test_powerflow_map_bad_path(app: typer.Typer, tmp_path: Path) -> None:
+    for bad, reason in (
+        (tmp_path / "map.svg", "must end in .png"),
+        (tmp_path / "nowhere" / "map.png", "does not exist"),
+    ):
+        result = runner.invoke(app, ["powerflow", "case33bw", "--map", str(bad)])
+        assert result.exit_code == 1
+        assert reason in result.output
+        assert "Traceback" not in result.output
+        assert not bad.exists()
+
+
+def test_feeder_day_writes_figures_and_reports_violations(app: typer.Typer, tmp_path: Path) -> None:
+    out = tmp_path / "day" / "case33bw"
+    result = runner.invoke(
+        app, ["feeder-day", "case33bw", "--out", str(out), "--scale", "1.5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["intervals"] == 96
+    assert summary["peak_interval"] == 81
+    assert summary["peak_time"] == "20:15"
+    assert summary["date"] == "year-average day"
+    assert summary["vmin_node"] == "17"
+    assert summary["vmin_pu"] < 0.9
+    assert summary["insecure_intervals"] == summary["intervals_by_violation"]["undervoltage"] > 0
+    assert summary["intervals_by_violation"]["overload"] == 0
+    assert summary["energy_losses_kwh"] > 0
+    for name in ("feeder_map_peak.png", "vmin_day.png"):
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    assert sorted(Path(f).name for f in summary["files"]) == [
+        "feeder_map_peak.png",
+        "vmin_day.png",
+    ]
+
+
+def test_feeder_day_table(app: typer.Typer) -> None:
+    result = runner.invoke(app, ["feeder-day", "case33bw", "--day", "10"])
+    assert result.exit_code == 0, result.output
+    for text in (
+        "2016-01-11",
+        "peak import",
+        "lowest voltage",
+        "intervals with violations",
+        "of 96",
+        "undervoltage",
+        "energy losses",
+        "household profiles",
+    ):
+        assert text in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["case33bw", "--scale", "-2"], "scale: must be a finite non-negative number"),
+        (["case33bw", "--day", "400"], "day: must be a whole number in 0..365"),
+        (["no-such-feeder"], "no such file, built-in feeder or SimBench code"),
+    ],
+)
+def test_feeder_day_bad_options(app: typer.Typer, args: list[str], reason: str) -> None:
+    result = runner.invoke(app, ["feeder-day", *args])
+    assert result.exit_code == 1
+    assert reason in result.output
+    assert "Traceback" not in result.output
+
+
+def test_feeder_day_out_is_a_file(app: typer.Typer, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("x", encoding="utf-8")
+    result = runner.invoke(app, ["feeder-day", "case33bw", "--out", str(target)])
+    assert result.exit_code == 1
+    assert "is a file, not a folder" in result.output
+
+
+def test_feeder_day_help(app: typer.Typer) -> None:
+    result = runner.invoke(app, ["feeder-day", "--help"])
+    assert result.exit_code == 0
+    for text in ("SimBench", "--scale", "--out", "--day", "--json"):
+        assert text in result.output
+    result = runner.invoke(app, ["powerflow", "--help"])
+    assert "--map" in result.output

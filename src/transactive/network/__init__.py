@@ -5,6 +5,14 @@ operator's security check). Pure computation over pandapower feeders; AC power f
 pandapower, convex OPF through cvxpy.
 """
 
+from transactive.network.day import (
+    DAILY_SHAPE_PROFILES,
+    DayLoad,
+    FeederDay,
+    daily_load_shape,
+    feeder_day_load,
+    run_day,
+)
 from transactive.network.feeders import (
     BUILTIN_FEEDERS,
     Feeder,
@@ -15,6 +23,12 @@ from transactive.network.feeders import (
     spread_over_load_buses,
 )
 from transactive.network.fees import NetworkFeeBill, NetworkFees, NetworkTariff, network_fees
+from transactive.network.layout import (
+    feeder_coordinates,
+    has_geodata,
+    is_geographic,
+    tree_layout,
+)
 from transactive.network.losses import (
     LOSS_METHODS,
     AcFlows,
@@ -52,14 +66,17 @@ from transactive.network.security import (
 
 __all__ = [
     "BUILTIN_FEEDERS",
+    "DAILY_SHAPE_PROFILES",
     "LOSS_METHODS",
     "AcCheck",
     "AcFlows",
     "Batteries",
     "ClearingRound",
+    "DayLoad",
     "Dlmp",
     "EVLoads",
     "Feeder",
+    "FeederDay",
     "Formulation",
     "LossAllocation",
     "NetworkFeeBill",
@@ -78,11 +95,17 @@ __all__ = [
     "allocate_losses",
     "branch_current_losses",
     "bus_of_devices",
+    "daily_load_shape",
+    "feeder_coordinates",
+    "feeder_day_load",
     "feeder_from_net",
+    "has_geodata",
+    "is_geographic",
     "load_feeder",
     "marginal_losses",
     "network_fees",
     "pro_rata_losses",
+    "run_day",
     "run_powerflow",
     "secure_clearing",
     "security_check",
@@ -92,4 +115,5 @@ __all__ = [
     "split_to_meters",
     "spread_over_load_buses",
     "tracing_losses",
+    "tree_layout",
 ]
