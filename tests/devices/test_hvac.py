@@ -15,9 +15,8 @@ from transactive.devices.hvac import (
     HvacPopulation,
     etp_advance,
     etp_eigenvalues,
-    ramp_bid_price,
-    ramp_setpoint,
 )
+from transactive.devices.ramp import ramp_bid_price, ramp_setpoint
 from transactive.errors import ValidationError
 from transactive.market import Supply, clear
 from transactive.weather import WeatherSample

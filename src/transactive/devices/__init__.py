@@ -20,10 +20,9 @@ from transactive.devices.hvac import (
     cooling_cop,
     heating_capacity_factor,
     heating_cop,
-    ramp_bid_price,
-    ramp_setpoint,
 )
 from transactive.devices.pv import PVPopulation
+from transactive.devices.ramp import ramp_bid_price, ramp_setpoint
 from transactive.devices.water_heater import WaterHeaterPopulation, synthetic_draw_profile_l_per_h
 
 __all__ = [

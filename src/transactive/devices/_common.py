@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from transactive.curves import BidCurves
 from transactive.errors import Problems
+from transactive.weather import WeatherSample
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -118,3 +119,48 @@ def _no_bid_yet(kind: str) -> None:
 def _readonly(a: FloatArray) -> FloatArray:
     a.setflags(write=False)
     return a
+
+
+class _Fields:
+    """Collects array fields of one population, checking shape and finiteness of each."""
+
+    def __init__(self, subject: str) -> None:
+        self.problems = Problems(subject=subject)
+        self.n: int | None = None
+
+    def array(self, name: str, value: npt.ArrayLike, n: int | None = None) -> FloatArray:
+        try:
+            arr = np.array(value, dtype=np.float64, copy=True)
+        except (TypeError, ValueError):
+            self.problems.add(name, "must be numbers")
+            return np.full(self.n or 1, np.nan)
+        if arr.ndim == 0:  # a scalar applies to every device (one device if none is known yet)
+            arr = np.full(n or self.n or 1, float(arr))
+        if arr.ndim != 1:
+            self.problems.add(name, f"must be a 1-D array (one value per device), got {arr.shape}")
+            return np.full(self.n or 1, np.nan)
+        if self.n is None:
+            self.n = arr.size
+        elif arr.size != self.n:
+            self.problems.add(name, f"has {arr.size} values but the population has {self.n}")
+            return np.full(self.n, np.nan)
+        self.problems.check(~np.isfinite(arr), name, "not a finite number (NaN or infinite)")
+        return arr
+
+    def rule(self, bad: npt.ArrayLike, name: str, reason: str) -> None:
+        with np.errstate(invalid="ignore"):
+            self.problems.check(np.asarray(bad, dtype=bool), name, reason)
+
+    def raise_if_any(self) -> None:
+        if self.n == 0:
+            self.problems.add("devices", "the population is empty: at least one device is needed")
+        self.problems.raise_if_any()
+
+
+def _check_weather(weather: WeatherSample) -> None:
+    problems = Problems(subject="weather")
+    if not np.isfinite(weather.temperature_c):
+        problems.add("temperature_c", f"must be finite, got {weather.temperature_c}")
+    if not (np.isfinite(weather.ghi_w_per_m2) and weather.ghi_w_per_m2 >= 0):
+        problems.add("ghi_w_per_m2", f"must be finite and >= 0, got {weather.ghi_w_per_m2}")
+    problems.raise_if_any()

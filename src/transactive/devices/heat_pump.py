@@ -33,16 +33,20 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves
+from transactive.devices._common import (
+    _Fields,
+    _readonly,
+)
 from transactive.devices.base import PriceStats, StepResult
 from transactive.devices.hvac import (
     HEATING,
     HvacPopulation,
+    heating_capacity_factor,
+)
+from transactive.devices.ramp import (
     _block_bids,
     _block_response,
     _check_price_stats,
-    _Fields,
-    _readonly,
-    heating_capacity_factor,
 )
 from transactive.errors import Problems
 from transactive.weather import WeatherSample

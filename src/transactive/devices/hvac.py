@@ -59,13 +59,25 @@ commanded state holds, overridden only at the comfort band's edges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Self
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves
+from transactive.devices._common import (
+    _check_weather,
+    _checked_step,
+    _Fields,
+    _readonly,
+)
 from transactive.devices.base import PriceStats, StepResult
+from transactive.devices.ramp import (
+    _block_bids,
+    _check_price_stats,
+    _ramp_response,
+    ramp_bid_price,
+)
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
@@ -81,8 +93,6 @@ __all__ = [
     "etp_eigenvalues",
     "heating_capacity_factor",
     "heating_cop",
-    "ramp_bid_price",
-    "ramp_setpoint",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -145,232 +155,6 @@ def heating_cop(rated_cop: FloatArray, outdoor_temperature_c: FloatArray | float
     t = np.minimum(_fahrenheit(outdoor_temperature_c), 80.0)
     divisor = 2.03914613 - 0.03906753 * t + 0.00045617 * t * t - 0.00000203 * t * t * t
     return np.asarray(rated_cop / divisor, dtype=np.float64)
-
-
-# ---------------------------------------------------------------------------- controller
-
-
-def ramp_bid_price(
-    temperature_c: FloatArray,
-    setpoint_c: FloatArray,
-    direction: FloatArray,
-    comfort_min_c: FloatArray,
-    comfort_max_c: FloatArray,
-    ramp_low: FloatArray,
-    ramp_high: FloatArray,
-    mean_per_kwh: float,
-    std_per_kwh: float,
-) -> FloatArray:
-    """Unclipped ramp-controller bid price (GridLAB-D ``controller.cpp``, ramp mode).
-
-    ``price = mean + direction k sigma (T - Tset) / |T_lim - Tset|`` with ``(k, T_lim)`` the
-    high side ``(ramp_high, Tmax)`` above the setpoint and the low side ``(ramp_low, Tmin)`` below.
-    ``direction`` is +1 for a device that cools (pays more when warmer), -1 for one that heats.
-    """
-    above = temperature_c > setpoint_c
-    k = np.where(above, ramp_high, ramp_low)
-    half = np.where(above, comfort_max_c - setpoint_c, setpoint_c - comfort_min_c)
-    return np.asarray(
-        mean_per_kwh + direction * (temperature_c - setpoint_c) * k * std_per_kwh / half,
-        dtype=np.float64,
-    )
-
-
-def ramp_setpoint(
-    clearing_price: FloatArray,
-    setpoint_c: FloatArray,
-    direction: FloatArray,
-    comfort_min_c: FloatArray,
-    comfort_max_c: FloatArray,
-    ramp_low: FloatArray,
-    ramp_high: FloatArray,
-    mean_per_kwh: float,
-    std_per_kwh: float,
-) -> FloatArray:
-    """Thermostat setpoint for a cleared price: the inverse of :func:`ramp_bid_price`.
-
-    ``Tset' = Tset + direction (p - mean) |T_lim - Tset| / (k sigma)``, clipped to
-    ``[Tmin, Tmax]``; the side of the band is the side the shift points to. With ``sigma == 0``
-    the setpoint goes to the band edge the price points to (``controller.cpp`` then keeps the
-    base setpoint; the edge keeps the response the inverse of the bid, which is then ``mean``).
-    """
-    push = direction * (clearing_price - mean_per_kwh)
-    up = push > 0
-    k = np.where(up, ramp_high, ramp_low)
-    half = np.where(up, comfort_max_c - setpoint_c, setpoint_c - comfort_min_c)
-    if std_per_kwh > 0.0:
-        shifted = setpoint_c + push * half / (k * std_per_kwh)
-    else:
-        shifted = setpoint_c + np.sign(push) * half
-    return np.asarray(np.clip(shifted, comfort_min_c, comfort_max_c), dtype=np.float64)
-
-
-def _check_price_stats(stats: PriceStats) -> None:
-    problems = Problems(subject="price statistics")
-    values = {
-        "mean_per_kwh": stats.mean_per_kwh,
-        "std_per_kwh": stats.std_per_kwh,
-        "price_cap_per_kwh": stats.price_cap_per_kwh,
-        "price_floor_per_kwh": stats.price_floor_per_kwh,
-    }
-    for name, value in values.items():
-        if not np.isfinite(value):
-            problems.add(name, f"must be a finite number, got {value}")
-    problems.raise_if_any()
-    if stats.std_per_kwh < 0:
-        problems.add("std_per_kwh", f"must not be negative, got {stats.std_per_kwh}")
-    if not stats.price_cap_per_kwh > stats.price_floor_per_kwh:
-        problems.add("price_cap_per_kwh", "must exceed price_floor_per_kwh")
-    problems.raise_if_any()
-
-
-def _block_bids(price: FloatArray, power_kw: FloatArray) -> BidCurves:
-    """One buying block per device (``from_steps`` layout) from arrays known to be valid."""
-    prices = np.repeat(price[:, None], 2, axis=1)
-    powers = np.stack([power_kw, np.zeros_like(power_kw)], axis=1)
-    return BidCurves._trusted(prices, powers)
-
-
-def _block_response(
-    bid_price: FloatArray,
-    bid_power_kw: FloatArray,
-    clearing_price: float | npt.ArrayLike,
-    marginal_fill: float | npt.ArrayLike,
-    n: int,
-) -> FloatArray:
-    """Power read off block curves at a price: ``power_at(price, fill)`` of :func:`_block_bids`."""
-    problems = Problems(subject="market response")
-    price = np.asarray(clearing_price, dtype=np.float64)
-    fill = np.asarray(marginal_fill, dtype=np.float64)
-    for name, arr in (("clearing_price", price), ("marginal_fill", fill)):
-        if arr.ndim > 1 or (arr.ndim == 1 and arr.size != n):
-            problems.add(name, f"must be a scalar or {n} values, got shape {arr.shape}")
-    problems.raise_if_any()
-    price_b = np.broadcast_to(price, (n,))
-    fill_b = np.broadcast_to(fill, (n,))
-    problems.check(~np.isfinite(price_b), "clearing_price", "not a finite number")
-    problems.check(
-        ~(np.isfinite(fill_b) & (fill_b >= 0.0) & (fill_b <= 1.0)),
-        "marginal_fill",
-        "must be a number in [0, 1]",
-    )
-    problems.raise_if_any()
-    marginal = np.where(price_b == bid_price, fill_b * bid_power_kw, 0.0)
-    return np.where(price_b < bid_price, bid_power_kw, marginal)
-
-
-class _RampThermostats(Protocol):
-    """What the Olympic Peninsula response reads of a thermostatic population."""
-
-    _n: int
-    _bid_price: FloatArray | None
-    _bid_power_kw: FloatArray | None
-    _bid_stats: PriceStats
-    setpoint_c: FloatArray
-    comfort_min_c: FloatArray
-    comfort_max_c: FloatArray
-    ramp_low: FloatArray
-    ramp_high: FloatArray
-
-
-def _ramp_response(
-    pop: _RampThermostats,
-    direction: FloatArray,
-    clearing_price: float | npt.ArrayLike,
-    marginal_fill: float | npt.ArrayLike,
-) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_], FloatArray]:
-    """Each device's power on its block bid, its shifted setpoint, on/off state and duty.
-
-    The ramp controller's response (GridLAB-D ``controller.cpp``), shared by the thermostatic
-    kinds: the power is the device's own curve at the price (duty = fill at its bid price), and
-    the setpoint moves by ``(p - mean) |T_lim - T_set| / (k sigma)`` within the comfort band.
-    """
-    if pop._bid_price is None or pop._bid_power_kw is None:
-        problems = Problems(subject="market response")
-        problems.add("respond", "call bid() before respond()")
-        problems.raise_if_any()
-    assert pop._bid_price is not None and pop._bid_power_kw is not None
-    power = _block_response(
-        pop._bid_price, pop._bid_power_kw, clearing_price, marginal_fill, pop._n
-    )
-    stats = pop._bid_stats
-    price = np.broadcast_to(np.asarray(clearing_price, dtype=np.float64), (pop._n,))
-    setpoint = ramp_setpoint(
-        price,
-        pop.setpoint_c,
-        direction,
-        pop.comfort_min_c,
-        pop.comfort_max_c,
-        pop.ramp_low,
-        pop.ramp_high,
-        stats.mean_per_kwh,
-        stats.std_per_kwh,
-    )
-    on = power > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        duty = np.where(on, power / pop._bid_power_kw, 1.0)
-    return power, setpoint, on, duty
-
-
-# ---------------------------------------------------------------------------- validation helpers
-
-
-class _Fields:
-    """Collects array fields of one population, checking shape and finiteness of each."""
-
-    def __init__(self, subject: str) -> None:
-        self.problems = Problems(subject=subject)
-        self.n: int | None = None
-
-    def array(self, name: str, value: npt.ArrayLike, n: int | None = None) -> FloatArray:
-        try:
-            arr = np.array(value, dtype=np.float64, copy=True)
-        except (TypeError, ValueError):
-            self.problems.add(name, "must be numbers")
-            return np.full(self.n or 1, np.nan)
-        if arr.ndim == 0:  # a scalar applies to every device (one device if none is known yet)
-            arr = np.full(n or self.n or 1, float(arr))
-        if arr.ndim != 1:
-            self.problems.add(name, f"must be a 1-D array (one value per device), got {arr.shape}")
-            return np.full(self.n or 1, np.nan)
-        if self.n is None:
-            self.n = arr.size
-        elif arr.size != self.n:
-            self.problems.add(name, f"has {arr.size} values but the population has {self.n}")
-            return np.full(self.n, np.nan)
-        self.problems.check(~np.isfinite(arr), name, "not a finite number (NaN or infinite)")
-        return arr
-
-    def rule(self, bad: npt.ArrayLike, name: str, reason: str) -> None:
-        with np.errstate(invalid="ignore"):
-            self.problems.check(np.asarray(bad, dtype=bool), name, reason)
-
-    def raise_if_any(self) -> None:
-        if self.n == 0:
-            self.problems.add("devices", "the population is empty: at least one device is needed")
-        self.problems.raise_if_any()
-
-
-def _readonly(a: FloatArray) -> FloatArray:
-    a.setflags(write=False)
-    return a
-
-
-def _check_dt(dt_s: float) -> float:
-    problems = Problems(subject="step")
-    if not (np.isfinite(dt_s) and dt_s > 0):
-        problems.add("dt_s", f"must be a positive number of seconds, got {dt_s}")
-    problems.raise_if_any()
-    return float(dt_s)
-
-
-def _check_weather(weather: WeatherSample) -> None:
-    problems = Problems(subject="weather")
-    if not np.isfinite(weather.temperature_c):
-        problems.add("temperature_c", f"must be finite, got {weather.temperature_c}")
-    if not (np.isfinite(weather.ghi_w_per_m2) and weather.ghi_w_per_m2 >= 0):
-        problems.add("ghi_w_per_m2", f"must be finite and >= 0, got {weather.ghi_w_per_m2}")
-    problems.raise_if_any()
 
 
 # ---------------------------------------------------------------------------- ETP kernel
@@ -897,7 +681,7 @@ class HvacPopulation:
 
     def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
         """Advance every house by ``dt_s`` seconds exactly; metered HVAC power and energy."""
-        dt = _check_dt(dt_s)
+        dt = _checked_step(dt_s)
         _check_weather(weather)
         t_out = float(weather.temperature_c)
         self.outdoor_temperature_c = t_out

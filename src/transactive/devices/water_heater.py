@@ -32,16 +32,20 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves
+from transactive.devices._common import (
+    _check_weather,
+    _checked_step,
+    _Fields,
+    _readonly,
+)
 from transactive.devices.base import PriceStats, StepResult
 from transactive.devices.hvac import (
     HEATING,
+)
+from transactive.devices.ramp import (
     _block_bids,
-    _check_dt,
     _check_price_stats,
-    _check_weather,
-    _Fields,
     _ramp_response,
-    _readonly,
     ramp_bid_price,
 )
 from transactive.errors import Problems
@@ -294,7 +298,7 @@ class WaterHeaterPopulation:
         ``draw_l`` is the hot water drawn over the step per tank (litres, drawn evenly); without
         it the draw profile is used. ``weather`` is not used (the tank sits indoors).
         """
-        dt = _check_dt(dt_s)
+        dt = _checked_step(dt_s)
         _check_weather(weather)
         g = self._draw_flow_l_per_s(dt, draw_l) * WATER_KJ_PER_L_K  # kW/K
         ua = self.ua_kw_per_k
