@@ -52,7 +52,12 @@ from transactive.network.opf import (
     VirtualBatteries,
     solve_opf,
 )
-from transactive.network.powerflow import PowerFlowResult, PowerFlowRunner, run_powerflow
+from transactive.network.powerflow import (
+    PowerFlowResult,
+    PowerFlowRunner,
+    branch_end_flows,
+    run_powerflow,
+)
 from transactive.network.security import (
     ClearingRound,
     SecureClearingOutcome,
@@ -94,6 +99,7 @@ __all__ = [
     "VirtualBatteries",
     "allocate_losses",
     "branch_current_losses",
+    "branch_end_flows",
     "bus_of_devices",
     "daily_load_shape",
     "feeder_coordinates",

@@ -53,6 +53,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,27 @@ class Feeder:
     def net_q_kvar(self) -> FloatArray:
         """Nominal net reactive consumption per node, ``load_q_kvar - gen_q_kvar``."""
         return np.asarray(self.load_q_kvar - self.gen_q_kvar, dtype=np.float64)
+
+    @cached_property
+    def levels(self) -> tuple[IntArray, ...]:
+        """Nodes grouped by depth from the slack: level 0 is the slack alone, then its children...
+
+        The order in which radial sweeps visit the tree (backward from the leaves, forward from
+        the slack), one vectorized step per level. Nodes the slack does not reach are left out.
+        """
+        parent = np.asarray(self.parent, dtype=np.int64)
+        depth = np.full(parent.size, -1, dtype=np.int64)
+        depth[self.slack] = 0
+        levels = [np.asarray([self.slack], dtype=np.int64)]
+        pending = np.flatnonzero(depth < 0)
+        while pending.size:
+            reached = pending[depth[parent[pending]] == len(levels) - 1]
+            if reached.size == 0:  # what remains is cut off from the slack
+                break
+            depth[reached] = len(levels)
+            levels.append(_ro(reached))
+            pending = pending[depth[pending] < 0]
+        return tuple(levels)
 
     def require_radial(self) -> None:
         """Raise :class:`ValidationError` naming every reason DistFlow cannot model the feeder."""

@@ -124,7 +124,7 @@ def tree_layout(feeder: Feeder) -> FloatArray:
     """
     parent = np.asarray(feeder.parent, dtype=np.int64)
     n = parent.size
-    levels = _levels(parent, feeder.slack)
+    levels = feeder.levels
     child_count = np.bincount(parent[parent >= 0], minlength=n)
     # leaves in every subtree, bottom-up one level at a time
     leaves = (child_count == 0).astype(np.int64)
@@ -158,23 +158,6 @@ def tree_layout(feeder: Feeder) -> FloatArray:
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _levels(parent: IntArray, slack: int) -> list[IntArray]:
-    """Nodes grouped by depth from the slack (level 0 is the slack alone)."""
-    n = parent.size
-    depth = np.full(n, -1, dtype=np.int64)
-    depth[slack] = 0
-    levels = [np.asarray([slack], dtype=np.int64)]
-    pending = np.flatnonzero(depth < 0)
-    while pending.size:
-        reached = pending[depth[parent[pending]] == len(levels) - 1]
-        if reached.size == 0:  # pragma: no cover - a Feeder's parent array is a tree
-            break
-        depth[reached] = len(levels)
-        levels.append(reached)
-        pending = pending[depth[pending] < 0]
-    return levels
 
 
 def _geodata(feeder: Feeder) -> FloatArray:
@@ -232,7 +215,7 @@ def _spread_coincident(feeder: Feeder, xy: FloatArray) -> FloatArray:
         span = float(np.ptp(out, axis=0).max()) if out.shape[0] > 1 else 0.0
         radius = 0.01 * span if span > 0 else 1.0
     depth = np.zeros(out.shape[0])
-    for d, nodes in enumerate(_levels(np.asarray(feeder.parent, dtype=np.int64), feeder.slack)):
+    for d, nodes in enumerate(feeder.levels):
         depth[nodes] = d
     for group in np.flatnonzero(counts > 1):
         members = np.flatnonzero(inverse == group)

@@ -76,7 +76,7 @@ import scipy.sparse.linalg as spla
 
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder
-from transactive.network.powerflow import PowerFlowResult, PowerFlowRunner
+from transactive.network.powerflow import PowerFlowResult, PowerFlowRunner, branch_end_flows
 
 __all__ = [
     "LOSS_METHODS",
@@ -213,7 +213,7 @@ def solve_flows(
     res_bus = net.res_bus.reindex(feeder.node_bus)
     vm = res_bus["vm_pu"].to_numpy(dtype=np.float64)
     va = np.deg2rad(res_bus["va_degree"].to_numpy(dtype=np.float64))
-    pf, qf, pt, qt = _branch_end_flows(feeder, net)
+    pf, qf, pt, qt = branch_end_flows(feeder, net)
     loss = pf - pt
     mlc_p, mlc_q = _marginal_loss_coefficients(feeder, net)
     return AcFlows(
@@ -543,7 +543,7 @@ def branch_current_losses(flows: AcFlows) -> LossAllocation:
     own load is not fed by any branch and gets nothing.
     """
     feeder = flows.feeder
-    levels = _levels(feeder)
+    levels = list(feeder.levels)
     parent = np.asarray(feeder.parent)
     pbranch = np.asarray(feeder.parent_branch)
     s_base = feeder.s_base_kva
@@ -712,64 +712,3 @@ def _ro(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
 def _bincount(index: npt.NDArray[Any], weights: FloatArray, minlength: int) -> FloatArray:
     """``np.bincount`` with weights, typed as floats."""
     return np.asarray(np.bincount(index, weights=weights, minlength=minlength), dtype=np.float64)
-
-
-def _levels(feeder: Feeder) -> list[IntArray]:
-    """Nodes grouped by depth from the slack (level 0 is the slack alone)."""
-    parent = np.asarray(feeder.parent)
-    n = parent.size
-    depth = np.full(n, -1, dtype=np.int64)
-    depth[feeder.slack] = 0
-    pending = np.flatnonzero(depth < 0)
-    level = 0
-    while pending.size:
-        reached = pending[depth[parent[pending]] == level]
-        if reached.size == 0:  # pragma: no cover - a Feeder's parent array is a tree
-            break
-        depth[reached] = level + 1
-        pending = np.flatnonzero(depth < 0)
-        level += 1
-    order = np.argsort(depth, kind="stable")
-    counts = np.bincount(depth[depth >= 0])
-    return [np.asarray(a, dtype=np.int64) for a in np.split(order, np.cumsum(counts)[:-1])]
-
-
-def _node_lookup(feeder: Feeder) -> IntArray:
-    """Array from pandapower bus index to feeder node (-1 for buses that are no node)."""
-    buses = np.fromiter(feeder.bus_node.keys(), dtype=np.int64, count=len(feeder.bus_node))
-    nodes = np.fromiter(feeder.bus_node.values(), dtype=np.int64, count=len(feeder.bus_node))
-    lookup = np.full(int(buses.max()) + 1, -1, dtype=np.int64)
-    lookup[buses] = nodes
-    return lookup
-
-
-def _branch_end_flows(
-    feeder: Feeder, net: Any
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Power entering every branch at ``branch_from`` and leaving it at ``branch_to`` (kW, kvar)."""
-    nb = feeder.n_branches
-    pf, qf, pt, qt = (np.zeros(nb) for _ in range(4))
-    for table, mapping, a_col, cols in (
-        (
-            "line",
-            feeder.line_branch,
-            "from_bus",
-            ("p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"),
-        ),
-        ("trafo", feeder.trafo_branch, "hv_bus", ("p_hv_mw", "q_hv_mvar", "p_lv_mw", "q_lv_mvar")),
-    ):
-        if not mapping:
-            continue
-        elements = np.fromiter(mapping.keys(), dtype=np.int64)
-        branches = np.fromiter(mapping.values(), dtype=np.int64)
-        res = net[f"res_{table}"].loc[elements]
-        first_bus = net[table].loc[elements, a_col].to_numpy(dtype=np.int64)
-        first_node = _node_lookup(feeder)[first_bus]
-        at_from = np.asarray(feeder.branch_from)[branches] == first_node
-        p_a, q_a, p_b, q_b = (res[c].to_numpy(dtype=np.float64) * 1000.0 for c in cols)
-        # pandapower: power entering the element at each end
-        np.add.at(pf, branches, np.where(at_from, p_a, p_b))
-        np.add.at(qf, branches, np.where(at_from, q_a, q_b))
-        np.add.at(pt, branches, -np.where(at_from, p_b, p_a))
-        np.add.at(qt, branches, -np.where(at_from, q_b, q_a))
-    return pf, qf, pt, qt

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder
 
-__all__ = ["PowerFlowResult", "PowerFlowRunner", "run_powerflow"]
+__all__ = ["PowerFlowResult", "PowerFlowRunner", "branch_end_flows", "run_powerflow"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -295,3 +295,48 @@ def _collect(feeder: Feeder, net: Any) -> PowerFlowResult:
         branch_p_kw=branch_p,
         branch_q_kvar=branch_q,
     )
+
+
+def _node_lookup(feeder: Feeder) -> IntArray:
+    """Array from pandapower bus index to feeder node (-1 for buses that are no node)."""
+    buses = np.fromiter(feeder.bus_node.keys(), dtype=np.int64, count=len(feeder.bus_node))
+    nodes = np.fromiter(feeder.bus_node.values(), dtype=np.int64, count=len(feeder.bus_node))
+    lookup = np.full(int(buses.max()) + 1, -1, dtype=np.int64)
+    lookup[buses] = nodes
+    return lookup
+
+
+def branch_end_flows(
+    feeder: Feeder, net: Any
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Power entering every branch at ``branch_from`` and leaving it at ``branch_to`` (kW, kvar).
+
+    Read from a pandapower net that has just been solved (``PowerFlowRunner.net``); parallel
+    elements merged into one branch add up. Used by loss allocation and the security check.
+    """
+    nb = feeder.n_branches
+    pf, qf, pt, qt = (np.zeros(nb) for _ in range(4))
+    for table, mapping, a_col, cols in (
+        (
+            "line",
+            feeder.line_branch,
+            "from_bus",
+            ("p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"),
+        ),
+        ("trafo", feeder.trafo_branch, "hv_bus", ("p_hv_mw", "q_hv_mvar", "p_lv_mw", "q_lv_mvar")),
+    ):
+        if not mapping:
+            continue
+        elements = np.fromiter(mapping.keys(), dtype=np.int64)
+        branches = np.fromiter(mapping.values(), dtype=np.int64)
+        res = net[f"res_{table}"].loc[elements]
+        first_bus = net[table].loc[elements, a_col].to_numpy(dtype=np.int64)
+        first_node = _node_lookup(feeder)[first_bus]
+        at_from = np.asarray(feeder.branch_from)[branches] == first_node
+        p_a, q_a, p_b, q_b = (res[c].to_numpy(dtype=np.float64) * 1000.0 for c in cols)
+        # pandapower: power entering the element at each end
+        np.add.at(pf, branches, np.where(at_from, p_a, p_b))
+        np.add.at(qf, branches, np.where(at_from, q_a, q_b))
+        np.add.at(pt, branches, -np.where(at_from, p_b, p_a))
+        np.add.at(qt, branches, -np.where(at_from, q_b, q_a))
+    return pf, qf, pt, qt

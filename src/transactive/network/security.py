@@ -61,8 +61,7 @@ from transactive.curves import BidCurves
 from transactive.errors import Problems, ValidationError
 from transactive.market import ClearingResult, Supply, clear
 from transactive.network.feeders import Feeder
-from transactive.network.losses import _branch_end_flows, _levels
-from transactive.network.powerflow import PowerFlowRunner
+from transactive.network.powerflow import PowerFlowRunner, branch_end_flows
 
 __all__ = [
     "ClearingRound",
@@ -311,7 +310,7 @@ def security_check(
             **common,
         )
     vm = np.asarray(result.vm_pu, dtype=np.float64)
-    pf, qf, pt, qt = _branch_end_flows(feeder, runner.net)
+    pf, qf, pt, qt = branch_end_flows(feeder, runner.net)
     fr, to = np.asarray(feeder.branch_from), np.asarray(feeder.branch_to)
     # current relative to the rating at nominal voltage: |S| / |V| at the worse end
     s_end = np.maximum(np.hypot(pf, qf) / vm[fr], np.hypot(pt, qt) / vm[to])
@@ -684,7 +683,7 @@ class _Sensitivity:
         pbranch = np.asarray(feeder.parent_branch)
         # below[m, b]: node m is fed through branch b (b lies on m's path to the slack)
         below = np.zeros((n, nb))
-        for nodes in _levels(feeder)[1:]:
+        for nodes in feeder.levels[1:]:
             below[nodes] = below[parent[nodes]]
             below[nodes, pbranch[nodes]] = 1.0
         self.below = below
