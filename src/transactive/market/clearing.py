@@ -5,11 +5,11 @@ curves is zero and every party reads its power off its own curve at that price (
 the 5-minute markets of the Olympic Peninsula [26] and AEP gridSMART [27], PowerMatcher [29]).
 
 The aggregate net demand ``D(p) = Σ_i f_i(p)`` is non-increasing. The clearing price is where
-``0 ∈ [D(p+), D(p-)]``. It is found without sorting all breakpoints: a bisection over the
-breakpoints' own prices (median of those still inside the bracket) that retires every curve with
-no breakpoint left inside the bracket into a running affine sum. The work shrinks geometrically,
-so a clearing costs O(M) expected for M breakpoints (the sort-and-walk auction of GridLAB-D and
-TESP costs O(M log M)).
+``0 ∈ [D(p+), D(p-)]``. It is found without sorting the breakpoints: one bucketed pass over a
+price grid brackets the crossing (checked exactly), then a bisection over the breakpoints' own
+prices inside the bracket retires every piece of a curve that no longer straddles the bracket
+into a running affine sum. The work shrinks geometrically, so a clearing costs O(M) expected for
+M breakpoints (the sort-and-walk auction of GridLAB-D and TESP costs O(M log M)).
 
 Rules (stated here because users rely on them):
 
@@ -506,8 +506,9 @@ def _lowest_price_at_most(
 ) -> float:
     """``inf{p in [floor, cap] : D(p+) <= threshold}``; at the cap the predicate holds by rule.
 
-    1. Bracket: ``D`` at ~128 edges placed at quantiles of the breakpoints, in one bucketed pass
-       (:meth:`_Pieces.approximate_values`), checked with two exact evaluations.
+    1. Bracket: ``D`` on a uniform grid of 8192 cells between the 0.1 and 99.9 percentiles of
+       the breakpoint prices, in one bucketed pass (:meth:`_Pieces.approximate_values`); the
+       bracket's ends are checked exactly and widened where the guess was off.
     2. Bisect over the breakpoints inside the bracket (median pivot). Invariant: ``D(lo+) >
        threshold`` and the answer is in ``(lo, hi]``. Pieces with no end strictly inside
        ``(lo, hi)`` are affine there and retire into two running sums (values at ``lo+`` and
