@@ -401,4 +401,12 @@ def register(app: typer.Typer) -> None:
     """Add the ``powerflow``, ``opf`` and ``feeder-day`` commands to ``app``."""
     app.command("powerflow")(powerflow)
     app.command("opf")(opf)
-    app.command("feeder-day")(feeder_day)
+    app.command(
+        "feeder-day",
+        help=(
+            "Run a day of the feeder's own load through the AC power flow and the DSO's check. "
+            "SimBench grids use their shipped profiles; other feeders their nominal loads times "
+            "SimBench's household load shape. Prints the peak interval, the lowest voltage (when "
+            "and where), the highest loading, the intervals with violations and the energy losses."
+        ),
+    )(feeder_day)
