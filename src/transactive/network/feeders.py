@@ -48,6 +48,8 @@ DistFlow equations). L. Thurner et al., "pandapower", IEEE Trans. Power Systems 
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
 from collections import deque
@@ -340,6 +342,12 @@ def load_feeder(name_or_path: str | Path) -> Feeder:
 
 
 def _load_simbench(code: str) -> Any:
+    """A fresh copy of a SimBench grid; the grid is parsed from simbench's CSV files only once."""
+    return copy.deepcopy(_parsed_simbench(code))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_simbench(code: str) -> Any:
     import simbench  # noqa: PLC0415
 
     try:
