@@ -350,6 +350,24 @@ class BidCurves:
         both_powers = np.concatenate([np.maximum(powers, 0.0), np.minimum(powers, 0.0)])
         return BidCurves._trusted(both_prices, both_powers)
 
+    def to_points(self) -> tuple[npt.NDArray[np.int64], FloatArray, FloatArray]:
+        """The curves as a long table ``(curve_index, price_per_kwh, power_kw)``, padding dropped.
+
+        The form a bid takes in a file, a message or a database row; :meth:`from_points` reads it
+        back to the same curves. Every curve keeps at least two points (one point would read back
+        as a block).
+        """
+        p, q = self.price_per_kwh, self.power_kw
+        k = p.shape[1]
+        # the padding is the run of copies of a row's last point after its first occurrence
+        same_as_last = (p == p[:, -1:]) & (q == q[:, -1:])
+        trailing = np.flip(np.logical_and.accumulate(np.flip(same_as_last, axis=1), axis=1), 1)
+        first_of_run = np.argmax(trailing, axis=1)  # every row ends in the run, so it exists
+        length = np.maximum(first_of_run + 1, min(2, k))  # one point would read back as a block
+        keep = np.arange(k)[None, :] < length[:, None]
+        rows = np.broadcast_to(np.arange(len(self), dtype=np.int64)[:, None], p.shape)
+        return rows[keep].copy(), p[keep].copy(), q[keep].copy()
+
     def __repr__(self) -> str:
         return f"BidCurves(n_curves={len(self)}, n_points_max={self.n_points_max})"
 

@@ -128,3 +128,13 @@ def test_split_sides_sum_to_the_curve(bids):
         want_lo, want_hi = bids.bounds_at(price)
         np.testing.assert_allclose(lo[:n] + lo[n:], want_lo, atol=1e-9 * volume(bids))
         np.testing.assert_allclose(hi[:n] + hi[n:], want_hi, atol=1e-9 * volume(bids))
+
+
+@given(bid_curves())
+def test_curves_survive_the_long_table_form(bids):
+    curve, price, power = bids.to_points()
+    back = BidCurves.from_points(curve, price, power, n_curves=len(bids))
+    for p in (0.0, 0.05, 0.1, 0.25, 0.33, 0.5, 1.0):
+        np.testing.assert_array_equal(back.bounds_at(p)[0], bids.bounds_at(p)[0])
+        np.testing.assert_array_equal(back.bounds_at(p)[1], bids.bounds_at(p)[1])
+    assert price.size <= bids.price_per_kwh.size
