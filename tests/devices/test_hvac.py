@@ -330,3 +330,11 @@ def test_cleared_market_allocation_is_what_the_houses_draw():
     np.testing.assert_allclose(power.sum(), rating, rtol=1e-9)
     metered = pop.step(1.0, WeatherSample(33.0)).power_kw
     np.testing.assert_allclose(metered.sum(), rating, rtol=1e-9)
+
+
+def test_modes_can_be_named() -> None:
+    rng = np.random.default_rng(0)
+    heating = HvacPopulation.sample(4, rng, mode="Heating")
+    np.testing.assert_array_equal(heating.direction, -1.0)
+    with pytest.raises(ValidationError, match="'warm'"):
+        HvacPopulation.sample(4, rng, mode="warm")

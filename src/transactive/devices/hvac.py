@@ -59,7 +59,7 @@ commanded state holds, overridden only at the comfort band's edges.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -103,6 +103,20 @@ COOLING = 1
 """Mode code: the device removes heat (runs when the temperature is above its setpoint)."""
 HEATING = -1
 """Mode code: the device adds heat (runs when the temperature is below its setpoint)."""
+
+_MODE_NAMES = {"cooling": COOLING, "heating": HEATING}
+
+
+def _mode_codes(mode: Any) -> Any:
+    """Mode codes from codes or names: ``"cooling"``/``"heating"`` read as COOLING/HEATING."""
+    if isinstance(mode, str):
+        return _MODE_NAMES.get(mode.strip().lower(), mode)
+    arr = np.asarray(mode)
+    if arr.dtype.kind in "US":
+        names = np.char.lower(np.char.strip(arr.astype(str)))
+        return np.where(names == "cooling", COOLING, np.where(names == "heating", HEATING, np.nan))
+    return mode
+
 
 #: GridLAB-D ``house_e``: fraction of internal and solar gains that go to the mass node.
 MASS_INTERNAL_GAIN_FRACTION = 0.5
@@ -411,7 +425,7 @@ class HvacPopulation:
         setpoint = f.array("setpoint_c", setpoint_c)
         tmin = f.array("comfort_min_c", comfort_min_c)
         tmax = f.array("comfort_max_c", comfort_max_c)
-        mode_arr = f.array("mode", mode)
+        mode_arr = f.array("mode", _mode_codes(mode))
         cap_c = f.array("cooling_capacity_kw", cooling_capacity_kw)
         cap_h = f.array("heating_capacity_kw", heating_capacity_kw)
         cop_c = f.array("cooling_cop", cooling_cop)
@@ -502,7 +516,7 @@ class HvacPopulation:
         n: int,
         rng: np.random.Generator,
         *,
-        mode: int = COOLING,
+        mode: int | str = COOLING,
         outdoor_temperature_c: float = 30.0,
         floor_area_m2: tuple[float, float] = (170.0, 0.35),
         ua_per_m2_w_per_k: tuple[float, float] = (0.8, 1.8),
@@ -521,10 +535,14 @@ class HvacPopulation:
         flat ramp), our mapping of the Olympic Peninsula comfort/economy setting.
         """
         problems = Problems(subject="HVAC sampling")
+        mode = _mode_codes(mode)
         if int(n) != n or n < 1:
             problems.add("n", f"must be a positive integer, got {n}")
         if mode not in (COOLING, HEATING):
-            problems.add("mode", f"must be COOLING (+1) or HEATING (-1), got {mode}")
+            problems.add(
+                "mode",
+                f"must be COOLING (+1) or HEATING (-1), 'cooling' or 'heating', got {mode!r}",
+            )
         problems.raise_if_any()
         median, sigma = floor_area_m2
         area = np.clip(median * np.exp(sigma * rng.standard_normal(n)), 60.0, 400.0)
