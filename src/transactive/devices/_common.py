@@ -24,40 +24,27 @@ def _validated_columns(
 ) -> tuple[int, dict[str, FloatArray]]:
     """Per-device float columns: scalars broadcast, arrays must be 1-D of one length, all finite.
 
-    Problems (wrong shapes, non-numbers, NaN or infinite entries with their indices) go to
-    ``problems``; bad columns come back as zeros of the right length so later rules still run.
+    The rules of :class:`_Fields`, for many columns at once: the population size is the length
+    of the 1-D columns (unless ``n`` is given). Problems go to ``problems``; bad entries come back
+    as zeros so that later rules still run on the rest.
     """
-    arrays: dict[str, FloatArray] = {}
-    lengths: dict[str, int] = {}
-    for name, value in values.items():
-        try:
-            a = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            problems.add(name, "must be numbers")
-            continue
-        if a.ndim > 1:
-            problems.add(name, f"must be a scalar or a 1-D array, got {a.ndim} dimensions")
-            continue
-        arrays[name] = a
-        if a.ndim == 1:
-            lengths[name] = a.size
     if n is None:
-        n = max(lengths.values(), default=1)
+        lengths = []
+        for value in values.values():
+            try:
+                shape = np.shape(value)
+            except ValueError:  # a ragged list: _Fields names it below
+                continue
+            if len(shape) == 1:
+                lengths.append(shape[0])
+        n = max(lengths, default=1)
+    fields = _Fields(problems.subject)
+    fields.problems = problems
+    fields.n = n
     out: dict[str, FloatArray] = {}
-    for name in values:
-        if name not in arrays:
-            out[name] = np.zeros(n)
-            continue
-        a = arrays[name]
-        if a.ndim == 1 and a.size != n:
-            problems.add(name, f"has {a.size} entries, expected one per device ({n})")
-            out[name] = np.zeros(n)
-            continue
-        col = np.array(np.broadcast_to(a, (n,)), dtype=np.float64)
-        bad = ~np.isfinite(col)
-        problems.check(bad, name, "not a finite number (NaN or infinite)")
-        col[bad] = 0.0
-        out[name] = col
+    for name, value in values.items():
+        column = fields.array(name, value, n)
+        out[name] = np.where(np.isfinite(column), column, 0.0)
     if n == 0:
         problems.add("devices", "a population needs at least one device")
     return n, out
