@@ -35,7 +35,7 @@ bench: $(STAMP)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e '.[dev]' hatchling
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]' hatchling editables
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^transactive' > requirements.lock
 	rm -rf .lock-venv
 
