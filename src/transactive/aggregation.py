@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from transactive.curves import BidCurves, _pack_rows
+from transactive.curves import BidCurves, _pack_rows, checked_ids
 from transactive.errors import Problems
 
 __all__ = ["aggregate"]
@@ -32,6 +32,7 @@ def aggregate(
     *,
     n_groups: int | None = None,
     by_side: bool = False,
+    group_ids: npt.ArrayLike | None = None,
 ) -> BidCurves:
     """Sum bid curves per group: one exact aggregate curve per group.
 
@@ -50,20 +51,39 @@ def aggregate(
         serve tied blocks exactly as in the flat market (buyers' blocks first, then sellers'),
         so the whole tree gives every device its flat allocation. The net curve (the default)
         gives the same price, but nets buyers against sellers inside a group.
+    group_ids:
+        The groups' ids (a concentrator's or a meter's name), one per group; by default the
+        group indices as strings (``"0"``, ``"1"``, ...). With ``by_side`` the demand row of group
+        ``g`` is ``"<id>/demand"`` and its supply row ``"<id>/supply"``.
 
     Returns
     -------
     BidCurves
-        Row g is the sum of the curves in group g.
+        Row g is the sum of the curves in group g; the curves carry the groups' ids (the
+        members' own ids stay on the members' curves, which :func:`transactive.market.allocate`
+        reads the price back onto).
 
     """
     n = len(bids)
     group = _checked_groups(groups, n, n_groups)
-    count = int(n_groups) if n_groups is not None else int(group.max()) + 1
+    if n_groups is not None:
+        count = int(n_groups)
+    elif groups is None:
+        count = 1  # everything in one group, even when there is nothing to sum
+    else:
+        count = int(group.max()) + 1 if n else 0
+    ids = (
+        default_ids_of(count)
+        if group_ids is None
+        else checked_ids(group_ids, count, subject="aggregation group_ids")
+    )
     if by_side:
+        ids = np.concatenate([np.char.add(ids, "/demand"), np.char.add(ids, "/supply")])
         bids = bids.split_sides()
         group = np.concatenate([group, group + count])
         count *= 2
+    if n == 0:  # every group is empty: a zero curve each
+        return BidCurves._trusted(np.zeros((count, 2)), np.zeros((count, 2)), _frozen(ids))
     prices, powers = bids.price_per_kwh, bids.power_kw
     k = prices.shape[1]
 
@@ -134,7 +154,18 @@ def aggregate(
     out_prices, out_powers = _pack_rows(pt_group, pt_price, pt_power, count)
     # Rounding may leave a rise of a few ulps; a bid curve never rises.
     out_powers = np.minimum.accumulate(out_powers, axis=1)
-    return BidCurves._trusted(out_prices, out_powers)
+    return BidCurves._trusted(out_prices, out_powers, _frozen(ids))
+
+
+def default_ids_of(count: int) -> npt.NDArray[np.str_]:
+    """The default ids of ``count`` groups: their indices as strings."""
+    return np.arange(count).astype(np.str_)
+
+
+def _frozen(ids: npt.NDArray[np.str_]) -> npt.NDArray[np.str_]:
+    out = np.ascontiguousarray(ids.astype(np.str_))
+    out.setflags(write=False)
+    return out
 
 
 def _mask(is_step: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -159,12 +190,19 @@ def _checked_groups(
     groups: npt.ArrayLike | None, n: int, n_groups: int | None
 ) -> npt.NDArray[np.int64]:
     problems = Problems(subject="aggregation groups")
+    if n_groups is not None and (
+        isinstance(n_groups, bool) or not isinstance(n_groups, int | np.integer) or n_groups < 0
+    ):
+        problems.add("n_groups", f"must be a non-negative integer, got {n_groups!r}")
+        problems.raise_if_any()
     if groups is None:
         if n_groups not in (None, 1):
             problems.add("n_groups", "must be 1 (or None) when no groups are given")
             problems.raise_if_any()
         return np.zeros(n, dtype=np.int64)
     g = np.asarray(groups)
+    if n == 0 and g.size == 0:  # an empty population: no indices, whatever their dtype
+        return np.zeros(0, dtype=np.int64)
     if g.shape != (n,):
         problems.add("groups", f"must hold one group index per curve ({n}), got shape {g.shape}")
         problems.raise_if_any()

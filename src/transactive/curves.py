@@ -36,10 +36,56 @@ import numpy.typing as npt
 
 from transactive.errors import Problem, Problems, ValidationError
 
-__all__ = ["BidCurves", "MarketBasis"]
+__all__ = ["BidCurves", "MarketBasis", "checked_ids"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+StrArray = npt.NDArray[np.str_]
+
+
+def checked_ids(ids: Any, n: int, *, subject: str = "ids") -> StrArray:
+    """Stable identifiers of N rows (devices, bidders, curves) as a read-only string array.
+
+    Every id must be a non-empty string without surrounding whitespace, and ids must be unique:
+    the platform, the ledger and settlement persist against them. Raises one ValidationError
+    naming every bad position and every duplicate.
+    """
+    problems = Problems(subject=subject)
+    try:
+        arr = np.asarray(ids)
+    except (TypeError, ValueError):
+        problems.add("ids", "must be a 1-D sequence of strings")
+        problems.raise_if_any()
+    if arr.ndim != 1 or arr.size != n:
+        problems.add("ids", f"must be {n} strings (one per row), got shape {arr.shape}")
+        problems.raise_if_any()
+    if n and arr.dtype.kind not in "US":
+        problems.add("ids", f"must be strings, got {arr.dtype}")
+        problems.raise_if_any()
+    out = arr.astype(np.str_) if n else np.empty(0, dtype="<U1")
+    stripped = np.char.strip(out)
+    problems.check(np.char.str_len(out) == 0, "ids", "is empty")
+    problems.check(
+        (stripped != out) & (np.char.str_len(out) > 0), "ids", "has leading or trailing spaces"
+    )
+    if n:
+        uniq, first, counts = np.unique(out, return_index=True, return_counts=True)
+        seen_first = np.zeros(n, dtype=bool)
+        seen_first[first] = True
+        dup = ~seen_first & np.isin(out, uniq[counts > 1])
+        problems.check(dup, "ids", "repeats an earlier id")
+    problems.raise_if_any()
+    out = np.ascontiguousarray(out)
+    out.setflags(write=False)
+    return out
+
+
+def default_ids(prefix: str, n: int) -> StrArray:
+    """``prefix-0 ... prefix-(n-1)``: the ids a population gets when none are given."""
+    out = np.char.add(f"{prefix}-", np.arange(n).astype(np.str_)) if n else np.empty(0, "<U1")
+    out = np.ascontiguousarray(out.astype(np.str_))
+    out.setflags(write=False)
+    return out
 
 
 @dataclass(frozen=True)
@@ -98,11 +144,17 @@ class BidCurves:
     ----------
     price_per_kwh, power_kw:
         ``(N, K)`` breakpoints, prices non-decreasing and powers non-increasing along each row.
+    ids:
+        ``(N,)`` stable identifiers of the bidders (device, meter or member ids), or None for
+        anonymous curves. Clearing results and allocations carry them on, so what is persisted,
+        settled and recorded is keyed by who bid, not by a row position. Set them with
+        :meth:`with_ids`; ``take`` and ``with_price_offset`` keep them.
 
     """
 
     price_per_kwh: FloatArray
     power_kw: FloatArray
+    ids: StrArray | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -248,12 +300,30 @@ class BidCurves:
         k = max(b.n_points_max for b in batches)
         prices = np.concatenate([_pad_to(b.price_per_kwh, k) for b in batches])
         powers = np.concatenate([_pad_to(b.power_kw, k) for b in batches])
+        if all(b.ids is not None for b in batches):  # ids survive when every batch has them
+            ids = np.concatenate([b.ids for b in batches if b.ids is not None])
+            return cls._trusted(prices, powers, checked_ids(ids, ids.size, subject="bid curves"))
+        if any(b.ids is not None for b in batches):
+            raise ValidationError(
+                [Problem("ids", "some batches have ids and some do not: give every batch ids")],
+                subject="bid curves",
+            )
         return cls._trusted(prices, powers)
 
     @classmethod
-    def _trusted(cls, prices: FloatArray, powers: FloatArray) -> Self:
-        """Wrap arrays already known to be valid (built by the library itself)."""
-        return cls(_readonly(np.ascontiguousarray(prices)), _readonly(np.ascontiguousarray(powers)))
+    def _trusted(cls, prices: FloatArray, powers: FloatArray, ids: StrArray | None = None) -> Self:
+        """Wrap arrays already known to be valid (built by the library itself).
+
+        ``ids`` must already be checked (a population's own ``ids`` are).
+        """
+        return cls(
+            _readonly(np.ascontiguousarray(prices)), _readonly(np.ascontiguousarray(powers)), ids
+        )
+
+    def with_ids(self, ids: npt.ArrayLike) -> BidCurves:
+        """The same curves named by ``ids`` (one unique non-empty string per curve)."""
+        checked = checked_ids(ids, len(self), subject="bid curves")
+        return BidCurves(self.price_per_kwh, self.power_kw, checked)
 
     @classmethod
     def _validated(
@@ -307,7 +377,8 @@ class BidCurves:
     def take(self, index: npt.ArrayLike) -> BidCurves:
         """The curves at ``index`` (integer positions or a boolean mask), as a new batch."""
         i = np.asarray(index)
-        return BidCurves._trusted(self.price_per_kwh[i], self.power_kw[i])
+        ids = None if self.ids is None else _readonly_str(self.ids[i])
+        return BidCurves._trusted(self.price_per_kwh[i], self.power_kw[i], ids)
 
     def with_price_offset(self, offset_per_kwh: float | npt.ArrayLike) -> BidCurves:
         """The curves as seen through a price adder: ``new(p) = old(p + offset)``.
@@ -324,7 +395,7 @@ class BidCurves:
         problems.check(~np.isfinite(np.atleast_1d(offset)), "offset_per_kwh", "not finite")
         problems.raise_if_any()
         shift = offset[:, None] if offset.ndim == 1 else offset
-        return BidCurves._trusted(self.price_per_kwh - shift, self.power_kw.copy())
+        return BidCurves._trusted(self.price_per_kwh - shift, self.power_kw.copy(), self.ids)
 
     def split_sides(self) -> BidCurves:
         """Each curve as its buying part then its selling part: 2N curves, demand rows first.
@@ -332,7 +403,8 @@ class BidCurves:
         Row i is ``max(f_i, 0)`` and row N + i is ``min(f_i, 0)``; their sum is curve i. A curve
         that crosses zero on a ramp gets a breakpoint where it crosses. Concentrators that sum the
         two sides apart keep what the market needs to share tied blocks exactly as if it saw every
-        member (:func:`transactive.market.aggregate` with ``by_side=True``).
+        member (:func:`transactive.market.aggregate` with ``by_side=True``). The halves are
+        anonymous (``ids`` None): a bidder appears twice.
         """
         p, q = self.price_per_kwh, self.power_kw
         n, k = p.shape
@@ -470,6 +542,12 @@ def _pack_rows(
     prices = np.where(pad, price[order][last][:, None], prices)
     powers = np.where(pad, power[order][last][:, None], powers)
     return prices, powers
+
+
+def _readonly_str(a: StrArray) -> StrArray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
 
 
 def _pad_to(a: FloatArray, k: int) -> FloatArray:

@@ -137,11 +137,82 @@ def test_every_device_reads_its_allocation_from_price_and_fill():
 def test_bad_market_inputs_are_all_reported_at_once():
     bids = BidCurves.from_steps([0.5, 2.0, -0.1], [1.0, 1.0, -1.0])
     with pytest.raises(ValidationError) as info:
-        clear(bids, price_cap=1.0, supply=Supply(price_per_kwh=3.0, capacity_kw=-1.0))
+        clear(bids, price_cap=1.0, supply=Supply(price_per_kwh=3.0, capacity_kw=1.0))
     text = str(info.value)
     assert "above the price cap" in text and "(entry 1)" in text
     assert "below the price floor" in text and "(entry 2)" in text
-    assert "supply.price_per_kwh" in text and "supply.capacity_kw" in text
+    assert "supply.price_per_kwh" in text and "outside [0.0, 1.0]" in text
+    named = bids.with_ids(["a", "b", "c"])
+    with pytest.raises(ValidationError, match=r"\(entry b\)"):  # by id when the bids have ids
+        clear(named, price_cap=1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "reason"),
+    [
+        ({"price_per_kwh": math.nan, "capacity_kw": 5.0}, "price_per_kwh", "finite"),
+        ({"price_per_kwh": math.inf, "capacity_kw": 5.0}, "price_per_kwh", "finite"),
+        ({"price_per_kwh": 0.1, "capacity_kw": -1.0}, "capacity_kw", "non-negative"),
+        ({"price_per_kwh": 0.1, "capacity_kw": math.nan}, "capacity_kw", "non-negative"),
+        (
+            {"price_per_kwh": 0.1, "capacity_kw": 1.0, "export_capacity_kw": -2.0},
+            "export_capacity_kw",
+            "non-negative",
+        ),
+        (
+            {"price_per_kwh": 0.1, "capacity_kw": 1.0, "export_price_per_kwh": 0.2},
+            "export_price_per_kwh",
+            "must not exceed the import price",
+        ),
+        ({"price_per_kwh": "cheap", "capacity_kw": 1.0}, "price_per_kwh", "must be a number"),
+        ({"price_per_kwh": 0.1, "capacity_kw": None}, "capacity_kw", "must be a number"),
+        ({"price_per_kwh": True, "capacity_kw": 1.0}, "price_per_kwh", "must be a number"),
+    ],
+)
+def test_a_supply_that_would_clear_at_nan_or_trade_negative_power_is_refused(kwargs, field, reason):
+    with pytest.raises(ValidationError, match=reason) as info:
+        Supply(**kwargs)
+    assert field in {p.field for p in info.value.problems}
+
+
+def test_every_bad_supply_field_is_named_at_once():
+    with pytest.raises(ValidationError) as info:
+        Supply(price_per_kwh=math.nan, capacity_kw=-1.0, export_capacity_kw=math.nan)
+    assert {p.field for p in info.value.problems} == {
+        "price_per_kwh",
+        "export_price_per_kwh",  # defaults to the (NaN) import price
+        "capacity_kw",
+        "export_capacity_kw",
+    }
+
+
+@pytest.mark.parametrize(
+    ("cap", "floor", "reason"),
+    [
+        (math.nan, 0.0, "finite"),
+        (1.0, -math.inf, "finite"),
+        (0.1, 0.2, "must exceed price_floor"),
+        (0.2, 0.2, "must exceed price_floor"),
+        ("high", 0.0, "must be a number"),
+        (1.0, None, "must be a number"),
+    ],
+)
+def test_limits_that_would_give_a_nan_or_inverted_market_are_refused(cap, floor, reason):
+    with pytest.raises(ValidationError, match=reason):
+        clear(BidCurves.from_steps([0.1], [1.0]), price_cap=cap, price_floor=floor)
+
+
+def test_powers_whose_sum_overflows_are_refused_rather_than_cleared_at_nan():
+    bids = BidCurves.from_steps([0.1, 0.2, 0.3], [1e308, 1e308, -1e308])
+    with pytest.raises(ValidationError, match="overflow"):
+        clear(bids, price_cap=1.0)
+
+
+def test_not_bids_or_not_a_supply_is_named():
+    with pytest.raises(ValidationError, match="must be BidCurves"):
+        clear([[0.1, 1.0]], price_cap=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="must be a Supply"):
+        clear(BidCurves.from_steps([0.1], [1.0]), price_cap=1.0, supply=(0.1, 5.0))  # type: ignore[arg-type]
 
 
 def test_bad_limits_are_rejected():

@@ -1,8 +1,11 @@
 """Uniform-price double auction over bid curves: the single-exchange mode of value discovery.
 
 Each party submits a bid curve; the platform finds the price at which the net demand of all
-curves is zero and every party reads its power off its own curve at that price (MISSION.md §3.1;
-the 5-minute markets of the Olympic Peninsula [26] and AEP gridSMART [27], PowerMatcher [29]).
+curves is zero and every party reads its power off its own curve at that price (Hu et al.,
+"Transactive Energy: an Effective Mechanism for Balancing Electric Energy System", Proc. CSEE 2019,
+§3.1; the 5-minute markets of the Olympic Peninsula demonstration, Hammerstrom et al.,
+PNNL-17167, 2007, and of AEP Ohio's gridSMART, Widergren et al., PNNL-23192, 2014; PowerMatcher,
+Kok, Warmer, Kamphuis, 2005).
 
 The aggregate net demand ``D(p) = Σ_i f_i(p)`` is non-increasing. The clearing price is where
 ``0 ∈ [D(p+), D(p-)]``. It is found without sorting the breakpoints: one bucketed pass over a
@@ -39,9 +42,9 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves, FloatArray, _power_limit
-from transactive.errors import Problems
+from transactive.errors import Problem, Problems, ValidationError
 
-__all__ = ["ClearingResult", "ClearingType", "Supply", "allocate", "clear"]
+__all__ = ["ClearingResult", "ClearingType", "Supply", "allocate", "allocate_by_id", "clear"]
 
 #: Net power below this share of the market's volume counts as zero (float noise of the sums).
 _POWER_TOLERANCE = 1e-12
@@ -84,6 +87,48 @@ class Supply:
     export_capacity_kw: float = 0.0
     export_price_per_kwh: float | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse what would clear at a NaN price or trade a negative quantity."""
+        problems = Problems(subject="supply")
+        price = _as_float(self.price_per_kwh, "price_per_kwh", problems)
+        export_price = (
+            price
+            if self.export_price_per_kwh is None
+            else _as_float(self.export_price_per_kwh, "export_price_per_kwh", problems)
+        )
+        for name, value in (("price_per_kwh", price), ("export_price_per_kwh", export_price)):
+            if value is not None and not math.isfinite(value):
+                problems.add(name, f"must be a finite number, got {value}")
+        for name in ("capacity_kw", "export_capacity_kw"):
+            value = _as_float(getattr(self, name), name, problems)
+            if value is not None and (math.isnan(value) or value < 0):
+                problems.add(name, f"must be a non-negative number (inf allowed), got {value}")
+        if (
+            price is not None
+            and export_price is not None
+            and math.isfinite(price)
+            and math.isfinite(export_price)
+            and export_price > price
+        ):
+            problems.add(
+                "export_price_per_kwh",
+                f"must not exceed the import price ({export_price} > {price}): the market would "
+                "buy from the feeder and sell back to it at a profit",
+            )
+        problems.raise_if_any()
+
+
+def _as_float(value: object, name: str, problems: Problems) -> float | None:
+    """``value`` as a float, or None with a problem recorded (bools are not numbers)."""
+    if isinstance(value, bool):
+        problems.add(name, f"must be a number, got {value!r}")
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        problems.add(name, f"must be a number, got {value!r}")
+        return None
+
 
 @dataclass(frozen=True, eq=False)
 class ClearingResult:
@@ -115,6 +160,9 @@ class ClearingResult:
         How the price was chosen, in words.
     shortage_kw, surplus_kw:
         Demand bid at the cap left unserved, supply offered at the floor left untaken.
+    ids:
+        The bids' ids (``BidCurves.ids``), so ``allocation_kw[i]`` belongs to ``ids[i]``; None
+        for anonymous bids.
 
     """
 
@@ -132,6 +180,16 @@ class ClearingResult:
     surplus_kw: float
     price_cap: float
     price_floor: float
+    ids: npt.NDArray[np.str_] | None = None
+
+    def allocation_by_id(self) -> dict[str, float]:
+        """Each bidder's allocation (kW) keyed by its id; the bids must carry ids."""
+        if self.ids is None:
+            raise ValidationError(
+                [Problem("ids", "the bids carried no ids: use BidCurves.with_ids")],
+                subject="clearing result",
+            )
+        return dict(zip(self.ids.tolist(), self.allocation_kw.tolist(), strict=True))
 
 
 def clear(
@@ -162,9 +220,8 @@ def clear(
         Listing every problem: limits, curves outside the limits, bad supply.
 
     """
-    curves = _checked_market(bids, price_cap, price_floor, supply, range_rule)
+    curves, floor, cap = _checked_market(bids, price_cap, price_floor, supply, range_rule)
     prices, powers = curves.price_per_kwh, curves.power_kw
-    floor, cap = float(price_floor), float(price_cap)
 
     scale = float(np.maximum(np.abs(powers[:, 0]), np.abs(powers[:, -1])).sum())
     tol = _POWER_TOLERANCE * scale if scale > 0 else 0.0
@@ -232,7 +289,7 @@ def clear(
         kind = ClearingType.EXACT
 
     n_bids = len(bids)
-    supply_kw = -float(allocation[n_bids]) if supply is not None else 0.0
+    supply_kw = -float(allocation[n_bids]) + 0.0 if supply is not None else 0.0  # no -0.0
     bid_allocation = allocation[:n_bids].copy()
     bid_allocation.setflags(write=False)
     width = (hi - lo)[:n_bids]
@@ -254,6 +311,7 @@ def clear(
         surplus_kw=max(surplus, 0.0),
         price_cap=cap,
         price_floor=floor,
+        ids=bids.ids,
     )
 
 
@@ -277,6 +335,20 @@ def allocate(bids: BidCurves, result: ClearingResult) -> FloatArray:
     return lo + result.buyer_fill * buy_part + (1.0 - result.seller_fill) * sell_part
 
 
+def allocate_by_id(bids: BidCurves, result: ClearingResult) -> dict[str, float]:
+    """:func:`allocate` keyed by the bids' ids: each device's power under a (tree's) clearing.
+
+    The devices' curves keep their own ids however many concentrators sit between them and the
+    market, so what a device is told and what is settled are keyed by the same id.
+    """
+    if bids.ids is None:
+        raise ValidationError(
+            [Problem("bids.ids", "the bids carry no ids: use BidCurves.with_ids")],
+            subject="allocation",
+        )
+    return dict(zip(bids.ids.tolist(), allocate(bids, result).tolist(), strict=True))
+
+
 def _sides(lo: FloatArray, hi: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Split each curve's vertical segment [lo, hi] into its buying and its selling part."""
     buy = np.maximum(hi, 0.0) - np.maximum(lo, 0.0)
@@ -293,67 +365,83 @@ def _checked_market(
     price_floor: float,
     supply: Supply | None,
     range_rule: str,
-) -> BidCurves:
-    """Validate the market's inputs (all problems at once) and append the supply's curve."""
+) -> tuple[BidCurves, float, float]:
+    """Validate the market's inputs (all problems at once) and append the supply's curve.
+
+    Returns the curves to clear (the bids, then the supply's curve, anonymous) and the limits as
+    floats.
+    """
     problems = Problems(subject="market")
     if not isinstance(bids, BidCurves):  # callers need not type-check
         problems.add(  # type: ignore[unreachable]
             "bids", f"must be BidCurves, got {type(bids).__name__}"
         )
         problems.raise_if_any()
-    limits_ok = math.isfinite(price_cap) and math.isfinite(price_floor)
-    if not limits_ok:
-        problems.add("price_cap/price_floor", "must be finite numbers")
-    elif price_floor >= price_cap:
-        problems.add("price_cap", f"must exceed price_floor ({price_cap} <= {price_floor})")
-        limits_ok = False
+    cap = _as_float(price_cap, "price_cap", problems)
+    floor = _as_float(price_floor, "price_floor", problems)
+    limits_ok = cap is not None and floor is not None
+    if cap is not None and floor is not None:
+        if not (math.isfinite(cap) and math.isfinite(floor)):
+            problems.add("price_cap/price_floor", f"must be finite numbers, got {cap}, {floor}")
+            limits_ok = False
+        elif floor >= cap:
+            problems.add("price_cap", f"must exceed price_floor ({cap} <= {floor})")
+            limits_ok = False
     if range_rule not in ("midpoint", "low", "high"):
         problems.add("range_rule", f"must be 'midpoint', 'low' or 'high', got {range_rule!r}")
-    if limits_ok:
+    labels = None if bids.ids is None else bids.ids.tolist()
+    if limits_ok and cap is not None and floor is not None and len(bids):
         low, high = bids.price_bounds()
-        problems.check(
-            low < price_floor, "bids.price_per_kwh", f"below the price floor {price_floor}"
-        )
-        problems.check(high > price_cap, "bids.price_per_kwh", f"above the price cap {price_cap}")
+        problems.check(low < floor, "bids.price_per_kwh", f"below the price floor {floor}", labels)
+        problems.check(high > cap, "bids.price_per_kwh", f"above the price cap {cap}", labels)
+    with np.errstate(over="ignore"):
+        volume = float(np.abs(bids.power_kw).max(axis=1).sum()) if len(bids) else 0.0
+    if not math.isfinite(volume):  # finite curves whose sum overflows would clear at NaN
+        problems.add("bids.power_kw", "the curves' powers are too large to add up (overflow)")
     supply_curve = None
     if supply is not None:
-        supply_curve = _supply_curve(supply, bids, price_floor, price_cap, problems, limits_ok)
+        supply_curve = _supply_curve(supply, bids, floor, cap, problems, limits_ok)
     problems.raise_if_any()
+    assert cap is not None and floor is not None
     if supply_curve is None:
-        return bids
-    return BidCurves.concat([bids, supply_curve])
+        return bids, floor, cap
+    # the supply has no id: clear the bids and it as one anonymous batch
+    anonymous = BidCurves._trusted(bids.price_per_kwh, bids.power_kw)
+    return BidCurves.concat([anonymous, supply_curve]), floor, cap
 
 
 def _supply_curve(
     supply: Supply,
     bids: BidCurves,
-    price_floor: float,
-    price_cap: float,
+    price_floor: float | None,
+    price_cap: float | None,
     problems: Problems,
     limits_ok: bool,
 ) -> BidCurves | None:
+    """The supply as a curve, checked against the market's limits.
+
+    It sells up to its rating from its price and buys back up to its export rating at its export
+    price; the rest of its checks ran when it was built (``Supply.__post_init__``).
+    """
+    if not isinstance(supply, Supply):
+        problems.add(  # type: ignore[unreachable]
+            "supply", f"must be a Supply, got {type(supply).__name__}"
+        )
+        return None
     price = float(supply.price_per_kwh)
     export_price = (
         price if supply.export_price_per_kwh is None else float(supply.export_price_per_kwh)
     )
     before = len(problems.found)
-    for name, value in (
-        ("supply.price_per_kwh", price),
-        ("supply.export_price_per_kwh", export_price),
-    ):
-        if not math.isfinite(value):
-            problems.add(name, f"must be a finite number, got {value}")
-        elif limits_ok and not price_floor <= value <= price_cap:
-            problems.add(name, f"{value} is outside [{price_floor}, {price_cap}]")
-    for name, value in (
-        ("supply.capacity_kw", float(supply.capacity_kw)),
-        ("supply.export_capacity_kw", float(supply.export_capacity_kw)),
-    ):
-        if math.isnan(value) or value < 0:
-            problems.add(name, f"must be a non-negative number (inf allowed), got {value}")
-    if math.isfinite(export_price) and math.isfinite(price) and export_price > price:
-        problems.add("supply.export_price_per_kwh", "must not exceed the import price")
-    if len(problems.found) > before:
+    if limits_ok:
+        assert price_floor is not None and price_cap is not None
+        for name, value in (
+            ("supply.price_per_kwh", price),
+            ("supply.export_price_per_kwh", export_price),
+        ):
+            if not price_floor <= value <= price_cap:
+                problems.add(name, f"{value} is outside [{price_floor}, {price_cap}]")
+    if len(problems.found) > before or not limits_ok:
         return None
     # An unlimited rating becomes one larger than anything the bids could ever take or give.
     capacity = float(supply.capacity_kw)

@@ -1,0 +1,96 @@
+"""The shared contracts of the device layer: price statistics, intervals, horizons, flexibility."""
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from transactive.curves import checked_ids, default_ids
+from transactive.devices.base import Horizon, MarketInterval, PriceStats
+from transactive.devices.flexibility import Flexibility
+from transactive.errors import ValidationError
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"mean_per_kwh": math.nan}, "mean_per_kwh"),
+        ({"mean_per_kwh": math.inf}, "mean_per_kwh"),
+        ({"std_per_kwh": math.nan}, "std_per_kwh"),
+        ({"std_per_kwh": -0.01}, "std_per_kwh"),
+        ({"price_cap_per_kwh": -math.inf}, "price_cap_per_kwh"),
+        ({"price_cap_per_kwh": 0.0, "price_floor_per_kwh": 0.5}, "price_cap_per_kwh"),
+        ({"price_floor_per_kwh": "0"}, "price_floor_per_kwh"),
+    ],
+)
+def test_price_stats_refuse_what_would_clear_at_nan(kwargs, field):
+    base = {"mean_per_kwh": 0.05, "std_per_kwh": 0.01, "price_cap_per_kwh": 1.0}
+    with pytest.raises(ValidationError) as err:
+        PriceStats(**(base | kwargs))
+    assert field in str(err.value)
+
+
+def test_price_stats_accept_a_zero_deviation():
+    assert PriceStats(0.05, 0.0, 1.0).std_per_kwh == 0.0
+
+
+def test_market_interval_is_integer_seconds():
+    iv = MarketInterval(600, 300)
+    assert iv.end_s == 900
+    for bad in [(0.5, 300), (0, 0), (-1, 300), (0, 300.0), (True, 300)]:
+        with pytest.raises(ValidationError):
+            MarketInterval(*bad)  # type: ignore[arg-type]
+
+
+def test_horizon_periods_and_intervals():
+    h = Horizon(3600, 900, 4)
+    np.testing.assert_array_equal(h.starts_s, [3600, 4500, 5400, 6300])
+    assert h.interval(2) == MarketInterval(5400, 900)
+    assert h.period_h == 0.25
+    with pytest.raises(ValidationError) as err:
+        Horizon(0, 0, 0)
+    assert "period_s" in str(err.value) and "n_periods" in str(err.value)
+
+
+def _flex(n: int = 2, t: int = 3, **over: Any) -> Flexibility:
+    fields: dict[str, Any] = {
+        "horizon": Horizon(0, 3600, t),
+        "ids": default_ids("ev", n),
+        "baseline_kw": np.zeros((t, n)),
+        "power_min_kw": np.zeros((t, n)),
+        "power_max_kw": np.full((t, n), 7.0),
+        "energy_min_kwh": np.zeros((t, n)),
+        "energy_max_kwh": np.full((t, n), 20.0),
+        "initial_energy_kwh": np.zeros(n),
+        "retention": np.ones(n),
+        "charge_efficiency": np.ones(n),
+        "discharge_efficiency": np.ones(n),
+    }
+    return Flexibility(**(fields | over))
+
+
+def test_flexibility_checks_shapes_and_bounds():
+    assert _flex().n_devices == 2
+    with pytest.raises(ValidationError) as err:
+        _flex(baseline_kw=np.zeros((2, 3)))
+    assert "baseline_kw" in str(err.value)
+    lo = np.zeros((3, 2))
+    lo[1, 1] = 9.0
+    with pytest.raises(ValidationError) as err:
+        _flex(power_min_kw=lo)
+    assert "power_min_kw" in str(err.value) and "entry 1" in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        _flex(retention=np.array([1.0, 0.0]), charge_efficiency=np.array([np.nan, 1.0]))
+    assert "charge_efficiency" in str(err.value)
+
+
+def test_ids_are_checked_and_default_ids_are_stable():
+    np.testing.assert_array_equal(default_ids("hvac", 3), ["hvac-0", "hvac-1", "hvac-2"])
+    assert default_ids("hvac", 0).size == 0
+    assert not default_ids("hvac", 2).flags.writeable
+    with pytest.raises(ValidationError) as err:
+        checked_ids(["a", "b"], 3)
+    assert "3 strings" in str(err.value)
+    with pytest.raises(ValidationError):
+        checked_ids([1, 2], 2)
