@@ -1,13 +1,19 @@
-"""Clearing speed: `transactive.market.clear` against the sort-and-walk double auction.
+"""Clearing speed: `transactive.market.clear` against the real alternatives, in the same run.
 
-The baseline is the auction GridLAB-D's `auction` object and TESP's `simple_auction` run, in
-straightforward Python: every curve becomes blocks (price, quantity), buyers are sorted by price
-descending and sellers ascending, and the two lists are walked until the next buyer bids below
-the next seller. Both run in this process on the same random staircase curves (up to 4
-breakpoints: two blocks per bidder); their prices and quantities are checked to agree.
-A second figure clears curves with sloped segments, which the baseline cannot express.
+1. The fastest simple alternative a user would write for step bids: a vectorized numpy
+   uniform-price clearing (sort buyers' blocks by price descending and sellers' ascending,
+   ``cumsum`` both, find the largest quantity at which the buyers' price still covers the
+   sellers'). It is timed on its own natural input (block arrays), ours on `BidCurves` already
+   built; prices and quantities are checked to agree at every size.
+2. TESP's own auction, `tesp_support.original.simple_auction` (pip install --no-deps
+   tesp-support==1.3.8), fed in process the way TESP's substation agent feeds it: one
+   `collect_bid` / `supplier_bid` per block (which keeps each side sorted by insertion), then
+   `clear_market`. Its collection and its clearing are timed apart, at 20,000 blocks; its price
+   and quantity are checked against ours.
+3. Curves with sloped segments, which neither alternative can express (ours only).
 
-Targets (issue 2): 10^6 curves in under 1 s on one core; cost growing no worse than n log n.
+Each market: 60 % of the bidders buy, 40 % sell, two blocks per bidder at continuous random
+prices and sizes (so the clearing is unique and the three tools must agree exactly).
 
     python benchmarks/bench_clearing.py [--quick]
 """
@@ -15,88 +21,130 @@ Targets (issue 2): 10^6 curves in under 1 s on one core; cost growing no worse t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from transactive.market import BidCurves, clear
+from transactive.market import BidCurves, ClearingResult, clear
 
 PRICE_CAP = 1.0
-T = TypeVar("T")
+TESP_BLOCKS = 20_000
+FloatArray = npt.NDArray[np.float64]
 
 
-def staircase_curves(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two blocks per bidder: buyers (60 %) and sellers, random prices and sizes."""
-    prices = np.sort(rng.uniform(0.0, PRICE_CAP, (n, 2)), axis=1)
-    blocks = rng.uniform(0.5, 5.0, (n, 2))
-    buyer = rng.random(n) < 0.6
-    # buyer: blocks[0] + blocks[1] below p0, blocks[1] up to p1, nothing above
-    # seller: nothing below p0, blocks[0] from p0, blocks[0] + blocks[1] from p1
-    b_pow = np.column_stack([blocks.sum(1), blocks[:, 1], blocks[:, 1], np.zeros(n)])
-    s_pow = -np.column_stack([np.zeros(n), blocks[:, 0], blocks[:, 0], blocks.sum(1)])
+def block_market(n_bidders: int, rng: np.random.Generator) -> dict[str, npt.NDArray[Any]]:
+    """Two blocks per bidder: buyers (60 %) and sellers, random prices in (0, cap) and sizes."""
+    prices = np.sort(rng.uniform(0.001, 0.999 * PRICE_CAP, (n_bidders, 2)), axis=1)
+    sizes = rng.uniform(0.5, 5.0, (n_bidders, 2))
+    buyer = rng.random(n_bidders) < 0.6
+    return {
+        "price": prices,
+        "size": sizes,
+        "buyer": buyer,
+        "buy_p": prices[buyer].ravel(),
+        "buy_q": sizes[buyer].ravel(),
+        "sell_p": prices[~buyer].ravel(),
+        "sell_q": sizes[~buyer].ravel(),
+    }
+
+
+def as_curves(market: dict[str, npt.NDArray[Any]]) -> BidCurves:
+    """Each bidder's two blocks as one staircase curve (4 breakpoints)."""
+    p, s, buyer = market["price"], market["size"], market["buyer"]
+    n = p.shape[0]
+    # buyer: s0 + s1 below p0, s1 up to p1, nothing above; seller: s0 from p0, s0 + s1 from p1
+    b_pow = np.column_stack([s.sum(1), s[:, 1], s[:, 1], np.zeros(n)])
+    s_pow = -np.column_stack([np.zeros(n), s[:, 0], s[:, 0], s.sum(1)])
     powers = np.where(buyer[:, None], b_pow, s_pow)
-    return np.repeat(prices, 2, axis=1), powers
+    return BidCurves.from_breakpoints(np.repeat(p, 2, axis=1), powers)
 
 
-def sloped_curves(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sloped_curves(n: int, rng: np.random.Generator) -> BidCurves:
     prices = np.sort(rng.uniform(0.0, PRICE_CAP, (n, 4)), axis=1)
     shape = np.sort(rng.uniform(0.0, 1.0, (n, 4)), axis=1)[:, ::-1]
     size = rng.uniform(0.5, 5.0, (n, 1))
     buyer = rng.random(n) < 0.6
     powers = np.where(buyer[:, None], size * shape, -size * shape[:, ::-1])
-    return prices, powers
+    return BidCurves.from_breakpoints(prices, powers)
 
 
-def sort_and_walk(prices: np.ndarray, powers: np.ndarray) -> tuple[float, float]:
-    """The GridLAB-D / TESP double auction, one Python object per block."""
-    buyers: list[tuple[float, float]] = []
-    sellers: list[tuple[float, float]] = []
-    for row_p, row_q in zip(prices.tolist(), powers.tolist(), strict=True):
-        for k in range(len(row_p) - 1):
-            if row_p[k] == row_p[k + 1] and row_q[k] != row_q[k + 1]:
-                q_hi, q_lo = row_q[k], row_q[k + 1]
-                if q_hi > 0:
-                    buyers.append((row_p[k], q_hi - max(q_lo, 0.0)))
-                if q_lo < 0:
-                    sellers.append((row_p[k], min(q_hi, 0.0) - q_lo))
-    buyers.sort(key=lambda b: -b[0])
-    sellers.sort(key=lambda s: s[0])
-    i = j = 0
-    left_b, left_s = buyers[0][1], sellers[0][1]
-    traded = 0.0
-    price = math.nan
-    while i < len(buyers) and j < len(sellers) and buyers[i][0] >= sellers[j][0]:
-        take = min(left_b, left_s)
-        traded += take
-        left_b -= take
-        left_s -= take
-        if left_b <= 1e-12:
-            price = buyers[i][0] if left_s > 1e-12 else price
-            i += 1
-            left_b = buyers[i][1] if i < len(buyers) else 0.0
-        if left_s <= 1e-12:
-            price = sellers[j][0] if left_b > 1e-12 else price
-            j += 1
-            left_s = sellers[j][1] if j < len(sellers) else 0.0
-    # the block left partly filled sets the price
-    if i < len(buyers) and left_b < buyers[i][1] - 1e-12:
-        price = buyers[i][0]
-    elif j < len(sellers) and left_s < sellers[j][1] - 1e-12:
-        price = sellers[j][0]
-    return price, traded
+def numpy_clear(
+    buy_p: FloatArray, buy_q: FloatArray, sell_p: FloatArray, sell_q: FloatArray
+) -> tuple[float, float]:
+    """Uniform-price clearing of blocks by sort and cumsum: (price, quantity).
+
+    The traded quantity is the largest block end x at which the buyers' price covers the
+    sellers'; the block still partly filled there sets the price.
+    """
+    ob, os_ = np.argsort(-buy_p), np.argsort(sell_p)
+    bp, bq, sp, sq = buy_p[ob], np.cumsum(buy_q[ob]), sell_p[os_], np.cumsum(sell_q[os_])
+    j = np.searchsorted(sq, bq)  # the seller block in which each buyer block ends
+    i = np.searchsorted(bq, sq)  # the buyer block in which each seller block ends
+    ok_b = (j < sp.size) & (bp >= sp[np.minimum(j, sp.size - 1)])
+    ok_s = (i < bp.size) & (bp[np.minimum(i, bp.size - 1)] >= sp)
+    quantity = max(bq[ok_b].max(initial=0.0), sq[ok_s].max(initial=0.0))
+    i_q, j_q = np.searchsorted(bq, quantity), np.searchsorted(sq, quantity)
+    buyer_partial = i_q < bp.size and bq[i_q] > quantity  # block i_q has begun and not ended
+    price = bp[i_q] if buyer_partial else sp[min(j_q, sp.size - 1)]
+    return float(price), float(quantity)
 
 
-def timed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[float, T]:
+def tesp_auction(market: dict[str, npt.NDArray[Any]]) -> tuple[float, float, float, float]:
+    """TESP's simple_auction on the market's blocks: (collect s, clear s, price, quantity)."""
+    from tesp_support.original.simple_auction import (  # type: ignore[import-untyped]  # noqa: PLC0415
+        simple_auction,
+    )
+
+    config = {
+        "init_stdev": 0.01,
+        "init_price": 0.5,
+        "period": 300,
+        "pricecap": PRICE_CAP,
+        "max_capacity_reference_bid_quantity": 0,  # no substation supply: sellers only
+        "statistic_mode": 1,
+        "stat_mode": ["ST_CURR", "ST_CURR"],
+        "stat_interval": [86400, 86400],
+        "stat_type": ["SY_MEAN", "SY_STDEV"],
+        "stat_value": [0, 0],
+    }
+    auction = simple_auction(config, "bench")
+    auction.initAuction()
+    auction.clear_bids()
     start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return time.perf_counter() - start, out
+    for price, kw in zip(market["buy_p"].tolist(), market["buy_q"].tolist(), strict=True):
+        auction.collect_bid([price, kw, False])
+    for price, kw in zip(market["sell_p"].tolist(), market["sell_q"].tolist(), strict=True):
+        auction.supplier_bid([price, kw])
+    collected = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints when a side is empty
+        auction.clear_market()
+    cleared = time.perf_counter()
+    return (
+        collected - start,
+        cleared - collected,
+        float(auction.clearing_price),
+        float(auction.clearing_quantity),
+    )
 
 
 def best_of(repeats: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-    return min(timed(fn, *args, **kwargs)[0] for _ in range(repeats))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def check_agree(name: str, ours: ClearingResult, price: float, quantity: float) -> None:
+    assert math.isclose(ours.clearing_price, price, abs_tol=1e-12), (name, ours, price)
+    assert math.isclose(ours.clearing_quantity_kw, quantity, rel_tol=1e-9), (name, quantity)
 
 
 def main() -> None:
@@ -105,33 +153,57 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6]
     rng = np.random.default_rng(2026)
+
+    print("1. against a vectorized numpy sort-and-cumsum clearing of the same blocks (best of 3)")
     print(
-        f"{'curves':>9} {'clear s':>9} {'walk s':>9} {'speed-up':>9} {'per curve us':>13}"
-        f" {'n log n ratio':>13} {'sloped s':>9}"
+        f"{'curves':>9} {'blocks':>9} {'clear s':>9} {'numpy s':>9} {'numpy/ours':>10}"
+        f" {'per curve us':>13} {'n log n ratio':>13} {'sloped s':>9}"
     )
     previous = None
     for n in sizes:
-        prices, powers = staircase_curves(n, rng)
-        bids = BidCurves.from_breakpoints(prices, powers)
+        market = block_market(n, rng)
+        bids = as_curves(market)
         clear(bids, price_cap=PRICE_CAP)  # warm-up
         seconds = best_of(3, clear, bids, price_cap=PRICE_CAP)
-        result = clear(bids, price_cap=PRICE_CAP)
-        walk_seconds, (walk_price, walk_quantity) = timed(sort_and_walk, prices, powers)
-        assert math.isclose(result.clearing_price, walk_price, abs_tol=1e-12), (n, walk_price)
-        assert math.isclose(result.clearing_quantity_kw, walk_quantity, rel_tol=1e-9)
-        sloped = BidCurves.from_breakpoints(*sloped_curves(n, rng))
-        sloped_seconds = best_of(3, clear, sloped, price_cap=PRICE_CAP)
-        # growth against n log n: time ratio over the n log n ratio from the previous size (<= 1)
-        growth = ""
+        blocks = (market["buy_p"], market["buy_q"], market["sell_p"], market["sell_q"])
+        numpy_seconds = best_of(3, numpy_clear, *blocks)
+        check_agree("numpy", clear(bids, price_cap=PRICE_CAP), *numpy_clear(*blocks))
+        sloped_seconds = best_of(3, clear, sloped_curves(n, rng), price_cap=PRICE_CAP)
+        growth = ""  # time ratio over the n log n ratio from the previous size (<= 1: no worse)
         if previous is not None:
             n0, t0 = previous
             growth = f"{(seconds / t0) / ((n * math.log(n)) / (n0 * math.log(n0))):.2f}"
         previous = (n, seconds)
         print(
-            f"{n:>9} {seconds:>9.4f} {walk_seconds:>9.3f} {walk_seconds / seconds:>8.1f}x"
-            f" {1e6 * seconds / n:>13.3f} {growth:>13} {sloped_seconds:>9.4f}"
+            f"{n:>9} {2 * n:>9} {seconds:>9.4f} {numpy_seconds:>9.4f}"
+            f" {numpy_seconds / seconds:>9.2f}x {1e6 * seconds / n:>13.3f} {growth:>13}"
+            f" {sloped_seconds:>9.4f}"
         )
-    print("target: 10^6 curves under 1 s; n log n ratio <= ~1 means growth no worse than n log n")
+    print("   prices and quantities agree at every size (checked)")
+
+    print(f"\n2. against TESP's simple_auction (tesp-support) at {TESP_BLOCKS} blocks")
+    try:
+        import tesp_support  # type: ignore[import-untyped]  # noqa: F401, PLC0415
+    except ImportError as error:
+        print(f"   skipped: tesp-support cannot be imported ({error})")
+        return
+    market = block_market(TESP_BLOCKS // 2, rng)
+    bids = as_curves(market)
+    blocks = (market["buy_p"], market["buy_q"], market["sell_p"], market["sell_q"])
+    collect_s, clear_s, price, quantity = tesp_auction(market)
+    ours = clear(bids, price_cap=PRICE_CAP)
+    check_agree("tesp", ours, price, quantity)
+    ours_s = best_of(3, clear, bids, price_cap=PRICE_CAP)
+    numpy_s = best_of(3, numpy_clear, *blocks)
+    print(f"   {'':<34} {'seconds':>9} {'ratio to ours':>14}")
+    for label, value in (
+        ("transactive.market.clear", ours_s),
+        ("numpy sort-and-cumsum", numpy_s),
+        ("TESP clear_market (bids collected)", clear_s),
+        ("TESP collect_bid x n + clear_market", collect_s + clear_s),
+    ):
+        print(f"   {label:<34} {value:>9.4f} {value / ours_s:>13.1f}x")
+    print(f"   price {price:.9f} /kWh, quantity {quantity:.6f} kW: TESP and ours agree (checked)")
 
 
 if __name__ == "__main__":

@@ -25,16 +25,73 @@ def test_clear_prints_the_result_as_json(bids_csv):
     result = runner.invoke(app, ["clear", str(bids_csv), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"clearing_price", "clearing_quantity_kw", "clearing_type", "allocations"}
     assert report["clearing_price"] == pytest.approx(0.07)
     assert report["clearing_type"] == "marginal_seller"
     assert report["clearing_quantity_kw"] == pytest.approx(8.0)
+    assert report["price_rule"] == "crossing of demand and supply"
+    assert report["price_range"] is None
+    assert report["seller_fill"] == pytest.approx(4.0 / 6.0)
+    assert report["shortage_kw"] == 0.0 and report["surplus_kw"] == 0.0
+    assert report["supply"] is None
     assert report["allocations"] == [
-        {"bidder": "house-1", "power_kw": 5.0},
-        {"bidder": "house-2", "power_kw": 3.0},
-        {"bidder": "pv", "power_kw": -4.0},
-        {"bidder": "genset", "power_kw": -4.0},
+        {"bidder": "house-1", "power_kw": 5.0, "role": "buys"},
+        {"bidder": "house-2", "power_kw": 3.0, "role": "buys"},
+        {"bidder": "pv", "power_kw": -4.0, "role": "sells"},
+        {"bidder": "genset", "power_kw": -4.0, "role": "sells"},
     ]
+
+
+def test_json_carries_what_the_table_shows_and_is_strict(tmp_path):
+    # unresponsive demand beyond the supply: the price goes to the cap and demand is unserved
+    path = tmp_path / "short.csv"
+    path.write_text("bidder,price_per_kwh,power_kw\nhomes,1.0,50\nev,0.4,10\n")
+    args = ["clear", str(path), "--supply-price", "0.05", "--supply-capacity", "35"]
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "unserved demand" in table.stdout and "supply draw" in table.stdout
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    # strict JSON: no NaN or Infinity anywhere
+    report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert report["clearing_type"] == "failure"
+    assert report["clearing_price"] == 1.0
+    assert report["shortage_kw"] == pytest.approx(15.0)  # the EV does not buy at the cap
+    assert report["price_rule"] == "price cap: demand exceeds supply"
+    assert report["supply"] == {"price_per_kwh": 0.05, "capacity_kw": 35.0, "power_kw": 35.0}
+    # an unlimited supply is null, not Infinity
+    unlimited = runner.invoke(app, ["clear", str(path), "--supply-price", "0.05", "--json"])
+    assert json.loads(unlimited.stdout)["supply"]["capacity_kw"] is None
+
+
+def test_a_price_range_is_in_the_json(tmp_path):
+    path = tmp_path / "range.csv"
+    path.write_text("bidder,price_per_kwh,power_kw\nbuyer,0.10,5\nseller,0.05,-5\n")
+    report = json.loads(runner.invoke(app, ["clear", str(path), "--json"]).stdout)
+    assert report["clearing_type"] == "price_range"
+    assert report["price_range"] == pytest.approx([0.05, 0.10])
+    assert "midpoint" in report["price_rule"]
+
+
+def test_a_supply_capacity_without_a_supply_price_is_an_error(bids_csv):
+    result = runner.invoke(app, ["clear", str(bids_csv), "--supply-capacity", "5"])
+    assert result.exit_code == 1
+    assert "--supply-capacity" in result.output and "needs --supply-price" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--supply-price", "nan"], "supply: 2 problems"),
+        (["--supply-price", "0.1", "--supply-capacity", "-3"], "non-negative"),
+        (["--price-cap", "nan"], "finite"),
+        (["--price-floor", "2"], "must exceed price_floor"),
+    ],
+)
+def test_bad_options_exit_with_a_message_not_a_traceback(bids_csv, options, expected):
+    result = runner.invoke(app, ["clear", str(bids_csv), *options])
+    assert result.exit_code == 1
+    assert expected in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_rows_of_one_bidder_form_one_curve_and_json_files_work(tmp_path):
@@ -71,8 +128,9 @@ def test_price_limits_and_supply_options(bids_csv):
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["allocations"][-1]["bidder"] == "<supply>"
-    assert report["allocations"][-1]["power_kw"] == pytest.approx(-2.0)
+    assert report["supply"]["power_kw"] == pytest.approx(2.0)  # the supply delivers 2 kW
+    assert report["price_cap"] == 0.5
+    assert {a["bidder"] for a in report["allocations"]} == {"house-1", "house-2", "pv", "genset"}
 
 
 def test_table_output(bids_csv):
