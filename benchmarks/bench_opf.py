@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from transactive.devices.base import Horizon
+from transactive.devices.flexibility import Flexibility
 from transactive.network.feeders import Feeder, load_feeder, simbench_node_profiles
-from transactive.network.opf import Batteries, Formulation, OpfModel
+from transactive.network.opf import FlexibleAssets, Formulation, OpfModel
 
 
 def _timed(fn: Any, repeats: int = 1) -> tuple[float, Any]:
@@ -99,6 +101,28 @@ def bench_case(
     )
 
 
+def _batteries(horizon: Horizon) -> Flexibility:
+    """Two batteries (200 kW / 600 kWh and 150 kW / 400 kWh), half full, back to half by the end."""
+    t = horizon.n_periods
+    power = np.tile([200.0, 150.0], (t, 1))
+    cap = np.array([600.0, 400.0])
+    e_min = np.zeros((t, 2))
+    e_min[-1] = 0.5 * cap
+    return Flexibility(
+        horizon=horizon,
+        ids=np.asarray(["battery-0", "battery-1"]),
+        baseline_kw=np.zeros((t, 2)),
+        power_min_kw=-power,
+        power_max_kw=power,
+        energy_min_kwh=e_min,
+        energy_max_kwh=np.tile(cap, (t, 1)),
+        initial_energy_kwh=0.5 * cap,
+        retention=np.ones(2),
+        charge_efficiency=np.full(2, 0.95),
+        discharge_efficiency=np.full(2, 0.95),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, skip the MV SOCP")
@@ -109,21 +133,19 @@ def main() -> None:
     hours = np.arange(24)
     shape = 0.6 + 0.4 * np.sin(np.pi * hours / 24)
     price = np.where((hours >= 8) & (hours < 20), 0.25, 0.08)
-    bats = Batteries(
-        bus=[17, 32], charge_max_kw=[200, 150], discharge_max_kw=[200, 150], capacity_kwh=[600, 400]
-    )
+    bats = FlexibleAssets(_batteries(Horizon(0, 3600, 24)), bus=[17, 32])
     bench_case(
         "IEEE 33-bus, 24 h, SOCP + batteries + DLMPs",
         c33,
         "socp",
         24,
         3600.0,
-        np.outer(c33.net_p_kw, shape),
-        np.outer(c33.net_q_kvar, shape),
+        np.outer(shape, c33.net_p_kw),  # (T, N), time first
+        np.outer(shape, c33.net_q_kvar),
         price,
         2.0,
         repeats,
-        batteries=bats,
+        flexible=bats,
     )
 
     mv = load_feeder("1-MV-urban--0-sw")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from transactive.cli.network import register
+from transactive.network.feeders import load_feeder
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +44,20 @@ def test_powerflow_json(app: typer.Typer) -> None:
         "vmin_bus",
         "vmax_pu",
         "vmax_bus",
+        "substation_p_kw",
+        "substation_q_kvar",
         "max_line_loading_pct",
+        "max_loading_line",
+        "max_trafo_loading_pct",
+        "unsupplied_buses",
     }
     assert out["losses_kw"] == pytest.approx(202.677, abs=0.01)
     assert out["vmin_bus"] == "17"
+    # case33bw's lines carry pandapower's placeholder 99999 kA: unrated, null, not 0.0 %
+    assert out["max_line_loading_pct"] is None
+    assert out["max_loading_line"] is None
+    assert out["substation_p_kw"] == pytest.approx(3715.0 + 202.68, abs=0.1)
+    assert out["unsupplied_buses"] == []
 
 
 @pytest.mark.parametrize("formulation", ["socp", "lindistflow"])
@@ -52,7 +65,17 @@ def test_opf_json(app: typer.Typer, formulation: str) -> None:
     result = runner.invoke(app, ["opf", "case33bw", "--formulation", formulation, "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert set(out) == {"cost", "losses_kw", "relaxation_gap", "vmin_pu", "dlmp"}
+    assert set(out) == {
+        "cost",
+        "losses_kw",
+        "substation_p_kw",
+        "substation_q_kvar",
+        "relaxation_gap",
+        "vmin_pu",
+        "max_branch_loading_pct",
+        "dlmp",
+    }
+    assert out["max_branch_loading_pct"] is None  # unrated
     assert len(out["dlmp"]) == 33
     for row in out["dlmp"]:
         parts = row["energy"] + row["loss"] + row["congestion"] + row["voltage"]
@@ -201,3 +224,117 @@ def test_feeder_day_help(app: typer.Typer) -> None:
         assert text in result.output
     result = runner.invoke(app, ["powerflow", "--help"])
     assert "--map" in result.output
+
+
+def strict_json(text: str) -> Any:
+    """Parse JSON refusing NaN and Infinity (what ``json.dumps(allow_nan=False)`` promises)."""
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_unrated_table_and_given_ratings(app: typer.Typer) -> None:
+    result = runner.invoke(app, ["powerflow", "case33bw"])
+    assert result.exit_code == 0, result.output
+    assert "unrated" in result.output
+    assert "0.0 %" not in result.output
+    rated = runner.invoke(app, ["powerflow", "case33bw", "--line-max-i-ka", "0.4", "--json"])
+    assert rated.exit_code == 0, rated.output
+    out = strict_json(rated.output)
+    # the first line carries the whole feeder: pandapower's own loading at 0.4 kA
+    assert out["max_line_loading_pct"] == pytest.approx(52.591, abs=1e-3)
+    assert out["max_loading_line"] == 0
+    opf_out = runner.invoke(app, ["opf", "case33bw", "--line-max-i-ka", "0.4", "--json"])
+    assert strict_json(opf_out.output)["max_branch_loading_pct"] == pytest.approx(52.59, abs=0.01)
+
+
+def test_bad_rating_option(app: typer.Typer) -> None:
+    result = runner.invoke(app, ["powerflow", "case33bw", "--line-max-i-ka", "0"])
+    assert result.exit_code == 1
+    assert "max_i_ka: must be a positive finite number of kA" in result.output
+
+
+def test_markup_in_names_prints_as_is(
+    app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandapower as pp  # noqa: PLC0415
+
+    monkeypatch.chdir(tmp_path)
+    pp.to_json(load_feeder("four_loads").net, "[red]f.json")
+    result = runner.invoke(app, ["powerflow", "[red]f.json"])
+    assert result.exit_code == 0, result.output
+    assert "[red]f.json" in result.output
+
+
+def cut_off_case33(tmp_path: Path) -> Path:
+    """case33bw with line 20 (Baran & Wu's branch 22-23 ... ) out of service, as a JSON file."""
+    import pandapower as pp  # noqa: PLC0415
+
+    net = load_feeder("case33bw").net
+    net.line.loc[20, "in_service"] = False
+    path = tmp_path / "cut.json"
+    pp.to_json(net, str(path))
+    return path
+
+
+def test_cut_off_buses_are_unsupplied_and_insecure(app: typer.Typer, tmp_path: Path) -> None:
+    path = cut_off_case33(tmp_path)
+    net = load_feeder("case33bw").net
+    to_bus = int(net.line.to_bus[20])
+    result = runner.invoke(app, ["powerflow", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    cut = strict_json(result.output)["unsupplied_buses"]
+    assert cut and cut[0]["bus"] == to_bus
+    assert sum(c["load_kw"] for c in cut) > 0
+    table = runner.invoke(app, ["powerflow", str(path)])
+    assert "unsupplied" in table.output
+    day = runner.invoke(app, ["feeder-day", str(path), "--json"])
+    assert day.exit_code == 0, day.output
+    summary = strict_json(day.output)
+    assert summary["insecure_intervals"] == summary["intervals"] == 96
+    assert summary["intervals_by_violation"]["unsupplied"] == 96
+    assert summary["unsupplied_buses"] == [c["bus"] for c in cut]
+
+
+def test_feeder_day_lists_intervals_that_did_not_converge(app: typer.Typer) -> None:
+    result = runner.invoke(app, ["feeder-day", "case33bw", "--scale", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = strict_json(result.output)
+    failed = summary["not_converged_intervals"]
+    assert failed and 81 in failed
+    assert summary["converged_intervals"] == 96 - len(failed)
+    assert len(summary["not_converged_times"]) == len(failed)
+    table = runner.invoke(app, ["feeder-day", "case33bw", "--scale", "4"])
+    assert "not converged" in table.output
+    assert "left out of totals" in table.output
+    assert f"{96 - len(failed)} of 96" in table.output
+    assert "20:15" in table.output
+
+
+def test_out_and_map_checked_before_the_run(app: typer.Typer, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    result = runner.invoke(app, ["feeder-day", "case33bw", "--out", str(blocker / "sub")])
+    assert result.exit_code == 1
+    assert "is a file, not a folder" in result.output
+    result = runner.invoke(app, ["powerflow", "case33bw", "--map", str(blocker / "m.png")])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_out_is_rejected(app: typer.Typer, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = runner.invoke(app, ["feeder-day", "case33bw", "--out", str(locked / "x")])
+        assert result.exit_code == 1
+        assert "permission denied" in result.output
+        result = runner.invoke(app, ["powerflow", "case33bw", "--map", str(locked / "m.png")])
+        assert result.exit_code == 1
+        assert "permission denied" in result.output
+    finally:
+        locked.chmod(0o700)

@@ -32,7 +32,7 @@ def named(name: str) -> Feeder:
 def case33_day(scale: float = 1.0) -> tuple[DayLoad, FeederDay]:
     fd = named("case33bw")
     load = feeder_day_load(fd, scale=scale)
-    return load, run_day(fd, load.p_kw[:, SOME], load.q_kvar[:, SOME])
+    return load, run_day(fd, load.p_kw[SOME], load.q_kvar[SOME])
 
 
 def test_daily_shape_peaks_at_one_in_the_evening() -> None:
@@ -50,7 +50,7 @@ def test_daily_shape_peaks_at_one_in_the_evening() -> None:
 def test_case33bw_peak_interval_reproduces_baran_wu() -> None:
     load, day = case33_day()
     fd = named("case33bw")
-    np.testing.assert_allclose(load.p_kw[:, 81], fd.load_p_kw)
+    np.testing.assert_allclose(load.p_kw[81], fd.load_p_kw)
     assert day.peak_interval == 2  # SOME[2] = 81, the shape's peak
     # Baran & Wu (1989): 202.7 kW of losses, 0.9131 pu at their bus 18 (node 17)
     assert day.losses_kw[2] == pytest.approx(202.68, abs=0.01)
@@ -64,7 +64,7 @@ def test_run_day_equals_power_flows_interval_by_interval() -> None:
     load, day = case33_day()
     fd = named("case33bw")
     for k, t in enumerate(SOME):
-        one = run_powerflow(fd, load.p_kw[:, t], load.q_kvar[:, t])
+        one = run_powerflow(fd, load.p_kw[t], load.q_kvar[t])
         np.testing.assert_allclose(day.vm_pu[k], one.vm_pu, rtol=0, atol=1e-9)
         assert day.losses_kw[k] == pytest.approx(one.losses_kw, rel=1e-8)
         assert day.p_slack_kw[k] == pytest.approx(one.p_slack_kw, rel=1e-8)
@@ -88,7 +88,7 @@ def test_scaled_day_undervoltage_agrees_with_security_check() -> None:
     assert under.tolist() == [1, 2]  # morning and evening; the night stays above 0.9 pu
     assert day.n_insecure == 2
     for k, t in enumerate(SOME):
-        report = security_check(fd, load.p_kw[:, t], load.q_kvar[:, t])
+        report = security_check(fd, load.p_kw[t], load.q_kvar[t])
         assert day.secure[k] == report.secure
         assert day.n_violations[k] == len(report.violations)
         assert day.violations[k] == report.violations
@@ -100,7 +100,7 @@ def test_limits_are_applied() -> None:
     load, _ = case33_day()
     fd = named("case33bw")
     strict = SecurityLimits(vmin_pu=0.95)
-    day = run_day(fd, load.p_kw[:, SOME], load.q_kvar[:, SOME], limits=strict)
+    day = run_day(fd, load.p_kw[SOME], load.q_kvar[SOME], limits=strict)
     assert (day.vmin_limit_pu == 0.95).all()
     assert day.secure.tolist() == [True, False, False]
     assert {v.kind for v in day.violations[2]} == {ViolationKind.UNDERVOLTAGE}
@@ -109,23 +109,27 @@ def test_limits_are_applied() -> None:
 def test_a_diverging_interval_is_reported_not_raised() -> None:
     fd = named("case33bw")
     load = feeder_day_load(fd, scale=4.0)
-    day = run_day(fd, load.p_kw[:, [8, 81]], load.q_kvar[:, [8, 81]])
+    day = run_day(fd, load.p_kw[[8, 81]], load.q_kvar[[8, 81]])
     assert day.converged.tolist() == [True, False]
     assert np.isnan(day.vm_pu[1]).all()
     assert np.isnan(day.vmin_pu[1]) and day.vmin_node[1] == -1
     assert day.violations[1][0].kind == ViolationKind.DIVERGENCE
     assert day.n_violations[1] == 1
     assert day.peak_interval == 0  # the only interval with a substation import
+    # the interval that did not converge is listed and left out of the totals
+    assert day.not_converged.tolist() == [1]
+    assert day.n_converged == 1
     assert day.energy_losses_kwh == pytest.approx(day.losses_kw[0] * 0.25)
+    assert day.energy_import_kwh == pytest.approx(day.p_slack_kw[0] * 0.25)
 
 
 def test_simbench_day_is_the_grids_peak_day() -> None:
     fd = named("1-LV-rural1--0-sw")
     load = feeder_day_load(fd)
     p_year, _ = simbench_node_profiles(fd, 0, 366 * 96)
-    peak = int(np.argmax(p_year.sum(axis=0)))
+    peak = int(np.argmax(p_year.sum(axis=1)))
     first = peak // 96 * 96
-    np.testing.assert_allclose(load.p_kw, p_year[:, first : first + 96])
+    np.testing.assert_allclose(load.p_kw, p_year[first : first + 96])
     assert load.start is not None
     assert load.n_intervals == 96
     assert "SimBench profiles" in load.source
@@ -133,7 +137,7 @@ def test_simbench_day_is_the_grids_peak_day() -> None:
     p200, q200 = simbench_node_profiles(fd, 200 * 96, 96)
     np.testing.assert_allclose(chosen.p_kw, 2.0 * p200)
     np.testing.assert_allclose(chosen.q_kvar, 2.0 * q200)
-    day = run_day(fd, load.p_kw[:, :4], load.q_kvar[:, :4])
+    day = run_day(fd, load.p_kw[:4], load.q_kvar[:4])
     assert day.converged.all()
     assert np.isfinite(day.max_loading_pct).all()
     assert (day.max_loading_branch >= 0).all()
@@ -142,10 +146,10 @@ def test_simbench_day_is_the_grids_peak_day() -> None:
 @pytest.mark.parametrize(
     ("p", "q", "match"),
     [
-        (np.zeros(33), None, r"needs shape \(33, T\)"),
-        (np.zeros((32, 4)), None, r"p_kw: needs shape \(33, T\)"),
-        (np.zeros((33, 0)), None, "at least one interval"),
-        (np.zeros((33, 4)), np.zeros((33, 3)), "must have the shape of p_kw"),
+        (np.zeros(33), None, r"needs shape \(T, 33\)"),
+        (np.zeros((4, 32)), None, r"p_kw: needs shape \(T, 33\)"),
+        (np.zeros((0, 33)), None, "at least one interval"),
+        (np.zeros((4, 33)), np.zeros((3, 33)), "must have the shape of p_kw"),
     ],
 )
 def test_bad_shapes_rejected(p: np.ndarray, q: np.ndarray | None, match: str) -> None:
@@ -154,13 +158,16 @@ def test_bad_shapes_rejected(p: np.ndarray, q: np.ndarray | None, match: str) ->
 
 
 def test_non_finite_intervals_named() -> None:
-    p = np.ones((33, 6))
-    p[4, 2] = np.nan
-    p[0, 5] = np.inf
-    with pytest.raises(ValidationError, match=r"p_kw: not finite in interval \(entries 2, 5\)"):
+    p = np.ones((6, 33))
+    p[2, 4] = np.nan
+    p[5, 0] = np.inf
+    with pytest.raises(ValidationError) as caught:
         run_day(named("case33bw"), p)
+    text = str(caught.value)
+    assert "p_kw: is not a number (NaN) in interval (entry 2)" in text
+    assert "p_kw: is infinite in interval (entry 5)" in text
     with pytest.raises(ValidationError, match="interval_s"):
-        run_day(named("case33bw"), np.ones((33, 2)), interval_s=0)
+        run_day(named("case33bw"), np.ones((2, 33)), interval_s=0)
 
 
 def test_bad_day_and_scale_rejected() -> None:

@@ -177,14 +177,14 @@ def test_simbench_profiles(mv_rural: Feeder, case33: Feeder) -> None:
     import simbench  # noqa: PLC0415
 
     p, q = simbench_node_profiles(mv_rural, start=4 * 24 * 10, periods=8)
-    assert p.shape == q.shape == (95, 8)
+    assert p.shape == q.shape == (8, 95)  # time first
     values = simbench.get_absolute_values(mv_rural.net, profiles_instead_of_study_cases=True)
     window = slice(4 * 24 * 10, 4 * 24 * 10 + 8)
     expected = (
         values[("load", "p_mw")].iloc[window].sum(axis=1).to_numpy()
         - values[("sgen", "p_mw")].iloc[window].sum(axis=1).to_numpy()
     ) * 1000.0
-    np.testing.assert_allclose(p.sum(axis=0), expected, rtol=1e-9)
+    np.testing.assert_allclose(p.sum(axis=1), expected, rtol=1e-9)
     with pytest.raises(ValidationError, match="no SimBench profiles"):
         simbench_node_profiles(case33)
 

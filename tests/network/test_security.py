@@ -4,17 +4,9 @@ import numpy as np
 import pandapower as pp
 import pytest
 
-from transactive.curves import BidCurves
 from transactive.errors import ValidationError
-from transactive.market import Supply, clear
-from transactive.network.feeders import Feeder, load_feeder
-from transactive.network.security import (
-    SecurityLimits,
-    ViolationKind,
-    _restricted,
-    secure_clearing,
-    security_check,
-)
+from transactive.network.feeders import Feeder, feeder_from_net, load_feeder
+from transactive.network.security import SecurityLimits, ViolationKind, security_check
 
 #: Nodes at the end of the 33-bus feeder's lateral 25-32 (Baran-Wu buses 30-33).
 END_NODES = np.array([29, 30, 31, 32])
@@ -27,15 +19,12 @@ def feeder() -> Feeder:
 
 
 def rated(feeder: Feeder, node: int, kva: float, **kwargs) -> SecurityLimits:
-    """Limits with every branch unrated except the one feeding ``node``."""
-    s_max = np.full(feeder.n_branches, np.inf)
-    s_max[feeder.parent_branch[node]] = kva
-    return SecurityLimits(branch_s_max_kva=s_max, **kwargs)
-
-
-def ev_chargers() -> BidCurves:
-    """Four price-responsive loads: 400 kW at 0.05/kWh falling linearly to 0 at 0.30/kWh."""
-    return BidCurves.from_breakpoints(np.tile([0.05, 0.30], (4, 1)), np.tile([400.0, 0.0], (4, 1)))
+    """Limits with every branch unrated except the one feeding ``node``, rated at the current
+    of ``kva`` at nominal voltage."""
+    i_max = np.full(feeder.n_branches, np.inf)
+    b = feeder.parent_branch[node]
+    i_max[b] = kva / (np.sqrt(3.0) * feeder.vn_kv[feeder.branch_to[b]] * 1000.0)
+    return SecurityLimits(branch_i_max_ka=i_max, **kwargs)
 
 
 # ---------------------------------------------------------------------- the check
@@ -79,12 +68,11 @@ def test_line_loading_matches_pandapower(feeder: Feeder):
     net = copy.deepcopy(feeder.net)
     net.line["max_i_ka"] = i_max_ka
     pp.runpp(net, numba=False)
-    s_max = np.sqrt(3) * 12.66 * i_max_ka * 1000.0
     report = security_check(
         feeder,
         feeder.net_p_kw,
         feeder.net_q_kvar,
-        limits=SecurityLimits(branch_s_max_kva=s_max, vmin_pu=0.8),
+        limits=SecurityLimits(branch_i_max_ka=i_max_ka, vmin_pu=0.8),
     )
     expected = np.full(feeder.n_branches, np.nan)
     for line, branch in feeder.line_branch.items():
@@ -112,237 +100,96 @@ def test_bad_check_input_names_every_problem(feeder: Feeder):
             feeder,
             feeder.net_p_kw,
             limits=SecurityLimits(
-                vmin_pu=1.0, vmax_pu=0.95, branch_s_max_kva=[1.0, 2.0], max_loading_pct=-1
+                vmin_pu=1.0, vmax_pu=0.95, branch_i_max_ka=[1.0, 2.0], max_loading_pct=-1
             ),
         )
     assert {p.field for p in err.value.problems} == {
         "vmax_pu",
-        "branch_s_max_kva",
+        "branch_i_max_ka",
         "max_loading_pct",
     }
 
 
-# ---------------------------------------------------------------------- the loop
+# ---------------------------------------------------------------------- one thermal limit
 
 
-def test_secure_dispatch_passes_in_round_one_untouched(feeder: Feeder):
-    bids = ev_chargers()
-    supply = Supply(0.08, np.inf)
-    outcome = secure_clearing(
-        bids,
-        END_NODES,
-        feeder,
-        price_cap=CAP,
-        supply=supply,
-        background_p_kw=0.3 * feeder.load_p_kw,
-        background_q_kvar=0.3 * feeder.load_q_kvar,
-    )
-    assert outcome.secure and outcome.n_rounds == 1
-    assert np.all(outcome.surcharge_per_kwh == 0.0)
-    plain = clear(bids, price_cap=CAP, supply=supply)
-    np.testing.assert_array_equal(outcome.allocation_kw, plain.allocation_kw)
-    assert outcome.clearing_price == plain.clearing_price
-    np.testing.assert_array_equal(outcome.locational_price_per_kwh, plain.clearing_price)
+def test_ratings_of_the_net_agree_with_pandapower_lines_and_transformers():
+    """The check's loading is pandapower's loading_percent, lines and transformers alike."""
+    for name in ("cigre_mv", "1-LV-rural1--0-sw"):
+        fd = load_feeder(name)
+        net = copy.deepcopy(fd.net)
+        pp.runpp(net, numba=False)
+        report = security_check(fd, *own_injections(fd), limits=SecurityLimits(vmin_pu=0.0))
+        for table, mapping in (("line", fd.line_branch), ("trafo", fd.trafo_branch)):
+            for element, branch in mapping.items():
+                assert report.branch_loading_pct[branch] == pytest.approx(
+                    net[f"res_{table}"].loading_percent[element], rel=1e-6, abs=1e-6
+                ), (name, table, element)
 
 
-def test_congested_line_is_relieved_by_surcharges_downstream(feeder: Feeder):
-    limits = rated(feeder, 29, 1500.0, vmin_pu=0.7)
-    outcome = secure_clearing(
-        ev_chargers(),
-        END_NODES,
-        feeder,
-        price_cap=CAP,
-        supply=Supply(0.08, np.inf),
-        limits=limits,
-        background_p_kw=feeder.load_p_kw,
-        background_q_kvar=feeder.load_q_kvar,
-    )
-    assert outcome.secure
-    assert 2 <= outcome.n_rounds <= 4
-    first = outcome.rounds[0]
-    branch = feeder.parent_branch[29]
-    assert [(v.kind, v.index) for v in first.violations] == [(ViolationKind.OVERLOAD, branch)]
-    final = outcome.final
-    assert final.report.branch_loading_pct[branch] <= 100.0
-    assert final.report.branch_loading_pct[branch] > 90.0  # not curtailed far beyond need
-    # the surcharge falls on the nodes the congested line feeds, and only there
-    downstream = np.zeros(feeder.n_nodes, dtype=bool)
-    downstream[29:33] = True
-    assert np.all(final.surcharge_per_kwh[downstream] > 0)
-    assert np.all(final.surcharge_per_kwh[~downstream] == 0)
-    assert final.branch_shadow_price[branch] > 0
-    assert np.all(final.allocation_kw < first.allocation_kw)
-    # each curve took what its curve gives at system price plus its node's surcharge
-    locational = outcome.locational_price_per_kwh[END_NODES]
-    np.testing.assert_allclose(final.allocation_kw, ev_chargers().power_at(locational), atol=1e-6)
-    frame = outcome.to_frame()
-    assert frame["round"].tolist() == list(range(1, outcome.n_rounds + 1))
-    assert frame["secure"].tolist()[-1]
+def own_injections(fd: Feeder) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(fd.net_p_kw), np.asarray(fd.net_q_kvar)
 
 
-def test_undervoltage_is_relieved(feeder: Feeder):
-    outcome = secure_clearing(
-        ev_chargers(),
-        END_NODES,
-        feeder,
-        price_cap=CAP,
-        supply=Supply(0.08, np.inf),
-        background_p_kw=feeder.load_p_kw,
-        background_q_kvar=feeder.load_q_kvar,
-    )
-    assert outcome.secure and outcome.n_rounds <= 4
-    assert any(v.kind == ViolationKind.UNDERVOLTAGE for v in outcome.rounds[0].violations)
-    assert outcome.final.report.vm_pu.min() >= 0.9
-    assert outcome.final.undervoltage_shadow_price.max() > 0
+def test_placeholder_ratings_are_unrated_not_zero(feeder: Feeder):
+    assert not feeder.branch_rated.any()  # case33bw: 99999 kA
+    report = security_check(feeder, feeder.net_p_kw, feeder.net_q_kvar)
+    assert np.isnan(report.branch_loading_pct).all()
+    rated_feeder = feeder.with_line_ratings(0.2)
+    assert rated_feeder.branch_rated.all()
+    report = security_check(rated_feeder, feeder.net_p_kw, feeder.net_q_kvar)
+    assert np.nanmax(report.branch_loading_pct) == pytest.approx(52.59 * 2, rel=1e-3)
+    assert [v.index for v in report.violations if v.kind == ViolationKind.OVERLOAD]
 
 
-def test_reverse_flow_overload_is_relieved_by_discounts(feeder: Feeder):
-    sellers = BidCurves.from_breakpoints(
-        np.tile([0.02, 0.2], (4, 1)), np.tile([0.0, -800.0], (4, 1))
-    )
-    loads = BidCurves.unresponsive(feeder.load_p_kw[1:], price_cap=CAP)
-    bids = BidCurves.concat([sellers, loads])
-    nodes = np.r_[END_NODES, np.arange(1, 33)]
-    supply = Supply(0.15, np.inf, export_capacity_kw=np.inf, export_price_per_kwh=0.04)
-    outcome = secure_clearing(
-        bids,
-        nodes,
-        feeder,
-        price_cap=CAP,
-        supply=supply,
-        limits=rated(feeder, 29, 1000.0, vmax_pu=1.2),
-    )
-    assert outcome.secure and outcome.n_rounds <= 4
-    branch = feeder.parent_branch[29]
-    assert outcome.rounds[0].report.branch_p_kw[branch] < -1000.0  # exported upstream
-    assert np.all(outcome.surcharge_per_kwh[29:33] < 0)  # a discount: sell less, use more
-    assert np.all(outcome.allocation_kw[:4] > outcome.rounds[0].allocation_kw[:4])
-
-
-def test_price_moving_market_converges_in_a_few_rounds(feeder: Feeder):
-    sellers = BidCurves.from_breakpoints(
-        np.tile([0.02, 0.2], (6, 1)), np.tile([0.0, -500.0], (6, 1))
-    )
-    loads = BidCurves.unresponsive(feeder.load_p_kw[1:], price_cap=CAP)
-    bids = BidCurves.concat([ev_chargers(), sellers, loads])
-    nodes = np.r_[END_NODES, [2, 3, 5, 18, 22, 25], np.arange(1, 33)]
-    outcome = secure_clearing(
-        bids,
-        nodes,
-        feeder,
-        price_cap=CAP,
-        supply=Supply(0.15, 2000.0),
-        limits=rated(feeder, 29, 1200.0, vmin_pu=0.7),
-    )
-    assert outcome.secure and outcome.n_rounds <= 6
-    prices = [r.clearing_price for r in outcome.rounds]
-    assert prices[-1] < prices[0]  # less demand at the congested end lowers the system price
-
-
-def test_unresponsive_load_cannot_be_secured_by_prices(feeder: Feeder):
-    bids = BidCurves.unresponsive(np.full(4, 352.0), price_cap=CAP)
-    outcome = secure_clearing(
-        bids,
-        END_NODES,
-        feeder,
-        price_cap=CAP,
-        supply=Supply(0.08, np.inf),
-        limits=rated(feeder, 29, 1500.0, vmin_pu=0.7),
-        background_p_kw=feeder.load_p_kw,
-        background_q_kvar=feeder.load_q_kvar,
-    )
-    assert not outcome.secure
-    assert "no bid" in outcome.reason
-    assert outcome.final.violations
-    np.testing.assert_array_equal(outcome.allocation_kw, 352.0)
-
-
-def test_too_little_flexibility_stops_with_the_violation_reported(feeder: Feeder):
-    outcome = secure_clearing(
-        ev_chargers(),
-        END_NODES,
-        feeder,
-        price_cap=CAP,
-        supply=Supply(0.08, np.inf),
-        limits=rated(feeder, 29, 1000.0, vmin_pu=0.7),
-        max_rounds=5,
-        background_p_kw=feeder.load_p_kw,
-        background_q_kvar=feeder.load_q_kvar,
-    )
-    assert not outcome.secure
-    assert outcome.n_rounds < 5
-    np.testing.assert_allclose(outcome.allocation_kw, 0.0, atol=1e-9)  # all flexibility used
-    assert outcome.final.report.branch_loading_pct[feeder.parent_branch[29]] > 100
-
-
-def test_round_limit_is_reported(feeder: Feeder):
-    outcome = secure_clearing(
-        ev_chargers(),
-        END_NODES,
-        feeder,
-        price_cap=CAP,
-        supply=Supply(0.08, np.inf),
-        limits=rated(feeder, 29, 1500.0, vmin_pu=0.7),
-        max_rounds=1,
-        background_p_kw=feeder.load_p_kw,
-        background_q_kvar=feeder.load_q_kvar,
-    )
-    assert not outcome.secure and outcome.n_rounds == 1
-    assert "round limit" in outcome.reason
-
-
-def test_restricted_curves_keep_their_values_inside_the_price_range():
-    curves = BidCurves.from_breakpoints(
-        [[0.0, 0.2, 0.6, 1.0], [0.3, 0.3, 0.5, 0.5]], [[500, 300, 100, 0], [200, 50, 50, -80]]
-    )
-    for offset in (0.35, -0.45):
-        shifted = curves.with_price_offset(offset)
-        inside = _restricted(shifted, 0.0, 1.0)
-        assert inside.price_per_kwh.min() >= 0.0 and inside.price_per_kwh.max() <= 1.0
-        for price in np.linspace(0.0, 1.0, 41):
-            np.testing.assert_allclose(
-                np.stack(inside.bounds_at(price)),
-                np.stack(shifted.bounds_at(price)),
-                err_msg=f"offset {offset} price {price}",
-            )
-
-
-def test_bad_loop_input_names_every_problem(feeder: Feeder):
+def test_user_ratings_by_line_and_errors(feeder: Feeder):
+    one = feeder.with_line_ratings({0: 0.3})
+    assert one.branch_rated.sum() == 1
+    assert one.branch_i_max_ka[one.line_branch[0]] == pytest.approx(0.3)
     with pytest.raises(ValidationError) as err:
-        secure_clearing(
-            ev_chargers(),
-            np.array([29, 30, 99, -1]),
-            feeder,
-            price_cap=CAP,
-            background_p_kw=np.ones(3),
-            q_per_kw=[1.0, 2.0],
-            max_rounds=0,
-            loading_margin=2.0,
-        )
-    fields = {p.field for p in err.value.problems}
-    assert fields == {"bus_of_curve", "background_p_kw", "q_per_kw", "max_rounds", "loading_margin"}
-    bad_nodes = next(p for p in err.value.problems if p.field == "bus_of_curve")
-    assert bad_nodes.index == (2, 3)
+        feeder.with_line_ratings({999: 0.3})
+    assert "no such line" in str(err.value)
+    with pytest.raises(ValidationError, match="positive finite"):
+        feeder.with_line_ratings(np.full(len(feeder.net.line), -1.0))
+    with pytest.raises(ValidationError, match="needs 1 value or 37"):
+        feeder.with_line_ratings([0.1, 0.2])
 
 
-def test_market_at_the_price_cap_surcharges_only_where_needed(feeder: Feeder):
-    # demand bid at the cap exceeds all supply: the price is the cap, no node can pay more, and
-    # the sellers at the end of the lateral overload its first line in reverse
-    sellers = BidCurves.from_breakpoints(
-        np.tile([0.02, 0.2], (4, 1)), np.tile([0.0, -800.0], (4, 1))
+# ---------------------------------------------------------------------- no silent wrong answers
+
+
+def test_cut_off_buses_are_unsupplied_and_insecure(feeder: Feeder):
+    net = copy.deepcopy(feeder.net)
+    net.line.loc[20, "in_service"] = False  # Baran & Wu's branch 21-22: bus 21 loses supply
+    cut = feeder_from_net(net, name="cut")
+    assert cut.unsupplied_buses == (int(net.line.to_bus[20]),)
+    assert cut.unsupplied_load_kw.sum() == pytest.approx(
+        net.load.p_mw[net.load.bus == 21].sum() * 1e3
     )
-    bids = BidCurves.concat([sellers, BidCurves.unresponsive([5000.0], price_cap=CAP)])
-    outcome = secure_clearing(
-        bids,
-        np.r_[END_NODES, 5],
-        feeder,
-        price_cap=CAP,
-        supply=Supply(0.08, 500.0),
-        limits=rated(feeder, 29, 1500.0, vmin_pu=0.5, vmax_pu=1.5),
-    )
-    assert outcome.rounds[0].clearing_price == CAP
-    assert any(v.kind == ViolationKind.OVERLOAD for v in outcome.rounds[0].violations)
-    assert outcome.secure
-    s = outcome.surcharge_per_kwh
-    assert np.all(s[29:33] < 0)  # a discount for the sellers behind the line
-    np.testing.assert_array_equal(s[:29], 0.0)  # and nothing anywhere else
+    report = security_check(cut, cut.net_p_kw, cut.net_q_kvar)
+    assert not report.secure and report.converged
+    unsupplied = [v for v in report.violations if v.kind == ViolationKind.UNSUPPLIED]
+    assert [v.index for v in unsupplied] == [21]
+    assert unsupplied[0].value == pytest.approx(cut.unsupplied_load_kw[0])
+    assert unsupplied[0].element == "bus"
+
+
+def test_no_line_table_leaves_every_load_unsupplied(feeder: Feeder):
+    net = copy.deepcopy(feeder.net)
+    net.line = net.line.iloc[0:0]
+    cut = feeder_from_net(net, name="no lines")
+    assert len(cut.unsupplied_buses) == int((net.load.p_mw > 0).sum())
+    assert cut.unsupplied_load_kw.sum() == pytest.approx(net.load.p_mw.sum() * 1e3)
+    report = security_check(cut, cut.net_p_kw, cut.net_q_kvar)
+    assert not report.secure
+    assert {v.kind for v in report.violations} == {ViolationKind.UNSUPPLIED}
+
+
+def test_nan_load_is_named_as_such(feeder: Feeder):
+    net = copy.deepcopy(feeder.net)
+    net.load.loc[3, "p_mw"] = np.nan
+    with pytest.raises(ValidationError) as err:
+        feeder_from_net(net, name="nan load")
+    text = str(err.value)
+    assert "load.p_mw: is not a number (NaN or missing)" in text
+    assert "3" in text

@@ -1,30 +1,35 @@
 """``transactive powerflow``, ``opf`` and ``feeder-day``: run a feeder from the command line.
 
 A face only: it parses arguments, calls :mod:`transactive.network` (and
-:mod:`transactive.report` for the PNG figures) and prints a rich table or one JSON object. A bad
-feeder or option exits with status 1 and the ValidationError's message; a power flow that does not
-converge exits with status 2.
+:mod:`transactive.report` for the PNG figures) and prints a rich table or one strict JSON object
+(no ``NaN`` or ``Infinity``: an unrated loading is ``null``). A bad feeder or option exits with
+status 1 and the ValidationError's message, before any power flow runs (``--out`` and ``--map``
+are checked for writability first); a power flow that does not converge exits with status 2.
+Names and paths are printed as they are (rich markup in them is escaped).
+
+numpy, pandapower, cvxpy, matplotlib and :mod:`transactive.network` are imported inside the
+commands, so ``transactive --help`` does not pay for them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from transactive.errors import Problems, ValidationError
-from transactive.network.day import FeederDay, feeder_day_load, run_day
-from transactive.network.feeders import Feeder, load_feeder
-from transactive.network.opf import OpfModel, OpfResult
-from transactive.network.powerflow import run_powerflow
-from transactive.network.security import ViolationKind
+if TYPE_CHECKING:
+    from transactive.errors import ValidationError
+    from transactive.network.day import FeederDay
+    from transactive.network.feeders import Feeder
+    from transactive.network.opf import OpfResult
 
 __all__ = ["register"]
 
@@ -32,6 +37,12 @@ FEEDER_HELP = (
     "Built-in feeder (case33bw, cigre_lv, cigre_mv, cigre_mv_pv_wind, four_loads), a SimBench "
     "code shipped with simbench (e.g. 1-MV-rural--0-sw) or a pandapower JSON file."
 )
+RATING_HELP = (
+    "Rate every line at this current in kA (pandapower's max_i_ka; df and parallel still "
+    "apply). A feeder whose lines carry placeholder ratings (case33bw's 99999 kA) is otherwise "
+    "reported as unrated."
+)
+UNRATED = "unrated"
 
 
 class FormulationChoice(StrEnum):
@@ -41,36 +52,77 @@ class FormulationChoice(StrEnum):
     lindistflow = "lindistflow"
 
 
-def _load(feeder: str) -> Feeder:
-    try:
-        return load_feeder(feeder)
-    except ValidationError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=1) from None
-
-
-def _num(value: float) -> float | None:
-    return None if not math.isfinite(value) else float(value)
-
-
 def _fail(exc: ValidationError) -> typer.Exit:
     typer.echo(str(exc), err=True)
     return typer.Exit(code=1)
 
 
-def _png_target(path: Path, option: str) -> None:
-    """Reject a PNG path before any work is done (same rules as ``save_png``)."""
+def _reject(option: str, path: Path, reason: str) -> typer.Exit:
+    from transactive.errors import Problems, ValidationError  # noqa: PLC0415
+
     problems = Problems(subject=f"{option} {str(path)!r}")
-    if path.suffix.lower() != ".png":
-        problems.add(option, "must end in .png")
-    if not path.parent.is_dir():
-        problems.add(option, f"folder {str(path.parent)!r} does not exist")
-    if path.is_dir():
-        problems.add(option, "is a folder, not a file")
+    problems.add(option, reason)
+    return _fail(ValidationError(problems.found, subject=problems.subject))
+
+
+def _load(feeder: str, line_max_i_ka: float | None) -> Feeder:
+    from transactive.errors import ValidationError  # noqa: PLC0415
+    from transactive.network.feeders import load_feeder  # noqa: PLC0415
+
     try:
-        problems.raise_if_any()
+        return load_feeder(feeder, line_max_i_ka=line_max_i_ka)
     except ValidationError as exc:
         raise _fail(exc) from None
+
+
+def _num(value: float | None) -> float | None:
+    """A finite float, or None (JSON null) for NaN / inf / missing."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _dumps(out: dict[str, Any]) -> str:
+    return json.dumps(out, allow_nan=False)
+
+
+def _writable_dir(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _png_target(path: Path, option: str) -> None:
+    """Reject a PNG path before any work is done (same rules as ``save_png``, and writable)."""
+    if path.suffix.lower() != ".png":
+        raise _reject(option, path, "must end in .png")
+    if path.is_dir():
+        raise _reject(option, path, "is a folder, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        raise _reject(option, path, f"folder {str(parent)!r} does not exist")
+    if not _writable_dir(parent) or (path.exists() and not os.access(path, os.W_OK)):
+        raise _reject(option, path, "cannot be written (permission denied)")
+
+
+def _out_target(path: Path) -> None:
+    """Reject an output folder that is a file or cannot be created or written."""
+    if path.exists() and not path.is_dir():
+        raise _reject("--out", path, "is a file, not a folder")
+    if path.is_dir():
+        if not _writable_dir(path):
+            raise _reject("--out", path, "cannot be written (permission denied)")
+        return
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise _reject("--out", path, f"{str(ancestor)!r} is a file, not a folder")
+    if not _writable_dir(ancestor):
+        raise _reject("--out", path, f"cannot be created in {str(ancestor)!r} (permission denied)")
+
+
+def _pct(value: float | None) -> str:
+    return UNRATED if _num(value) is None else f"{value:.1f} %"
+
+
+# ---------------------------------------------------------------------- powerflow
 
 
 def powerflow(
@@ -84,11 +136,17 @@ def powerflow(
             "to this PNG file.",
         ),
     ] = None,
+    line_max_i_ka: Annotated[
+        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP, min=0.0)
+    ] = None,
 ) -> None:
     """Run an AC power flow (pandapower) with the feeder's own loads and generation."""
+    from transactive.errors import ValidationError  # noqa: PLC0415
+    from transactive.network.powerflow import run_powerflow  # noqa: PLC0415
+
     if map_png is not None:
         _png_target(map_png, "--map")
-    fd = _load(feeder)
+    fd = _load(feeder, line_max_i_ka)
     res = run_powerflow(fd)
     if not res.converged:
         typer.echo(f"power flow of {feeder!r} did not converge", err=True)
@@ -104,6 +162,10 @@ def powerflow(
         except ValidationError as exc:
             raise _fail(exc) from None
     names = fd.node_name
+    unsupplied = [
+        {"bus": int(b), "load_kw": float(p)}
+        for b, p in zip(fd.unsupplied_buses, fd.unsupplied_load_kw, strict=True)
+    ]
     if as_json:
         out: dict[str, Any] = {
             "losses_kw": res.losses_kw,
@@ -111,29 +173,41 @@ def powerflow(
             "vmin_bus": names[res.vmin_bus],
             "vmax_pu": res.vmax_pu,
             "vmax_bus": names[res.vmax_bus],
+            "substation_p_kw": res.p_slack_kw,
+            "substation_q_kvar": res.q_slack_kvar,
             "max_line_loading_pct": _num(res.max_line_loading_pct),
+            "max_loading_line": None if res.max_loading_line < 0 else res.max_loading_line,
+            "max_trafo_loading_pct": _num(res.max_trafo_loading_pct),
+            "unsupplied_buses": unsupplied,
         }
         if map_png is not None:
             out["map"] = str(map_png)
-        typer.echo(json.dumps(out))
+        typer.echo(_dumps(out))
         return
-    table = Table(title=f"AC power flow: {feeder}")
+    table = Table(title=f"AC power flow: {escape(feeder)}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_column("where")
     table.add_row("losses", f"{res.losses_kw:.2f} kW", "")
     table.add_row("substation draw", f"{res.p_slack_kw:.1f} kW, {res.q_slack_kvar:.1f} kvar", "")
-    table.add_row("minimum voltage", f"{res.vmin_pu:.4f} pu", f"bus {names[res.vmin_bus]}")
-    table.add_row("maximum voltage", f"{res.vmax_pu:.4f} pu", f"bus {names[res.vmax_bus]}")
-    if res.max_loading_line >= 0:
-        table.add_row(
-            "most loaded line", f"{res.max_line_loading_pct:.1f} %", f"line {res.max_loading_line}"
-        )
+    table.add_row("minimum voltage", f"{res.vmin_pu:.4f} pu", f"bus {escape(names[res.vmin_bus])}")
+    table.add_row("maximum voltage", f"{res.vmax_pu:.4f} pu", f"bus {escape(names[res.vmax_bus])}")
+    if res.line_index.size:
+        where = f"line {res.max_loading_line}" if res.max_loading_line >= 0 else "no line rating"
+        table.add_row("most loaded line", _pct(res.max_line_loading_pct), where)
     if res.trafo_index.size:
-        table.add_row("most loaded transformer", f"{res.max_trafo_loading_pct:.1f} %", "")
-    Console().print(table)
+        table.add_row("most loaded transformer", _pct(res.max_trafo_loading_pct), "")
+    if unsupplied:
+        buses = ", ".join(str(u["bus"]) for u in unsupplied)
+        total = sum(u["load_kw"] for u in unsupplied)
+        table.add_row("unsupplied (cut off)", f"{total:.1f} kW of load", f"buses {buses}")
+    console = Console()
+    console.print(table)
     if map_png is not None:
-        typer.echo(f"feeder map written to {map_png}")
+        console.print(f"feeder map written to {escape(str(map_png))}")
+
+
+# ---------------------------------------------------------------------- opf
 
 
 def opf(
@@ -153,22 +227,29 @@ def opf(
     rating_pct: Annotated[
         float, typer.Option(help="Branch ratings in percent of the feeder's.", min=0.0)
     ] = 100.0,
+    line_max_i_ka: Annotated[
+        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP, min=0.0)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Solve a single-period convex OPF with the feeder's own loads; print cost and DLMPs."""
-    fd = _load(feeder)
+    import numpy as np  # noqa: PLC0415
+
+    from transactive.errors import ValidationError  # noqa: PLC0415
+    from transactive.network.opf import OpfModel  # noqa: PLC0415
+
+    fd = _load(feeder, line_max_i_ka)
     try:
         model = OpfModel(fd, formulation=formulation.value)
         res = model.solve(
             price,
-            s_max_kva=np.asarray(fd.branch_s_max_kva) * rating_pct / 100.0,
+            i_max_ka=np.asarray(fd.branch_i_max_ka) * rating_pct / 100.0,
             vmin_pu=vmin_pu,
             vmax_pu=vmax_pu,
             ac_check=False,
         )
     except ValidationError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=1) from None
+        raise _fail(exc) from None
     if not res.optimal:
         typer.echo(
             f"OPF of {feeder!r} is {res.status} (the feeder's own loads violate its limits; "
@@ -177,27 +258,39 @@ def opf(
         )
         raise typer.Exit(code=2)
     if as_json:
-        typer.echo(json.dumps(_opf_json(fd, res)))
+        typer.echo(_dumps(_opf_json(fd, res)))
         return
     console = Console()
     gap = "n/a (LinDistFlow)" if res.relaxation_gap is None else f"{res.relaxation_gap:.2e}"
-    summary = Table(title=f"{formulation.value} OPF: {feeder}")
+    summary = Table(title=f"{formulation.value} OPF: {escape(feeder)}")
     summary.add_column("quantity")
     summary.add_column("value", justify="right")
     summary.add_row("cost", f"{res.cost:.4f}")
     summary.add_row("losses", f"{float(res.losses_kw[0]):.2f} kW")
+    summary.add_row(
+        "substation draw",
+        f"{float(res.substation_p_kw[0]):.1f} kW, {float(res.substation_q_kvar[0]):.1f} kvar",
+    )
     summary.add_row("relaxation gap", gap)
     summary.add_row("minimum voltage", f"{res.vmin_pu:.4f} pu")
+    summary.add_row("highest branch loading", _pct(_max_loading(res)))
     console.print(summary)
     prices = Table(title="DLMP per kWh")
     for col in ("bus", "energy", "loss", "congestion", "voltage", "total"):
         prices.add_column(col, justify="right")
     for row in _dlmp_rows(fd, res):
         prices.add_row(
-            str(row["bus"]),
+            escape(str(row["bus"])),
             *(f"{row[k]:.5f}" for k in ("energy", "loss", "congestion", "voltage", "total")),
         )
     console.print(prices)
+
+
+def _max_loading(res: OpfResult) -> float | None:
+    import numpy as np  # noqa: PLC0415
+
+    loading = np.asarray(res.branch_loading_pct[0])
+    return float(np.nanmax(loading)) if np.isfinite(loading).any() else None
 
 
 def _dlmp_rows(fd: Feeder, res: OpfResult) -> list[dict[str, Any]]:
@@ -205,11 +298,11 @@ def _dlmp_rows(fd: Feeder, res: OpfResult) -> list[dict[str, Any]]:
     return [
         {
             "bus": fd.node_name[i],
-            "energy": float(d.energy[i, 0]),
-            "loss": float(d.loss[i, 0]),
-            "congestion": float(d.congestion[i, 0]),
-            "voltage": float(d.voltage[i, 0]),
-            "total": float(d.total[i, 0]),
+            "energy": float(d.energy[0, i]),
+            "loss": float(d.loss[0, i]),
+            "congestion": float(d.congestion[0, i]),
+            "voltage": float(d.voltage[0, i]),
+            "total": float(d.total[0, i]),
         }
         for i in range(fd.n_nodes)
     ]
@@ -219,10 +312,16 @@ def _opf_json(fd: Feeder, res: OpfResult) -> dict[str, Any]:
     return {
         "cost": res.cost,
         "losses_kw": float(res.losses_kw[0]),
-        "relaxation_gap": res.relaxation_gap,
+        "substation_p_kw": float(res.substation_p_kw[0]),
+        "substation_q_kvar": float(res.substation_q_kvar[0]),
+        "relaxation_gap": _num(res.relaxation_gap),
         "vmin_pu": res.vmin_pu,
+        "max_branch_loading_pct": _num(_max_loading(res)),
         "dlmp": _dlmp_rows(fd, res),
     }
+
+
+# ---------------------------------------------------------------------- feeder-day
 
 
 def feeder_day(
@@ -248,19 +347,18 @@ def feeder_day(
             "the year-average day of SimBench's household profiles."
         ),
     ] = None,
+    line_max_i_ka: Annotated[
+        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP, min=0.0)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Run a day of the feeder's own load through the AC power flow and the DSO's check.
+    """Run a day of the feeder's own load through the AC power flow and the DSO's check."""
+    from transactive.errors import ValidationError  # noqa: PLC0415
+    from transactive.network.day import feeder_day_load, run_day  # noqa: PLC0415
 
-    SimBench grids use their shipped profiles; other feeders their nominal loads times SimBench's
-    household load shape. Prints the peak interval, the lowest voltage (when and where), the
-    highest loading, the intervals with violations and the energy losses.
-    """
-    if out is not None and out.exists() and not out.is_dir():
-        problems = Problems(subject=f"--out {str(out)!r}")
-        problems.add("--out", "is a file, not a folder")
-        raise _fail(ValidationError(problems.found, subject=problems.subject))
-    fd = _load(feeder)
+    if out is not None:
+        _out_target(out)
+    fd = _load(feeder, line_max_i_ka)
     try:
         load = feeder_day_load(fd, day=day, scale=scale)
         result = run_day(fd, load.p_kw, load.q_kvar, interval_s=load.interval_s)
@@ -277,7 +375,7 @@ def feeder_day(
         files = _write_day_figures(fd, result, out, scale, summary)
     summary["files"] = files
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(_dumps(summary))
         return
     _print_day(summary, feeder)
 
@@ -288,6 +386,10 @@ def _clock(hours: float) -> str:
 
 
 def _day_summary(fd: Feeder, d: FeederDay, source: str, start: Any) -> dict[str, Any]:
+    import numpy as np  # noqa: PLC0415
+
+    from transactive.network.security import ViolationKind  # noqa: PLC0415
+
     t_peak = d.peak_interval
     t_low = int(np.nanargmin(d.vmin_pu))
     node_low = int(d.vmin_node[t_low])
@@ -301,25 +403,37 @@ def _day_summary(fd: Feeder, d: FeederDay, source: str, start: Any) -> dict[str,
             "time": _clock(float(d.time_h[t_load])),
             "branch": f"{kinds[b]} {elements[b]}",
         }
+    trafo_branches = np.flatnonzero(kinds == "trafo")
+    trafo_pct: float | None = None
+    if trafo_branches.size and np.isfinite(d.branch_loading_pct[:, trafo_branches]).any():
+        trafo_pct = float(np.nanmax(d.branch_loading_pct[:, trafo_branches]))
     by_kind = {str(k): int(d.intervals_with(k).size) for k in ViolationKind}
     checked = np.arange(fd.n_nodes) != fd.slack
+    failed = d.not_converged
     return {
         "feeder": fd.name,
         "source": source,
         "date": "year-average day" if start is None else f"{start:%Y-%m-%d}",
         "intervals": d.n_intervals,
         "interval_s": d.interval_s,
+        "converged_intervals": d.n_converged,
+        "not_converged_intervals": [int(t) for t in failed],
+        "not_converged_times": [_clock(float(d.time_h[t])) for t in failed],
         "peak_interval": t_peak,
         "peak_time": _clock(float(d.time_h[t_peak])),
         "peak_import_kw": float(d.p_slack_kw[t_peak]),
         "vmin_pu": float(d.vmin_pu[t_low]),
         "vmin_time": _clock(float(d.time_h[t_low])),
         "vmin_node": fd.node_name[node_low],
-        "vmin_limit_pu": float(np.min(d.vmin_limit_pu[checked], initial=np.inf)),
+        "vmin_limit_pu": _num(float(np.min(d.vmin_limit_pu[checked], initial=np.inf))),
         "vmax_pu": float(np.nanmax(d.vmax_pu)),
+        "rated": d.rated,
         "max_loading_pct": loading["value_pct"],
         "max_loading_time": loading["time"],
         "max_loading_branch": loading["branch"],
+        "max_trafo_loading_pct": trafo_pct,
+        "unsupplied_buses": [int(b) for b in fd.unsupplied_buses],
+        "unsupplied_load_kw": float(np.sum(fd.unsupplied_load_kw)),
         "insecure_intervals": d.n_insecure,
         "intervals_by_violation": by_kind,
         "energy_losses_kwh": d.energy_losses_kwh,
@@ -346,11 +460,10 @@ def _write_day_figures(
         title=f"{fd.name} at the peak interval\n{summary['date']}, {summary['peak_time']} "
         f"({summary['peak_import_kw']:.0f} kW import)",
     )
-    limit = summary["vmin_limit_pu"]
     vmin_figure = voltage_day_figure(
         d.time_h,
         {label: d.vmin_pu},
-        vmin_limit_pu=limit if math.isfinite(limit) else None,
+        vmin_limit_pu=summary["vmin_limit_pu"],
         title=f"{fd.name}: minimum node voltage over the day ({summary['date']})",
     )
     return [
@@ -360,7 +473,8 @@ def _write_day_figures(
 
 
 def _print_day(summary: dict[str, Any], feeder: str) -> None:
-    table = Table(title=f"A day of {feeder}: {summary['date']}, {summary['intervals']} intervals")
+    n_all, n_ok = summary["intervals"], summary["converged_intervals"]
+    table = Table(title=f"A day of {escape(feeder)}: {escape(summary['date'])}, {n_all} intervals")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_column("when")
@@ -372,7 +486,7 @@ def _print_day(summary: dict[str, Any], feeder: str) -> None:
         "lowest voltage",
         f"{summary['vmin_pu']:.4f} pu",
         summary["vmin_time"],
-        f"node {summary['vmin_node']}",
+        f"node {escape(str(summary['vmin_node']))}",
     )
     if summary["max_loading_pct"] is not None:
         table.add_row(
@@ -381,20 +495,35 @@ def _print_day(summary: dict[str, Any], feeder: str) -> None:
             summary["max_loading_time"],
             summary["max_loading_branch"],
         )
+    else:
+        table.add_row("highest loading", UNRATED, "", "no branch has a rating")
+    if summary["max_trafo_loading_pct"] is not None:
+        table.add_row(
+            "highest transformer loading", f"{summary['max_trafo_loading_pct']:.1f} %", "", ""
+        )
+    if summary["unsupplied_buses"]:
+        buses = ", ".join(str(b) for b in summary["unsupplied_buses"])
+        table.add_row(
+            "unsupplied (cut off)",
+            f"{summary['unsupplied_load_kw']:.1f} kW of load",
+            "all day",
+            f"buses {buses}",
+        )
     kinds = ", ".join(f"{k} {n}" for k, n in summary["intervals_by_violation"].items() if n)
-    table.add_row(
-        "intervals with violations",
-        f"{summary['insecure_intervals']} of {summary['intervals']}",
-        "",
-        kinds,
-    )
-    table.add_row("energy losses", f"{summary['energy_losses_kwh']:.1f} kWh", "day", "")
-    table.add_row("energy imported", f"{summary['energy_import_kwh']:.1f} kWh", "day", "")
+    table.add_row("intervals with violations", f"{summary['insecure_intervals']} of {n_all}", "",
+                  kinds)  # fmt: skip
+    if n_ok < n_all:
+        table.add_row("not converged", f"{n_all - n_ok} of {n_all}", "", "left out of totals")
+    covered = "day" if n_ok == n_all else f"{n_ok} of {n_all} intervals"
+    table.add_row("energy losses", f"{summary['energy_losses_kwh']:.1f} kWh", covered, "")
+    table.add_row("energy imported", f"{summary['energy_import_kwh']:.1f} kWh", covered, "")
     console = Console()
     console.print(table)
-    console.print(f"load: {summary['source']}")
+    if n_ok < n_all:
+        console.print(f"not converged at {', '.join(summary['not_converged_times'])}")
+    console.print(f"load: {escape(summary['source'])}")
     for path in summary["files"]:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {escape(path)}")
 
 
 def register(app: typer.Typer) -> None:
@@ -407,6 +536,7 @@ def register(app: typer.Typer) -> None:
             "Run a day of the feeder's own load through the AC power flow and the DSO's check. "
             "SimBench grids use their shipped profiles; other feeders their nominal loads times "
             "SimBench's household load shape. Prints the peak interval, the lowest voltage (when "
-            "and where), the highest loading, the intervals with violations and the energy losses."
+            "and where), the highest loading, the intervals with violations, the intervals that "
+            "did not converge (left out of the totals) and the energy losses."
         ),
     )(feeder_day)

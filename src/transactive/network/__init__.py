@@ -1,8 +1,10 @@
 """The distribution network: feeders, power flow, convex OPF, DLMPs, security check, losses.
 
-Paper §3.3 (network modelling), §3.4 (network service and losses) and §3.1.1 (the system
-operator's security check). Pure computation over pandapower feeders; AC power flow through
-pandapower, convex OPF through cvxpy.
+Hu et al., "Transactive Energy: an Effective Mechanism for Balancing Electric Energy System",
+Proc. CSEE 2019: §3.3 (network modelling), §3.4 (network losses) and §3.1.1 (the system
+operator's security check). The grid alone: pure computation over pandapower feeders, AC power
+flow through pandapower, convex OPF through cvxpy. The clear → check → surcharge loop is in
+:mod:`transactive.coordination`, network fees and postings in :mod:`transactive.settlement`.
 """
 
 from transactive.network.day import (
@@ -22,7 +24,6 @@ from transactive.network.feeders import (
     simbench_node_profiles,
     spread_over_load_buses,
 )
-from transactive.network.fees import NetworkFeeBill, NetworkFees, NetworkTariff, network_fees
 from transactive.network.layout import (
     feeder_coordinates,
     has_geodata,
@@ -43,29 +44,25 @@ from transactive.network.losses import (
 )
 from transactive.network.opf import (
     AcCheck,
-    Batteries,
     Dlmp,
-    EVLoads,
+    FlexibleAssets,
     Formulation,
     OpfModel,
     OpfResult,
-    VirtualBatteries,
     solve_opf,
 )
 from transactive.network.powerflow import (
     PowerFlowResult,
     PowerFlowRunner,
     branch_end_flows,
+    branch_loading_pct,
     run_powerflow,
 )
 from transactive.network.security import (
-    ClearingRound,
-    SecureClearingOutcome,
     SecurityLimits,
     SecurityReport,
     Violation,
     ViolationKind,
-    secure_clearing,
     security_check,
 )
 
@@ -75,31 +72,25 @@ __all__ = [
     "LOSS_METHODS",
     "AcCheck",
     "AcFlows",
-    "Batteries",
-    "ClearingRound",
     "DayLoad",
     "Dlmp",
-    "EVLoads",
     "Feeder",
     "FeederDay",
+    "FlexibleAssets",
     "Formulation",
     "LossAllocation",
-    "NetworkFeeBill",
-    "NetworkFees",
-    "NetworkTariff",
     "OpfModel",
     "OpfResult",
     "PowerFlowResult",
     "PowerFlowRunner",
-    "SecureClearingOutcome",
     "SecurityLimits",
     "SecurityReport",
     "Violation",
     "ViolationKind",
-    "VirtualBatteries",
     "allocate_losses",
     "branch_current_losses",
     "branch_end_flows",
+    "branch_loading_pct",
     "bus_of_devices",
     "daily_load_shape",
     "feeder_coordinates",
@@ -109,11 +100,9 @@ __all__ = [
     "is_geographic",
     "load_feeder",
     "marginal_losses",
-    "network_fees",
     "pro_rata_losses",
     "run_day",
     "run_powerflow",
-    "secure_clearing",
     "security_check",
     "simbench_node_profiles",
     "solve_flows",

@@ -1,6 +1,7 @@
 """A day (or any run of intervals) of a feeder through the AC power flow and the DSO's check.
 
-:func:`run_day` takes net consumption per node and interval, ``(N, T)`` arrays, and runs every
+:func:`run_day` takes net consumption per interval and node, ``(T, N)`` arrays (time first, as
+every multi-period array of the package), and runs every
 interval through :func:`transactive.network.security.security_check` (pandapower Newton-Raphson on
 one prepared :class:`~transactive.network.powerflow.PowerFlowRunner`, the limits and violation
 rules of the DSO's check), collecting voltages, loadings, losses and violations into preallocated
@@ -92,8 +93,8 @@ class FeederDay:
     vm_pu : (T, N) float
         Node voltages.
     branch_loading_pct : (T, B) float
-        Branch loading in per cent of its rating, as the DSO's check measures it (apparent power
-        over voltage at the worse end, against ``branch_s_max_kva``).
+        Branch loading, current over rated current at the worse end in per cent (pandapower's
+        ``loading_percent``, as the DSO's check measures it); NaN for unrated branches.
     losses_kw : (T,) float
         Active losses of lines and transformers.
     p_slack_kw, q_slack_kvar : (T,) float
@@ -103,7 +104,7 @@ class FeederDay:
     vmin_node, vmax_node : (T,) int
         Node where they occur.
     max_loading_pct : (T,) float
-        Largest branch loading (NaN when no branch has a rating).
+        Largest branch loading (NaN when no branch has a rating: the feeder is "unrated").
     max_loading_branch : (T,) int
         Branch where it occurs (-1 when none).
     n_violations : (T,) int
@@ -116,6 +117,8 @@ class FeederDay:
         Voltage limits applied.
     max_loading_limit_pct : float
         Loading limit applied.
+    branch_rated : (B,) bool
+        Branches with a rating (the others' loadings are NaN).
 
     """
 
@@ -141,6 +144,7 @@ class FeederDay:
     vmin_limit_pu: FloatArray
     vmax_limit_pu: FloatArray
     max_loading_limit_pct: float
+    branch_rated: BoolArray
 
     @property
     def n_intervals(self) -> int:
@@ -160,14 +164,33 @@ class FeederDay:
         return int(np.nanargmax(self.p_slack_kw))
 
     @property
+    def not_converged(self) -> IntArray:
+        """Intervals whose power flow did not converge: left out of every total below."""
+        return np.flatnonzero(~self.converged).astype(np.int64)
+
+    @property
+    def n_converged(self) -> int:
+        """Number of intervals the totals cover."""
+        return int(np.count_nonzero(self.converged))
+
+    @property
     def energy_losses_kwh(self) -> float:
-        """Energy lost in lines and transformers over the converged intervals."""
-        return float(np.nansum(self.losses_kw) * self.interval_s / 3600.0)
+        """Energy lost in lines and transformers over the converged intervals only.
+
+        Intervals in :attr:`not_converged` are excluded (their losses are unknown); a caller
+        reporting the total says so (the ``feeder-day`` command lists them).
+        """
+        return float(np.sum(self.losses_kw[self.converged]) * self.interval_s / 3600.0)
 
     @property
     def energy_import_kwh(self) -> float:
-        """Energy drawn from the external grid over the converged intervals."""
-        return float(np.nansum(self.p_slack_kw) * self.interval_s / 3600.0)
+        """Energy drawn from the external grid over the converged intervals only."""
+        return float(np.sum(self.p_slack_kw[self.converged]) * self.interval_s / 3600.0)
+
+    @property
+    def rated(self) -> bool:
+        """At least one branch has a rating (else every loading is NaN: "unrated")."""
+        return bool(np.asarray(self.branch_rated).any())
 
     @property
     def n_insecure(self) -> int:
@@ -195,8 +218,8 @@ def run_day(
     ----------
     feeder : Feeder
         The feeder.
-    p_kw, q_kvar : (N, T) float
-        Net consumption per node (rows) and interval (columns), positive = consumption; a
+    p_kw, q_kvar : (T, N) float
+        Net consumption per interval (rows) and node (columns), positive = consumption; a
         missing ``q_kvar`` is zero. These replace the net's own loads and generators, one load
         per node, as :func:`~transactive.network.powerflow.run_powerflow` does with injections.
     limits : SecurityLimits, optional
@@ -212,16 +235,16 @@ def run_day(
     Raises
     ------
     ValidationError
-        Arrays not two-dimensional, not one row per node, ``p_kw`` and ``q_kvar`` of different
-        shapes, values not finite (naming the intervals), no interval, a bad interval length or
-        bad limits.
+        Arrays not two-dimensional, not one column per node, ``p_kw`` and ``q_kvar`` of
+        different shapes, NaN or infinite values (named as such, with their intervals), no
+        interval, a bad interval length or bad limits.
 
     """
     n, nb = feeder.n_nodes, feeder.n_branches
     p, q = _checked_day(feeder, p_kw, q_kvar, interval_s)
     if limits is not None:
         limits.resolve(feeder)  # bad limits raise before any power flow
-    t_count = p.shape[1]
+    t_count = p.shape[0]
     runner = PowerFlowRunner(feeder, replace_injections=True)
 
     converged = np.zeros(t_count, dtype=bool)
@@ -233,10 +256,12 @@ def run_day(
     n_viol = np.zeros(t_count, dtype=np.int64)
     found: list[tuple[Violation, ...]] = []
     vmin_lim = vmax_lim = np.zeros(0)
+    i_max_applied = np.asarray(feeder.branch_i_max_ka, dtype=np.float64)
     max_pct = 100.0
     for t in range(t_count):
-        report = security_check(feeder, p[:, t], q[:, t], limits=limits, runner=runner)
+        report = security_check(feeder, p[t], q[t], limits=limits, runner=runner)
         vmin_lim, vmax_lim, max_pct = report.vmin_pu, report.vmax_pu, report.max_loading_pct
+        i_max_applied = report.branch_i_max_ka
         found.append(report.violations)
         n_viol[t] = len(report.violations)
         if not report.converged:
@@ -257,8 +282,8 @@ def run_day(
     return FeederDay(
         feeder_name=feeder.name,
         interval_s=int(interval_s),
-        p_kw=_ro(p.T),
-        q_kvar=_ro(q.T),
+        p_kw=_ro(p),
+        q_kvar=_ro(q),
         converged=_ro(converged),
         vm_pu=_ro(vm),
         branch_loading_pct=_ro(loading),
@@ -277,6 +302,7 @@ def run_day(
         vmin_limit_pu=_ro(np.asarray(vmin_lim, dtype=np.float64)),
         vmax_limit_pu=_ro(np.asarray(vmax_lim, dtype=np.float64)),
         max_loading_limit_pct=float(max_pct),
+        branch_rated=_ro(np.isfinite(i_max_applied)),
     )
 
 
@@ -301,15 +327,16 @@ def _checked_day(
     p = np.asarray(p_kw, dtype=np.float64)
     q = np.zeros_like(p) if q_kvar is None else np.asarray(q_kvar, dtype=np.float64)
     for name, arr in (("p_kw", p), ("q_kvar", q)):
-        if arr.ndim != 2 or arr.shape[0] != n:
+        if arr.ndim != 2 or arr.shape[1] != n:
             problems.add(
                 name,
-                f"needs shape ({n}, T): one row per node, one column per interval; got {arr.shape}",
+                f"needs shape (T, {n}): one row per interval, one column per node; got {arr.shape}",
             )
-        elif arr.shape[1] == 0:
-            problems.add(name, "needs at least one interval (column)")
+        elif arr.shape[0] == 0:
+            problems.add(name, "needs at least one interval (row)")
         else:
-            problems.check(~np.isfinite(arr).all(axis=0), name, "not finite in interval")
+            problems.check(np.isnan(arr).any(axis=1), name, "is not a number (NaN) in interval")
+            problems.check(np.isinf(arr).any(axis=1), name, "is infinite in interval")
     if not problems and p.shape != q.shape:
         problems.add("q_kvar", f"must have the shape of p_kw {p.shape}, got {q.shape}")
     if isinstance(interval_s, bool) or int(interval_s) != interval_s or interval_s <= 0:
@@ -327,8 +354,8 @@ class DayLoad:
 
     Attributes
     ----------
-    p_kw, q_kvar : (N, T) float
-        Net consumption per node and interval.
+    p_kw, q_kvar : (T, N) float
+        Net consumption per interval and node.
     interval_s : int
         Interval length in seconds.
     start : pandas.Timestamp or None
@@ -348,7 +375,7 @@ class DayLoad:
     @property
     def n_intervals(self) -> int:
         """Number of intervals T."""
-        return int(self.p_kw.shape[1])
+        return int(self.p_kw.shape[0])
 
 
 @lru_cache(maxsize=1)
@@ -405,7 +432,7 @@ def feeder_day_load(
     Returns
     -------
     DayLoad
-        ``(N, 96)`` arrays and where they come from.
+        ``(96, N)`` arrays and where they come from.
 
     Raises
     ------
@@ -421,9 +448,9 @@ def feeder_day_load(
     if _has_profiles(feeder):
         if day is None:
             p_year, q_year = simbench_node_profiles(feeder, 0, _DAYS * _PER_DAY)
-            chosen = int(np.argmax(p_year.sum(axis=0))) // _PER_DAY
+            chosen = int(np.argmax(p_year.sum(axis=1))) // _PER_DAY
             window = slice(chosen * _PER_DAY, (chosen + 1) * _PER_DAY)
-            p, q = p_year[:, window], q_year[:, window]
+            p, q = p_year[window], q_year[window]
             how = "the day of the year's peak net consumption"
         else:
             chosen, how = day, "the requested day"
@@ -432,8 +459,8 @@ def feeder_day_load(
         source = f"SimBench profiles of the grid, {start:%Y-%m-%d} ({how})"
     else:
         shape = daily_load_shape(day)
-        p = np.outer(feeder.load_p_kw, shape) - np.asarray(feeder.gen_p_kw)[:, None]
-        q = np.outer(feeder.load_q_kvar, shape) - np.asarray(feeder.gen_q_kvar)[:, None]
+        p = np.outer(shape, feeder.load_p_kw) - np.asarray(feeder.gen_p_kw)[None, :]
+        q = np.outer(shape, feeder.load_q_kvar) - np.asarray(feeder.gen_q_kvar)[None, :]
         if day is None:
             start = None
             source = (

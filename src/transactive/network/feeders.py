@@ -23,15 +23,20 @@ Conventions
   ``vn_kv`` of each node, impedance base ``vn_kv² / s_base``.
 * **Lines** use the series impedance ``r_ohm_per_km · length_km / parallel``; their charging
   (``c_nf_per_km``, ``g_us_per_km``) goes half to each end node as a shunt (π model). Thermal
-  rating ``max_i_ka · df · parallel``, also given as apparent power at nominal voltage
-  ``√3 · vn_kv · i_max``.
+  rating ``max_i_ka · df · parallel`` (pandapower's rated current of a line).
 * **Transformers** use the short-circuit impedance ``vk_percent`` / ``vkr_percent`` on the
   rating ``sn_mva`` referred to the low-voltage side (as pandapower does), the off-nominal ratio
   from rated voltages and tap position (for tap changers of type ``Ratio`` or ``Symmetrical``,
   as pandapower 3 applies them) as an ideal transformer at the substation-side end, and
-  the rating ``sn_mva · parallel``. The magnetizing admittance (``pfe_kw``, ``i0_percent``) is a
+  the rated current of each side ``sn_mva · parallel · df / (√3 · vn_kv)`` (pandapower's
+  ``trafo_loading="current"``). The magnetizing admittance (``pfe_kw``, ``i0_percent``) is a
   shunt at the high-voltage node (pandapower's T model puts it mid-winding, a small difference).
   The phase shift is neglected (a radial feeder's flows do not depend on it).
+* **Thermal limit**, one definition in the whole package (power flow, DSO check, OPF): a
+  branch's loading is its current over its rated current, the larger of its two ends, as
+  pandapower's ``loading_percent``. A feeder whose ratings are placeholders (pandapower's
+  ``case33bw``: 99999 kA) has *unrated* branches (``branch_i_max_ka`` is ``inf``, loadings NaN);
+  :meth:`Feeder.with_line_ratings` or ``load_feeder(..., line_max_i_ka=)`` gives ratings.
 * **Shunts** (``shunt_g_pu``, ``shunt_b_pu``) also include pandapower ``shunt`` elements.
 * **Loads** are pandapower ``load`` rows (``p_mw · scaling``), generation is ``sgen`` and ``gen``
   rows; ``net_p_kw = load_p_kw - gen_p_kw`` is the nominal net consumption per node
@@ -49,11 +54,12 @@ DistFlow equations). L. Thurner et al., "pandapower", IEEE Trans. Power Systems 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -166,10 +172,17 @@ class Feeder:
     branch_ratio : (B,) float
         Off-nominal voltage ratio τ of an ideal transformer at the ``branch_from`` end
         (1 for lines): the voltage after it is ``v_from / τ``.
-    branch_s_max_kva : (B,) float
-        Thermal rating as apparent power at nominal voltage (``inf`` when unrated).
     branch_i_max_ka : (B,) float
-        Thermal rating as current at the ``branch_to`` end's nominal voltage.
+        Rated current at the ``branch_to`` end in kA, pandapower's: lines
+        ``max_i_ka · df · parallel``; transformers ``sn_mva · parallel · df / (√3 · vn_kv)`` of
+        that side's rated voltage. ``inf`` when the branch is unrated (no rating, or a placeholder
+        that could never bind: see :data:`UNRATED_FACTOR`).
+    branch_i_max_from_ka : (B,) float
+        Rated current at the ``branch_from`` end (equal to ``branch_i_max_ka`` for lines).
+    branch_s_max_kva : (B,) float
+        ``branch_i_max_ka`` as apparent power at the ``branch_to`` node's nominal voltage,
+        ``√3 · vn_kv · i_max``: in per unit of ``s_base_kva`` it is the rated current in per unit,
+        the limit the OPF puts on the branch flow model's current (``inf`` when unrated).
     branch_kind : (B,) str
         ``"line"``, ``"trafo"`` or ``"switch"`` (a closed bus-bus switch with impedance).
     branch_element : (B,) int
@@ -193,6 +206,11 @@ class Feeder:
     radial_problems : tuple of str
         Why the feeder cannot be used by DistFlow (meshed, disconnected with load, several
         external grids, unsupported elements); empty when it can.
+    unsupplied_buses : tuple of int
+        In-service pandapower buses with load or generation that no path connects to the slack
+        (a line out of service, an open switch, no line table): their load is not supplied.
+    unsupplied_load_kw, unsupplied_gen_kw : (U,) float
+        Nominal load and generation at each of those buses.
 
     """
 
@@ -214,6 +232,7 @@ class Feeder:
     branch_ratio: FloatArray
     branch_s_max_kva: FloatArray
     branch_i_max_ka: FloatArray
+    branch_i_max_from_ka: FloatArray
     branch_kind: npt.NDArray[np.str_]
     branch_element: IntArray
     line_branch: dict[int, int]
@@ -228,6 +247,9 @@ class Feeder:
     shunt_b_pu: FloatArray
     isolated_buses: tuple[int, ...]
     radial_problems: tuple[str, ...]
+    unsupplied_buses: tuple[int, ...] = ()
+    unsupplied_load_kw: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    unsupplied_gen_kw: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     def __repr__(self) -> str:
         shape = "radial" if self.is_radial else "not radial"
@@ -250,6 +272,11 @@ class Feeder:
     def is_radial(self) -> bool:
         """True when DistFlow applies: one slack, a connected tree, supported elements only."""
         return not self.radial_problems
+
+    @property
+    def branch_rated(self) -> npt.NDArray[np.bool_]:
+        """(B,) bool: the branch has a rating (``branch_i_max_ka`` is finite)."""
+        return np.isfinite(np.asarray(self.branch_i_max_ka))
 
     @property
     def net_p_kw(self) -> FloatArray:
@@ -282,6 +309,55 @@ class Feeder:
             pending = pending[depth[pending] < 0]
         return tuple(levels)
 
+    def with_line_ratings(self, max_i_ka: float | npt.ArrayLike | Mapping[int, float]) -> Feeder:
+        """The same feeder with the lines rated at ``max_i_ka`` (pandapower's ``max_i_ka``).
+
+        The ratings are written into a copy of the net (so pandapower's own ``loading_percent``
+        agrees) and the feeder is derived again; ``df`` and ``parallel`` still multiply them.
+
+        Parameters
+        ----------
+        max_i_ka : float, (L,) float or mapping of int to float
+            One rating for every line, one per row of ``net.line`` (in its order), or ratings by
+            pandapower line index (the other lines keep theirs).
+
+        Raises
+        ------
+        ValidationError
+            A rating that is not a positive finite number, the wrong count, or unknown lines.
+
+        """
+        net = copy.deepcopy(self.net)
+        line = _table(net, "line")
+        problems = Problems(subject=f"line ratings of feeder {self.name!r}")
+        if len(line) == 0:
+            problems.add("max_i_ka", "the feeder has no lines to rate")
+            problems.raise_if_any()
+        if isinstance(max_i_ka, Mapping):
+            keys = list(max_i_ka)
+            unknown = [k for k in keys if k not in line.index]
+            if unknown:
+                problems.add("max_i_ka", "no such line", unknown)
+            values = np.asarray([max_i_ka[k] for k in keys], dtype=np.float64)
+            problems.check(~(np.isfinite(values) & (values > 0)), "max_i_ka",
+                           "must be a positive finite number of kA", keys)  # fmt: skip
+            problems.raise_if_any()
+            net.line.loc[keys, "max_i_ka"] = values
+        else:
+            values = np.asarray(max_i_ka, dtype=np.float64)
+            if values.ndim == 0:
+                values = np.full(len(line), float(values))
+            if values.shape != (len(line),):
+                problems.add(
+                    "max_i_ka", f"needs 1 value or {len(line)} (one per line), got {values.shape}"
+                )
+                problems.raise_if_any()
+            problems.check(~(np.isfinite(values) & (values > 0)), "max_i_ka",
+                           "must be a positive finite number of kA", list(line.index))  # fmt: skip
+            problems.raise_if_any()
+            net.line["max_i_ka"] = values
+        return feeder_from_net(net, name=self.name)
+
     def require_radial(self) -> None:
         """Raise :class:`ValidationError` naming every reason DistFlow cannot model the feeder."""
         if self.radial_problems:
@@ -295,7 +371,11 @@ class Feeder:
 # loading
 
 
-def load_feeder(name_or_path: str | Path) -> Feeder:
+def load_feeder(
+    name_or_path: str | Path,
+    *,
+    line_max_i_ka: float | npt.ArrayLike | Mapping[int, float] | None = None,
+) -> Feeder:
     """Load a feeder by built-in name, SimBench code or pandapower JSON file path.
 
     Parameters
@@ -305,6 +385,9 @@ def load_feeder(name_or_path: str | Path) -> Feeder:
         ``cigre_mv_pv_wind``, ``four_loads``), a SimBench code shipped with the ``simbench``
         package (e.g. ``1-LV-rural1--0-sw``, ``1-MV-rural--0-sw``, ``1-MV-urban--0-sw``), or the
         path of a pandapower JSON file.
+    line_max_i_ka : float, (L,) float or mapping of int to float, optional
+        Line ratings replacing the net's (see :meth:`Feeder.with_line_ratings`), e.g. for
+        ``case33bw``, whose lines carry the placeholder 99999 kA and so load as unrated.
 
     Returns
     -------
@@ -320,6 +403,11 @@ def load_feeder(name_or_path: str | Path) -> Feeder:
         every offending element.
 
     """
+    feeder = _load_feeder(name_or_path)
+    return feeder if line_max_i_ka is None else feeder.with_line_ratings(line_max_i_ka)
+
+
+def _load_feeder(name_or_path: str | Path) -> Feeder:
     text = str(name_or_path)
     if isinstance(name_or_path, str) and text in BUILTIN_FEEDERS:
         return feeder_from_net(BUILTIN_FEEDERS[text](), name=text)
@@ -432,6 +520,23 @@ def _validate_net(net: Any, problems: Problems) -> None:
                     "references a bus that does not exist",
                     list(df.index),
                 )
+    for table in ("load", "sgen", "gen"):
+        df = _table(net, table)
+        if len(df) == 0:
+            continue
+        labels = list(df.index)
+        ok = _in_service(df)
+        for column in ("p_mw", "q_mvar", "scaling"):
+            if column not in df.columns:
+                continue
+            raw_values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+            problems.check(
+                ok & np.isnan(raw_values),
+                f"{table}.{column}",
+                "is not a number (NaN or missing) on an in-service element",
+                labels,
+            )
+            problems.check(ok & np.isinf(raw_values), f"{table}.{column}", "is infinite", labels)
     line = _table(net, "line")
     if len(line):
         labels = list(line.index)
@@ -562,8 +667,8 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
         shunt_g[bus_] = shunt_g.get(bus_, 0.0) + g_mva
         shunt_b[bus_] = shunt_b.get(bus_, 0.0) + b_mva
 
-    # candidate branches between pandapower buses: (bus_a, bus_b, r_ohm_at_b, x_ohm_at_b,
-    # ratio, i_max_ka, s_max_kva, kind, element)
+    # candidate branches between pandapower buses: (bus_a, bus_b, z_ohm_at_b, ratio,
+    # rated current at bus_a in kA, rated current at bus_b in kA, kind, element)
     raw: list[tuple[int, int, complex, float, float, float, str, int]] = []
     line = _table(net, "line")
     if len(line):
@@ -581,13 +686,12 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
             a, b = int(line_from[k]), int(line_to[k])
             if not ok[k] or int(idx) in open_lines or a not in live or b not in live:
                 continue
-            s_max = np.sqrt(3.0) * float(vn_bus[a]) * i_max[k] * 1000.0
             z = complex(r[k], x[k]) / par[k]
             # π model: half the charging susceptance and shunt conductance at each end
             y_sh = complex(g_line[k], b_line[k]) * par[k] * float(vn_bus[a]) ** 2 / 2.0
             add_shunt(a, y_sh.real, y_sh.imag)
             add_shunt(b, y_sh.real, y_sh.imag)
-            raw.append((a, b, z, 1.0, float(i_max[k]), float(s_max), "line", int(idx)))
+            raw.append((a, b, z, 1.0, float(i_max[k]), float(i_max[k]), "line", int(idx)))
     trafo = _table(net, "trafo")
     if len(trafo):
         ok = _in_service(trafo)
@@ -597,6 +701,7 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
         vn_hv = _col(trafo, "vn_hv_kv", np.nan)
         vn_lv = _col(trafo, "vn_lv_kv", np.nan)
         par = _col(trafo, "parallel", 1.0)
+        df_trafo = _col(trafo, "df", 1.0)
         tap_pos = _col(trafo, "tap_pos", 0.0)
         tap_neutral = _col(trafo, "tap_neutral", 0.0)
         tap_step = _col(trafo, "tap_step_percent", 0.0) / 100.0
@@ -634,13 +739,16 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
             rk = vkr[k] * z_ohm_lv
             xk = np.sqrt(max(vk[k] ** 2 - vkr[k] ** 2, 0.0)) * z_ohm_lv
             z = complex(rk, xk) / par[k]
-            s_max = sn[k] * par[k] * 1000.0
-            i_max = s_max / (np.sqrt(3.0) * float(vn_bus[lv]) * 1000.0)
+            # pandapower's transformer loading (trafo_loading="current"): the larger of the two
+            # sides' currents over the rated currents sn / (sqrt(3) vn_side_kv), / parallel / df
+            s_rated = sn[k] * par[k] * df_trafo[k]
+            i_hv = s_rated / (np.sqrt(3.0) * vn_hv[k])
+            i_lv = s_rated / (np.sqrt(3.0) * vn_lv[k])
             # magnetizing branch (iron losses pfe_kw, no-load current i0_percent) at the hv end
             g_m = pfe[k] / 1000.0 * par[k]
             y_m = i0[k] / 100.0 * sn[k] * par[k]
             add_shunt(hv, g_m, -np.sqrt(max(y_m**2 - g_m**2, 0.0)))
-            raw.append((hv, lv, z, float(ratio), float(i_max), float(s_max), "trafo", int(idx)))
+            raw.append((hv, lv, z, float(ratio), float(i_hv), float(i_lv), "trafo", int(idx)))
     for a, b, z_ohm in impedance_switches:
         raw.append((a, b, complex(z_ohm, 0.0), 1.0, np.inf, np.inf, "switch", -1))
 
@@ -762,7 +870,7 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
     b_r = np.zeros(n_b)
     b_x = np.zeros(n_b)
     b_ratio = np.ones(n_b)
-    b_s = np.zeros(n_b)
+    b_i_from = np.zeros(n_b)
     b_i = np.zeros(n_b)
     b_kind: list[str] = []
     b_elem = np.zeros(n_b, dtype=np.int64)
@@ -777,18 +885,19 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
         b_from[j], b_to[j] = na, nb
         admittance = 0j
         ratios = []
-        s_tot = 0.0
+        i_from_tot = 0.0
         i_tot = 0.0
         for k in merged[key]:
-            a, b, z, ratio, i_k, s_k, kind, elem = raw[k]
+            a, b, z, ratio, i_a, i_b, kind, elem = raw[k]
             # impedance in ohm at the element's second bus; move it to node nb's voltage level
             at_b = bus_node[b] == nb
             level_kv = float(vn_bus[b] if at_b else vn_bus[a])
             z_pu = z / (level_kv**2 / (s_base_kva / 1000.0))
             admittance += 1.0 / z_pu
             ratios.append(ratio if bus_node[a] == na else 1.0 / ratio)
-            s_tot += s_k
-            i_tot += i_k
+            # ratings of parallel elements add up (pandapower's parallel: n identical systems)
+            i_tot += i_b if at_b else i_a
+            i_from_tot += i_a if at_b else i_b
             if kind == "line":
                 line_branch[elem] = j
             elif kind == "trafo":
@@ -800,12 +909,15 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
             radial_problems.append(
                 f"parallel transformers between nodes {na} and {nb} differ in ratio"
             )
-        b_s[j], b_i[j] = s_tot, i_tot
+        b_i_from[j], b_i[j] = i_from_tot, i_tot
         first = raw[merged[key][0]]
         b_kind.append(first[6])
         b_elem[j] = first[7]
     parent_branch = np.full(n, -1, dtype=np.int64)
     parent_branch[np.arange(n) != slack] = parent_pair[np.arange(n) != slack]
+    vn_to = np.asarray([float(vn_bus[nodes[i]]) for i in b_to], dtype=np.float64)
+    b_i, b_i_from = _placeholder_ratings_removed(b_i, b_i_from, vn_to, load_p, load_q, gen_p)
+    b_s = np.sqrt(3.0) * vn_to * b_i * 1000.0
 
     node_bus = np.asarray(nodes, dtype=np.int64)
     names = _node_names(bus, nodes)
@@ -853,6 +965,7 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
         branch_ratio=_ro(b_ratio),
         branch_s_max_kva=_ro(b_s),
         branch_i_max_ka=_ro(b_i),
+        branch_i_max_from_ka=_ro(b_i_from),
         branch_kind=_ro(np.asarray(b_kind, dtype=np.str_)),
         branch_element=_ro(b_elem),
         line_branch=line_branch,
@@ -867,6 +980,40 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
         shunt_b_pu=_ro(sh_b),
         isolated_buses=tuple(isolated),
         radial_problems=tuple(radial_problems),
+        unsupplied_buses=tuple(stranded),
+        unsupplied_load_kw=_ro(np.asarray([load_p.get(b, 0.0) for b in stranded], dtype=float)),
+        unsupplied_gen_kw=_ro(np.asarray([gen_p.get(b, 0.0) for b in stranded], dtype=float)),
+    )
+
+
+#: A branch whose rating, as apparent power at nominal voltage, exceeds this many times the
+#: feeder's whole nominal load and generation can never bind: it is a placeholder (pandapower's
+#: ``case33bw`` rates every line at 99999 kA, 2·10⁶ MVA on a 3.7 MW feeder).
+UNRATED_FACTOR = 1000.0
+
+
+def _placeholder_ratings_removed(
+    i_to: FloatArray,
+    i_from: FloatArray,
+    vn_to_kv: FloatArray,
+    load_p: dict[int, float],
+    load_q: dict[int, float],
+    gen_p: dict[int, float],
+) -> tuple[FloatArray, FloatArray]:
+    """Ratings with placeholders (not finite, or a rating that could never bind) set to ``inf``.
+
+    A rating could never bind when, as apparent power at nominal voltage, it exceeds
+    :data:`UNRATED_FACTOR` times the sum of the feeder's nominal load (apparent) and generation
+    magnitudes (at least 1 kVA): no operating point of the feeder's own devices comes near it.
+    """
+    total_kva = sum(
+        float(np.hypot(load_p.get(b, 0.0), load_q.get(b, 0.0))) for b in set(load_p) | set(load_q)
+    ) + sum(abs(v) for v in gen_p.values())
+    s_rated = np.sqrt(3.0) * vn_to_kv * i_to * 1000.0
+    unrated = ~np.isfinite(s_rated) | (s_rated > UNRATED_FACTOR * max(total_kva, 1.0))
+    return (
+        np.where(unrated, np.inf, i_to).astype(np.float64),
+        np.where(unrated, np.inf, i_from).astype(np.float64),
     )
 
 
@@ -1006,8 +1153,9 @@ def simbench_node_profiles(
 
     Returns
     -------
-    p_kw, q_kvar : (N, periods) float
-        Net consumption per node (loads minus static generation), positive = consumption.
+    p_kw, q_kvar : (periods, N) float
+        Net consumption per quarter-hour and node (loads minus static generation), positive =
+        consumption; time first, as every multi-period array of the package.
 
     Raises
     ------
@@ -1028,8 +1176,8 @@ def simbench_node_profiles(
         problems.add("start/periods", f"window [{start}, {start + periods}) outside [0, {steps})")
     problems.raise_if_any()
     n = feeder.n_nodes
-    p = np.zeros((n, periods))
-    q = np.zeros((n, periods))
+    p = np.zeros((periods, n))
+    q = np.zeros((periods, n))
     window = slice(start, start + periods)
     for table, sign in (("load", 1.0), ("sgen", -1.0)):
         df = _table(feeder.net, table)
@@ -1044,7 +1192,7 @@ def simbench_node_profiles(
             for k, idx in enumerate(df.index):
                 b = int(df["bus"].to_numpy()[k])
                 if ok[k] and b in feeder.bus_node and idx in frame.columns:
-                    target[feeder.bus_node[b]] += (
+                    target[:, feeder.bus_node[b]] += (
                         sign * 1000.0 * frame[idx].to_numpy(dtype=np.float64)
                     )
     return p, q

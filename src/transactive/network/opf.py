@@ -9,9 +9,7 @@ every interval with new prices, loads, flexible-load states and limits:
   solved by Clarabel. The relaxation is exact when every cone is
   tight; the result reports the gap and checks the solution with a pandapower AC power flow.
 * ``"lindistflow"``: the linearized DistFlow of Baran & Wu (1989b), losses dropped
-  (``ℓ = 0``); a linear program (Clarabel by default, HiGHS on request) with the thermal
-  limits as a regular polygon inscribed in the circle ``P² + Q² ≤ S²``, so the approximation
-  never exceeds the rating.
+  (``ℓ = 0``); a linear program (Clarabel by default, HiGHS on request).
 
 Per unit (the feeder's ``s_base_kva``, squared voltages ``v``), for branch ``k = (i → j)`` with
 resistance ``r``, reactance ``x``, off-nominal ratio ``τ`` at the ``i`` end, current squared ``ℓ``
@@ -23,24 +21,41 @@ and sending-end flow ``P + jQ``:
   ``Σ_{k→j} (Q_k − x_k ℓ_k) − Σ_{j→k} Q_k + [j = s] Q0 = q_j − b_j v_j``;
 * voltage drop: ``v_j = v_i/τ² − 2 (r P + x Q) + (r² + x²) ℓ``;
 * relaxation (SOCP only): ``‖(2P, 2Q, ℓ − v_i/τ²)‖ ≤ ℓ + v_i/τ²``;
-* limits: ``v_min² ≤ v ≤ v_max²`` (not at the slack, whose voltage is fixed);
-  ``‖(P, Q)‖ ≤ S_max`` at the substation-side end of every branch (thermal rating as apparent
-  power at nominal voltage; transformers are branches, so their rating is included), and
-  optionally ``‖(P0, Q0)‖ ≤ S_sub`` at the substation.
+* voltage limits: ``v_min² ≤ v ≤ v_max²`` (not at the slack, whose voltage is fixed), and
+  optionally ``‖(P0, Q0)‖ ≤ S_sub`` at the substation;
+* thermal limits: the branch current against its rated current ``I_max`` (the package's one
+  definition, pandapower's ``loading_percent``; ``I_max`` in per unit of the ``branch_to``
+  node's current base is ``Feeder.branch_s_max_kva / s_base_kva``). The branch flow model's
+  current is ``ℓ = (P² + Q²)/w`` with ``w = v_i/τ²`` (Farivar & Low 2013, eq. (5)), so the
+  limit ``ℓ ≤ I_max²`` is ``P² + Q² ≤ I_max² w``:
 
-Flexible loads (all real power, unity power factor), each a frozen dataclass of arrays, one row
-per load and a node index ``bus``:
+  - SOCP: exactly that, the rotated cone ``‖(2P, 2Q, I_max² w − 1)‖ ≤ I_max² w + 1``. It
+    equals ``ℓ ≤ I_max²`` wherever the relaxation is exact, and its dual enters the
+    stationarity of ``P, Q, v`` (so it is priced as congestion below).
+  - LinDistFlow (an LP): ``|S| ≤ I_max √w`` made linear twice, both times from the inside, so
+    a solution never exceeds the rating in the model: the circle by the inscribed regular
+    polygon (``polygon_sides`` sides, at most ``1 − cos(π/k)`` tighter: 1.9 % for 16), and
+    ``√w`` (concave) by its chord over ``[W_lo², W_hi²]``, the from-node's voltage limits:
+    ``√w ≥ (w + W_lo W_hi)/(W_lo + W_hi)``, at most ``(W_hi − W_lo)²/(4 (W_lo + W_hi))``
+    below it (0.5 % of 1 pu for limits 0.9-1.1; exact at the slack, whose voltage is fixed).
 
-* :class:`EVLoads` deliver ``energy_kwh`` between their ``arrival`` and ``departure`` periods;
-* :class:`Batteries` follow ``e_{t+1} = e_t + Δt (η_c c_t − d_t / η_d)`` within SOC limits;
-* virtual batteries (thermostatic loads as in Hao, Sanandaji, Poolla & Vincent, "Aggregate
-  flexibility of thermostatically controlled loads", IEEE TPWRS 30(1), 2015): deviation
-  ``u = p − baseline`` within bounds, state
-  ``x_{t+1} = e^{−αΔt} x_t + (1 − e^{−αΔt})/α · u_t``, ``|x| ≤ C`` (the exact discretization
-  of ``ẋ = −α x + u``).
+  Unrated branches (``Feeder.branch_rated`` False) carry no thermal constraint.
 
-The cost is the energy bought at the substation at the (time-varying) price plus battery
-throughput cost and thermostatic discomfort cost per kWh of deviation from the baseline.
+Flexible assets (real power, unity power factor) are one block, :class:`FlexibleAssets`: the
+generalized battery of every device's :class:`~transactive.devices.flexibility.Flexibility`
+(Hao, Sanandaji, Poolla & Vincent, "Aggregate flexibility of thermostatically controlled
+loads", IEEE TPWRS 30(1), 2015, eq. (6)-(8)), which EVs, batteries and thermostatic
+populations (through their virtual battery) state alike, at a node each::
+
+    p = baseline + c − d,  c, d ≥ 0,  p_min ≤ c − d ≤ p_max,
+    e_{t+1} = ρ e_t + Δt (η_c c_t − d_t / η_d),  e_min ≤ e ≤ e_max.
+
+The cost is the energy bought at the substation at the (time-varying) price plus a cost per kWh
+of throughput ``(c + d) Δt`` of every asset (battery wear, or the discomfort of a thermostatic
+load's deviation from its baseline).
+
+Arrays are time first: inputs and results are ``(T, N)`` per node, ``(T, B)`` per branch,
+``(T, M)`` per asset.
 
 DLMPs and their decomposition
 -----------------------------
@@ -81,7 +96,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import cvxpy as _cvxpy
 import numpy as np
@@ -89,20 +104,20 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from transactive.errors import Problems
+from transactive.devices.base import Horizon
+from transactive.devices.flexibility import Flexibility, FlexiblePopulation
+from transactive.errors import Problems, ValidationError
 from transactive.network.feeders import Feeder
 from transactive.network.powerflow import PowerFlowRunner
+from transactive.weather import WeatherSample
 
 __all__ = [
     "AcCheck",
-    "Batteries",
     "Dlmp",
-    "EVLoads",
+    "FlexibleAssets",
     "Formulation",
     "OpfModel",
     "OpfResult",
-    "VirtualBatteries",
-    "VirtualBatteryLike",
     "solve_opf",
 ]
 
@@ -128,154 +143,89 @@ _GAP_FLOOR_PU = 1e-2
 # flexible loads
 
 
-@dataclass(frozen=True)
-class EVLoads:
-    """Electric vehicles that must receive an energy by a deadline (one row per vehicle).
+@dataclass(frozen=True, eq=False)
+class FlexibleAssets:
+    """Flexible assets for the OPF: devices' :class:`Flexibility` placed on feeder nodes.
 
     Attributes
     ----------
+    flexibility : Flexibility
+        The generalized battery of every device (``(T, M)`` arrays over its horizon).
     bus : (M,) int
-        Node of every vehicle.
-    power_max_kw : (M,) float
-        Charger rating (charging only, no vehicle-to-grid).
-    energy_kwh : (M,) float
-        Energy to deliver to the battery between arrival and departure.
-    arrival : (M,) int
-        First period the vehicle is plugged in.
-    departure : (M,) int
-        Period by whose start charging is done (exclusive); ``arrival < departure <= T``.
-    efficiency : (M,) float
-        Charger efficiency; the grid supplies ``energy_kwh / efficiency``.
+        Feeder node of every device.
+    cost_per_kwh : float or (M,) float
+        Cost per kWh of throughput ``(c + d) Δt`` (battery wear; a thermostatic load's
+        discomfort per kWh of deviation from its baseline). Default 0.
 
     """
 
+    flexibility: Flexibility
     bus: npt.ArrayLike
-    power_max_kw: npt.ArrayLike
-    energy_kwh: npt.ArrayLike
-    arrival: npt.ArrayLike
-    departure: npt.ArrayLike
-    efficiency: npt.ArrayLike = 1.0
-
-
-@dataclass(frozen=True)
-class Batteries:
-    """Stationary batteries (one row per battery), charge ``c`` and discharge ``d`` in kW.
-
-    Attributes
-    ----------
-    bus : (M,) int
-        Node of every battery.
-    charge_max_kw, discharge_max_kw : (M,) float
-        Power ratings.
-    capacity_kwh : (M,) float
-        Usable energy capacity.
-    soc_init_pu : (M,) float
-        State of charge at the start of the first period.
-    soc_min_pu, soc_max_pu : (M,) float
-        State-of-charge limits.
-    soc_final_pu : (M,) float or None
-        Least state of charge at the end of the horizon (default: ``soc_init_pu``).
-    efficiency_charge, efficiency_discharge : (M,) float
-        One-way efficiencies, ``e_{t+1} = e_t + Δt (η_c c − d / η_d)``.
-    cost_per_kwh : (M,) float
-        Degradation cost per kWh of throughput ``(c + d) Δt``.
-
-    """
-
-    bus: npt.ArrayLike
-    charge_max_kw: npt.ArrayLike
-    discharge_max_kw: npt.ArrayLike
-    capacity_kwh: npt.ArrayLike
-    soc_init_pu: npt.ArrayLike = 0.5
-    soc_min_pu: npt.ArrayLike = 0.0
-    soc_max_pu: npt.ArrayLike = 1.0
-    soc_final_pu: npt.ArrayLike | None = None
-    efficiency_charge: npt.ArrayLike = 0.95
-    efficiency_discharge: npt.ArrayLike = 0.95
     cost_per_kwh: npt.ArrayLike = 0.0
 
+    @classmethod
+    def from_population(
+        cls,
+        population: FlexiblePopulation,
+        bus: npt.ArrayLike,
+        horizon: Horizon,
+        weather: Sequence[WeatherSample],
+        *,
+        cost_per_kwh: npt.ArrayLike = 0.0,
+    ) -> FlexibleAssets:
+        """The OPF's view of a population: its ``flexibility(horizon, weather)`` at ``bus``.
 
-class VirtualBatteryLike(Protocol):
-    """What the OPF reads from a virtual-battery population (duck-typed)."""
-
-    @property
-    def power_min_kw(self) -> Any: ...  # noqa: D102
-
-    @property
-    def power_max_kw(self) -> Any: ...  # noqa: D102
-
-    @property
-    def energy_capacity_kwh(self) -> Any: ...  # noqa: D102
-
-    @property
-    def dissipation_per_s(self) -> Any: ...  # noqa: D102
-
-    @property
-    def baseline_kw(self) -> Any: ...  # noqa: D102
-
-
-@dataclass(frozen=True)
-class VirtualBatteries:
-    """Aggregated thermostatic loads as virtual batteries (Hao et al. 2015), one row each.
-
-    The fields follow :class:`transactive.prosumer.virtual_battery.VirtualBattery` (power bounds
-    on the deviation ``u = p − baseline``), with a node per row; :meth:`stack` builds one from
-    a sequence of such batteries.
-
-    Attributes
-    ----------
-    bus : (M,) int
-        Node of every aggregate.
-    power_min_kw, power_max_kw : (M,) or (M, T) float
-        Bounds on the deviation ``u = p − baseline`` (``power_min_kw <= 0 <= power_max_kw``).
-    energy_capacity_kwh : (M,) float
-        ``C``: the state (energy shifted relative to the baseline) stays in ``[-C, C]``.
-    dissipation_per_s : (M,) float
-        ``a``: the state follows ``dx/dt = −a x + u``.
-    baseline_kw : (M,) or (M, T) float
-        Power the loads draw when not shifted.
-    energy_init_kwh : (M,) float
-        State at the start of the first period.
-    discomfort_per_kwh : (M,) float
-        Cost per kWh of absolute deviation ``|u| Δt``.
-
-    """
-
-    bus: npt.ArrayLike
-    power_min_kw: npt.ArrayLike
-    power_max_kw: npt.ArrayLike
-    energy_capacity_kwh: npt.ArrayLike
-    dissipation_per_s: npt.ArrayLike
-    baseline_kw: npt.ArrayLike
-    energy_init_kwh: npt.ArrayLike = 0.0
-    discomfort_per_kwh: npt.ArrayLike = 0.0
+        The one adapter from every flexible device kind (EVs, batteries, thermostatic loads
+        through their virtual battery) to the OPF: the OPF's model of an asset is the
+        population's own statement of what schedules it can follow.
+        """
+        return cls(population.flexibility(horizon, weather), bus, cost_per_kwh)
 
     @classmethod
-    def stack(
-        cls,
-        bus: npt.ArrayLike,
-        batteries: Sequence[VirtualBatteryLike],
-        *,
-        energy_init_kwh: npt.ArrayLike = 0.0,
-        discomfort_per_kwh: npt.ArrayLike = 0.0,
-    ) -> VirtualBatteries:
-        """One row per battery (objects with the :class:`VirtualBatteryLike` fields)."""
-        fields = (
-            "power_min_kw",
-            "power_max_kw",
-            "energy_capacity_kwh",
-            "dissipation_per_s",
-            "baseline_kw",
+    def concat(cls, blocks: Sequence[FlexibleAssets]) -> FlexibleAssets:
+        """One block of the rows of several (same horizon), e.g. EVs, batteries and houses."""
+        problems = Problems(subject="flexible assets")
+        if not blocks:
+            problems.add("blocks", "needs at least one block")
+            problems.raise_if_any()
+        horizon = blocks[0].flexibility.horizon
+        for k, b in enumerate(blocks):
+            if b.flexibility.horizon != horizon:
+                problems.add("horizon", f"block {k} has another horizon than block 0", [k])
+        problems.raise_if_any()
+
+        def cat(name: str) -> FloatArray:
+            return np.concatenate(
+                [np.asarray(getattr(b.flexibility, name)) for b in blocks], axis=-1
+            )
+
+        def per_row(b: FlexibleAssets, value: Any) -> FloatArray:
+            return np.broadcast_to(
+                np.asarray(value, dtype=np.float64), (b.flexibility.n_devices,)
+            ).copy()
+
+        flex = Flexibility(
+            horizon=horizon,
+            ids=np.concatenate([np.asarray(b.flexibility.ids) for b in blocks]),
+            **{
+                name: cat(name)
+                for name in (
+                    "baseline_kw",
+                    "power_min_kw",
+                    "power_max_kw",
+                    "energy_min_kwh",
+                    "energy_max_kwh",
+                    "initial_energy_kwh",
+                    "retention",
+                    "charge_efficiency",
+                    "discharge_efficiency",
+                )
+            },
         )
-        cols = {
-            f: np.asarray([np.asarray(getattr(b, f), dtype=np.float64) for b in batteries])
-            for f in fields
-        }
         return cls(
-            bus=np.asarray(bus),
-            energy_init_kwh=energy_init_kwh,
-            discomfort_per_kwh=discomfort_per_kwh,
-            **cols,
+            flex,
+            np.concatenate([np.atleast_1d(np.asarray(b.bus)) for b in blocks]),
+            np.concatenate([per_row(b, b.cost_per_kwh) for b in blocks]),
         )
 
 
@@ -285,7 +235,7 @@ class VirtualBatteries:
 
 @dataclass(frozen=True, eq=False)
 class Dlmp:
-    """Distribution locational marginal prices per node and period, per kWh.
+    """Distribution locational marginal prices per period and node, ``(T, N)``, per kWh.
 
     ``total = energy + loss + congestion + voltage``; ``residual`` is the largest absolute
     difference between ``total`` and the balance duals cvxpy returned (solver accuracy).
@@ -307,7 +257,7 @@ class AcCheck:
     ----------
     converged : (T,) bool
         Power flow converged in every period.
-    vm_pu : (N, T) float
+    vm_pu : (T, N) float
         AC voltage magnitudes.
     losses_kw : (T,) float
         AC losses.
@@ -316,7 +266,9 @@ class AcCheck:
     max_losses_error_pct : float
         Largest ``|losses_opf − losses_ac| / losses_ac`` in percent over periods.
     max_branch_loading_pct : (T,) float
-        Largest AC branch loading (current based) per period.
+        Largest AC branch loading per period (NaN when no branch is rated).
+    branch_loading_pct : (T, B) float
+        AC branch loading, pandapower's ``loading_percent`` (current over rated current).
 
     """
 
@@ -326,11 +278,12 @@ class AcCheck:
     max_vm_error_pu: float
     max_losses_error_pct: float
     max_branch_loading_pct: FloatArray
+    branch_loading_pct: FloatArray
 
 
 @dataclass(frozen=True, eq=False)
 class OpfResult:
-    """Solution of one OPF solve; (N, T) node arrays, (B, T) branch arrays.
+    """Solution of one OPF solve; time first: (T, N) node arrays, (T, B) branch arrays.
 
     Attributes
     ----------
@@ -347,20 +300,21 @@ class OpfResult:
     losses_kw : (T,) float
         Model losses (SOCP: ``Σ r ℓ + Σ g v``; LinDistFlow, whose balance has no series
         losses: the estimate ``Σ r (P² + Q²)/v + Σ g v`` at its flows).
-    p_kw, q_kvar : (N, T) float
-        Net consumption per node including the flexible loads.
-    vm_pu : (N, T) float
+    p_kw, q_kvar : (T, N) float
+        Net consumption per node including the flexible assets.
+    vm_pu : (T, N) float
         Voltage magnitude.
     vmin_pu : float
         Smallest voltage over nodes and periods.
-    branch_p_kw, branch_q_kvar : (B, T) float
+    branch_p_kw, branch_q_kvar : (T, B) float
         Sending-end (substation side) branch flows.
-    branch_loading_pct : (B, T) float
-        Sending-end apparent power over the rating.
+    branch_loading_pct : (T, B) float
+        Current over rated current in per cent, the current ``|S|/√w`` at the model's flows
+        and voltages (with an exact relaxation ``√ℓ``); NaN for unrated branches.
     relaxation_gap : float or None
         SOCP: largest normalized cone gap ``(ℓ v − P² − Q²)/(ℓ v)`` over branches carrying at
         least 1 % of the power base, and periods. None for LinDistFlow.
-    relaxation_gap_per_branch : (B, T) float
+    relaxation_gap_per_branch : (T, B) float
         The gap per branch and period (NaN for LinDistFlow).
     relaxation_exact : bool or None
         SOCP: ``relaxation_gap <= gap_tol``. When False the SOCP solution is not a physical
@@ -369,9 +323,12 @@ class OpfResult:
         DLMPs and their components (per kWh).
     ac_check : AcCheck or None
         pandapower AC power flow at the OPF's injections (None when not requested).
-    ev_kw, battery_kw, battery_energy_kwh, vb_kw, vb_energy_kwh : arrays
-        Flexible-load schedules: EV charging (M, T); battery net power ``c − d`` (M, T) and
-        energy (M, T+1); virtual-battery power (M, T) and state (M, T+1).
+    flexible_kw : (T, M) float
+        Power of every flexible asset, ``baseline + c − d``.
+    flexible_energy_kwh : (T, M) float
+        Stored energy of every asset at the end of every period.
+    flexible_ids : (M,) str
+        The assets' ids (their :class:`Flexibility` ids).
 
     """
 
@@ -394,11 +351,9 @@ class OpfResult:
     relaxation_exact: bool | None
     dlmp: Dlmp
     ac_check: AcCheck | None
-    ev_kw: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    battery_kw: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    battery_energy_kwh: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    vb_kw: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    vb_energy_kwh: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    flexible_kw: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    flexible_energy_kwh: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    flexible_ids: npt.NDArray[np.str_] = field(default_factory=lambda: np.zeros(0, dtype=np.str_))
 
     @property
     def optimal(self) -> bool:
@@ -436,145 +391,63 @@ def _buses(problems: Problems, name: str, value: Any, n: int) -> IntArray:
 
 
 @dataclass(frozen=True)
-class _EvValues:
+class _FlexValues:
+    """A :class:`FlexibleAssets` block as the OPF's parameters, (M, T) (model order)."""
+
     bus: IntArray
-    upper_kw: FloatArray  # (M, T)
-    grid_energy_kwh: FloatArray  # (M,)
-
-
-@dataclass(frozen=True)
-class _BatteryValues:
-    bus: IntArray
-    charge_max_kw: FloatArray  # (M, T)
-    discharge_max_kw: FloatArray
-    eta_c: FloatArray  # (M, T)
-    inv_eta_d: FloatArray
-    e_init: FloatArray  # (M,)
-    e_lo: FloatArray  # (M, T+1)
-    e_hi: FloatArray
-    e_final: FloatArray  # (M,)
-    cost: FloatArray  # (M, T)
-
-
-@dataclass(frozen=True)
-class _VbValues:
-    bus: IntArray
-    p_lo: FloatArray  # (M, T)
+    ids: npt.NDArray[np.str_]
+    baseline: FloatArray  # (M, T) kW
+    p_lo: FloatArray  # (M, T) kW, bound on c − d
     p_hi: FloatArray
-    decay: FloatArray  # (M, T)
-    gain_h: FloatArray  # (M, T)
-    cap: FloatArray  # (M, T+1)
-    x_init: FloatArray  # (M,)
-    baseline: FloatArray  # (M, T)
-    discomfort: FloatArray  # (M, T)
+    e_lo: FloatArray  # (M, T) kWh at the end of every period
+    e_hi: FloatArray
+    e_start: FloatArray  # (M,) retention × initial energy: the state carried into period 0
+    retention: FloatArray  # (M, T)
+    charge_h: FloatArray  # (M, T) η_c Δt
+    discharge_h: FloatArray  # (M, T) Δt / η_d
+    cost: FloatArray  # (M, T) cost per kW of throughput over one period
 
 
-def _ev_values(evs: EVLoads, n: int, t: int, dt_h: float) -> _EvValues:
-    problems = Problems(subject="EV loads")
-    bus = _buses(problems, "bus", evs.bus, n)
-    m = bus.size
-    pmax = _per_row(problems, "power_max_kw", evs.power_max_kw, m)
-    energy = _per_row(problems, "energy_kwh", evs.energy_kwh, m)
-    eff = _per_row(problems, "efficiency", evs.efficiency, m)
-    arrival = np.broadcast_to(np.asarray(evs.arrival), (m,)).astype(np.int64)
-    departure = np.broadcast_to(np.asarray(evs.departure), (m,)).astype(np.int64)
-    problems.check(pmax < 0, "power_max_kw", "must be non-negative")
-    problems.check(energy < 0, "energy_kwh", "must be non-negative")
-    problems.check(~((eff > 0) & (eff <= 1)), "efficiency", "must be in (0, 1]")
-    problems.check(
-        ~((arrival >= 0) & (arrival < departure) & (departure <= t)),
-        "arrival/departure",
-        f"need 0 <= arrival < departure <= {t} (periods)",
-    )
-    problems.raise_if_any()
-    periods = np.arange(t)
-    avail = (periods[None, :] >= arrival[:, None]) & (periods[None, :] < departure[:, None])
-    upper = pmax[:, None] * avail
-    grid = energy / eff
-    problems.check(
-        grid > upper.sum(axis=1) * dt_h * (1 + 1e-9),
-        "energy_kwh",
-        "cannot be delivered by the charger between arrival and departure",
-    )
-    problems.raise_if_any()
-    return _EvValues(bus, upper, grid)
-
-
-def _battery_values(b: Batteries, n: int, t: int, dt_h: float) -> _BatteryValues:
-    problems = Problems(subject="batteries")
-    bus = _buses(problems, "bus", b.bus, n)
-    m = bus.size
-    cmax = _per_row(problems, "charge_max_kw", b.charge_max_kw, m)
-    dmax = _per_row(problems, "discharge_max_kw", b.discharge_max_kw, m)
-    cap = _per_row(problems, "capacity_kwh", b.capacity_kwh, m)
-    s0 = _per_row(problems, "soc_init_pu", b.soc_init_pu, m)
-    lo = _per_row(problems, "soc_min_pu", b.soc_min_pu, m)
-    hi = _per_row(problems, "soc_max_pu", b.soc_max_pu, m)
-    sf = s0 if b.soc_final_pu is None else _per_row(problems, "soc_final_pu", b.soc_final_pu, m)
-    ec = _per_row(problems, "efficiency_charge", b.efficiency_charge, m)
-    ed = _per_row(problems, "efficiency_discharge", b.efficiency_discharge, m)
-    cost = _per_row(problems, "cost_per_kwh", b.cost_per_kwh, m)
-    problems.check((cmax < 0) | (dmax < 0), "charge_max_kw/discharge_max_kw", "must be >= 0")
-    problems.check(cap <= 0, "capacity_kwh", "must be positive")
-    problems.check(
-        ~((lo >= 0) & (lo <= hi) & (hi <= 1)),
-        "soc_min_pu/soc_max_pu",
-        "need 0 <= soc_min_pu <= soc_max_pu <= 1",
-    )
-    problems.check(~((s0 >= lo) & (s0 <= hi)), "soc_init_pu", "must be within the SOC limits")
-    problems.check(~((sf >= lo) & (sf <= hi)), "soc_final_pu", "must be within the SOC limits")
-    problems.check(
-        ~((ec > 0) & (ec <= 1) & (ed > 0) & (ed <= 1)), "efficiency", "must be in (0, 1]"
-    )
+def _flex_values(block: object, n: int, t: int, dt_s: float) -> _FlexValues:
+    problems = Problems(subject="flexible assets")
+    if not isinstance(block, FlexibleAssets):
+        problems.add("flexible", f"must be FlexibleAssets, got {type(block).__name__}")
+        raise ValidationError(problems.found, subject=problems.subject)
+    flex = block.flexibility
+    m = flex.n_devices
+    horizon = flex.horizon
+    if horizon.n_periods != t:
+        problems.add("flexibility.horizon", f"has {horizon.n_periods} periods, the OPF {t}")
+    if float(horizon.period_s) != float(dt_s):
+        problems.add("flexibility.horizon", f"has {horizon.period_s} s periods, the OPF {dt_s:g} s")
+    bus = _buses(problems, "bus", block.bus, n)
+    if bus.size != m:
+        problems.add("bus", f"needs one node per device ({m}), got {bus.size}")
+    cost = _per_row(problems, "cost_per_kwh", block.cost_per_kwh, m)
     problems.check(cost < 0, "cost_per_kwh", "must be non-negative")
     problems.raise_if_any()
-    return _BatteryValues(
-        bus=bus,
-        charge_max_kw=np.repeat(cmax[:, None], t, axis=1),
-        discharge_max_kw=np.repeat(dmax[:, None], t, axis=1),
-        eta_c=np.repeat((ec * dt_h)[:, None], t, axis=1),
-        inv_eta_d=np.repeat((dt_h / ed)[:, None], t, axis=1),
-        e_init=s0 * cap,
-        e_lo=np.repeat((lo * cap)[:, None], t + 1, axis=1),
-        e_hi=np.repeat((hi * cap)[:, None], t + 1, axis=1),
-        e_final=sf * cap,
-        cost=np.repeat((cost * dt_h)[:, None], t, axis=1),
-    )
+    dt_h = dt_s / 3600.0
 
+    def rows(name: str) -> FloatArray:
+        return np.ascontiguousarray(np.asarray(getattr(flex, name), dtype=np.float64).T)
 
-def _vb_values(vb: Any, n: int, t: int, dt_h: float) -> _VbValues:
-    problems = Problems(subject="virtual batteries")
-    bus = _buses(problems, "bus", vb.bus, n)
-    m = bus.size
-    u_lo = _per_row(problems, "power_min_kw", vb.power_min_kw, m, t)
-    u_hi = _per_row(problems, "power_max_kw", vb.power_max_kw, m, t)
-    cap = _per_row(problems, "energy_capacity_kwh", vb.energy_capacity_kwh, m)
-    alpha = _per_row(problems, "dissipation_per_s", vb.dissipation_per_s, m)
-    base = _per_row(problems, "baseline_kw", vb.baseline_kw, m, t)
-    x0 = _per_row(problems, "energy_init_kwh", getattr(vb, "energy_init_kwh", 0.0), m)
-    disc = _per_row(problems, "discomfort_per_kwh", getattr(vb, "discomfort_per_kwh", 0.0), m)
-    problems.check((u_lo > 0).any(axis=1), "power_min_kw", "must be <= 0 (a deviation bound)")
-    problems.check((u_hi < 0).any(axis=1), "power_max_kw", "must be >= 0 (a deviation bound)")
-    problems.check(cap < 0, "energy_capacity_kwh", "must be non-negative")
-    problems.check(alpha < 0, "dissipation_per_s", "must be non-negative")
-    problems.check(np.abs(x0) > cap, "energy_init_kwh", "must be within [-C, C]")
-    problems.check(disc < 0, "discomfort_per_kwh", "must be non-negative")
-    problems.raise_if_any()
-    dt_s = dt_h * 3600.0
-    decay = np.exp(-alpha * dt_s)
-    # ∫0^Δt e^{-α s} ds in hours (kW · h = kWh); Δt when α = 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gain = np.where(alpha > 0, (1.0 - decay) / np.where(alpha > 0, alpha, 1.0) / 3600.0, dt_h)
-    return _VbValues(
+    def over_t(values: Any) -> FloatArray:
+        return np.repeat(np.asarray(values, dtype=np.float64)[:, None], t, axis=1)
+
+    retention = np.asarray(flex.retention, dtype=np.float64)
+    return _FlexValues(
         bus=bus,
-        p_lo=base + u_lo,
-        p_hi=base + u_hi,
-        decay=np.repeat(decay[:, None], t, axis=1),
-        gain_h=np.repeat(gain[:, None], t, axis=1),
-        cap=np.repeat(cap[:, None], t + 1, axis=1),
-        x_init=x0,
-        baseline=base,
-        discomfort=np.repeat((disc * dt_h)[:, None], t, axis=1),
+        ids=np.asarray(flex.ids),
+        baseline=rows("baseline_kw"),
+        p_lo=rows("power_min_kw"),
+        p_hi=rows("power_max_kw"),
+        e_lo=rows("energy_min_kwh"),
+        e_hi=rows("energy_max_kwh"),
+        e_start=retention * np.asarray(flex.initial_energy_kwh, dtype=np.float64),
+        retention=over_t(retention),
+        charge_h=over_t(np.asarray(flex.charge_efficiency) * dt_h),
+        discharge_h=over_t(dt_h / np.asarray(flex.discharge_efficiency)),
+        cost=over_t(cost * dt_h),
     )
 
 
@@ -605,24 +478,27 @@ class OpfModel:
         Number of periods T.
     dt_s : float
         Period length in seconds.
-    evs, batteries, virtual_batteries : optional
-        Flexible loads. Their number and nodes fix the problem's structure; their values are
-        parameters that :meth:`solve` may replace. ``virtual_batteries`` is a
-        :class:`VirtualBatteries` or any object with its fields (``bus`` and the
-        :class:`VirtualBatteryLike` attributes).
+    flexible : FlexibleAssets or sequence of FlexibleAssets, optional
+        Flexible assets (their flexibility over a horizon of ``periods`` periods of ``dt_s``).
+        Their number and nodes fix the problem's structure; their values are parameters that
+        :meth:`solve` may replace. Several blocks are joined (:meth:`FlexibleAssets.concat`).
     substation_kva : float, optional
         Rating of the substation (apparent power drawn from the upstream grid).
     polygon_sides : int
         LinDistFlow: sides of the polygon that replaces each thermal circle (at least 4).
+
+    The branches with a thermal constraint are the feeder's rated ones
+    (``feeder.branch_rated``), fixed at construction; :meth:`solve` may change their ratings.
     solver : str, optional
         cvxpy solver name (default CLARABEL; HIGHS suits LinDistFlow, which is an LP, but
         cvxpy asks HiGHS for a Farkas ray on infeasible problems, which can take long).
     dpp_cache : bool, optional
         Re-solve through cvxpy's DPP cache (compile once, then only substitute parameters).
-        cvxpy's DPP tensor for cone programs grows as (variables × parameters), so by default
-        the cache is used unless the problem has second-order cones and that product exceeds
-        2·10⁷ (e.g. a 100-node SOCP over 96 periods); then each solve recompiles the problem
-        with the parameter values substituted (``ignore_dpp``), which is faster at that size.
+        cvxpy's DPP tensor for cone programs and for the current limits (rating parameters
+        times voltage variables) grows as (variables × parameters), so by default the cache is
+        used unless the problem has either and that product exceeds 2·10⁷ (e.g. a 100-node
+        SOCP, or a rated 100-node LinDistFlow, over 96 periods); then each solve recompiles the
+        problem with the parameter values substituted (``ignore_dpp``), faster at that size.
 
     Attributes
     ----------
@@ -638,9 +514,7 @@ class OpfModel:
         formulation: Formulation = "socp",
         periods: int = 1,
         dt_s: float = 3600.0,
-        evs: EVLoads | None = None,
-        batteries: Batteries | None = None,
-        virtual_batteries: Any | None = None,
+        flexible: FlexibleAssets | Sequence[FlexibleAssets] | None = None,
         substation_kva: float | None = None,
         polygon_sides: int = 16,
         solver: str | None = None,
@@ -672,22 +546,24 @@ class OpfModel:
         n, nb, t = feeder.n_nodes, feeder.n_branches, self.periods
         self._n, self._nb, self._t = n, nb, t
         self._sbase = feeder.s_base_kva
-        self._ev = _ev_values(evs, n, t, self.dt_h) if evs is not None else None
-        self._bat = _battery_values(batteries, n, t, self.dt_h) if batteries is not None else None
-        self._vb = (
-            _vb_values(virtual_batteries, n, t, self.dt_h)
-            if virtual_batteries is not None
-            else None
+        self._flex = (
+            _flex_values(_one_block(flexible), n, t, self.dt_s) if flexible is not None else None
         )
+        # (branch, period) pairs with a thermal constraint, column-major (branch fastest)
+        rated = np.asarray(feeder.branch_rated, dtype=bool)
+        self._rated = rated
+        self._rated_flat = np.flatnonzero(np.tile(rated, t))
         self._build()
         self._factor_dual_system()
         n_var = sum(int(v.size) for v in self.problem.variables())
         n_par = sum(int(q.size) for q in self.problem.parameters())
-        has_cones = self.formulation == "socp"
+        # cones, and the current limits (rating parameters times voltage variables), make
+        # cvxpy's DPP tensor grow as (variables × parameters)
+        has_products = self.formulation == "socp" or self._rated_flat.size > 0
         self.dpp_cache = (
             dpp_cache
             if dpp_cache is not None
-            else not (has_cones and (n_var + 1) * (n_par + 1) > _DPP_TENSOR_LIMIT)
+            else not (has_products and (n_var + 1) * (n_par + 1) > _DPP_TENSOR_LIMIT)
         )
 
     # ---------------------------------------------------------------- build
@@ -714,9 +590,8 @@ class OpfModel:
         self.v_slack = cp.Parameter(t, nonneg=True, name="v_slack_sq")
         self.v_lo = cp.Parameter((n - 1, t), nonneg=True, name="v_min_sq")
         self.v_hi = cp.Parameter((n - 1, t), nonneg=True, name="v_max_sq")
-        # flattened column-major (branch fastest): reshaping a parameter inside a cone makes
-        # cvxpy's DPP tensor grow quadratically, so the rating is a vector from the start
-        self.s_max = cp.Parameter(nb * t, nonneg=True, name="s_max_pu_flat")
+        # ratings are flattened column-major (branch fastest) over the rated branches:
+        # reshaping a parameter inside a cone makes cvxpy's DPP tensor grow quadratically
 
         # variables
         self.P = cp.Variable((nb, t), name="P")
@@ -729,78 +604,41 @@ class OpfModel:
         cons: list[Any] = []
         objective: Any = (self.dt_h * self._sbase) * (self.price @ self.P0)
         p_node: Any = self.p_fixed
-        # flexible loads (kW variables, mapped to nodes in per unit)
-        self.ev_p = self.bat_c = self.bat_d = self.bat_e = self.vb_p = self.vb_x = None
-        if self._ev is not None:
-            m = self._ev.bus.size
-            self.ev_upper = cp.Parameter((m, t), nonneg=True, name="ev_upper_kw")
-            self.ev_energy = cp.Parameter(m, nonneg=True, name="ev_grid_energy_kwh")
-            self.ev_p = cp.Variable((m, t), name="ev_kw")
+        # flexible assets (kW variables, mapped to nodes in per unit): the generalized battery
+        # of the Flexibility contract, p = baseline + c − d
+        self.flex_c = self.flex_d = self.flex_e = None
+        if self._flex is not None:
+            m = self._flex.bus.size
+            self.flex_base = cp.Parameter((m, t), name="flex_baseline_kw")
+            self.flex_lo = cp.Parameter((m, t), name="flex_p_min_kw")
+            self.flex_hi = cp.Parameter((m, t), name="flex_p_max_kw")
+            self.flex_elo = cp.Parameter((m, t), name="flex_e_min_kwh")
+            self.flex_ehi = cp.Parameter((m, t), name="flex_e_max_kwh")
+            self.flex_e0 = cp.Parameter(m, name="flex_retained_initial_kwh")
+            self.flex_ret = cp.Parameter((m, t), nonneg=True, name="flex_retention")
+            self.flex_ch = cp.Parameter((m, t), nonneg=True, name="flex_charge_h")
+            self.flex_dh = cp.Parameter((m, t), nonneg=True, name="flex_discharge_h")
+            self.flex_cost = cp.Parameter((m, t), nonneg=True, name="flex_cost_per_kw_period")
+            self.flex_c = cp.Variable((m, t), nonneg=True, name="flex_charge_kw")
+            self.flex_d = cp.Variable((m, t), nonneg=True, name="flex_discharge_kw")
+            self.flex_e = cp.Variable((m, t), name="flex_energy_kwh")
+            stored = cp.multiply(self.flex_ch, self.flex_c) - cp.multiply(self.flex_dh, self.flex_d)
             cons += [
-                self.ev_p >= 0,
-                self.ev_p <= self.ev_upper,
-                cp.sum(self.ev_p, axis=1) * self.dt_h == self.ev_energy,
+                self.flex_c - self.flex_d >= self.flex_lo,
+                self.flex_c - self.flex_d <= self.flex_hi,
+                self.flex_e[:, 0] == self.flex_e0 + stored[:, 0],
+                self.flex_e >= self.flex_elo,
+                self.flex_e <= self.flex_ehi,
             ]
-            p_node = p_node + (_incidence(self._ev.bus, n) / self._sbase) @ self.ev_p
-        if self._bat is not None:
-            m = self._bat.bus.size
-            self.bat_cmax = cp.Parameter((m, t), nonneg=True, name="bat_charge_max_kw")
-            self.bat_dmax = cp.Parameter((m, t), nonneg=True, name="bat_discharge_max_kw")
-            self.bat_eta_c = cp.Parameter((m, t), nonneg=True, name="bat_eta_c_h")
-            self.bat_inv_eta_d = cp.Parameter((m, t), nonneg=True, name="bat_inv_eta_d_h")
-            self.bat_e0 = cp.Parameter(m, nonneg=True, name="bat_e_init_kwh")
-            self.bat_elo = cp.Parameter((m, t + 1), nonneg=True, name="bat_e_min_kwh")
-            self.bat_ehi = cp.Parameter((m, t + 1), nonneg=True, name="bat_e_max_kwh")
-            self.bat_efin = cp.Parameter(m, nonneg=True, name="bat_e_final_kwh")
-            self.bat_cost = cp.Parameter((m, t), nonneg=True, name="bat_cost_per_kw_period")
-            self.bat_c = cp.Variable((m, t), nonneg=True, name="bat_charge_kw")
-            self.bat_d = cp.Variable((m, t), nonneg=True, name="bat_discharge_kw")
-            self.bat_e = cp.Variable((m, t + 1), name="bat_energy_kwh")
-            cons += [
-                self.bat_c <= self.bat_cmax,
-                self.bat_d <= self.bat_dmax,
-                self.bat_e[:, 0] == self.bat_e0,
-                self.bat_e[:, 1:]
-                == self.bat_e[:, :-1]
-                + cp.multiply(self.bat_eta_c, self.bat_c)
-                - cp.multiply(self.bat_inv_eta_d, self.bat_d),
-                self.bat_e >= self.bat_elo,
-                self.bat_e <= self.bat_ehi,
-                self.bat_e[:, t] >= self.bat_efin,
-            ]
-            objective = objective + cp.sum(cp.multiply(self.bat_cost, self.bat_c + self.bat_d))
-            p_node = p_node + (_incidence(self._bat.bus, n) / self._sbase) @ (
-                self.bat_c - self.bat_d
+            if t > 1:
+                cons.append(
+                    self.flex_e[:, 1:]
+                    == cp.multiply(self.flex_ret[:, 1:], self.flex_e[:, :-1]) + stored[:, 1:]
+                )
+            objective = objective + cp.sum(cp.multiply(self.flex_cost, self.flex_c + self.flex_d))
+            p_node = p_node + (_incidence(self._flex.bus, n) / self._sbase) @ (
+                self.flex_base + self.flex_c - self.flex_d
             )
-        if self._vb is not None:
-            m = self._vb.bus.size
-            self.vb_lo = cp.Parameter((m, t), name="vb_p_min_kw")
-            self.vb_hi = cp.Parameter((m, t), name="vb_p_max_kw")
-            self.vb_decay = cp.Parameter((m, t), nonneg=True, name="vb_decay")
-            self.vb_gain = cp.Parameter((m, t), nonneg=True, name="vb_gain_h")
-            self.vb_cap = cp.Parameter((m, t + 1), nonneg=True, name="vb_capacity_kwh")
-            self.vb_x0 = cp.Parameter(m, name="vb_x_init_kwh")
-            self.vb_base = cp.Parameter((m, t), name="vb_baseline_kw")
-            self.vb_gain_base = cp.Parameter((m, t), name="vb_gain_times_baseline_kwh")
-            self.vb_disc = cp.Parameter((m, t), nonneg=True, name="vb_discomfort")
-            self.vb_p = cp.Variable((m, t), name="vb_kw")
-            self.vb_x = cp.Variable((m, t + 1), name="vb_state_kwh")
-            dev = cp.Variable((m, t), nonneg=True, name="vb_abs_deviation_kw")
-            cons += [
-                self.vb_p >= self.vb_lo,
-                self.vb_p <= self.vb_hi,
-                self.vb_x[:, 0] == self.vb_x0,
-                self.vb_x[:, 1:]
-                == cp.multiply(self.vb_decay, self.vb_x[:, :-1])
-                + cp.multiply(self.vb_gain, self.vb_p)
-                - self.vb_gain_base,
-                self.vb_x <= self.vb_cap,
-                self.vb_x >= -self.vb_cap,
-                dev >= self.vb_p - self.vb_base,
-                dev >= self.vb_base - self.vb_p,
-            ]
-            objective = objective + cp.sum(cp.multiply(self.vb_disc, dev))
-            p_node = p_node + (_incidence(self._vb.bus, n) / self._sbase) @ self.vb_p
         self._p_node = p_node
 
         flow_in_p: Any = c_to @ self.P
@@ -836,10 +674,23 @@ class OpfModel:
                 axis=0,
             )
             cons.append(self.relax)
-        self.thermal: list[Any]
+        # thermal limits on the rated branches: P² + Q² ≤ I_max² w (see the module docstring)
+        w_flat = vec(sp.diags(inv_tau2) @ (c_from.T @ self.v))
+        idx = self._rated_flat
+        n_rated = int(idx.size)
+        self.thermal: list[Any] = []
         self.sub_limit: list[Any] = []
         if self.formulation == "socp":
-            self.thermal = [cp.SOC(self.s_max, cp.vstack([vec(self.P), vec(self.Q)]), axis=0)]
+            self.i2_max = cp.Parameter(n_rated, nonneg=True, name="i_max_sq_pu_flat")
+            if n_rated:
+                a = cp.multiply(self.i2_max, w_flat[idx])
+                self.thermal = [
+                    cp.SOC(
+                        a + 1,
+                        cp.vstack([2 * vec(self.P)[idx], 2 * vec(self.Q)[idx], a - 1]),
+                        axis=0,
+                    )
+                ]
             if self.substation_kva is not None:
                 s0 = self.substation_kva / self._sbase
                 self.sub_limit = [cp.SOC(np.full(t, s0), cp.vstack([self.P0, self.Q0]), axis=0)]
@@ -848,8 +699,14 @@ class OpfModel:
             angles = 2 * np.pi * np.arange(k) / k
             self._poly = np.column_stack([np.cos(angles), np.sin(angles)])
             shrink = np.cos(np.pi / k)  # inscribed polygon: never exceeds the circle
-            p_flat, q_flat = vec(self.P), vec(self.Q)
-            self.thermal = [a * p_flat + b * q_flat <= shrink * self.s_max for a, b in self._poly]
+            self._shrink = shrink
+            # chord of √w over the from-node's voltage limits: slope and offset times I_max
+            self.i_slope = cp.Parameter(n_rated, nonneg=True, name="i_max_chord_slope_flat")
+            self.i_offset = cp.Parameter(n_rated, nonneg=True, name="i_max_chord_offset_flat")
+            if n_rated:
+                p_flat, q_flat = vec(self.P)[idx], vec(self.Q)[idx]
+                rhs = shrink * (cp.multiply(self.i_slope, w_flat[idx]) + self.i_offset)
+                self.thermal = [a * p_flat + b * q_flat <= rhs for a, b in self._poly]
             if self.substation_kva is not None:
                 s0 = shrink * self.substation_kva / self._sbase
                 self.sub_limit = [a * self.P0 + b * self.Q0 <= s0 for a, b in self._poly]
@@ -917,23 +774,34 @@ class OpfModel:
             loss[o_p:o_q] = d_p
             loss[o_q:o_v] = d_q
             loss[o_v:] = -d_v[self._nonslack]
+        # thermal limits: gradients in (P, Q) and in w = v_from/τ² (scattered to all pairs)
+        idx = self._rated_flat
+        g_p, g_q, g_w = (np.zeros(nb * t) for _ in range(3))
         if self.formulation == "socp":
-            _, z_x = cone_parts(self.thermal[0], 2)
-            cong[o_p:o_q] += -z_x[0].reshape((nb, t), order="F")
-            cong[o_q:o_v] += -z_x[1].reshape((nb, t), order="F")
+            if self.thermal:
+                # cone ‖(2P, 2Q, a − 1)‖ ≤ a + 1 with a = I² w: −z·(affine) in the Lagrangian
+                z_t, z_x = cone_parts(self.thermal[0], 3)
+                g_p[idx] = -2 * z_x[0]
+                g_q[idx] = -2 * z_x[1]
+                g_w[idx] = -(z_t + z_x[2]) * np.asarray(self.i2_max.value)
             if self.sub_limit:
                 _, z0 = cone_parts(self.sub_limit[0], 2)
                 cong[0] += -z0[0]
                 cong[1] += -z0[1]
         else:
-            for (a, b), con in zip(self._poly, self.thermal, strict=True):
+            for (a, b), con in zip(self._poly, self.thermal, strict=False):
                 mu = np.asarray(con.dual_value)
-                cong[o_p:o_q] += a * mu.reshape((nb, t), order="F")
-                cong[o_q:o_v] += b * mu.reshape((nb, t), order="F")
+                g_p[idx] += a * mu
+                g_q[idx] += b * mu
+                g_w[idx] += -self._shrink * np.asarray(self.i_slope.value) * mu
             for (a, b), con in zip(self._poly, self.sub_limit, strict=False):
                 mu = np.asarray(con.dual_value)
                 cong[0] += a * mu
                 cong[1] += b * mu
+        cong[o_p:o_q] += g_p.reshape((nb, t), order="F")
+        cong[o_q:o_v] += g_q.reshape((nb, t), order="F")
+        d_v_th = self._c_from @ (self._inv_tau2[:, None] * g_w.reshape((nb, t), order="F"))
+        cong[o_v:] += -d_v_th[self._nonslack]
         volt[o_v:] = np.asarray(self.v_min.dual_value) - np.asarray(self.v_max.dual_value)
         out = {}
         for name, b in (
@@ -959,10 +827,8 @@ class OpfModel:
         p_kw: npt.ArrayLike | None = None,
         q_kvar: npt.ArrayLike | None = None,
         *,
-        evs: EVLoads | None = None,
-        batteries: Batteries | None = None,
-        virtual_batteries: Any | None = None,
-        s_max_kva: npt.ArrayLike | None = None,
+        flexible: FlexibleAssets | Sequence[FlexibleAssets] | None = None,
+        i_max_ka: npt.ArrayLike | None = None,
         vmin_pu: npt.ArrayLike | None = None,
         vmax_pu: npt.ArrayLike | None = None,
         slack_vm_pu: npt.ArrayLike | None = None,
@@ -975,14 +841,16 @@ class OpfModel:
         ----------
         price_per_kwh : float or (T,) float
             Energy price at the substation.
-        p_kw, q_kvar : (N,) or (N, T) float, optional
-            Fixed (inflexible) net consumption per node; default the feeder's nominal
-            ``net_p_kw`` / ``net_q_kvar`` in every period.
-        evs, batteries, virtual_batteries : optional
-            New values for the flexible loads given at construction (same count and nodes).
-        s_max_kva : (B,) or (B, T) float, optional
-            Branch ratings; default the feeder's ``branch_s_max_kva``.
-        vmin_pu, vmax_pu : (N,) or (N, T) float, optional
+        p_kw, q_kvar : (N,) or (T, N) float, optional
+            Fixed (inflexible) net consumption per node, the same in every period or per period
+            (time first); default the feeder's nominal ``net_p_kw`` / ``net_q_kvar``.
+        flexible : FlexibleAssets or sequence of FlexibleAssets, optional
+            New values for the flexible assets given at construction (same count and nodes).
+        i_max_ka : (B,) or (T, B) float, optional
+            Rated current at every branch's ``branch_to`` end, kA; default the feeder's
+            ``branch_i_max_ka``. ``inf`` on the branches the model was built unrated; finite on
+            the rated ones.
+        vmin_pu, vmax_pu : (N,) or (T, N) float, optional
             Voltage limits; default the feeder's.
         slack_vm_pu : float or (T,) float, optional
             Substation voltage; default the feeder's ``slack_vm_pu``.
@@ -995,18 +863,14 @@ class OpfModel:
         -------
         OpfResult
 
+        Raises
+        ------
+        ValidationError
+            Inputs of the wrong shape, not finite, or out of range (everything found at once).
+
         """
         self._set_parameters(
-            price_per_kwh,
-            p_kw,
-            q_kvar,
-            evs,
-            batteries,
-            virtual_batteries,
-            s_max_kva,
-            vmin_pu,
-            vmax_pu,
-            slack_vm_pu,
+            price_per_kwh, p_kw, q_kvar, flexible, i_max_ka, vmin_pu, vmax_pu, slack_vm_pu
         )
         self.problem.solve(solver=self.solver, ignore_dpp=not self.dpp_cache)
         return self._result(ac_check=ac_check, gap_tol=gap_tol)
@@ -1016,10 +880,8 @@ class OpfModel:
         price: Any,
         p_kw: Any,
         q_kvar: Any,
-        evs: EVLoads | None,
-        batteries: Batteries | None,
-        vbs: Any,
-        s_max_kva: Any,
+        flexible: Any,
+        i_max_ka: Any,
         vmin_pu: Any,
         vmax_pu: Any,
         slack_vm_pu: Any,
@@ -1028,51 +890,65 @@ class OpfModel:
         n, nb, t = self._n, self._nb, self._t
         problems = Problems(subject="OPF inputs")
 
-        def series(name: str, value: Any, rows: int | None) -> FloatArray:
+        def series(name: str, value: Any, rows: int | None, finite: bool = True) -> FloatArray:
+            """Scalar, (T,) (rows None), (rows,) or (T, rows) → (T,) or (rows, T)."""
             arr = np.asarray(value, dtype=np.float64)
             shape = (t,) if rows is None else (rows, t)
             try:
-                if rows is not None and arr.ndim == 1:
-                    arr = arr[:, None]
-                out = np.broadcast_to(arr, shape).astype(np.float64)
+                if rows is None:
+                    out = np.broadcast_to(arr, shape).astype(np.float64)
+                elif arr.ndim <= 1:
+                    out = np.broadcast_to(arr.reshape(-1, 1) if arr.ndim else arr, shape)
+                    out = out.astype(np.float64)
+                else:
+                    out = np.broadcast_to(arr, (t, rows)).T.astype(np.float64)
             except ValueError:
-                want = "scalar or (T,)" if rows is None else f"({rows},) or ({rows}, {t})"
+                want = "scalar or (T,)" if rows is None else f"({rows},) or (T, {rows})"
                 problems.add(name, f"needs shape {want} with T = {t}, got {arr.shape}")
                 return np.zeros(shape)
-            bad = ~np.isfinite(out)
-            problems.check(bad if rows is None else bad.any(axis=1), name, "must be finite")
+            bad = np.isnan(out) if not finite else ~np.isfinite(out)
+            reason = "is not a number (NaN)" if not finite else "must be finite (not NaN or inf)"
+            problems.check(bad if rows is None else bad.any(axis=1), name, reason)
             return out
 
         price_a = series("price_per_kwh", price, None)
         p = series("p_kw", f.net_p_kw if p_kw is None else p_kw, n)
         q = series("q_kvar", f.net_q_kvar if q_kvar is None else q_kvar, n)
-        s_max = series("s_max_kva", f.branch_s_max_kva if s_max_kva is None else s_max_kva, nb)
-        problems.check((s_max < 0).any(axis=1), "s_max_kva", "must be non-negative")
+        i_max = series("i_max_ka", f.branch_i_max_ka if i_max_ka is None else i_max_ka, nb, False)
+        rated = self._rated
+        problems.check((~(i_max > 0)).any(axis=1), "i_max_ka", "must be positive (inf: unrated)")
+        problems.check(
+            rated & ~np.isfinite(i_max).all(axis=1),
+            "i_max_ka",
+            "must be finite on a branch the model was built rated",
+        )
+        problems.check(
+            ~rated & np.isfinite(i_max).any(axis=1),
+            "i_max_ka",
+            "rates a branch the model was built unrated; build the model from "
+            "feeder.with_line_ratings(...)",
+        )
         lo = series("vmin_pu", f.vmin_pu if vmin_pu is None else vmin_pu, n)
-        hi = series("vmax_pu", f.vmax_pu if vmax_pu is None else vmax_pu, n)
+        hi = series("vmax_pu", f.vmax_pu if vmax_pu is None else vmax_pu, n, False)
         problems.check(
             ((lo < 0) | (lo > hi)).any(axis=1), "vmin_pu/vmax_pu", "need 0 <= vmin_pu <= vmax_pu"
         )
         vs = series("slack_vm_pu", f.slack_vm_pu if slack_vm_pu is None else slack_vm_pu, None)
         problems.check(vs <= 0, "slack_vm_pu", "must be positive")
-        for name, given, built in (
-            ("evs", evs, self._ev),
-            ("batteries", batteries, self._bat),
-            ("virtual_batteries", vbs, self._vb),
-        ):
-            if given is not None and built is None:
-                problems.add(name, "the model was built without them; build a new OpfModel")
+        if flexible is not None and self._flex is None:
+            problems.add("flexible", "the model was built without them; build a new OpfModel")
         problems.raise_if_any()
-        ev = _ev_values(evs, n, t, self.dt_h) if evs is not None else self._ev
-        bat = _battery_values(batteries, n, t, self.dt_h) if batteries is not None else self._bat
-        vb = _vb_values(vbs, n, t, self.dt_h) if vbs is not None else self._vb
-        for name, new, old in (
-            ("evs", ev, self._ev),
-            ("batteries", bat, self._bat),
-            ("virtual_batteries", vb, self._vb),
+        flex = (
+            _flex_values(_one_block(flexible), n, t, self.dt_s)
+            if flexible is not None
+            else self._flex
+        )
+        if (
+            flex is not None
+            and self._flex is not None
+            and not np.array_equal(flex.bus, self._flex.bus)
         ):
-            if new is not None and old is not None and not np.array_equal(new.bus, old.bus):
-                problems.add(name, "must have the same count and nodes as at construction")
+            problems.add("flexible", "must have the same count and nodes as at construction")
         problems.raise_if_any()
 
         self.price.value = price_a
@@ -1080,42 +956,50 @@ class OpfModel:
         self.q_fixed.value = q / self._sbase
         self.v_slack.value = vs**2
         ns = self._nonslack
+        hi = np.minimum(hi, 10.0)
         self.v_lo.value = lo[ns] ** 2
-        self.v_hi.value = np.minimum(hi[ns], 10.0) ** 2
-        self.s_max.value = np.minimum(s_max / self._sbase, _UNRATED_PU).reshape(-1, order="F")
-        if ev is not None:
-            self._ev = ev
-            self.ev_upper.value = ev.upper_kw
-            self.ev_energy.value = ev.grid_energy_kwh
-        if bat is not None:
-            self._bat = bat
-            self.bat_cmax.value = bat.charge_max_kw
-            self.bat_dmax.value = bat.discharge_max_kw
-            self.bat_eta_c.value = bat.eta_c
-            self.bat_inv_eta_d.value = bat.inv_eta_d
-            self.bat_e0.value = bat.e_init
-            self.bat_elo.value = bat.e_lo
-            self.bat_ehi.value = bat.e_hi
-            self.bat_efin.value = bat.e_final
-            self.bat_cost.value = bat.cost
-        if vb is not None:
-            self._vb = vb
-            self.vb_lo.value = vb.p_lo
-            self.vb_hi.value = vb.p_hi
-            self.vb_decay.value = vb.decay
-            self.vb_gain.value = vb.gain_h
-            self.vb_cap.value = vb.cap
-            self.vb_x0.value = vb.x_init
-            self.vb_base.value = vb.baseline
-            self.vb_gain_base.value = vb.gain_h * vb.baseline
-            self.vb_disc.value = vb.discomfort
+        self.v_hi.value = hi[ns] ** 2
+        # rated current in per unit of the branch_to node's current base
+        to = np.asarray(f.branch_to)
+        i_pu = i_max * np.sqrt(3.0) * np.asarray(f.vn_kv)[to][:, None] * 1000.0 / self._sbase
+        self._i_pu = np.where(np.isfinite(i_pu), i_pu, np.nan)
+        flat = self._rated_flat
+        i_flat = i_pu.reshape(-1, order="F")[flat]
+        if self.formulation == "socp":
+            self.i2_max.value = i_flat**2
+        else:
+            # the from-node's voltage magnitude limits after the ideal transformer (the slack's
+            # voltage is fixed): the chord of √w over [W_lo², W_hi²]
+            frm = np.asarray(f.branch_from)
+            node_lo, node_hi = lo.copy(), hi.copy()
+            node_lo[f.slack] = vs
+            node_hi[f.slack] = vs
+            tau = np.asarray(f.branch_ratio)[:, None]
+            w_lo = (node_lo[frm] / tau).reshape(-1, order="F")[flat]
+            w_hi = (node_hi[frm] / tau).reshape(-1, order="F")[flat]
+            self.i_slope.value = i_flat / (w_lo + w_hi)
+            self.i_offset.value = i_flat * w_lo * w_hi / (w_lo + w_hi)
+        if flex is not None:
+            self._flex = flex
+            self.flex_base.value = flex.baseline
+            self.flex_lo.value = flex.p_lo
+            self.flex_hi.value = flex.p_hi
+            self.flex_elo.value = flex.e_lo
+            self.flex_ehi.value = flex.e_hi
+            self.flex_e0.value = flex.e_start
+            self.flex_ret.value = flex.retention
+            self.flex_ch.value = flex.charge_h
+            self.flex_dh.value = flex.discharge_h
+            self.flex_cost.value = flex.cost
 
     def _result(self, *, ac_check: bool, gap_tol: float) -> OpfResult:
         n, nb, t = self._n, self._nb, self._t
         sb = self._sbase
         status = str(self.problem.status)
+        m = 0 if self._flex is None else int(self._flex.bus.size)
+        ids = np.zeros(0, dtype=np.str_) if self._flex is None else self._flex.ids
         if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-            return _failed_result(self.formulation, status, n, nb, t)
+            return _failed_result(self.formulation, status, n, nb, t, m, ids)
         P, Q, v = (np.asarray(a.value) for a in (self.P, self.Q, self.v))
         v = np.maximum(v, 0.0)
         vm = np.sqrt(v)
@@ -1136,29 +1020,28 @@ class OpfModel:
         scale = 1.0 / (self.dt_h * sb)
         total = comps["energy"] + comps["loss"] + comps["congestion"] + comps["voltage"]
         dlmp = Dlmp(
-            energy=comps["energy"] * scale,
-            loss=comps["loss"] * scale,
-            congestion=comps["congestion"] * scale,
-            voltage=comps["voltage"] * scale,
-            total=total * scale,
+            energy=_t(comps["energy"] * scale),
+            loss=_t(comps["loss"] * scale),
+            congestion=_t(comps["congestion"] * scale),
+            voltage=_t(comps["voltage"] * scale),
+            total=_t(total * scale),
             residual=float(np.max(np.abs(total - dual))) * scale,
         )
         p_node = np.asarray(self._p_node.value) * sb
         q_node = np.asarray(self.q_fixed.value) * sb
-        s_max = np.asarray(self.s_max.value).reshape((nb, t), order="F")
+        # current |S| / √w over the rated current (both in per unit of the to-node's base)
         with np.errstate(divide="ignore", invalid="ignore"):
-            loading = np.where(s_max > 0, np.hypot(P, Q) / s_max * 100.0, np.nan)
+            current = np.hypot(P, Q) / np.sqrt(np.maximum(w, 1e-12))
+            loading = 100.0 * current / self._i_pu
         p0 = np.asarray(self.P0.value) * sb
         check = self._ac_check(p_node, q_node, vm, losses) if ac_check else None
-
-        def val(var: Any, rows: int, cols: int) -> FloatArray:
-            return np.asarray(var.value) if var is not None else np.zeros((rows, cols))
-
-        bat_kw = (
-            np.asarray(self.bat_c.value) - np.asarray(self.bat_d.value)
-            if self.bat_c is not None and self.bat_d is not None
-            else np.zeros((0, t))
-        )
+        fc, fd, fe = self.flex_c, self.flex_d, self.flex_e
+        if fc is not None and fd is not None and fe is not None and self._flex is not None:
+            c, d = np.asarray(fc.value), np.asarray(fd.value)
+            flex_kw = _t(self._flex.baseline + c - d)
+            flex_e = _t(np.asarray(fe.value))
+        else:
+            flex_kw = flex_e = np.zeros((t, 0))
         return OpfResult(
             formulation=self.formulation,
             status=status,
@@ -1167,60 +1050,77 @@ class OpfModel:
             substation_p_kw=p0,
             substation_q_kvar=np.asarray(self.Q0.value) * sb,
             losses_kw=np.asarray(losses),
-            p_kw=p_node,
-            q_kvar=q_node,
-            vm_pu=vm,
+            p_kw=_t(p_node),
+            q_kvar=_t(q_node),
+            vm_pu=_t(vm),
             vmin_pu=float(vm.min()),
-            branch_p_kw=P * sb,
-            branch_q_kvar=Q * sb,
-            branch_loading_pct=loading,
+            branch_p_kw=_t(P * sb),
+            branch_q_kvar=_t(Q * sb),
+            branch_loading_pct=_t(loading),
             relaxation_gap=gap_max,
-            relaxation_gap_per_branch=gap,
+            relaxation_gap_per_branch=_t(gap),
             relaxation_exact=exact,
             dlmp=dlmp,
             ac_check=check,
-            ev_kw=val(self.ev_p, 0, t),
-            battery_kw=bat_kw,
-            battery_energy_kwh=val(self.bat_e, 0, t + 1),
-            vb_kw=val(self.vb_p, 0, t),
-            vb_energy_kwh=val(self.vb_x, 0, t + 1),
+            flexible_kw=flex_kw,
+            flexible_energy_kwh=flex_e,
+            flexible_ids=ids,
         )
 
     def _ac_check(
         self, p_kw: FloatArray, q_kvar: FloatArray, vm: FloatArray, losses: FloatArray
     ) -> AcCheck:
         runner = PowerFlowRunner(self.feeder, replace_injections=True)
-        n, t = self._n, self._t
-        vm_ac = np.full((n, t), np.nan)
+        n, nb, t = self._n, self._nb, self._t
+        vm_ac = np.full((t, n), np.nan)
         loss_ac = np.full(t, np.nan)
         conv = np.zeros(t, dtype=bool)
-        loading = np.full(t, np.nan)
+        loading = np.full((t, nb), np.nan)
         vs = np.sqrt(np.asarray(self.v_slack.value))
         for k in range(t):
             runner.set_slack_voltage(float(vs[k]))
             res = runner.run(p_kw[:, k], q_kvar[:, k])
             conv[k] = res.converged
             if res.converged:
-                vm_ac[:, k] = res.vm_pu
+                vm_ac[k] = res.vm_pu
                 loss_ac[k] = res.losses_kw
-                loading[k] = float(np.nanmax(res.branch_loading_pct))
+                loading[k] = res.branch_loading_pct
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.abs(losses - loss_ac) / np.abs(loss_ac) * 100.0
+        rated_rows = np.isfinite(loading).any(axis=1)
+        max_loading = np.full(t, np.nan)
+        if rated_rows.any():
+            max_loading[rated_rows] = np.nanmax(loading[rated_rows], axis=1)
         return AcCheck(
             converged=conv,
             vm_pu=vm_ac,
             losses_kw=loss_ac,
-            max_vm_error_pu=float(np.nanmax(np.abs(vm - vm_ac))) if conv.any() else np.nan,
+            max_vm_error_pu=float(np.nanmax(np.abs(vm.T - vm_ac))) if conv.any() else np.nan,
             max_losses_error_pct=float(np.nanmax(rel)) if conv.any() else np.nan,
-            max_branch_loading_pct=loading,
+            max_branch_loading_pct=max_loading,
+            branch_loading_pct=loading,
         )
 
 
-def _failed_result(formulation: str, status: str, n: int, nb: int, t: int) -> OpfResult:
-    nan_nt = np.full((n, t), np.nan)
-    nan_bt = np.full((nb, t), np.nan)
+def _t(a: FloatArray) -> FloatArray:
+    """Model order (rows, T) to the package's time-first order (T, rows)."""
+    return np.ascontiguousarray(np.asarray(a).T)
+
+
+def _one_block(flexible: FlexibleAssets | Sequence[FlexibleAssets]) -> FlexibleAssets:
+    if isinstance(flexible, FlexibleAssets):
+        return flexible
+    blocks = list(flexible)
+    return blocks[0] if len(blocks) == 1 else FlexibleAssets.concat(blocks)
+
+
+def _failed_result(
+    formulation: str, status: str, n: int, nb: int, t: int, m: int, ids: npt.NDArray[np.str_]
+) -> OpfResult:
+    nan_tn = np.full((t, n), np.nan)
+    nan_tb = np.full((t, nb), np.nan)
     nan_t = np.full(t, np.nan)
-    dlmp = Dlmp(nan_nt, nan_nt, nan_nt, nan_nt, nan_nt, np.nan)
+    dlmp = Dlmp(nan_tn, nan_tn, nan_tn, nan_tn, nan_tn, np.nan)
     return OpfResult(
         formulation=formulation,
         status=status,
@@ -1229,18 +1129,21 @@ def _failed_result(formulation: str, status: str, n: int, nb: int, t: int) -> Op
         substation_p_kw=nan_t,
         substation_q_kvar=nan_t,
         losses_kw=nan_t,
-        p_kw=nan_nt,
-        q_kvar=nan_nt,
-        vm_pu=nan_nt,
+        p_kw=nan_tn,
+        q_kvar=nan_tn,
+        vm_pu=nan_tn,
         vmin_pu=np.nan,
-        branch_p_kw=nan_bt,
-        branch_q_kvar=nan_bt,
-        branch_loading_pct=nan_bt,
+        branch_p_kw=nan_tb,
+        branch_q_kvar=nan_tb,
+        branch_loading_pct=nan_tb,
         relaxation_gap=None,
-        relaxation_gap_per_branch=nan_bt,
+        relaxation_gap_per_branch=nan_tb,
         relaxation_exact=None,
         dlmp=dlmp,
         ac_check=None,
+        flexible_kw=np.full((t, m), np.nan),
+        flexible_energy_kwh=np.full((t, m), np.nan),
+        flexible_ids=ids,
     )
 
 
@@ -1253,37 +1156,35 @@ def solve_opf(
     formulation: Formulation = "socp",
     periods: int | None = None,
     dt_s: float = 3600.0,
-    evs: EVLoads | None = None,
-    batteries: Batteries | None = None,
-    virtual_batteries: Any | None = None,
+    flexible: FlexibleAssets | Sequence[FlexibleAssets] | None = None,
     substation_kva: float | None = None,
-    s_max_kva: npt.ArrayLike | None = None,
+    i_max_ka: npt.ArrayLike | None = None,
     ac_check: bool = True,
 ) -> OpfResult:
-    """Build an :class:`OpfModel` and solve it once (T from ``price_per_kwh`` or ``p_kw``).
+    """Build an :class:`OpfModel` and solve it once (T from the inputs).
 
     ``periods`` defaults to the length of ``price_per_kwh`` when it is an array, else to the
-    number of columns of a two-dimensional ``p_kw``, else 1. See :class:`OpfModel` and
-    :meth:`OpfModel.solve` for the other arguments.
+    number of rows of a two-dimensional ``p_kw`` (``(T, N)``, time first), else to the horizon
+    of ``flexible``, else 1. See :class:`OpfModel` and :meth:`OpfModel.solve` for the other
+    arguments.
     """
     if periods is None:
         price = np.asarray(price_per_kwh)
         p = None if p_kw is None else np.asarray(p_kw)
-        periods = (
-            int(price.size)
-            if price.ndim == 1
-            else int(p.shape[1])
-            if p is not None and p.ndim == 2
-            else 1
-        )
+        if price.ndim == 1:
+            periods = int(price.size)
+        elif p is not None and p.ndim == 2:
+            periods = int(p.shape[0])
+        elif flexible is not None:
+            periods = int(_one_block(flexible).flexibility.horizon.n_periods)
+        else:
+            periods = 1
     model = OpfModel(
         feeder,
         formulation=formulation,
         periods=periods,
         dt_s=dt_s,
-        evs=evs,
-        batteries=batteries,
-        virtual_batteries=virtual_batteries,
+        flexible=flexible,
         substation_kva=substation_kva,
     )
-    return model.solve(price_per_kwh, p_kw, q_kvar, s_max_kva=s_max_kva, ac_check=ac_check)
+    return model.solve(price_per_kwh, p_kw, q_kvar, i_max_ka=i_max_ka, ac_check=ac_check)

@@ -27,7 +27,13 @@ import numpy.typing as npt
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder
 
-__all__ = ["PowerFlowResult", "PowerFlowRunner", "branch_end_flows", "run_powerflow"]
+__all__ = [
+    "PowerFlowResult",
+    "PowerFlowRunner",
+    "branch_end_flows",
+    "branch_loading_pct",
+    "run_powerflow",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -54,22 +60,26 @@ class PowerFlowResult:
     line_index : (L,) int
         pandapower index of every line in the net's line table.
     line_loading_pct : (L,) float
-        Loading of every line (current over ``max_i_ka · df · parallel``); NaN if out of service.
+        Loading of every line, pandapower's ``loading_percent`` (current over
+        ``max_i_ka · df · parallel``); NaN if out of service or unrated.
     max_line_loading_pct : float
-        Largest line loading (NaN when the net has no line in service).
+        Largest line loading (NaN when no line in service is rated).
     max_loading_line : int
         pandapower index of that line (-1 when none).
     trafo_index : (M,) int
         pandapower index of every two-winding transformer.
     trafo_loading_pct : (M,) float
-        Loading of every transformer.
+        Loading of every transformer, pandapower's ``loading_percent``; NaN if out of service.
     max_trafo_loading_pct : float
         Largest transformer loading (NaN when there is none).
     branch_loading_pct : (B,) float
-        Loading per feeder branch (largest over its parallel elements; NaN for impedance
-        switches).
+        Loading per feeder branch, :func:`branch_loading_pct` of the branch currents: for a
+        branch of one element exactly pandapower's ``loading_percent``; NaN when unrated.
     branch_p_kw, branch_q_kvar : (B,) float
         Power entering every branch at its ``branch_from`` end (sum over parallel elements).
+    branch_i_from_ka, branch_i_to_ka : (B,) float
+        Current at each end of every branch (sum over parallel elements; NaN for impedance
+        switches).
 
     """
 
@@ -92,6 +102,57 @@ class PowerFlowResult:
     branch_loading_pct: FloatArray
     branch_p_kw: FloatArray
     branch_q_kvar: FloatArray
+    branch_i_from_ka: FloatArray
+    branch_i_to_ka: FloatArray
+
+    @property
+    def any_rated(self) -> bool:
+        """At least one branch has a rating (else every loading is NaN: "unrated")."""
+        return bool(np.isfinite(self.branch_loading_pct).any())
+
+
+def branch_loading_pct(
+    feeder: Feeder,
+    i_from_ka: npt.ArrayLike,
+    i_to_ka: npt.ArrayLike,
+    i_max_ka: npt.ArrayLike | None = None,
+) -> FloatArray:
+    """Loading of every branch in per cent: current over rated current, the worse end.
+
+    The one thermal-limit definition of the package, pandapower's ``loading_percent``: lines
+    ``i_ka / (max_i_ka · df · parallel)`` with ``i_ka`` the larger end current; transformers
+    ``max(i_hv / i_hv_rated, i_lv / i_lv_rated)`` with ``i_rated = sn_mva · parallel · df /
+    (√3 · vn_kv)`` of each side (pandapower ``trafo_loading="current"``).
+
+    Parameters
+    ----------
+    feeder : Feeder
+        The feeder (its ratings ``branch_i_max_ka`` / ``branch_i_max_from_ka``).
+    i_from_ka, i_to_ka : (B,) or (..., B) float
+        Current at the ``branch_from`` and ``branch_to`` ends.
+    i_max_ka : (B,) float, optional
+        Rated current at the ``branch_to`` end replacing the feeder's (``inf``: unrated); the
+        ``branch_from`` end's rating keeps the feeder's ratio between the two ends.
+
+    Returns
+    -------
+    (B,) or (..., B) float
+        Loading in per cent, NaN where the branch is unrated.
+
+    """
+    to_rated = np.asarray(feeder.branch_i_max_ka, dtype=np.float64)
+    from_rated = np.asarray(feeder.branch_i_max_from_ka, dtype=np.float64)
+    both = np.isfinite(to_rated) & np.isfinite(from_rated) & (to_rated > 0)
+    ratio = np.where(both, from_rated / np.where(both, to_rated, 1.0), 1.0)
+    if i_max_ka is not None:
+        to_rated = np.asarray(i_max_ka, dtype=np.float64)
+        from_rated = to_rated * ratio
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loading = 100.0 * np.fmax(
+            np.asarray(i_from_ka, dtype=np.float64) / from_rated,
+            np.asarray(i_to_ka, dtype=np.float64) / to_rated,
+        )
+    return np.where(np.isfinite(to_rated), loading, np.nan)
 
 
 class PowerFlowRunner:
@@ -226,49 +287,57 @@ def _failed(feeder: Feeder, net: Any) -> PowerFlowResult:
         branch_loading_pct=nan_b,
         branch_p_kw=nan_b,
         branch_q_kvar=nan_b.copy(),
+        branch_i_from_ka=nan_b.copy(),
+        branch_i_to_ka=nan_b.copy(),
     )
 
 
 def _collect(feeder: Feeder, net: Any) -> PowerFlowResult:
     vm = net.res_bus["vm_pu"].reindex(feeder.node_bus).to_numpy(dtype=np.float64)
     losses = float(net.res_line["pl_mw"].sum()) if len(net.line) else 0.0
-    trafo_loading = np.zeros(0)
     if len(net.trafo):
         losses += float(net.res_trafo["pl_mw"].sum())
-        trafo_loading = net.res_trafo["loading_percent"].to_numpy(dtype=np.float64)
-    line_loading = (
-        net.res_line["loading_percent"].to_numpy(dtype=np.float64) if len(net.line) else np.zeros(0)
-    )
+    nb = feeder.n_branches
+    branch_p = np.zeros(nb)
+    branch_q = np.zeros(nb)
+    i_from = np.full(nb, np.nan)
+    i_to = np.full(nb, np.nan)
+    rated = feeder.branch_rated
+    loadings: dict[str, FloatArray] = {}
+    for table, mapping, from_col, res, ends in (
+        ("line", feeder.line_branch, "from_bus", "res_line", ("from", "to")),
+        ("trafo", feeder.trafo_branch, "hv_bus", "res_trafo", ("hv", "lv")),
+    ):
+        element_loading = np.full(len(net[table]), np.nan)
+        if mapping:
+            elements = np.fromiter(mapping.keys(), dtype=np.int64)
+            branches = np.fromiter(mapping.values(), dtype=np.int64)
+            result = net[res].loc[elements]
+            position = net[table].index.get_indexer(elements)
+            element_loading[position] = np.where(
+                rated[branches], result["loading_percent"].to_numpy(dtype=np.float64), np.nan
+            )
+            first_bus = net[table].loc[elements, from_col].to_numpy(dtype=np.int64)
+            at_from = np.asarray(feeder.branch_from)[branches] == _node_lookup(feeder)[first_bus]
+            a, b = ends
+            p = np.where(at_from, result[f"p_{a}_mw"], result[f"p_{b}_mw"]) * 1000.0
+            q = np.where(at_from, result[f"q_{a}_mvar"], result[f"q_{b}_mvar"]) * 1000.0
+            ia = result[f"i_{a}_ka"].to_numpy(dtype=np.float64)
+            ib = result[f"i_{b}_ka"].to_numpy(dtype=np.float64)
+            np.add.at(branch_p, branches, p)
+            np.add.at(branch_q, branches, q)
+            for target, values in (
+                (i_from, np.where(at_from, ia, ib)),
+                (i_to, np.where(at_from, ib, ia)),
+            ):
+                hit = np.isnan(target[branches])
+                target[branches[hit]] = 0.0
+                np.add.at(target, branches, values)
+        loadings[table] = element_loading
+    line_loading, trafo_loading = loadings["line"], loadings["trafo"]
     line_idx = np.asarray(net.line.index, dtype=np.int64)
     trafo_idx = np.asarray(net.trafo.index, dtype=np.int64)
-    branch_loading = np.full(feeder.n_branches, np.nan)
-    branch_p = np.zeros(feeder.n_branches)
-    branch_q = np.zeros(feeder.n_branches)
-    for table, mapping, from_col, res in (
-        ("line", feeder.line_branch, "from_bus", "res_line"),
-        ("trafo", feeder.trafo_branch, "hv_bus", "res_trafo"),
-    ):
-        if not mapping:
-            continue
-        elements = np.fromiter(mapping.keys(), dtype=np.int64)
-        branches = np.fromiter(mapping.values(), dtype=np.int64)
-        result = net[res].loc[elements]
-        loading = result["loading_percent"].to_numpy(dtype=np.float64)
-        first_bus = net[table].loc[elements, from_col].to_numpy()
-        at_from = feeder.branch_from[branches] == np.asarray(
-            [feeder.bus_node[int(b)] for b in first_bus]
-        )
-        prefix_a = "p_from_mw" if table == "line" else "p_hv_mw"
-        prefix_b = "p_to_mw" if table == "line" else "p_lv_mw"
-        qa = prefix_a.replace("p_", "q_").replace("_mw", "_mvar")
-        qb = prefix_b.replace("p_", "q_").replace("_mw", "_mvar")
-        p = np.where(at_from, result[prefix_a], result[prefix_b]) * 1000.0
-        q = np.where(at_from, result[qa], result[qb]) * 1000.0
-        np.fmax.at(branch_loading, branches, loading)
-        np.add.at(branch_p, branches, p)
-        np.add.at(branch_q, branches, q)
-    finite_lines = np.isfinite(line_loading)
-    if finite_lines.any():
+    if np.isfinite(line_loading).any():
         k = int(np.nanargmax(line_loading))
         max_line, max_line_idx = float(line_loading[k]), int(line_idx[k])
     else:
@@ -290,10 +359,14 @@ def _collect(feeder: Feeder, net: Any) -> PowerFlowResult:
         max_loading_line=max_line_idx,
         trafo_index=trafo_idx,
         trafo_loading_pct=trafo_loading,
-        max_trafo_loading_pct=float(np.nanmax(trafo_loading)) if trafo_loading.size else np.nan,
-        branch_loading_pct=branch_loading,
+        max_trafo_loading_pct=(
+            float(np.nanmax(trafo_loading)) if np.isfinite(trafo_loading).any() else np.nan
+        ),
+        branch_loading_pct=branch_loading_pct(feeder, i_from, i_to),
         branch_p_kw=branch_p,
         branch_q_kvar=branch_q,
+        branch_i_from_ka=i_from,
+        branch_i_to_ka=i_to,
     )
 
 

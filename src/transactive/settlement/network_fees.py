@@ -1,8 +1,10 @@
 """Network service fees: what the users of a feeder owe its owner for one interval.
 
-MISSION.md §1 (Table 1 of Hu et al. 2019, TE column): *network service (network users →
-transmission-service parties)*; §3.4: network-use fees and loss allocation. A user's bill for an
-interval has three parts:
+Hu et al., "Transactive Energy: an Effective Mechanism for Balancing Electric Energy System",
+Proc. CSEE 2019, Table 1 (TE column): *network service (network users → transmission-service
+parties)*; §3.4: network-use fees and loss allocation. This is accounting (settlement), so it
+lives here, not in :mod:`transactive.network`, which gives only the grid's part: the losses and
+their allocation to users. A user's bill for an interval has three parts:
 
 - **losses**: the loss energy allocated to the user (:mod:`transactive.network.losses`, kW over
   the interval → kWh) times a loss price. A negative allocation (a user whose injection relieves
@@ -34,7 +36,7 @@ import pandas as pd
 from transactive.errors import Problems
 from transactive.network.losses import LossAllocation
 
-__all__ = ["NetworkFeeBill", "NetworkFees", "NetworkTariff", "network_fees"]
+__all__ = ["FEE_PARTS", "NetworkFeeBill", "NetworkFees", "NetworkTariff", "network_fees"]
 
 FloatArray = npt.NDArray[np.float64]
 

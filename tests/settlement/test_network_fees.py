@@ -3,8 +3,8 @@ import pytest
 
 from transactive.errors import ValidationError
 from transactive.network.feeders import load_feeder
-from transactive.network.fees import NetworkFeeBill, NetworkTariff, network_fees
 from transactive.network.losses import allocate_losses
+from transactive.settlement import NetworkFeeBill, NetworkTariff, network_fees
 
 TARIFF = NetworkTariff(
     loss_price_per_kwh=0.10,
