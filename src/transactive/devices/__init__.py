@@ -1,15 +1,23 @@
-"""Device populations: vectorized physics, bidding and response (MISSION.md §4-§6).
+"""Device populations: vectorized physics, bidding and response (Hu et al., Proc. CSEE 2019, §2).
 
 Each kind is a structure-of-arrays population implementing :class:`Population`:
-``bid(PriceStats) -> BidCurves``, ``respond(clearing_price, marginal_fill)``,
-``step(dt_s, WeatherSample) -> StepResult``.
+``bid(PriceStats, MarketInterval, WeatherSample) -> BidCurves`` (average power over the interval),
+``respond(clearing_price, marginal_fill)``, ``step(time_s, dt_s, WeatherSample) -> StepResult``.
+EVs and batteries also implement :class:`FlexiblePopulation` (``flexibility``, ``best_response``
+over a :class:`Horizon`), solved by :func:`solve_best_response`.
 """
 
-from transactive.devices.base import Population, PriceStats, StepResult
+from transactive.devices.base import Horizon, MarketInterval, Population, PriceStats, StepResult
 from transactive.devices.base_load import BaseLoadPopulation
 from transactive.devices.battery import BatteryPopulation
 from transactive.devices.chp import CHPPopulation
 from transactive.devices.ev import EVPopulation
+from transactive.devices.flexibility import (
+    BestResponse,
+    Flexibility,
+    FlexiblePopulation,
+    solve_best_response,
+)
 from transactive.devices.heat_pump import HeatPumpPopulation, staffell_ashp_cop
 from transactive.devices.hvac import (
     COOLING,
@@ -30,11 +38,16 @@ __all__ = [
     "HEATING",
     "BaseLoadPopulation",
     "BatteryPopulation",
+    "BestResponse",
     "CHPPopulation",
     "EVPopulation",
     "EtpCoefficients",
+    "Flexibility",
+    "FlexiblePopulation",
     "HeatPumpPopulation",
+    "Horizon",
     "HvacPopulation",
+    "MarketInterval",
     "PVPopulation",
     "Population",
     "PriceStats",
@@ -46,6 +59,7 @@ __all__ = [
     "heating_cop",
     "ramp_bid_price",
     "ramp_setpoint",
+    "solve_best_response",
     "staffell_ashp_cop",
     "synthetic_draw_profile_l_per_h",
 ]

@@ -1,22 +1,76 @@
 """Validation helpers shared by the device populations (columns, prices and fills, steps).
 
 Every population validates at its boundary and raises one ValidationError naming every
-offending device (DESIGN.md conventions); these helpers keep the rules the same for all kinds.
+offending device (field, index, reason); these helpers keep the rules the same for all kinds.
+An empty population (no devices) is valid everywhere: its columns are empty arrays.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from transactive.curves import BidCurves
-from transactive.errors import Problems
+from transactive.curves import BidCurves, checked_ids, default_ids
+from transactive.devices.base import MarketInterval, PriceStats
+from transactive.errors import Problems, ValidationError
 from transactive.weather import WeatherSample
 
 FloatArray = npt.NDArray[np.float64]
+StrArray = npt.NDArray[np.str_]
+
+
+def _population_ids(problems: Problems, ids: npt.ArrayLike | None, n: int, prefix: str) -> StrArray:
+    """A population's ids: ``default_ids(prefix, n)`` when None, else checked (unique strings).
+
+    Problems with the given ids are added to ``problems`` (so they are reported with the rest).
+    """
+    if ids is None:
+        return default_ids(prefix, n)
+    try:
+        return checked_ids(ids, n, subject=problems.subject)
+    except ValidationError as error:
+        problems.found.extend(error.problems)
+        return default_ids(prefix, n)
+
+
+def _check_bid_args(
+    price_stats: object, interval: object, weather: object
+) -> tuple[PriceStats, MarketInterval]:
+    """``bid(price_stats, interval, weather)`` arguments, re-validated.
+
+    ``price_stats`` must be a :class:`PriceStats` and ``interval`` a :class:`MarketInterval`;
+    both are rebuilt (``dataclasses.replace``), which runs their checks again, so an instance
+    altered after construction cannot slip through. ``weather`` is checked field by field.
+    """
+    problems = Problems(subject="bid")
+    if not isinstance(price_stats, PriceStats):
+        problems.add("price_stats", f"must be a PriceStats, got {type(price_stats).__name__}")
+    if not isinstance(interval, MarketInterval):
+        problems.add("interval", f"must be a MarketInterval, got {type(interval).__name__}")
+    if not isinstance(weather, WeatherSample):
+        problems.add("weather", f"must be a WeatherSample, got {type(weather).__name__}")
+    problems.raise_if_any()
+    assert isinstance(price_stats, PriceStats) and isinstance(interval, MarketInterval)
+    assert isinstance(weather, WeatherSample)
+    _check_weather(weather)
+    return replace(price_stats), replace(interval)
+
+
+def _overlap_s(
+    start_a: float | FloatArray,
+    end_a: float | FloatArray,
+    start_b: float | FloatArray,
+    end_b: float | FloatArray,
+) -> FloatArray:
+    """Length (s) of the overlap of ``[start_a, end_a)`` and ``[start_b, end_b)``, >= 0."""
+    return np.asarray(
+        np.maximum(np.minimum(end_a, end_b) - np.maximum(start_a, start_b), 0.0), dtype=np.float64
+    )
 
 
 def _validated_columns(
@@ -25,8 +79,9 @@ def _validated_columns(
     """Per-device float columns: scalars broadcast, arrays must be 1-D of one length, all finite.
 
     The rules of :class:`_Fields`, for many columns at once: the population size is the length
-    of the 1-D columns (unless ``n`` is given). Problems go to ``problems``; bad entries come back
-    as zeros so that later rules still run on the rest.
+    of the 1-D columns (unless ``n`` is given; with only scalars it is 1). ``n = 0`` (empty
+    columns) is an empty population, which is valid. Problems go to ``problems``; bad entries
+    come back as zeros so that later rules still run on the rest.
     """
     if n is None:
         lengths = []
@@ -45,8 +100,6 @@ def _validated_columns(
     for name, value in values.items():
         column = fields.array(name, value, n)
         out[name] = np.where(np.isfinite(column), column, 0.0)
-    if n == 0:
-        problems.add("devices", "a population needs at least one device")
     return n, out
 
 
@@ -97,6 +150,40 @@ def _checked_step(dt_s: float) -> float:
     return float(dt_s)
 
 
+def _checked_time_step(time_s: object, dt_s: object) -> tuple[int, int]:
+    """``step(time_s, dt_s, ...)`` arguments: integer seconds, ``time_s >= 0``, ``dt_s > 0``."""
+    problems = Problems(subject="step")
+    for name, value, least in (("time_s", time_s, 0), ("dt_s", dt_s, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            problems.add(name, f"must be an integer number of seconds, got {value!r}")
+        elif value < least:
+            problems.add(name, f"must be at least {least}, got {value}")
+    problems.raise_if_any()
+    assert isinstance(time_s, int | np.integer) and isinstance(dt_s, int | np.integer)
+    return int(time_s), int(dt_s)
+
+
+def _check_sample_args(n: object, rng: object, kind: str) -> int:
+    """``sample(n, rng)`` arguments: ``n`` a non-negative integer, ``rng`` a numpy Generator.
+
+    Raises one ValidationError naming both when both are wrong; returns ``n`` as an int.
+    """
+    problems = Problems(subject=f"{kind} sample")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        problems.add("n", f"must be an integer number of devices, got {n!r}")
+    elif n < 0:
+        problems.add("n", f"must not be negative, got {n}")
+    if not isinstance(rng, np.random.Generator):
+        problems.add(
+            "rng",
+            f"must be a numpy.random.Generator (numpy.random.default_rng(seed)), "
+            f"got {type(rng).__name__}",
+        )
+    problems.raise_if_any()
+    assert isinstance(n, int | np.integer)
+    return int(n)
+
+
 def _no_bid_yet(kind: str) -> None:
     problems = Problems(subject=f"{kind} population state")
     problems.add("bid", "respond was called before bid: there is no curve to read the power off")
@@ -116,16 +203,17 @@ class _Fields:
         self.n: int | None = None
 
     def array(self, name: str, value: npt.ArrayLike, n: int | None = None) -> FloatArray:
+        known = n if n is not None else (self.n if self.n is not None else 1)
         try:
             arr = np.array(value, dtype=np.float64, copy=True)
         except (TypeError, ValueError):
             self.problems.add(name, "must be numbers")
-            return np.full(self.n or 1, np.nan)
+            return np.full(known, np.nan)
         if arr.ndim == 0:  # a scalar applies to every device (one device if none is known yet)
-            arr = np.full(n or self.n or 1, float(arr))
+            arr = np.full(known, float(arr))
         if arr.ndim != 1:
             self.problems.add(name, f"must be a 1-D array (one value per device), got {arr.shape}")
-            return np.full(self.n or 1, np.nan)
+            return np.full(known, np.nan)
         if self.n is None:
             self.n = arr.size
         elif arr.size != self.n:
@@ -139,15 +227,25 @@ class _Fields:
             self.problems.check(np.asarray(bad, dtype=bool), name, reason)
 
     def raise_if_any(self) -> None:
-        if self.n == 0:
-            self.problems.add("devices", "the population is empty: at least one device is needed")
+        """Raise every problem collected (an empty population, n = 0, is not one)."""
         self.problems.raise_if_any()
 
 
 def _check_weather(weather: WeatherSample) -> None:
+    """Refuse a weather sample with a NaN or infinite field (or negative irradiance).
+
+    Every numeric field of :class:`WeatherSample` is checked (a NaN would otherwise flow into a
+    bid or a metered energy and clear or settle as NaN). Fields that are None (optional
+    measurements) are skipped.
+    """
     problems = Problems(subject="weather")
-    if not np.isfinite(weather.temperature_c):
-        problems.add("temperature_c", f"must be finite, got {weather.temperature_c}")
-    if not (np.isfinite(weather.ghi_w_per_m2) and weather.ghi_w_per_m2 >= 0):
-        problems.add("ghi_w_per_m2", f"must be finite and >= 0, got {weather.ghi_w_per_m2}")
+    nonneg = {"ghi_w_per_m2", "dni_w_per_m2", "dhi_w_per_m2", "wind_speed_m_per_s"}
+    for name, value in vars(weather).items():
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            continue
+        v = float(value)
+        if not math.isfinite(v):
+            problems.add(name, f"must be finite, got {value}")
+        elif name in nonneg and v < 0:
+            problems.add(name, f"must be >= 0, got {value}")
     problems.raise_if_any()

@@ -1,4 +1,4 @@
-"""Uncontrollable household load from SimBench's real profiles, vectorized (MISSION.md §4, §5).
+"""Uncontrollable household load from SimBench's real profiles, vectorized.
 
 Model
 -----
@@ -12,10 +12,22 @@ repeats. An optional per-household time offset decorrelates households sharing o
 
 Bidding strategy
 ----------------
-Unresponsive: the expected mean power over the coming market interval as a block at the price cap
-(:meth:`~transactive.curves.BidCurves.unresponsive`), the way GridLAB-D's auction and TESP treat
-the unresponsive part of a feeder's load. If the market rations demand at the cap (a marginal fill
-below 1), the household is shed in proportion for that interval.
+Unresponsive: the profile's mean power over the market interval it bids for as a block at the
+price cap (:meth:`~transactive.curves.BidCurves.unresponsive`), the way GridLAB-D's auction and
+TESP treat the unresponsive part of a feeder's load. The profile's steps are read exactly, so the
+metered energy over the interval equals the bid per device, for any physics step.
+
+Rationing
+---------
+The market's rule is that demand above the cap is demand at the cap and that tied blocks at the
+clearing price are shared pro rata (``ClearingResult.marginal_fill``): when supply runs short
+(a ``FAILURE`` clearing with ``shortage_kw > 0``) the households are allocated only a share of
+their block. An uncontrollable load cannot obey that: nothing in a household sheds its lights
+because a price was reached. So a base load **draws its profile whatever the market says**, and
+the gap is made visible instead of hidden: ``respond`` returns the power it will draw (not the
+allocation) and :attr:`BaseLoadPopulation.unallocated_kw` holds, per household, what it draws
+beyond its allocation (summing to the market's shortage for these households). Shedding load is
+a decision for the caller (the DSO's load shedding), not a silent effect of a price.
 """
 
 from __future__ import annotations
@@ -28,12 +40,16 @@ import numpy.typing as npt
 from transactive.curves import BidCurves
 from transactive.data.profiles import ProfileSet, load_simbench_profiles
 from transactive.devices._common import (
-    _checked_step,
+    _check_bid_args,
+    _check_sample_args,
+    _check_weather,
+    _checked_time_step,
+    _population_ids,
     _power_on_curve,
     _readonly,
     _validated_columns,
 )
-from transactive.devices.base import PriceStats, StepResult
+from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
@@ -41,6 +57,7 @@ __all__ = ["BaseLoadPopulation"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+StrArray = npt.NDArray[np.str_]
 
 
 class BaseLoadPopulation:
@@ -58,11 +75,10 @@ class BaseLoadPopulation:
     annual_energy_kwh:
         Each household's energy over one profile period (a year).
     time_offset_s:
-        Shift of each household's profile (positive: the household runs ahead).
-    interval_s:
-        Length of the market interval the bids are for.
-    time_s:
-        The population's clock: seconds since the start of the profiles.
+        Shift of each household's profile (positive: the household runs ahead). Time 0 of the
+        run (the callers' seconds) is the start of the profiles.
+    ids:
+        One unique id per household (default ``load-0 ... load-(N-1)``).
 
     Raises
     ------
@@ -72,6 +88,7 @@ class BaseLoadPopulation:
     """
 
     kind = "base load"
+    id_prefix = "load"
 
     def __init__(
         self,
@@ -81,8 +98,7 @@ class BaseLoadPopulation:
         profile_index: npt.ArrayLike,
         annual_energy_kwh: npt.ArrayLike,
         time_offset_s: npt.ArrayLike = 0.0,
-        interval_s: float = 300.0,
-        time_s: float = 0.0,
+        ids: npt.ArrayLike | None = None,
     ) -> None:
         problems = Problems(subject="base load population")
         profiles = np.asarray(profiles_pu, dtype=np.float64)
@@ -100,6 +116,8 @@ class BaseLoadPopulation:
         if not (np.isfinite(profile_step_s) and profile_step_s > 0):
             problems.add("profile_step_s", f"must be a positive number, got {profile_step_s}")
         index = np.asarray(profile_index)
+        if index.ndim == 1 and index.size == 0:  # an empty population: [] reads as floats
+            index = index.astype(np.int64)
         n, c = _validated_columns(
             problems,
             {"annual_energy_kwh": annual_energy_kwh, "time_offset_s": time_offset_s},
@@ -115,18 +133,13 @@ class BaseLoadPopulation:
             f"not a profile row (0..{profiles.shape[0] - 1})",
         )
         problems.check(c["annual_energy_kwh"] < 0, "annual_energy_kwh", "must be >= 0")
-        if not (np.isfinite(interval_s) and interval_s > 0):
-            problems.add("interval_s", f"must be a positive number of seconds, got {interval_s}")
-        if not np.isfinite(time_s):
-            problems.add("time_s", "must be a finite number")
+        self._ids = _population_ids(problems, ids, n, self.id_prefix)
         problems.raise_if_any()
         self.profile_step_s = float(profile_step_s)
         self.profile_index = index
         self.profile_index.setflags(write=False)
         self.annual_energy_kwh = _readonly(c["annual_energy_kwh"])
         self.time_offset_s = _readonly(c["time_offset_s"])
-        self.interval_s = float(interval_s)
-        self.time_s = float(time_s)
         cumulative = np.concatenate(
             [np.zeros((profiles.shape[0], 1)), np.cumsum(profiles, axis=1)], axis=1
         )
@@ -134,7 +147,8 @@ class BaseLoadPopulation:
         self._period_s = profiles.shape[1] * self.profile_step_s
         self._n = n
         self._curves: BidCurves | None = None
-        self._served = np.ones(n)
+        self.unallocated_kw = np.zeros(n)
+        """Power drawn beyond the allocation in the interval last responded for (kW, >= 0)."""
 
     @classmethod
     def from_profiles(
@@ -144,8 +158,7 @@ class BaseLoadPopulation:
         profile_index: npt.ArrayLike,
         annual_energy_kwh: npt.ArrayLike,
         time_offset_s: npt.ArrayLike = 0.0,
-        interval_s: float = 300.0,
-        time_s: float = 0.0,
+        ids: npt.ArrayLike | None = None,
     ) -> Self:
         """Households following profiles of a :class:`~transactive.data.profiles.ProfileSet`."""
         return cls(
@@ -154,8 +167,7 @@ class BaseLoadPopulation:
             profile_index=profile_index,
             annual_energy_kwh=annual_energy_kwh,
             time_offset_s=time_offset_s,
-            interval_s=interval_s,
-            time_s=time_s,
+            ids=ids,
         )
 
     @classmethod
@@ -168,14 +180,14 @@ class BaseLoadPopulation:
         annual_energy_mean_kwh: float = 3500.0,
         annual_energy_cv: float = 0.4,
         time_jitter_s: float = 1800.0,
-        interval_s: float = 300.0,
-        time_s: float = 0.0,
+        ids: npt.ArrayLike | None = None,
     ) -> Self:
         """Households drawn over SimBench's H0 profiles (by default), log-normal yearly energy.
 
         The default mean of 3500 kWh a year is a typical German household (the profiles' origin);
         each household's profile is shifted by up to ``± time_jitter_s``.
         """
+        n = _check_sample_args(n, rng, cls.kind)
         profiles = load_simbench_profiles() if profiles is None else profiles
         sigma = np.sqrt(np.log(1.0 + annual_energy_cv**2))
         energy = rng.lognormal(np.log(annual_energy_mean_kwh) - 0.5 * sigma**2, sigma, n)
@@ -184,14 +196,18 @@ class BaseLoadPopulation:
             profile_index=rng.integers(0, len(profiles.names), n),
             annual_energy_kwh=energy,
             time_offset_s=rng.uniform(-time_jitter_s, time_jitter_s, n),
-            interval_s=interval_s,
-            time_s=time_s,
+            ids=ids,
         )
 
     @property
     def n_devices(self) -> int:
         """Number of households."""
         return self._n
+
+    @property
+    def ids(self) -> StrArray:
+        """Id of every household."""
+        return self._ids
 
     def _share_until(self, t: float) -> FloatArray:
         """Share of a year's energy each household has used from time 0 to ``t`` (cyclic)."""
@@ -210,32 +226,38 @@ class BaseLoadPopulation:
         share = self._share_until(start_s + duration_s) - self._share_until(start_s)
         return np.asarray(self.annual_energy_kwh * share * 3600.0 / duration_s, dtype=np.float64)
 
-    def bid(self, price_stats: PriceStats) -> BidCurves:
-        """The coming interval's mean power as a block at the price cap."""
-        power = self.mean_power_kw(self.time_s, self.interval_s)
-        cap = price_stats.price_cap_per_kwh
-        prices = np.full((self._n, 2), cap)
+    def bid(
+        self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
+    ) -> BidCurves:
+        """The profile's mean power over ``interval`` as a block at the price cap."""
+        stats, interval = _check_bid_args(price_stats, interval, weather)
+        power = self.mean_power_kw(float(interval.start_s), float(interval.duration_s))
+        prices = np.full((self._n, 2), stats.price_cap_per_kwh)
         powers = np.zeros((self._n, 2))
         powers[:, 0] = power
-        self._curves = BidCurves._trusted(prices, powers)
+        self._curves = BidCurves._trusted(prices, powers, self._ids)
         return self._curves
 
     def respond(
         self,
         clearing_price: float | npt.ArrayLike,
-        marginal_fill: float | npt.ArrayLike = 0.0,
+        marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
-        """Power at the cleared price: all of it below the cap, the served share at the cap."""
-        _, power = _power_on_curve(self._curves, self.kind, clearing_price, marginal_fill, self._n)
-        assert self._curves is not None
-        asked = self._curves.power_kw[:, 0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self._served = np.where(asked > 0, power / asked, 1.0)
-        return power
+        """The power drawn over the interval: the whole bid, rationed or not (see Rationing).
 
-    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
-        """Read the profile over ``[t, t + dt_s)`` (the served share of it); advance the clock."""
-        dt = _checked_step(dt_s)
-        power = self.mean_power_kw(self.time_s, dt) * self._served
-        self.time_s += dt
-        return StepResult(power_kw=power, energy_kwh=power * dt / 3600.0)
+        What is drawn beyond the market's allocation is kept in :attr:`unallocated_kw`.
+        """
+        _, allocated = _power_on_curve(
+            self._curves, self.kind, clearing_price, marginal_fill, self._n
+        )
+        assert self._curves is not None
+        drawn = self._curves.power_kw[:, 0].copy()
+        self.unallocated_kw = np.maximum(drawn - allocated, 0.0)
+        return drawn
+
+    def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
+        """The profile's mean power over ``[time_s, time_s + dt_s)``, whatever the market."""
+        t, dt = _checked_time_step(time_s, dt_s)
+        _check_weather(weather)
+        power = self.mean_power_kw(float(t), float(dt))
+        return StepResult(power_kw=power, energy_kwh=power * dt / 3600.0, ids=self._ids)

@@ -1,4 +1,4 @@
-"""Stationary batteries: a vectorized population that buys cheap and sells dear (MISSION.md §4).
+"""Stationary batteries: a vectorized population that buys cheap and sells dear.
 
 Model
 -----
@@ -23,14 +23,22 @@ selling block and crosses zero between them:
 
     power(p) = +P_c  for p <= p_buy,   0 between,   -P_d  for p >= p_sell
 
-where ``P_c`` and ``P_d`` are the most the battery can charge or discharge over the market
-interval without leaving its SOC band (and within its power ratings). ``step`` enforces the same
-limits again over the step it is given, so the SOC never leaves its band whatever the price or
-step length.
+where ``P_c`` and ``P_d`` are the most the battery can charge or discharge as a constant power over
+the whole market interval it bids for without leaving its SOC band (and within its power
+ratings). After ``respond`` it holds the cleared power for the interval: since that power keeps
+the SOC in band over the whole interval, every physics step inside it runs at exactly that power,
+so the metered interval energy equals the allocation per device, for any step length. ``step``
+enforces the SOC band again over the step it is given (the SOC never leaves its band whatever
+happens); a step outside the interval last responded for leaves the battery idle.
+
+Horizon view: :meth:`BatteryPopulation.flexibility` is the battery itself as a generalized
+battery (:mod:`transactive.devices.flexibility`): net power in ``[-P_d, P_c]``, stored energy in
+``[soc_min C, soc_max C]``, both efficiencies, no self-discharge.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
@@ -38,22 +46,34 @@ import numpy.typing as npt
 
 from transactive.curves import BidCurves
 from transactive.devices._common import (
-    _checked_step,
+    _check_bid_args,
+    _check_sample_args,
+    _check_weather,
+    _checked_time_step,
+    _overlap_s,
+    _population_ids,
     _power_on_curve,
     _readonly,
     _validated_columns,
 )
-from transactive.devices.base import PriceStats, StepResult
+from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
+from transactive.devices.flexibility import (
+    BestResponse,
+    Flexibility,
+    _checked_horizon_weather,
+    solve_best_response,
+)
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
 __all__ = ["BatteryPopulation"]
 
 FloatArray = npt.NDArray[np.float64]
+StrArray = npt.NDArray[np.str_]
 
 
 class BatteryPopulation:
-    """N stationary batteries as arrays; implements the ``Population`` protocol.
+    """N stationary batteries as arrays; implements ``Population`` and ``FlexiblePopulation``.
 
     Parameters
     ----------
@@ -69,8 +89,8 @@ class BatteryPopulation:
         SOC band, ``0 <= soc_min_pu < soc_max_pu <= 1``.
     band_k:
         Width of the bidding band in standard deviations.
-    interval_s:
-        Length of the market interval the bids are for.
+    ids:
+        One unique id per battery (default ``battery-0 ... battery-(N-1)``).
 
     Raises
     ------
@@ -80,6 +100,7 @@ class BatteryPopulation:
     """
 
     kind = "battery"
+    id_prefix = "battery"
 
     def __init__(
         self,
@@ -93,7 +114,7 @@ class BatteryPopulation:
         charge_efficiency: npt.ArrayLike = 0.95,
         discharge_efficiency: npt.ArrayLike = 0.95,
         band_k: npt.ArrayLike = 1.0,
-        interval_s: float = 300.0,
+        ids: npt.ArrayLike | None = None,
     ) -> None:
         problems = Problems(subject="battery population")
         n, c = _validated_columns(
@@ -126,8 +147,7 @@ class BatteryPopulation:
                 (soc < lo) | (soc > hi), "soc_pu", "must lie in [soc_min_pu, soc_max_pu]"
             )
         problems.check(c["band_k"] < 0, "band_k", "must be >= 0")
-        if not (np.isfinite(interval_s) and interval_s > 0):
-            problems.add("interval_s", f"must be a positive number of seconds, got {interval_s}")
+        self._ids = _population_ids(problems, ids, n, self.id_prefix)
         problems.raise_if_any()
         self.capacity_kwh = _readonly(c["capacity_kwh"])
         self.charge_power_max_kw = _readonly(c["charge_power_max_kw"])
@@ -137,10 +157,11 @@ class BatteryPopulation:
         self.charge_efficiency = _readonly(c["charge_efficiency"])
         self.discharge_efficiency = _readonly(c["discharge_efficiency"])
         self.band_k = _readonly(c["band_k"])
-        self.interval_s = float(interval_s)
         self.soc_pu = soc
         self._n = n
         self._curves: BidCurves | None = None
+        self._bid_interval: MarketInterval | None = None
+        self._interval: MarketInterval | None = None  # the interval the last respond was for
         self._setpoint_kw = np.zeros(n)
 
     @classmethod
@@ -151,13 +172,14 @@ class BatteryPopulation:
         *,
         capacity_kwh: tuple[float, ...] = (5.0, 10.0, 13.5),
         c_rate: tuple[float, float] = (0.35, 0.5),
-        interval_s: float = 300.0,
+        ids: npt.ArrayLike | None = None,
     ) -> Self:
         """Home batteries of a few common sizes, power ratings from a C-rate range.
 
         Efficiencies are drawn so that round trips lie near 0.85-0.92, a typical range for
         lithium-ion home storage; initial SOC is uniform within the band. Illustrative defaults.
         """
+        n = _check_sample_args(n, rng, cls.kind)
         cap = rng.choice(np.asarray(capacity_kwh), size=n)
         power = cap * rng.uniform(*c_rate, n)
         eta = np.sqrt(rng.uniform(0.85, 0.92, n))
@@ -169,13 +191,18 @@ class BatteryPopulation:
             charge_efficiency=eta,
             discharge_efficiency=eta,
             band_k=rng.uniform(0.5, 1.5, n),
-            interval_s=interval_s,
+            ids=ids,
         )
 
     @property
     def n_devices(self) -> int:
         """Number of batteries."""
         return self._n
+
+    @property
+    def ids(self) -> StrArray:
+        """Id of every battery."""
+        return self._ids
 
     @property
     def energy_kwh(self) -> FloatArray:
@@ -196,15 +223,21 @@ class BatteryPopulation:
         )
         return charge, discharge
 
-    def bid(self, price_stats: PriceStats) -> BidCurves:
-        """Buy block at ``mean - kσ``, sell block at ``max(mean + kσ, buy / η_rt)``."""
-        cap, floor = price_stats.price_cap_per_kwh, price_stats.price_floor_per_kwh
-        charge, discharge = self.power_limits(self.interval_s)
-        band = self.band_k * price_stats.std_per_kwh
-        p_buy = price_stats.mean_per_kwh - band
+    def bid(
+        self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
+    ) -> BidCurves:
+        """Buy block at ``mean - kσ``, sell block at ``max(mean + kσ, buy / η_rt)``.
+
+        The blocks are the most the battery can hold as a constant power over ``interval``.
+        """
+        stats, interval = _check_bid_args(price_stats, interval, weather)
+        cap, floor = stats.price_cap_per_kwh, stats.price_floor_per_kwh
+        charge, discharge = self.power_limits(float(interval.duration_s))
+        band = self.band_k * stats.std_per_kwh
+        p_buy = stats.mean_per_kwh - band
         round_trip = self.charge_efficiency * self.discharge_efficiency
         # A round trip bought at p_buy must sell at p_buy / η_rt or more to break even.
-        p_sell = np.maximum(price_stats.mean_per_kwh + band, p_buy / round_trip)
+        p_sell = np.maximum(stats.mean_per_kwh + band, p_buy / round_trip)
         p_buy = np.clip(p_buy, floor, cap)
         p_sell = np.clip(p_sell, floor, cap)
         n = self._n
@@ -214,30 +247,79 @@ class BatteryPopulation:
         powers = np.zeros((n, 4))
         powers[:, 0] = charge
         powers[:, 3] = -discharge
-        self._curves = BidCurves._trusted(prices, powers)
+        self._curves = BidCurves._trusted(prices, powers, self._ids)
+        self._bid_interval = interval
         return self._curves
 
     def respond(
         self,
         clearing_price: float | npt.ArrayLike,
-        marginal_fill: float | npt.ArrayLike = 0.0,
+        marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
-        """Power at the cleared price (positive charging, negative discharging)."""
+        """Power held over the interval bid for (positive charging, negative discharging)."""
         _, self._setpoint_kw = _power_on_curve(
             self._curves, self.kind, clearing_price, marginal_fill, self._n
         )
+        self._interval = self._bid_interval
         return self._setpoint_kw.copy()
 
-    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
-        """Run at the setpoint for ``dt_s`` seconds, never beyond the ratings or the SOC band."""
-        dt = _checked_step(dt_s)
-        charge, discharge = self.power_limits(dt)
-        power = np.clip(self._setpoint_kw, -discharge, charge)
-        hours = dt / 3600.0
+    def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
+        """Run at the setpoint over ``[time_s, time_s + dt_s)``, never beyond the SOC band.
+
+        The part of the step outside the interval last responded for is idle.
+        """
+        t, dt = _checked_time_step(time_s, dt_s)
+        _check_weather(weather)
+        if self._interval is None:
+            active_s = 0.0
+        else:
+            active_s = float(_overlap_s(t, t + dt, self._interval.start_s, self._interval.end_s))
+        if active_s > 0:
+            charge, discharge = self.power_limits(active_s)
+            power = np.clip(self._setpoint_kw, -discharge, charge)
+        else:
+            power = np.zeros(self._n)
+        hours = active_s / 3600.0
         stored = np.where(
             power >= 0, power * self.charge_efficiency, power / self.discharge_efficiency
         )
         self.soc_pu = np.clip(
             self.soc_pu + stored * hours / self.capacity_kwh, self.soc_min_pu, self.soc_max_pu
         )
-        return StepResult(power_kw=power, energy_kwh=power * hours)
+        energy = power * hours
+        return StepResult(power_kw=energy * 3600.0 / dt, energy_kwh=energy, ids=self._ids)
+
+    # ---------------------------------------------------------------- horizon view
+
+    def flexibility(self, horizon: Horizon, weather: Sequence[WeatherSample]) -> Flexibility:
+        """The batteries over ``horizon`` as generalized batteries (the weather is not used)."""
+        _checked_horizon_weather(horizon, weather)
+        shape = (horizon.n_periods, self._n)
+        return Flexibility(
+            horizon=horizon,
+            ids=self._ids,
+            baseline_kw=np.zeros(shape),
+            power_min_kw=np.broadcast_to(-self.discharge_power_max_kw, shape).copy(),
+            power_max_kw=np.broadcast_to(self.charge_power_max_kw, shape).copy(),
+            energy_min_kwh=np.broadcast_to(self.soc_min_pu * self.capacity_kwh, shape).copy(),
+            energy_max_kwh=np.broadcast_to(self.soc_max_pu * self.capacity_kwh, shape).copy(),
+            initial_energy_kwh=self.energy_kwh.copy(),
+            retention=np.ones(self._n),
+            charge_efficiency=np.asarray(self.charge_efficiency, dtype=np.float64).copy(),
+            discharge_efficiency=np.asarray(self.discharge_efficiency, dtype=np.float64).copy(),
+        )
+
+    def best_response(
+        self,
+        prices_per_kwh: npt.ArrayLike,
+        horizon: Horizon,
+        weather: Sequence[WeatherSample],
+    ) -> BestResponse:
+        """The cheapest schedule at ``prices_per_kwh`` ((T,) or (T, N)); no state change.
+
+        Energy left at the horizon's end has no value here, so at positive prices the schedule
+        ends at the SOC floor. To hold a final energy, raise the last row of ``energy_min_kwh``
+        (``dataclasses.replace`` on :meth:`flexibility`) and call
+        :func:`~transactive.devices.flexibility.solve_best_response`.
+        """
+        return solve_best_response(self.flexibility(horizon, weather), prices_per_kwh)

@@ -1,4 +1,4 @@
-"""Micro-CHP with a heat buffer: the PowerMatching City unit, vectorized (MISSION.md §4).
+"""Micro-CHP with a heat buffer: the PowerMatching City unit, vectorized.
 
 Model
 -----
@@ -25,6 +25,14 @@ A seller curve for the coming interval built from the buffer's state:
   full available output at ``c + kσ_price`` (a block at ``c`` when prices do not vary);
 - **can't**: the available output is limited by the room left in the buffer plus the heat used
   during the interval, so a full buffer offers nothing beyond what the house consumes.
+
+Powers are averages over the market interval bid for, with the heat demand of the caller's
+forecast weather for it. After ``respond`` the unit runs at the cleared output over the interval;
+``step`` caps it by the buffer's room over the step and the heat the house actually uses. When
+the weather stepped through matches the forecast the cap never binds (the output was chosen to
+fit the buffer over the whole interval), so the metered interval energy equals the allocation per
+device, for any step; a warmer interval than forecast can cut it (the buffer fills). A step
+outside the interval last responded for runs no CHP (the backup boiler serves the house).
 """
 
 from __future__ import annotations
@@ -36,18 +44,24 @@ import numpy.typing as npt
 
 from transactive.curves import BidCurves
 from transactive.devices._common import (
-    _checked_step,
+    _check_bid_args,
+    _check_sample_args,
+    _check_weather,
+    _checked_time_step,
+    _overlap_s,
+    _population_ids,
     _power_on_curve,
     _readonly,
     _validated_columns,
 )
-from transactive.devices.base import PriceStats, StepResult
+from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
 __all__ = ["CHPPopulation"]
 
 FloatArray = npt.NDArray[np.float64]
+StrArray = npt.NDArray[np.str_]
 
 
 class CHPPopulation:
@@ -73,8 +87,8 @@ class CHPPopulation:
         The house's heat demand (degree-day model).
     band_k:
         Width, in price standard deviations, of the ramp above marginal cost.
-    interval_s:
-        Length of the market interval the bids are for.
+    ids:
+        One unique id per unit (default ``chp-0 ... chp-(N-1)``).
 
     Raises
     ------
@@ -84,6 +98,7 @@ class CHPPopulation:
     """
 
     kind = "CHP"
+    id_prefix = "chp"
 
     def __init__(
         self,
@@ -99,7 +114,7 @@ class CHPPopulation:
         balance_temperature_c: npt.ArrayLike = 15.5,
         hot_water_kw: npt.ArrayLike = 0.2,
         band_k: npt.ArrayLike = 1.0,
-        interval_s: float = 300.0,
+        ids: npt.ArrayLike | None = None,
     ) -> None:
         problems = Problems(subject="CHP population")
         n, c = _validated_columns(
@@ -128,8 +143,7 @@ class CHPPopulation:
         problems.check((soc < 0) | (soc > 1), "buffer_soc_pu", "must lie in [0, 1]")
         for name in ("ua_kw_per_c", "hot_water_kw", "band_k"):
             problems.check(c[name] < 0, name, "must be >= 0")
-        if not (np.isfinite(interval_s) and interval_s > 0):
-            problems.add("interval_s", f"must be a positive number of seconds, got {interval_s}")
+        self._ids = _population_ids(problems, ids, n, self.id_prefix)
         problems.raise_if_any()
         self.electric_power_max_kw = _readonly(c["electric_power_max_kw"])
         self.electric_to_thermal_ratio = _readonly(c["electric_to_thermal_ratio"])
@@ -141,14 +155,15 @@ class CHPPopulation:
         self.balance_temperature_c = _readonly(c["balance_temperature_c"])
         self.hot_water_kw = _readonly(c["hot_water_kw"])
         self.band_k = _readonly(c["band_k"])
-        self.interval_s = float(interval_s)
         self.buffer_soc_pu = soc
-        #: Heat demand expected over the coming interval (kW); the last step's, or a forecast.
+        #: Heat demand expected over the interval last bid for (kW), from its forecast weather.
         self.expected_heat_kw = np.asarray(self.hot_water_kw, dtype=np.float64).copy()
         self.fuel_kwh = np.zeros(n)  # cumulative fuel burnt by the CHP
         self.backup_heat_kwh = np.zeros(n)  # cumulative heat from the backup boiler
         self._n = n
         self._curves: BidCurves | None = None
+        self._bid_interval: MarketInterval | None = None
+        self._interval: MarketInterval | None = None  # the interval the last respond was for
         self._setpoint_kw = np.zeros(n)
 
     @classmethod
@@ -158,12 +173,13 @@ class CHPPopulation:
         rng: np.random.Generator,
         *,
         fuel_price_per_kwh: float = 0.06,
-        interval_s: float = 300.0,
+        ids: npt.ArrayLike | None = None,
     ) -> Self:
         """Units near the PowerMatching City micro-CHPs (about 1 kW electric, σ 0.15-0.25).
 
         Buffers of 3-10 kWh of heat, houses with UA 0.15-0.35 kW/°C. Illustrative defaults.
         """
+        n = _check_sample_args(n, rng, cls.kind)
         return cls(
             electric_power_max_kw=rng.uniform(0.8, 1.2, n),
             electric_to_thermal_ratio=rng.uniform(0.15, 0.25, n),
@@ -174,7 +190,7 @@ class CHPPopulation:
             ua_kw_per_c=rng.uniform(0.15, 0.35, n),
             hot_water_kw=rng.uniform(0.1, 0.3, n),
             band_k=rng.uniform(0.5, 1.5, n),
-            interval_s=interval_s,
+            ids=ids,
         )
 
     @property
@@ -183,19 +199,20 @@ class CHPPopulation:
         return self._n
 
     @property
+    def ids(self) -> StrArray:
+        """Id of every unit."""
+        return self._ids
+
+    @property
     def marginal_cost_per_kwh(self) -> FloatArray:
         """Fuel cost of one kWh of electricity: ``fuel_price / η_e``."""
         return np.asarray(self.fuel_price_per_kwh / self.electric_efficiency, dtype=np.float64)
 
     def heat_demand_kw(self, weather: WeatherSample) -> FloatArray:
         """The houses' heat demand under a weather sample (degree-day model)."""
+        _check_weather(weather)
         deficit = np.maximum(self.balance_temperature_c - weather.temperature_c, 0.0)
         return np.asarray(self.ua_kw_per_c * deficit + self.hot_water_kw, dtype=np.float64)
-
-    def set_forecast(self, weather: WeatherSample) -> FloatArray:
-        """Expect the heat demand under a forecast weather sample for the coming interval."""
-        self.expected_heat_kw = self.heat_demand_kw(weather)
-        return self.expected_heat_kw.copy()
 
     def output_limits(self, dt_s: float, heat_kw: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Must-run and available electric output (kW) over ``dt_s`` at a heat demand."""
@@ -208,14 +225,21 @@ class CHPPopulation:
         must = np.clip(sigma * need_heat, 0.0, available)
         return must, available
 
-    def bid(self, price_stats: PriceStats) -> BidCurves:
-        """Must-run at the floor, a ramp from marginal cost to ``+kσ`` above it."""
-        cap, floor = price_stats.price_cap_per_kwh, price_stats.price_floor_per_kwh
-        must, available = self.output_limits(self.interval_s, self.expected_heat_kw)
+    def bid(
+        self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
+    ) -> BidCurves:
+        """Must-run at the floor, a ramp from marginal cost to ``+kσ`` above it.
+
+        Average output over ``interval`` with the heat demand of the forecast ``weather``.
+        """
+        stats, interval = _check_bid_args(price_stats, interval, weather)
+        cap, floor = stats.price_cap_per_kwh, stats.price_floor_per_kwh
+        self.expected_heat_kw = self.heat_demand_kw(weather)
+        must, available = self.output_limits(float(interval.duration_s), self.expected_heat_kw)
         cost = self.marginal_cost_per_kwh
         top = np.where(cost <= cap, available, must)  # never willing beyond the cap
         p1 = np.clip(cost, floor, cap)
-        p2 = np.clip(cost + self.band_k * price_stats.std_per_kwh, floor, cap)
+        p2 = np.clip(cost + self.band_k * stats.std_per_kwh, floor, cap)
         n = self._n
         prices = np.empty((n, 4))
         prices[:, 0] = prices[:, 1] = floor
@@ -225,27 +249,33 @@ class CHPPopulation:
         powers[:, 0] = 0.0
         powers[:, 1] = powers[:, 2] = -must
         powers[:, 3] = -top
-        self._curves = BidCurves._trusted(prices, powers)
+        self._curves = BidCurves._trusted(prices, powers, self._ids)
+        self._bid_interval = interval
         return self._curves
 
     def respond(
         self,
         clearing_price: float | npt.ArrayLike,
-        marginal_fill: float | npt.ArrayLike = 0.0,
+        marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
-        """Electric output sold at the cleared price (negative power)."""
+        """Electric output sold over the interval at the cleared price (negative power)."""
         _, self._setpoint_kw = _power_on_curve(
             self._curves, self.kind, clearing_price, marginal_fill, self._n
         )
+        self._interval = self._bid_interval
         return self._setpoint_kw.copy()
 
-    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
+    def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
         """Run at the setpoint (never overfilling the buffer); the boiler covers any deficit."""
-        dt = _checked_step(dt_s)
+        t, dt = _checked_time_step(time_s, dt_s)
         hours = dt / 3600.0
         heat = self.heat_demand_kw(weather)
-        _, available = self.output_limits(dt, heat)
-        electric = np.clip(-self._setpoint_kw, 0.0, available)
+        if self._interval is None:
+            inside = 0.0
+        else:
+            inside = float(_overlap_s(t, t + dt, self._interval.start_s, self._interval.end_s))
+        _, available = self.output_limits(float(dt), heat)
+        electric = np.clip(-self._setpoint_kw * (inside / dt), 0.0, available)
         energy = self.buffer_soc_pu * self.buffer_capacity_kwh
         energy = energy + (electric / self.electric_to_thermal_ratio - heat) * hours
         backup = np.maximum(-energy, 0.0)
@@ -253,5 +283,4 @@ class CHPPopulation:
         self.buffer_soc_pu = energy / self.buffer_capacity_kwh
         self.backup_heat_kwh = self.backup_heat_kwh + backup
         self.fuel_kwh = self.fuel_kwh + electric * hours / self.electric_efficiency
-        self.expected_heat_kw = heat
-        return StepResult(power_kw=-electric, energy_kwh=-electric * hours)
+        return StepResult(power_kw=-electric, energy_kwh=-electric * hours, ids=self._ids)

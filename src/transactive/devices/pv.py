@@ -1,4 +1,4 @@
-"""Rooftop PV: a vectorized population of price-taking sellers (MISSION.md §4: Brooklyn, PMC).
+"""Rooftop PV: a vectorized population of price-taking sellers (Hu et al., Proc. CSEE 2019, §2).
 
 Model (pvlib: the DC and inverter models of NREL's PVWatts v5, Dobos, "PVWatts Version 5 Manual",
 NREL/TP-6A20-62641, 2014, with SAPM cell temperature, as pvlib's PVWatts model chain)
@@ -18,12 +18,18 @@ Bidding strategy
 ----------------
 A price taker, as PV agents bid in PowerMatcher (Kok, PhD thesis, VU Amsterdam, 2013:
 uncontrollable producers offer their output at the lowest price) and in TESP (solar offered at
-zero marginal cost): it offers
-its expected output at any price at or above the market floor. A curtailable system
-(``curtailment_price_per_kwh`` set, e.g. 0) offers only at or above that price, so it switches off
-when the price falls below it (negative prices). The expected output for the coming interval is
-the output of the last step (persistence), or what :meth:`PVPopulation.set_forecast` computed from
-a forecast weather sample.
+zero marginal cost): it offers its expected output over the market interval, computed from the
+caller's forecast weather for the interval (the ``weather`` of ``bid``), at any price at or
+above the market floor. A curtailable system (``curtailment_price_per_kwh`` set, e.g. 0) offers
+that output as a selling block at that price, so it switches off when the price falls below it
+(negative prices).
+
+Response: a system sold in full produces what the sun gives (all of it was bought); a system
+curtailed sells nothing; a marginal system (part of its block taken) produces at most its
+allocation. So when the weather stepped through matches the forecast the metered interval energy
+equals the allocation per device, for any step; otherwise the difference of a fully sold system
+is the forecast error, the way a price-taking PV's is settled. A step outside the interval last
+responded for produces the full output.
 """
 
 from __future__ import annotations
@@ -36,18 +42,24 @@ import pvlib
 
 from transactive.curves import BidCurves
 from transactive.devices._common import (
-    _checked_step,
+    _check_bid_args,
+    _check_sample_args,
+    _check_weather,
+    _checked_time_step,
+    _overlap_s,
+    _population_ids,
     _power_on_curve,
     _readonly,
     _validated_columns,
 )
-from transactive.devices.base import PriceStats, StepResult
+from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
 __all__ = ["PVPopulation"]
 
 FloatArray = npt.NDArray[np.float64]
+StrArray = npt.NDArray[np.str_]
 
 #: PVWatts v5 default system losses (soiling, shading, mismatch, wiring, ...), as a fraction.
 PVWATTS_DEFAULT_LOSS_PU = float(pvlib.pvsystem.pvwatts_losses()) / 100.0
@@ -80,6 +92,8 @@ class PVPopulation:
     wind_speed_m_per_s:
         Wind speed used for the cell temperature (population-wide; a
         :class:`~transactive.weather.WeatherSample` carries no wind).
+    ids:
+        One unique id per system (default ``pv-0 ... pv-(N-1)``).
 
     Raises
     ------
@@ -89,6 +103,7 @@ class PVPopulation:
     """
 
     kind = "PV"
+    id_prefix = "pv"
 
     def __init__(
         self,
@@ -104,6 +119,7 @@ class PVPopulation:
         eta_inv_nom: float = 0.96,
         temperature_model: str = "close_mount_glass_glass",
         wind_speed_m_per_s: float = 1.0,
+        ids: npt.ArrayLike | None = None,
     ) -> None:
         problems = Problems(subject="PV population")
         dc = np.asarray(dc_capacity_kw, dtype=np.float64)
@@ -145,6 +161,7 @@ class PVPopulation:
             problems.add("temperature_model", f"must be one of {sorted(sapm)}")
         if not (np.isfinite(wind_speed_m_per_s) and wind_speed_m_per_s >= 0):
             problems.add("wind_speed_m_per_s", "must be a finite number >= 0")
+        self._ids = _population_ids(problems, ids, n, self.id_prefix)
         problems.raise_if_any()
         self.dc_capacity_kw = _readonly(c["dc_capacity_kw"])
         self.ac_capacity_kw = _readonly(c["ac_capacity_kw"])
@@ -159,10 +176,11 @@ class PVPopulation:
         self.wind_speed_m_per_s = float(wind_speed_m_per_s)
         self._sapm = sapm[temperature_model]
         self._n = n
-        self.expected_kw = np.zeros(n)  # expected AC output for the coming interval
+        self.expected_kw = np.zeros(n)  # expected AC output over the interval last bid for
         self._curves: BidCurves | None = None
-        self._sell_price = np.zeros(n)
-        self._dispatch = np.ones(n)
+        self._bid_interval: MarketInterval | None = None
+        self._interval: MarketInterval | None = None  # the interval the last respond was for
+        self._limit_kw = np.full(n, np.inf)  # most each system produces in that interval
 
     @classmethod
     def sample(
@@ -173,12 +191,14 @@ class PVPopulation:
         size_kw: tuple[float, float] = (3.0, 10.0),
         curtailable_share: float = 0.0,
         curtailment_price_per_kwh: float = 0.0,
+        ids: npt.ArrayLike | None = None,
     ) -> Self:
         """Residential systems: size uniform, tilt near 30°, azimuth spread around south.
 
         ``curtailable_share`` of them curtail below ``curtailment_price_per_kwh``. Illustrative
         distributions, not fitted to a registry.
         """
+        n = _check_sample_args(n, rng, cls.kind)
         dc = rng.uniform(*size_kw, n)
         curtailable = rng.random(n) < curtailable_share
         return cls(
@@ -187,6 +207,7 @@ class PVPopulation:
             azimuth_deg=np.clip(rng.normal(180.0, 35.0, n), 90.0, 270.0),
             ac_capacity_kw=dc / rng.uniform(1.0, 1.3, n),
             curtailment_price_per_kwh=np.where(curtailable, curtailment_price_per_kwh, np.nan),
+            ids=ids,
         )
 
     @property
@@ -194,8 +215,16 @@ class PVPopulation:
         """Number of PV systems."""
         return self._n
 
+    @property
+    def ids(self) -> StrArray:
+        """Id of every system."""
+        return self._ids
+
     def available_power_kw(self, weather: WeatherSample) -> FloatArray:
         """AC output of every system under a weather sample (kW, >= 0), PVWatts chain."""
+        _check_weather(weather)
+        if self._n == 0:
+            return np.zeros(0)
         if weather.solar_zenith_deg >= 90.0 or weather.ghi_w_per_m2 <= 0.0:
             return np.zeros(self._n)
         irradiance = pvlib.irradiance.get_total_irradiance(
@@ -225,43 +254,52 @@ class PVPopulation:
         )
         return np.asarray(ac, dtype=np.float64)
 
-    def set_forecast(self, weather: WeatherSample) -> FloatArray:
-        """Expect the output under a forecast weather sample for the coming interval."""
-        self.expected_kw = self.available_power_kw(weather)
-        return self.expected_kw.copy()
+    def bid(
+        self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
+    ) -> BidCurves:
+        """Sell the output expected under the forecast ``weather`` at any price >= floor.
 
-    def bid(self, price_stats: PriceStats) -> BidCurves:
-        """Sell the expected output at any price >= floor (or >= the curtailment price)."""
-        cap, floor = price_stats.price_cap_per_kwh, price_stats.price_floor_per_kwh
+        A curtailable system sells it as a block at its curtailment price (clipped to the
+        market's floor and cap).
+        """
+        stats, interval = _check_bid_args(price_stats, interval, weather)
+        cap, floor = stats.price_cap_per_kwh, stats.price_floor_per_kwh
+        self.expected_kw = self.available_power_kw(weather)
         curtail = np.where(
             np.isnan(self.curtailment_price_per_kwh), floor, self.curtailment_price_per_kwh
         )
-        self._sell_price = np.clip(curtail, floor, cap)
-        prices = np.repeat(self._sell_price[:, None], 2, axis=1)
+        sell_price = np.clip(curtail, floor, cap)
+        prices = np.repeat(sell_price[:, None], 2, axis=1)
         powers = np.zeros((self._n, 2))
         powers[:, 1] = -self.expected_kw
-        self._curves = BidCurves._trusted(prices, powers)
+        self._curves = BidCurves._trusted(prices, powers, self._ids)
+        self._bid_interval = interval
         return self._curves
 
     def respond(
         self,
         clearing_price: float | npt.ArrayLike,
-        marginal_fill: float | npt.ArrayLike = 0.0,
+        marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
-        """Power sold at the cleared price (negative); sets the dispatched share of the output."""
-        price, power = _power_on_curve(
-            self._curves, self.kind, clearing_price, marginal_fill, self._n
-        )
-        selling = np.broadcast_to(price >= self._sell_price, (self._n,))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(self.expected_kw > 0, -power / self.expected_kw, selling)
-        self._dispatch = np.clip(share, 0.0, 1.0)
+        """Power sold over the interval at the cleared price (negative).
+
+        A system sold in full then produces all it can; one sold in part at most its sale.
+        """
+        _, power = _power_on_curve(self._curves, self.kind, clearing_price, marginal_fill, self._n)
+        sold = -power
+        full = sold >= self.expected_kw
+        self._limit_kw = np.where(full, np.inf, sold)
+        self._interval = self._bid_interval
         return power
 
-    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
-        """Produce the dispatched share of the actual output; it becomes the next forecast."""
-        dt = _checked_step(dt_s)
+    def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
+        """Produce over ``[time_s, time_s + dt_s)`` under ``weather``, within the dispatch."""
+        t, dt = _checked_time_step(time_s, dt_s)
         actual = self.available_power_kw(weather)
-        power = -actual * self._dispatch
-        self.expected_kw = actual
-        return StepResult(power_kw=power, energy_kwh=power * dt / 3600.0)
+        if self._interval is None:
+            inside_s = 0.0
+        else:
+            inside_s = float(_overlap_s(t, t + dt, self._interval.start_s, self._interval.end_s))
+        dispatched = np.minimum(actual, self._limit_kw)
+        energy = -(dispatched * inside_s + actual * (dt - inside_s)) / 3600.0
+        return StepResult(power_kw=energy * 3600.0 / dt, energy_kwh=energy, ids=self._ids)
