@@ -116,3 +116,26 @@ def test_unknown_profiles_are_named() -> None:
     with pytest.raises(ValidationError) as info:
         load_simbench_profiles(["H0-A", "H9-Z", "nope"])
     assert info.value.problems[0].index == ("H9-Z", "nope")
+
+
+def test_humidity_and_wind_are_point_values_at_the_hour_marks() -> None:
+    raw = raw_tmy3()
+    w = load_tmy3(step_s=3600)
+    rh = raw["relative_humidity"].to_numpy() / 100.0  # percent in the file, a fraction here
+    np.testing.assert_allclose(w.relative_humidity[1:], 0.5 * (rh[:-1] + rh[1:]))
+    wind = raw["wind_speed"].to_numpy()
+    np.testing.assert_allclose(w.wind_speed_m_per_s[1:], 0.5 * (wind[:-1] + wind[1:]))
+    assert w.relative_humidity.min() >= 0.0 and w.relative_humidity.max() <= 1.0
+    sample = w[4000]
+    assert sample.relative_humidity == w.relative_humidity[4000]
+    assert sample.wind_speed_m_per_s == w.wind_speed_m_per_s[4000]
+    # at a 5-minute step the linear interpolation keeps the hourly values at the hour marks
+    fine = load_tmy3(step_s=300, start_day=1, days=1)
+    mid_of_first_hour = fine.relative_humidity[5:7].mean()  # around 00:30
+    assert mid_of_first_hour == pytest.approx(0.5 * (rh[-1] + rh[0]), abs=0.02)
+
+
+def test_weather_samples_default_to_gridlabds_climate_humidity() -> None:
+    sample = WeatherSample(25.0)
+    assert sample.relative_humidity == 0.75  # GridLAB-D climate's default humidity
+    assert sample.wind_speed_m_per_s == 0.0

@@ -6,7 +6,10 @@ labelled ``HH:00`` gives the dry-bulb temperature *at* that time and the irradia
 *received over the hour ending* at that time. The loader therefore places temperatures at the hour
 marks and irradiance at the middle of each hour, and interpolates both linearly to the middle of
 every step (the midpoint rule for a step average; a one-hour step reproduces the file exactly).
-The year is treated as periodic, so a window may run across New Year.
+The year is treated as periodic, so a window may run across New Year. Relative humidity
+(``RHum``, percent in the file) and wind speed (``Wspd``) are point values at the hour marks like
+the temperature; humidity is given as a fraction in ``[0, 1]`` (GridLAB-D's ``climate`` reads it the
+same way, ``climate/climate.cpp``).
 
 Solar position comes from pvlib's SPA (``pvlib.solarposition.get_solarposition``, Reda and Andreas,
 "Solar position algorithm for solar radiation applications", Solar Energy 76(5), 2004) at the
@@ -64,6 +67,7 @@ class _Tmy3:
     dni: FloatArray
     dhi: FloatArray
     wind_speed_m_per_s: FloatArray  # at hour ends
+    relative_humidity: FloatArray  # fraction 0..1, at hour ends
 
 
 @lru_cache(maxsize=8)
@@ -88,7 +92,14 @@ def _read_tmy3(name: str) -> _Tmy3:
         dni=col("dni"),
         dhi=col("dhi"),
         wind_speed_m_per_s=col("wind_speed"),
+        relative_humidity=_readonly_fraction(col("relative_humidity")),
     )
+
+
+def _readonly_fraction(percent: FloatArray) -> FloatArray:
+    values = np.asarray(percent / 100.0, dtype=np.float64)
+    values.setflags(write=False)
+    return values
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +124,7 @@ class WeatherSeries:
     solar_zenith_deg: FloatArray  # apparent zenith (refraction-corrected)
     solar_azimuth_deg: FloatArray
     wind_speed_m_per_s: FloatArray
+    relative_humidity: FloatArray  # fraction, 0..1
 
     def __len__(self) -> int:
         return int(self.temperature_c.size)
@@ -130,6 +142,8 @@ class WeatherSeries:
             dhi_w_per_m2=float(self.dhi_w_per_m2[i]),
             solar_zenith_deg=float(self.solar_zenith_deg[i]),
             solar_azimuth_deg=float(self.solar_azimuth_deg[i]),
+            relative_humidity=float(self.relative_humidity[i]),
+            wind_speed_m_per_s=float(self.wind_speed_m_per_s[i]),
         )
 
     def __iter__(self) -> Iterator[WeatherSample]:
@@ -198,6 +212,7 @@ def _build(name: str, step_s: int, start_day: int, days: float, year: int) -> We
 
     temperature = at_mid(hour_end_s, tmy.temperature_c)
     wind = at_mid(hour_end_s, tmy.wind_speed_m_per_s)
+    humidity = at_mid(hour_end_s, tmy.relative_humidity)
     ghi, dni, dhi = (at_mid(hour_mid_s, v) for v in (tmy.ghi, tmy.dni, tmy.dhi))
 
     tz = (
@@ -239,4 +254,5 @@ def _build(name: str, step_s: int, start_day: int, days: float, year: int) -> We
         solar_zenith_deg=frozen(zenith),
         solar_azimuth_deg=frozen(azimuth),
         wind_speed_m_per_s=frozen(wind),
+        relative_humidity=frozen(humidity),
     )
