@@ -6,13 +6,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
-from transactive.devices.base import Population, PriceStats
+from transactive.devices.base import MarketInterval, Population, PriceStats
 from transactive.devices.water_heater import WATER_KJ_PER_L_K, WaterHeaterPopulation
 from transactive.errors import ValidationError
+from transactive.market import Supply, clear
 from transactive.weather import WeatherSample
 
 STATS = PriceStats(mean_per_kwh=0.10, std_per_kwh=0.03, price_cap_per_kwh=1.0)
 INDOORS = WeatherSample(temperature_c=10.0)
+INTERVAL = MarketInterval(start_s=0, duration_s=300)
 
 
 def tanks(n: int = 1, **overrides: Any) -> WaterHeaterPopulation:
@@ -42,7 +44,7 @@ def test_mixed_tank_draw_matches_the_analytic_washout():
     pop = tanks(3, ua_kw_per_k=1e-9, temperature_c=[52.0, 50.0, 48.0], deadband_c=80.0,
                 comfort_min_c=5.0, comfort_max_c=90.0)  # fmt: skip
     draws = np.array([0.0, 50.0, 189.0])
-    pop.step(600.0, INDOORS, draw_l=draws)
+    pop.step(0, 600, INDOORS, draw_l=draws)
     expected = 15.0 + (np.array([52.0, 50.0, 48.0]) - 15.0) * np.exp(-draws / 189.0)
     np.testing.assert_allclose(pop.temperature_c, expected, atol=1e-6)
 
@@ -50,7 +52,7 @@ def test_mixed_tank_draw_matches_the_analytic_washout():
 def test_switching_with_a_draw_matches_an_event_driven_ode_solver():
     pop = tanks(temperature_c=49.2, on=False)
     draw = 60.0  # litres over 10 minutes
-    result = pop.step(600.0, INDOORS, draw_l=[draw])
+    result = pop.step(0, 600, INDOORS, draw_l=[draw])
     c = 189.0 * WATER_KJ_PER_L_K
     g = draw / 600.0 * WATER_KJ_PER_L_K
 
@@ -78,8 +80,8 @@ def test_energy_balance_over_a_day_with_the_draw_schedule():
     pop = WaterHeaterPopulation.sample(50, np.random.default_rng(1))
     stored0 = pop.stored_heat_kwh()
     metered = np.zeros(50)
-    for _ in range(24 * 60):
-        metered += pop.step(60.0, INDOORS).energy_kwh
+    for minute in range(24 * 60):
+        metered += pop.step(60 * minute, 60, INDOORS).energy_kwh
     residual = (
         pop.heat_element_kwh - pop.heat_standby_loss_kwh - pop.heat_draw_loss_kwh
         - (pop.stored_heat_kwh() - stored0)
@@ -96,8 +98,8 @@ def test_thermostat_keeps_its_deadband_without_a_market():
     pop = WaterHeaterPopulation.sample(100, np.random.default_rng(2))
     low = pop.setpoint_c - pop.deadband_c / 2 - 1e-6
     high = pop.setpoint_c + pop.deadband_c / 2 + 1e-6
-    for _ in range(24 * 60):
-        pop.step(60.0, INDOORS)
+    for minute in range(24 * 60):
+        pop.step(60 * minute, 60, INDOORS)
         assert ((pop.temperature_c >= low) & (pop.temperature_c <= high)).all()
     assert pop.heat_element_kwh.min() > 2.0
 
@@ -107,31 +109,31 @@ def test_thermostat_keeps_its_deadband_without_a_market():
 def test_colder_tanks_bid_more_and_bids_stay_within_the_cap(mean, std, cap):
     temps = np.linspace(40.0, 60.0, 81)
     pop = tanks(81, temperature_c=temps)
-    bids = pop.bid(PriceStats(mean, std, cap))
+    bids = pop.bid(PriceStats(mean, std, cap), INTERVAL, INDOORS)
     price, power = bids.price_per_kwh[:, 0], bids.power_kw[:, 0]
     assert (np.diff(price) <= 1e-12).all()
     assert ((price >= 0) & (price <= cap)).all()
-    np.testing.assert_array_equal(price[temps < 45.0], cap)
-    np.testing.assert_array_equal(power[temps > 55.0], 0.0)
+    assert (bids.power_kw[temps < 45.0, 1] > 0).all()  # must run below Tmin, at the cap
+    np.testing.assert_array_equal(power[temps >= 55.0], 0.0)
 
 
 @settings(max_examples=40, deadline=None)
 @given(price=st.floats(0.0, 1.0), fill=st.floats(0.0, 1.0), at_bid=st.integers(-1, 19))
 def test_power_at_a_price_equals_the_curve_at_that_price(price, fill, at_bid):
     pop = WaterHeaterPopulation.sample(20, np.random.default_rng(3))
-    bids = pop.bid(STATS)
+    bids = pop.bid(STATS, INTERVAL, INDOORS)
     if at_bid >= 0:
         price = float(bids.price_per_kwh[at_bid, 0])
     power = pop.respond(price, fill)
     np.testing.assert_allclose(power, bids.power_at(price, fill), atol=1e-12)
-    step = pop.step(1.0, INDOORS, draw_l=np.zeros(20))
-    np.testing.assert_allclose(step.power_kw, power, atol=1e-9)
+    energy = np.sum([pop.step(t, 50, INDOORS).energy_kwh for t in range(0, 300, 50)], axis=0)
+    np.testing.assert_allclose(energy * 3600 / 300, power, rtol=1e-6, atol=1e-6)
 
 
 def test_high_prices_lower_tank_setpoints():
     pop = WaterHeaterPopulation.sample(20, np.random.default_rng(4))
-    pop.bid(STATS)
-    pop.respond(0.5)
+    pop.bid(STATS, INTERVAL, INDOORS)
+    pop.respond(0.5, 0.0)
     assert (pop.thermostat_setpoint_c < pop.setpoint_c).all()
     assert (pop.thermostat_setpoint_c >= pop.comfort_min_c).all()
 
@@ -149,6 +151,65 @@ def test_bad_parameters_are_all_named():
     assert ("comfort_min_c", (2,)) in found
     assert ("element_kw", (3,)) in found
     with pytest.raises(ValidationError, match="draw_l"):
-        tanks(2).step(60.0, INDOORS, draw_l=[1.0, -1.0])
+        tanks(2).step(0, 60, INDOORS, draw_l=[1.0, -1.0])
     with pytest.raises(ValidationError, match="draw_profile_l_per_h"):
         tanks(2, draw_profile_l_per_h=np.ones((24, 3)))
+
+    with pytest.raises(ValidationError, match="rng"):
+        WaterHeaterPopulation.sample(3, 42)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="n"):
+        WaterHeaterPopulation.sample(-1, np.random.default_rng(0))
+    pop = tanks(2)
+    pop.bid(STATS, INTERVAL, INDOORS)
+    with pytest.raises(TypeError):
+        pop.respond(0.1)  # type: ignore[call-arg]  # no silent default fill
+
+
+@pytest.mark.parametrize("binding", [False, True])
+def test_interval_energy_is_the_allocation_ample_or_binding(binding):
+    pop = WaterHeaterPopulation.sample(1_000, np.random.default_rng(5))
+    for minute in range(6 * 60 + 50):  # to the morning peak, where slots change within an interval
+        pop.step(60 * minute, 60, INDOORS)
+    stats = PriceStats(0.05, 0.02, 1.0)
+    for k in range(3):
+        interval = MarketInterval(6 * 3600 + 3000 + 300 * k, 300)
+        bids = pop.bid(stats, interval, INDOORS)
+        rating = 0.6 * float(bids.bounds_at(0.05)[1].sum()) if binding else np.inf
+        result = clear(bids, price_cap=1.0, supply=Supply(0.05, rating))
+        assert (result.clearing_price > 0.05) == binding
+        power = pop.respond(result.clearing_price, result.marginal_fill)
+        energy = np.sum(
+            [
+                pop.step(t, 60, INDOORS).energy_kwh
+                for t in range(interval.start_s, interval.end_s, 60)
+            ],
+            axis=0,
+        )
+        allocated = power * 300 / 3600
+        assert abs(energy.sum() / allocated.sum() - 1.0) < 0.03
+        np.testing.assert_allclose(energy, allocated, rtol=1e-6, atol=1e-7)
+        assert (pop.temperature_c >= pop.comfort_min_c - 1e-6).all()
+
+
+def test_one_hour_steps_are_exact_and_keep_the_deadband():
+    coarse = WaterHeaterPopulation.sample(200, np.random.default_rng(6))
+    fine = WaterHeaterPopulation.sample(200, np.random.default_rng(6))
+    low = coarse.setpoint_c - coarse.deadband_c / 2 - 1e-6
+    high = coarse.setpoint_c + coarse.deadband_c / 2 + 1e-6
+    coarse_kwh = np.zeros(200)
+    for hour in range(24):
+        coarse_kwh += coarse.step(3600 * hour, 3600, INDOORS).energy_kwh
+        assert ((coarse.temperature_c >= low) & (coarse.temperature_c <= high)).all()
+    fine_kwh = sum(fine.step(60 * m, 60, INDOORS).energy_kwh for m in range(24 * 60))
+    np.testing.assert_allclose(coarse_kwh, fine_kwh, rtol=1e-6)
+    np.testing.assert_allclose(coarse.temperature_c, fine.temperature_c, atol=1e-6)
+
+
+def test_an_empty_population_and_ids():
+    empty = WaterHeaterPopulation.sample(0, np.random.default_rng(0))
+    assert len(empty.bid(STATS, INTERVAL, INDOORS)) == 0
+    assert empty.respond(0.1, 0.0).shape == (0,)
+    assert empty.step(0, 60, INDOORS).energy_kwh.shape == (0,)
+    pop = tanks(2, ids=["w1", "w2"])
+    assert list(pop.bid(STATS, INTERVAL, INDOORS).ids) == ["w1", "w2"]  # type: ignore[arg-type]
+    assert list(pop.step(0, 60, INDOORS).ids) == ["w1", "w2"]  # type: ignore[arg-type]

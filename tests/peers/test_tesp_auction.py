@@ -18,15 +18,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-import pytest
-
-from transactive.market import BidCurves, ClearingResult, ClearingType, Supply, clear
-
 # The peer is part of the test environment (requirements-peers.lock, installed by the Makefile):
 # a missing peer fails the run instead of skipping it.
+import numpy as np
 import tesp_support.original.curve as tesp_curve  # type: ignore[import-untyped]
 import tesp_support.original.simple_auction as simple_auction_module  # type: ignore[import-untyped]
+
+from transactive.market import BidCurves, ClearingResult, ClearingType, Supply, clear
 
 PRICE_CAP = 1.0
 N_MARKETS = 300

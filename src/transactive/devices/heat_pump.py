@@ -1,4 +1,4 @@
-"""Space-heating heat pumps bidding as PowerMatcher agents (PowerMatching City, MISSION.md §4).
+"""Space-heating heat pumps bidding as PowerMatcher agents (PowerMatching City).
 
 Building: the ETP two-node house of :mod:`transactive.devices.hvac` in heating mode (air node and
 a mass node that acts as the building's heat buffer), solved exactly with switching times.
@@ -17,36 +17,37 @@ Bidding: a PowerMatcher device agent for an on/off device with a thermal buffer 
 Kamphuis, "PowerMatcher: multiagent control in the electricity infrastructure", AAMAS 2005; the
 heat-pump agents of PowerMatching City, Bliek et al., 2010): its price willingness rises linearly
 from the market basis' minimum to its maximum as the indoor temperature falls from the top to the
-bottom of the comfort band, ``p = p_min + (p_max - p_min) (Tmax - Ta) / (Tmax - Tmin)``; below
-``Tmin`` it must run (bids the maximum), above ``Tmax`` it does not bid. The bid is one block of
-the unit's electric power. A PowerMatcher agent commits to its allocation: after ``respond`` the
-heat pump holds the allocated state (on, off, or on with duty ``marginal_fill`` at its own
-price) for the interval, and only the comfort band's edges override it. Without a market it is a
-deadband thermostat around the setpoint.
+bottom of the comfort band, ``p = p_min + (p_max - p_min) (Tmax - Ta) / (Tmax - Tmin)``. The
+quantity is the average power over the market interval (Widergren et al., PNNL-27235 Part II), as
+for :class:`~transactive.devices.hvac.HvacPopulation` in heating mode: the must-run on-time (the
+least that keeps the house above ``Tmin`` to the interval's end) as a block at the maximum, the
+can-run on-time (the most before ``Tmax``) at the willingness, each as the power the house then
+draws. A PowerMatcher agent commits to its allocation: after ``respond`` the heat pump runs the
+on-time that draws it from the interval's start, then stays off, and only the comfort band's edges
+override; per house the interval energy is the allocation on the model under the forecast weather.
+Outside a responded interval it is a deadband thermostat around the setpoint.
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves
 from transactive.devices._common import (
+    _check_bid_args,
+    _check_sample_args,
     _Fields,
+    _population_ids,
     _readonly,
 )
-from transactive.devices.base import PriceStats, StepResult
+from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.devices.hvac import (
     HEATING,
     HvacPopulation,
     heating_capacity_factor,
-)
-from transactive.devices.ramp import (
-    _block_bids,
-    _block_response,
-    _check_price_stats,
 )
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
@@ -54,6 +55,7 @@ from transactive.weather import WeatherSample
 __all__ = ["HeatPumpPopulation", "staffell_ashp_cop"]
 
 FloatArray = npt.NDArray[np.float64]
+StrArray = npt.NDArray[np.str_]
 
 
 def staffell_ashp_cop(
@@ -92,17 +94,23 @@ class HeatPumpPopulation:
 
     """
 
-    def __init__(self, houses: HvacPopulation, *, supply_temperature_c: npt.ArrayLike) -> None:
+    def __init__(
+        self,
+        houses: HvacPopulation,
+        *,
+        supply_temperature_c: npt.ArrayLike,
+        ids: npt.ArrayLike | None = None,
+    ) -> None:
         f = _Fields("heat pump population")
-        f.n = houses.n_devices
-        supply = f.array("supply_temperature_c", supply_temperature_c, houses.n_devices)
+        n = houses.n_devices
+        f.n = n
+        supply = f.array("supply_temperature_c", supply_temperature_c, n)
         f.rule((supply < 20.0) | (supply > 80.0), "supply_temperature_c", "must be in 20..80 °C")
         f.rule(houses.direction != HEATING, "mode", "a space-heating heat pump must heat")
+        self._ids = _population_ids(f.problems, ids, n, "heat_pump")
         f.raise_if_any()
-        self.houses = _StaffellHouse(**_house_arguments(houses))
+        self.houses = _StaffellHouse(**houses._constructor_arguments())
         self.houses.supply_temperature_c = _readonly(supply)
-        self._bid_price: FloatArray | None = None
-        self._bid_power_kw: FloatArray | None = None
 
     @classmethod
     def sample(
@@ -116,8 +124,10 @@ class HeatPumpPopulation:
         """Draw ``n`` heat-pump houses.
 
         Heating-mode ETP houses (``HvacPopulation.sample``), floor heating (35 °C flow) with
-        probability ``floor_heating_share``, else radiators (45 °C).
+        probability ``floor_heating_share``, else radiators (45 °C). ``n = 0`` gives an empty
+        population; a negative ``n`` or an ``rng`` that is not a numpy Generator raises.
         """
+        n = _check_sample_args(n, rng, "heat pump")
         problems = Problems(subject="heat pump sampling")
         if not 0.0 <= floor_heating_share <= 1.0:
             problems.add("floor_heating_share", "must be in [0, 1]")
@@ -128,7 +138,7 @@ class HeatPumpPopulation:
         supply = np.where(rng.random(n) < floor_heating_share, 35.0, 45.0)
         # HvacPopulation sizes a GridLAB-D heat pump rated at 47 °F to cover the -5 °C design
         # load; this unit's output is constant, so rate it at the design load itself.
-        args = _house_arguments(houses)
+        args = houses._constructor_arguments()
         args["heating_capacity_kw"] = houses.heating_capacity_kw * heating_capacity_factor(-5.0)
         return cls(HvacPopulation(**args), supply_temperature_c=supply)
 
@@ -146,67 +156,42 @@ class HeatPumpPopulation:
         """Each heat pump's electric power when running (kW)."""
         return self.houses.electric_power_kw(outdoor_temperature_c)
 
-    def bid(self, price_stats: PriceStats) -> BidCurves:
-        """PowerMatcher bid: the unit's power at a willingness rising as the house cools."""
-        _check_price_stats(price_stats)
+    @property
+    def ids(self) -> StrArray:
+        """Stable id of every heat pump."""
+        return self._ids
+
+    def bid(
+        self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
+    ) -> BidCurves:
+        """PowerMatcher bid of each heat pump's average power over ``interval`` (two blocks).
+
+        The must-run part at the maximum price, the rest at a willingness rising as the house
+        cools; the state now is taken as the state at ``interval.start_s`` and ``weather`` is the
+        forecast for the interval. The curves carry :attr:`ids`.
+        """
+        stats, interval = _check_bid_args(price_stats, interval, weather)
         h = self.houses
         t = h.air_temperature_c
-        floor, cap = price_stats.price_floor_per_kwh, price_stats.price_cap_per_kwh
+        floor, cap = stats.price_floor_per_kwh, stats.price_cap_per_kwh
         urgency = np.clip((h.comfort_max_c - t) / (h.comfort_max_c - h.comfort_min_c), 0.0, 1.0)
         # Interpolate from both ends so that full urgency is exactly the cap (must run).
         price = np.clip(floor * (1.0 - urgency) + cap * urgency, floor, cap)
-        no_bid = t > h.comfort_max_c
-        price = np.where(no_bid, floor, price)
-        power = np.where(no_bid, 0.0, h.electric_power_kw(h.outdoor_temperature_c))
-        self._bid_price, self._bid_power_kw = price, power
-        return _block_bids(price, power)
+        h._plan = h._interval_plan(stats, interval, weather, price, self._ids)
+        return h._plan.curves
 
     def respond(
         self,
         clearing_price: float | npt.ArrayLike,
-        marginal_fill: float | npt.ArrayLike = 0.0,
+        marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
         """Commit each heat pump to its allocation (its curve at the price) for the interval."""
-        if self._bid_price is None or self._bid_power_kw is None:
-            problems = Problems(subject="market response")
-            problems.add("respond", "call bid() before respond()")
-            problems.raise_if_any()
-        assert self._bid_price is not None and self._bid_power_kw is not None
-        power = _block_response(
-            self._bid_price, self._bid_power_kw, clearing_price, marginal_fill, self.n_devices
+        _, power = self.houses._follow(
+            self.houses._plan, clearing_price, marginal_fill, "heat pump"
         )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            duty = np.where(power > 0, power / self._bid_power_kw, 0.0)
-        self.houses.command(duty)
         return power
 
-    def step(self, dt_s: float, weather: WeatherSample) -> StepResult:
-        """Advance every house exactly by ``dt_s`` seconds; metered heat-pump power and energy."""
-        return self.houses.step(dt_s, weather)
-
-
-def _house_arguments(h: HvacPopulation) -> dict[str, Any]:
-    """Constructor arguments reproducing a population's parameters and current state."""
-    return {
-        "ua_kw_per_k": h.ua_kw_per_k,
-        "mass_coupling_kw_per_k": h.mass_coupling_kw_per_k,
-        "air_capacity_kj_per_k": h.air_capacity_kj_per_k,
-        "mass_capacity_kj_per_k": h.mass_capacity_kj_per_k,
-        "setpoint_c": h.setpoint_c,
-        "comfort_min_c": h.comfort_min_c,
-        "comfort_max_c": h.comfort_max_c,
-        "mode": h.direction,
-        "cooling_capacity_kw": h.cooling_capacity_kw,
-        "heating_capacity_kw": h.heating_capacity_kw,
-        "cooling_cop": h.cooling_cop,
-        "heating_cop": h.heating_cop,
-        "solar_aperture_m2": h.solar_aperture_m2,
-        "internal_gain_kw": h.internal_gain_kw,
-        "deadband_c": h.deadband_c,
-        "ramp_low": h.ramp_low,
-        "ramp_high": h.ramp_high,
-        "air_temperature_c": h.air_temperature_c,
-        "mass_temperature_c": h.mass_temperature_c,
-        "on": h.on,
-        "outdoor_temperature_c": h.outdoor_temperature_c,
-    }
+    def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
+        """Advance every house exactly from ``time_s`` by ``dt_s`` seconds; metered energy."""
+        res = self.houses.step(time_s, dt_s, weather)
+        return StepResult(power_kw=res.power_kw, energy_kwh=res.energy_kwh, ids=self._ids)

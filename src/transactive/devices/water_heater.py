@@ -11,21 +11,36 @@ constant coefficients, solved exactly: ``T(t) = T_inf + (T0 - T_inf) exp(-lambda
 ``lambda = (UA + G)/C``, ``G = m' c_p`` and ``T_inf = (Q + UA T_amb + G T_in)/(UA + G)``. A
 thermostat switch inside a step happens at the exact crossing time
 ``t = ln((T0 - T_inf)/(T_switch - T_inf)) / lambda``; the step is then solved again from there
-(a loop over switching events, vectorized over tanks). Defaults follow ``waterheater.cpp``: 50 gal
-tank, 4.5 kW element, ``tank_UA`` about 2 Btu/(h·°F) per 50 gal, setpoint about 125 °F, deadband
-about 3 °F, inlet water 60 °F.
+(a loop over switching events, vectorized over tanks, until no tank has one left: each event
+after a tank's first needs the water to cross the deadband, which takes positive time).
+Defaults follow ``waterheater.cpp``: 50 gal tank, 4.5 kW element, ``tank_UA`` about
+2 Btu/(h·°F) per 50 gal, setpoint about 125 °F, deadband about 3 °F, inlet water 60 °F.
 
-Draws: ``step(dt_s, weather, draw_l=...)`` takes the hot water drawn over the step (litres per
-tank); without it the population's ``draw_profile_l_per_h`` (slots x tanks, cycled; a synthetic
-morning/evening profile when sampled) gives the flow at the step's midpoint.
+Draws: the population's ``draw_profile_l_per_h`` (slots x tanks, slot ``k`` covering
+``[k slot_s, (k + 1) slot_s)`` from the run's start, cycled; a synthetic morning/evening profile
+when sampled) is the flow; a step that spans a slot boundary is cut there, so the draws are exact
+and known in advance, which is what the interval bid predicts with. ``step(..., draw_l=...)``
+replaces the profile for one step by the litres drawn over it (drawn evenly), which the bid
+cannot have known.
 
-Market: as the HVAC heating mode (:mod:`transactive.devices.hvac`): the GridLAB-D / Olympic
-Peninsula ramp controller on tank temperature (a colder tank bids more), one block of the element's
-power, setpoint shift as response, the same marginal rule (duty = ``marginal_fill``).
+Market: the GridLAB-D / Olympic Peninsula ramp controller on tank temperature (a colder tank bids
+more; Hammerstrom et al., PNNL-17167), bidding the average element power over the market interval
+(Widergren et al., PNNL-27235 Part II) as :mod:`transactive.devices.hvac` does in heating mode:
+must-run on-time (run first, the least that keeps the tank above ``Tmin`` to the interval's end
+under the profile's draws) as a block at the cap, can-run on-time (the most before it reaches
+``Tmax``) as a block at the ramp price, both as what the tank then draws under the schedule
+:meth:`WaterHeaterPopulation.respond` sets (a dry run of :meth:`WaterHeaterPopulation.step`'s
+policy: band overrides included). After ``respond`` the tank runs its on-time from the interval's
+start, then stays off; the band's edges override (on at ``Tmin``, off again a deadband above it;
+off at ``Tmax``). Per tank, the interval energy is its allocation exactly on the model under the
+profile's draws (a marginal tank's on-time is solved for by bisection on dry runs); with other
+draws it differs by what the draws change. Outside a responded interval the deadband thermostat
+around ``thermostat_setpoint_c`` (the ramp controller's shifted setpoint, or the base one) governs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -33,22 +48,24 @@ import numpy.typing as npt
 
 from transactive.curves import BidCurves
 from transactive.devices._common import (
+    _check_bid_args,
+    _check_sample_args,
     _check_weather,
-    _checked_step,
+    _checked_time_step,
     _Fields,
+    _population_ids,
+    _power_on_curve,
     _readonly,
 )
-from transactive.devices.base import PriceStats, StepResult
-from transactive.devices.hvac import (
-    HEATING,
-)
+from transactive.devices.base import MarketInterval, PriceStats, StepResult
+from transactive.devices.hvac import HEATING
 from transactive.devices.ramp import (
-    _block_bids,
-    _check_price_stats,
-    _ramp_response,
+    _follow_schedule,
+    _interval_curves,
+    _on_time_for_s,
     ramp_bid_price,
+    ramp_setpoint,
 )
-from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
 __all__ = ["WaterHeaterPopulation", "synthetic_draw_profile_l_per_h"]
@@ -56,11 +73,113 @@ __all__ = ["WaterHeaterPopulation", "synthetic_draw_profile_l_per_h"]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
+StrArray = npt.NDArray[np.str_]
 
 #: Volumetric heat capacity of water, kJ/(l·K) (rho 0.998 kg/l x c_p 4.186 kJ/(kg·K)).
 WATER_KJ_PER_L_K = 4.178
-_MAX_EVENTS = 8
 _SECONDS_PER_HOUR = 3600.0
+_ROOT_TOLERANCE_S = 1e-6
+#: The must-run on-time's tolerance and the margin above ``Tmin`` it keeps.
+_ON_TIME_TOLERANCE_S = 1e-9
+_BAND_MARGIN_C = 1e-9
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """A responded interval: tanks run from ``start_s`` to ``switch_s``, then off to ``end_s``."""
+
+    start_s: float
+    switch_s: FloatArray
+    end_s: float
+
+
+@dataclass(frozen=True)
+class _TankPlan:
+    """What an interval bid predicted, kept so that the response can turn power into on-time."""
+
+    interval: MarketInterval
+    curves: BidCurves
+    stats: PriceStats
+    temperature_c: FloatArray
+    on: BoolArray
+    tau_lo_s: FloatArray
+    tau_hi_s: FloatArray
+    run_lo_s: FloatArray
+    run_hi_s: FloatArray
+    linear: BoolArray  # runs exactly its schedule for any on-time in [tau_lo, tau_hi]
+
+
+@dataclass(frozen=True)
+class _TankRun:
+    """Tanks over a span: end state, element on-time and the heat losses (kJ) for the accounts."""
+
+    temperature_c: FloatArray
+    on: BoolArray
+    on_time_s: FloatArray
+    standby_loss_kj: FloatArray
+    draw_loss_kj: FloatArray
+
+
+def _tank_advance(
+    *,
+    temperature_c: FloatArray,
+    on: BoolArray,
+    q_on_kw: FloatArray,
+    ua_kw_per_k: FloatArray,
+    draw_kw_per_k: FloatArray,
+    base_kw: FloatArray,
+    capacity_kj_per_k: FloatArray,
+    dt_s: FloatArray,
+    switch_on_c: FloatArray,
+    switch_off_c: FloatArray,
+) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray]:
+    """One-node tanks over ``dt_s`` (per tank) with constant draw, switching at exact crossings.
+
+    ``base_kw = UA T_amb + G T_in``. An element that is on switches off at ``T >= switch_off``,
+    one that is off switches on at ``T <= switch_on``. The trajectory is a single exponential,
+    monotone, so the end of the step tells whether it crosses. Loops until no tank has an event
+    left; it ends because ``switch_off > switch_on`` (checked): after an event the water sits on
+    the threshold it crossed and must travel the deadband to the next. Returns
+    ``(temperature, on, on_time_s, integral of T dt)``.
+    """
+    gap = switch_off_c - switch_on_c
+    if not bool(np.all(gap > 0)):
+        bad = np.flatnonzero(~(gap > 0))
+        raise ValueError(f"tanks {bad[:10].tolist()}: switch_off_c must be above switch_on_c")
+    n = temperature_c.size
+    t = temperature_c.copy()
+    conductance = ua_kw_per_k + draw_kw_per_k
+    lam = conductance / capacity_kj_per_k
+    state = np.where(on, t < switch_off_c, t <= switch_on_c)
+    on_time = np.zeros(n)
+    integral = np.zeros(n)  # integral of T dt, K·s
+    remaining = dt_s.copy()
+    sel: slice | IntArray = slice(None)
+    while True:
+        s_on = state[sel]
+        r = remaining[sel]
+        lam_i = lam[sel]
+        t_inf = (base_kw[sel] + np.where(s_on, q_on_kw[sel], 0.0)) / conductance[sel]
+        t0 = t[sel].copy()
+        t_end = t_inf + (t0 - t_inf) * np.exp(-lam_i * r)
+        threshold = np.where(s_on, switch_off_c[sel], switch_on_c[sel])
+        cross = np.where(s_on, t_end >= threshold, t_end <= threshold)
+        k = np.flatnonzero(cross)
+        tau = r.copy()
+        if k.size:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = (t0[k] - t_inf[k]) / (threshold[k] - t_inf[k])
+                tau[k] = np.clip(np.log(ratio) / lam_i[k], 0.0, r[k])
+            t_end[k] = threshold[k]
+        t[sel] = t_end
+        on_time[sel] += np.where(s_on, tau, 0.0)
+        integral[sel] += t_inf * tau - (t0 - t_inf) * np.expm1(-lam_i * tau) / lam_i
+        if k.size == 0:
+            return t, state, on_time, integral
+        nxt: IntArray = k if isinstance(sel, slice) else sel[k]
+        remaining[nxt] -= tau[k]
+        state[nxt] = ~state[nxt]
+        sel = nxt
 
 
 def synthetic_draw_profile_l_per_h(
@@ -87,7 +206,7 @@ def synthetic_draw_profile_l_per_h(
 
 
 class WaterHeaterPopulation:
-    """N electric tank water heaters (one-node model) with ramp-mode bidding.
+    """N electric tank water heaters (one-node model) with ramp-mode interval bidding.
 
     Parameters (one value per tank; scalars are broadcast)
     ----------
@@ -98,9 +217,12 @@ class WaterHeaterPopulation:
     inlet_temperature_c, ambient_temperature_c:
         Cold water inlet and the air around the tank.
     draw_profile_l_per_h:
-        Optional ``(n_slots, n)`` flow schedule, slot ``slot_s`` seconds long, cycled.
+        Optional ``(n_slots, n)`` flow schedule, slot ``slot_s`` seconds long, slot 0 starting at
+        the run's start, cycled.
     temperature_c, on:
         Initial state (default: at the setpoint, off).
+    ids:
+        One unique id per tank (default ``water_heater-0 ...``).
     """
 
     def __init__(
@@ -121,6 +243,7 @@ class WaterHeaterPopulation:
         on: npt.ArrayLike | None = None,
         draw_profile_l_per_h: npt.ArrayLike | None = None,
         slot_s: float = 3600.0,
+        ids: npt.ArrayLike | None = None,
     ) -> None:
         f = _Fields("water heater population")
         volume = f.array("tank_volume_l", tank_volume_l)
@@ -167,7 +290,10 @@ class WaterHeaterPopulation:
         if not (np.isfinite(slot_s) and slot_s > 0):
             f.problems.add("slot_s", f"must be a positive number of seconds, got {slot_s}")
         f.raise_if_any()
-        self._n = int(volume.size)
+        n = int(volume.size)
+        self._ids = _population_ids(f.problems, ids, n, "water_heater")
+        f.raise_if_any()
+        self._n = n
         self.tank_volume_l = _readonly(volume)
         self.ua_kw_per_k = _readonly(ua)
         self.element_kw = _readonly(element)
@@ -186,12 +312,9 @@ class WaterHeaterPopulation:
         # state
         self.temperature_c = temp
         self.on: BoolArray = on_arr.astype(bool)
-        self.duty_pu = np.ones(self._n)
         self.thermostat_setpoint_c = setpoint.copy()
-        self.elapsed_s = 0.0
-        self._bid_price: FloatArray | None = None
-        self._bid_power_kw: FloatArray | None = None
-        self._bid_stats = PriceStats(0.0, 0.0, 1.0)
+        self._plan: _TankPlan | None = None
+        self._schedule: _Schedule | None = None
         # cumulative heat accounts (kWh)
         self.heat_element_kwh = np.zeros(self._n)
         self.heat_standby_loss_kwh = np.zeros(self._n)
@@ -204,12 +327,10 @@ class WaterHeaterPopulation:
         Volume 40, 50 or 80 gal (151, 189, 303 l); element 4.5 kW (3.5 kW for 40 gal);
         UA ~ N(2.0, 0.2) Btu/(h·°F) per 50 gal; setpoint ~ N(51.7, 2.8) °C clipped to
         [43, 60]; deadband |N(1.1, 0.55)| + 0.55 K; comfort band ±(3..8) K; ramps U(1.5, 3);
-        a synthetic two-peak daily draw (:func:`synthetic_draw_profile_l_per_h`).
+        a synthetic two-peak daily draw (:func:`synthetic_draw_profile_l_per_h`). ``n = 0`` gives
+        an empty population; a negative ``n`` or an ``rng`` that is not a numpy Generator raises.
         """
-        problems = Problems(subject="water heater sampling")
-        if int(n) != n or n < 1:
-            problems.add("n", f"must be a positive integer, got {n}")
-        problems.raise_if_any()
+        n = _check_sample_args(n, rng, "water heater")
         gallons = rng.choice(np.array([40.0, 50.0, 80.0]), size=n, p=[0.25, 0.6, 0.15])
         volume = gallons * 3.785411784
         ua = np.clip(rng.normal(2.0, 0.2, n), 0.1, 10.0) * gallons / 50.0 * 0.29307107e-3 * 1.8
@@ -238,119 +359,363 @@ class WaterHeaterPopulation:
         """Number of tanks."""
         return self._n
 
+    @property
+    def ids(self) -> StrArray:
+        """Stable id of every tank."""
+        return self._ids
+
     # ------------------------------------------------------------------ market
 
-    def bid(self, price_stats: PriceStats) -> BidCurves:
-        """One block per tank: its element power at its ramp-controller price."""
-        _check_price_stats(price_stats)
-        t = self.temperature_c
+    def bid(
+        self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
+    ) -> BidCurves:
+        """Each tank's average element power over ``interval`` at each price (two blocks).
+
+        The state now is taken as the state at ``interval.start_s``; the draws are the profile's
+        over the interval (``weather`` is checked, not used: the tank sits indoors). See the
+        module docstring for the blocks; the curves carry :attr:`ids`.
+        """
+        stats, interval = _check_bid_args(price_stats, interval, weather)
+        duration = float(interval.duration_s)
+        temp, on = self.temperature_c.copy(), self.on.copy()
+        tau_lo, tau_hi, linear = self._on_time_bounds_s(temp, interval)
+        # A linear tank runs its schedule exactly; a dry run only for the others (tau_lo = tau_hi)
+        run_lo, run_hi = tau_lo.copy(), tau_hi.copy()
+        dry = np.flatnonzero(~linear)
+        if dry.size:
+            run_lo[dry] = self._scheduled_run_s(dry, temp[dry], on[dry], interval, tau_lo[dry])
+            run_hi[dry] = run_lo[dry]
+        worse = run_lo > run_hi  # never bid a curve that rises with the price
+        tau_lo = np.where(worse, tau_hi, tau_lo)
+        run_lo = np.where(worse, run_hi, run_lo)
         price = ramp_bid_price(
-            t,
+            temp,
             self.setpoint_c,
             self._direction,
             self.comfort_min_c,
             self.comfort_max_c,
             self.ramp_low,
             self.ramp_high,
-            price_stats.mean_per_kwh,
-            price_stats.std_per_kwh,
+            stats.mean_per_kwh,
+            stats.std_per_kwh,
         )
-        floor, cap = price_stats.price_floor_per_kwh, price_stats.price_cap_per_kwh
-        must_run = t < self.comfort_min_c
-        no_bid = t > self.comfort_max_c
-        price = np.where(must_run, cap, np.where(no_bid, floor, np.clip(price, floor, cap)))
-        power = np.where(no_bid, 0.0, self.element_kw)
-        self._bid_price, self._bid_power_kw, self._bid_stats = price, power, price_stats
-        return _block_bids(price, power)
+        price = np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
+        curves = _interval_curves(
+            price, self.element_kw * run_lo / duration, self.element_kw * run_hi / duration,
+            stats.price_cap_per_kwh, self._ids,
+        )  # fmt: skip
+        self._plan = _TankPlan(
+            interval=interval, curves=curves, stats=stats, temperature_c=temp, on=on,
+            tau_lo_s=tau_lo, tau_hi_s=tau_hi, run_lo_s=run_lo, run_hi_s=run_hi, linear=linear,
+        )  # fmt: skip
+        return curves
 
     def respond(
         self,
         clearing_price: float | npt.ArrayLike,
-        marginal_fill: float | npt.ArrayLike = 0.0,
+        marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
-        """Shift each tank's setpoint for the cleared price; return its power (its curve's)."""
-        power, self.thermostat_setpoint_c, self.on, self.duty_pu = _ramp_response(
-            self, self._direction, clearing_price, marginal_fill
+        """Schedule each tank's on-time for the interval bid for; return its power (its curve's).
+
+        Must follow :meth:`bid`. Each tank reads its average power off its own curve
+        (``power_at(price, marginal_fill)``), runs from the interval's start for the on-time that
+        draws it on the bid's prediction, then stays off; the band's edges override. The reported
+        thermostat setpoint is the ramp controller's shift for the price.
+        """
+        plan = self._plan
+        price, power = _power_on_curve(
+            None if plan is None else plan.curves,
+            "water heater",
+            clearing_price,
+            marginal_fill,
+            self._n,
+        )
+        assert plan is not None
+        duration = float(plan.interval.duration_s)
+        target = power * duration / self.element_kw
+
+        def dry_run(index: IntArray, tau: FloatArray) -> FloatArray:
+            return self._scheduled_run_s(
+                index, plan.temperature_c[index], plan.on[index], plan.interval, tau
+            )
+
+        tau = _on_time_for_s(
+            target, plan.tau_lo_s, plan.tau_hi_s, plan.run_lo_s, plan.run_hi_s, dry_run,
+            linear=plan.linear, tolerance_s=_ROOT_TOLERANCE_S,
+        )  # fmt: skip
+        start = float(plan.interval.start_s)
+        self._schedule = _Schedule(start, start + tau, float(plan.interval.end_s))
+        self.on = tau > 0
+        self.thermostat_setpoint_c = ramp_setpoint(
+            np.broadcast_to(price, (self._n,)),
+            self.setpoint_c,
+            self._direction,
+            self.comfort_min_c,
+            self.comfort_max_c,
+            self.ramp_low,
+            self.ramp_high,
+            plan.stats.mean_per_kwh,
+            plan.stats.std_per_kwh,
         )
         return power
 
+    def _band(self, sel: slice | IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Uncomfortable (``Tmin``) and comfortable (``Tmax``) edge, override hysteresis."""
+        tmin, tmax = self.comfort_min_c[sel], self.comfort_max_c[sel]
+        return tmin, tmax, np.minimum(self.deadband_c[sel], 0.5 * (tmax - tmin))
+
+    def _pieces(
+        self, start_s: float, dt_s: float, draw_l: FloatArray | None
+    ) -> list[tuple[float, float, FloatArray]]:
+        """``[start, start + dt)`` cut at the draw profile's slot boundaries: (start, length, l/s).
+
+        The cut instants are the same for every tank, so this loop is over time, not tanks.
+        """
+        end = start_s + dt_s
+        if draw_l is not None:
+            return [(start_s, dt_s, draw_l / dt_s)]
+        if self.draw_profile_l_per_h is None:
+            return [(start_s, dt_s, np.zeros(self._n))]
+        profile = self.draw_profile_l_per_h
+        slots = profile.shape[0]
+        pieces = []
+        t = start_s
+        while t < end:
+            slot = int(np.floor(t / self.slot_s))
+            stop = min(end, (slot + 1) * self.slot_s)
+            if stop <= t:  # t sits on a boundary that rounding put just below
+                slot += 1
+                stop = min(end, (slot + 1) * self.slot_s)
+            pieces.append((t, stop - t, np.asarray(profile[slot % slots] / 3600.0)))
+            t = stop
+        return pieces
+
+    def _advance(
+        self,
+        sel: slice | IntArray,
+        temperature_c: FloatArray,
+        on: BoolArray,
+        start_s: float,
+        dt_s: float,
+        schedule: _Schedule | None,
+        draw_l: FloatArray | None,
+    ) -> tuple[FloatArray, BoolArray, _TankRun]:
+        """The control policy over ``[start_s, start_s + dt_s)`` for tanks ``sel`` (pure).
+
+        Cut at the draw slots' boundaries (:meth:`_pieces`), then at the schedule's instants
+        (:func:`transactive.devices.ramp._follow_schedule`); each piece is solved exactly by
+        :func:`_tank_advance`.
+        """
+        ua, c = self.ua_kw_per_k[sel], self.capacity_kj_per_k[sel]
+        t_amb, t_in = self.ambient_temperature_c[sel], self.inlet_temperature_c[sel]
+        q_on = self.element_kw[sel]
+        half = 0.5 * self.deadband_c[sel]
+        plain_on = self.thermostat_setpoint_c[sel] - half
+        plain_off = self.thermostat_setpoint_c[sel] + half
+        unc, comf, hysteresis = self._band(sel)
+        m = temperature_c.size
+        follows = np.full(m, schedule is not None)
+        acc = {
+            "t": temperature_c.copy(),
+            "on_time": np.zeros(m),
+            "standby": np.zeros(m),
+            "draw": np.zeros(m),
+        }
+        for piece_start, piece_s, flow in self._pieces(start_s, dt_s, draw_l):
+            g = (flow[sel] if draw_l is None else flow) * WATER_KJ_PER_L_K  # kW/K
+            base = ua * t_amb + g * t_in
+
+            def advance(
+                idx: slice | IntArray,
+                on_now: BoolArray,
+                span_s: FloatArray,
+                switch_on: FloatArray,
+                switch_off: FloatArray,
+                g: FloatArray = g,
+                base: FloatArray = base,
+            ) -> BoolArray:
+                ua_i, g_i = ua[idx], g[idx]
+                t_new, on_new, run_s, integral = _tank_advance(
+                    temperature_c=acc["t"][idx], on=on_now, q_on_kw=q_on[idx], ua_kw_per_k=ua_i,
+                    draw_kw_per_k=g_i, base_kw=base[idx], capacity_kj_per_k=c[idx], dt_s=span_s,
+                    switch_on_c=switch_on, switch_off_c=switch_off,
+                )  # fmt: skip
+                acc["t"][idx] = t_new
+                acc["on_time"][idx] += run_s
+                acc["standby"][idx] += ua_i * (integral - t_amb[idx] * span_s)
+                acc["draw"][idx] += g_i * (integral - t_in[idx] * span_s)
+                return on_new
+
+            on = _follow_schedule(
+                start_s=piece_start,
+                dt_s=piece_s,
+                on=on,
+                follows=follows,
+                begin_s=0.0 if schedule is None else schedule.start_s,
+                switch_s=np.zeros(m) if schedule is None else schedule.switch_s[sel],
+                finish_s=0.0 if schedule is None else schedule.end_s,
+                uncomfortable_c=unc,
+                comfortable_c=comf,
+                hysteresis_c=hysteresis,
+                direction=self._direction[sel],
+                plain_on_c=plain_on,
+                plain_off_c=plain_off,
+                advance=advance,
+            )
+        run = _TankRun(acc["t"], on, acc["on_time"], acc["standby"], acc["draw"])
+        return acc["t"], on, run
+
+    def _on_time_bounds_s(
+        self, temperature_c: FloatArray, interval: MarketInterval
+    ) -> tuple[FloatArray, FloatArray, BoolArray]:
+        """Must-run and can-run on-time of a run-first-then-off schedule under the profile.
+
+        ``tau_hi``: the first time the heating tank reaches ``Tmax`` (per draw piece, the exact
+        crossing of its exponential), at most the interval. ``tau_lo``: the least on-time after
+        which the tank, left off, stays at or above ``Tmin`` to the interval's end; the lowest
+        temperature of the off part is at a piece's end (each piece is monotone) and does not
+        decrease with the on-time, so bisection finds it (to :data:`_ON_TIME_TOLERANCE_S`, keeping
+        :data:`_BAND_MARGIN_C` above ``Tmin`` so the physics step cannot round onto it); at most
+        ``tau_hi``. Only the tanks that need it are searched. Also returns ``linear``: the tanks
+        that run exactly their schedule for any on-time in ``[tau_lo, tau_hi]`` (no band
+        override); the others cannot hold ``Tmin`` and have ``tau_lo = tau_hi``.
+        """
+        n = self._n
+        ua, c, q_on = self.ua_kw_per_k, self.capacity_kj_per_k, self.element_kw
+        tmin, tmax, _ = self._band(slice(None))
+        start = float(interval.start_s)
+        duration = float(interval.duration_s)
+        pieces = [
+            (a - start, length, flow * WATER_KJ_PER_L_K)
+            for a, length, flow in self._pieces(start, duration, None)
+        ]
+        base = [ua * self.ambient_temperature_c + g * self.inlet_temperature_c for *_, g in pieces]
+
+        def exp_to(
+            t0: FloatArray, t_inf: FloatArray, lam: FloatArray, span: FloatArray
+        ) -> FloatArray:
+            return np.asarray(t_inf + (t0 - t_inf) * np.exp(-lam * span))
+
+        # tau_hi: walk the pieces fully on
+        t = temperature_c.copy()
+        tau_hi = np.where(t >= tmax, 0.0, np.nan)
+        for (a, length, g), b in zip(pieces, base, strict=True):
+            lam = (ua + g) / c
+            t_inf = (b + q_on) / (ua + g)
+            t_end = exp_to(t, t_inf, lam, np.full(n, length))
+            hit = np.isnan(tau_hi) & (t_end >= tmax)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                at = a + np.log((t - t_inf) / (tmax - t_inf)) / lam
+            tau_hi = np.where(hit, np.clip(at, a, a + length), tau_hi)
+            t = t_end
+        tau_hi = np.where(np.isnan(tau_hi), duration, tau_hi)
+
+        def lowest_after(sel: slice | IntArray, tau: FloatArray) -> FloatArray:
+            """Lowest temperature of tanks ``sel`` over the off part ``[tau, duration]``."""
+            ua_s, c_s, q_s = ua[sel], c[sel], q_on[sel]
+            t = temperature_c[sel]
+            low = np.full(t.size, np.inf)
+            for (a, length, g), b in zip(pieces, base, strict=True):
+                g_s, b_s = g[sel], b[sel]
+                lam = (ua_s + g_s) / c_s
+                on_s = np.clip(tau - a, 0.0, length)
+                t = exp_to(t, (b_s + q_s) / (ua_s + g_s), lam, on_s)
+                low = np.where(tau <= a + length, np.minimum(low, t), low)
+                t = exp_to(t, b_s / (ua_s + g_s), lam, length - on_s)
+                low = np.where(tau <= a + length, np.minimum(low, t), low)
+            return low
+
+        # Only the tanks that would fall below Tmin (by the margin) left off need a search;
+        # bisection, each pass over the brackets not yet below the tolerance.
+        floor_c = tmin + _BAND_MARGIN_C
+        tau_lo = np.zeros(n)
+        linear = np.ones(n, dtype=bool)
+        needs = np.flatnonzero(lowest_after(slice(None), np.zeros(n)) < floor_c)
+        if needs.size:
+            hi_all = tau_hi[needs]
+            feasible = lowest_after(needs, hi_all) >= floor_c[needs]
+            tau_lo[needs] = hi_all  # Tmin cannot be held: run all it can
+            linear[needs[~feasible]] = False
+            search = needs[feasible]
+            lo, hi = np.zeros(search.size), hi_all[feasible]
+            active = np.arange(search.size)
+            while active.size:
+                lo_, hi_ = lo[active], hi[active]
+                mid = 0.5 * (lo_ + hi_)
+                ok = lowest_after(search[active], mid) >= floor_c[search[active]]
+                hi[active] = np.where(ok, mid, hi_)
+                lo[active] = np.where(ok, lo_, mid)
+                done = (
+                    (hi[active] - lo[active] <= _ON_TIME_TOLERANCE_S) | (mid <= lo_) | (mid >= hi_)
+                )
+                active = active[~done]
+            tau_lo[search] = hi
+        return tau_lo, tau_hi, linear
+
+    def _scheduled_run_s(
+        self,
+        sel: slice | IntArray,
+        temperature_c: FloatArray,
+        on: BoolArray,
+        interval: MarketInterval,
+        tau_s: FloatArray,
+    ) -> FloatArray:
+        """On-time tanks ``sel`` (their state given) run over ``interval`` on schedule ``tau_s``.
+
+        A dry run of :meth:`step`'s policy under the profile's draws (no state changes).
+        """
+        start = float(interval.start_s)
+        switch = np.full(self._n, np.nan)
+        switch[sel] = start + tau_s
+        schedule = _Schedule(start, switch, float(interval.end_s))
+        _, _, run = self._advance(
+            sel, temperature_c, on, start, float(interval.duration_s), schedule, None
+        )
+        return run.on_time_s
+
     # ------------------------------------------------------------------ physics
 
-    def _draw_flow_l_per_s(self, dt: float, draw_l: npt.ArrayLike | None) -> FloatArray:
-        if draw_l is not None:
-            f = _Fields("water draw")
-            f.n = self._n
-            d = f.array("draw_l", draw_l, self._n)
-            f.rule(d < 0, "draw_l", "must not be negative")
-            f.raise_if_any()
-            return d / dt
-        if self.draw_profile_l_per_h is None:
-            return np.zeros(self._n)
-        slots = self.draw_profile_l_per_h.shape[0]
-        slot = int((self.elapsed_s + 0.5 * dt) // self.slot_s) % slots
-        return np.asarray(self.draw_profile_l_per_h[slot] / 3600.0, dtype=np.float64)
+    def _checked_draw(self, dt: float, draw_l: npt.ArrayLike | None) -> FloatArray | None:
+        if draw_l is None:
+            return None
+        f = _Fields("water draw")
+        f.n = self._n
+        d = f.array("draw_l", draw_l, self._n)
+        f.rule(d < 0, "draw_l", "must not be negative")
+        f.raise_if_any()
+        return d
 
     def step(
-        self, dt_s: float, weather: WeatherSample, draw_l: npt.ArrayLike | None = None
+        self,
+        time_s: int,
+        dt_s: int,
+        weather: WeatherSample,
+        draw_l: npt.ArrayLike | None = None,
     ) -> StepResult:
-        """Advance every tank by ``dt_s`` seconds exactly; metered element power and energy.
+        """Advance every tank from ``time_s`` by ``dt_s`` seconds exactly; metered element energy.
 
         ``draw_l`` is the hot water drawn over the step per tank (litres, drawn evenly); without
-        it the draw profile is used. ``weather`` is not used (the tank sits indoors).
+        it the draw profile gives the flow at each instant. Inside a responded interval the tanks
+        follow their schedule, outside it the deadband thermostat governs. ``weather`` is
+        checked, not used (the tank sits indoors).
         """
-        dt = _checked_step(dt_s)
+        t0, dt = _checked_time_step(time_s, dt_s)
         _check_weather(weather)
-        g = self._draw_flow_l_per_s(dt, draw_l) * WATER_KJ_PER_L_K  # kW/K
-        ua = self.ua_kw_per_k
-        c = self.capacity_kj_per_k
-        lam = (ua + g) / c
-        base = ua * self.ambient_temperature_c + g * self.inlet_temperature_c
-        q_on = self.element_kw * self.duty_pu
-        half = 0.5 * self.deadband_c
-        switch_on = self.thermostat_setpoint_c - half
-        switch_off = self.thermostat_setpoint_c + half
-        t = self.temperature_c.copy()
-        state = np.where(self.on, t < switch_off, t <= switch_on)
-        on_time = np.zeros(self._n)
-        integral = np.zeros(self._n)  # integral of T dt, K·s
-        remaining = np.full(self._n, dt)
-        sel: slice | IntArray = slice(None)
-        for event in range(_MAX_EVENTS + 1):
-            s_on = state[sel]
-            r = remaining[sel]
-            lam_i = lam[sel]
-            t_inf = (base[sel] + np.where(s_on, q_on[sel], 0.0)) / (ua[sel] + g[sel])
-            t0 = t[sel].copy()
-            t_end = t_inf + (t0 - t_inf) * np.exp(-lam_i * r)
-            threshold = np.where(s_on, switch_off[sel], switch_on[sel])
-            cross = np.where(s_on, t_end >= threshold, t_end <= threshold)
-            if event == _MAX_EVENTS:
-                cross[:] = False
-            k = np.flatnonzero(cross)
-            tau = r.copy()
-            if k.size:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = (t0[k] - t_inf[k]) / (threshold[k] - t_inf[k])
-                    tau[k] = np.clip(np.log(ratio) / lam_i[k], 0.0, r[k])
-                t_end[k] = threshold[k]
-            t[sel] = t_end
-            on_time[sel] += np.where(s_on, tau, 0.0)
-            integral[sel] += t_inf * tau - (t0 - t_inf) * np.expm1(-lam_i * tau) / lam_i
-            if k.size == 0:
-                break
-            nxt: IntArray = k if isinstance(sel, slice) else sel[k]
-            remaining[nxt] -= tau[k]
-            state[nxt] = ~state[nxt]
-            sel = nxt
-        energy = self.element_kw * self.duty_pu * on_time / _SECONDS_PER_HOUR
+        draws = self._checked_draw(float(dt), draw_l)
+        temp, on, run = self._advance(
+            slice(None), self.temperature_c, self.on, float(t0), float(dt), self._schedule, draws
+        )
+        energy = self.element_kw * run.on_time_s / _SECONDS_PER_HOUR
         self.heat_element_kwh += energy
-        self.heat_standby_loss_kwh += ua * (integral - self.ambient_temperature_c * dt) / 3600.0
-        self.heat_draw_loss_kwh += g * (integral - self.inlet_temperature_c * dt) / 3600.0
-        self.duty_pu = np.where(state & self.on, self.duty_pu, 1.0)
-        self.temperature_c = t
-        self.on = state
-        self.elapsed_s += dt
-        return StepResult(power_kw=energy * _SECONDS_PER_HOUR / dt, energy_kwh=energy)
+        self.heat_standby_loss_kwh += run.standby_loss_kj / _SECONDS_PER_HOUR
+        self.heat_draw_loss_kwh += run.draw_loss_kj / _SECONDS_PER_HOUR
+        self.temperature_c = temp
+        self.on = on
+        if self._schedule is not None and t0 + dt >= self._schedule.end_s:
+            self._schedule = None  # the responded interval is over: the thermostat governs
+        return StepResult(
+            power_kw=energy * _SECONDS_PER_HOUR / dt, energy_kwh=energy, ids=self._ids
+        )
 
     def stored_heat_kwh(self) -> FloatArray:
         """Heat stored relative to 0 °C, kWh (for energy balances)."""

@@ -1,9 +1,14 @@
-"""The generalized prosumer model and virtual-battery aggregation (paper §3.2, Fig. 4)."""
+"""The generalized prosumer model and virtual-battery aggregation.
+
+Hu et al., "Transactive Energy: an Effective Mechanism for Balancing Electric Energy System",
+Proc. CSEE 2019, §3.2 and Fig. 4.
+"""
 
 from transactive.prosumer.prosumer import Member, ModelForm, Prosumer, ProsumerModel, UnitClass
 from transactive.prosumer.virtual_battery import (
     TclBatteries,
     VirtualBattery,
+    follow_schedule,
     tcl_batteries_of,
     track_power,
     virtual_battery_of,
@@ -17,6 +22,7 @@ __all__ = [
     "TclBatteries",
     "UnitClass",
     "VirtualBattery",
+    "follow_schedule",
     "tcl_batteries_of",
     "track_power",
     "virtual_battery_of",

@@ -226,7 +226,7 @@ def track_power(
     position = np.where(
         p.direction == COOLING, (t - p.comfort_min_c) / width, (p.comfort_max_c - t) / width
     )
-    power = p._heat_inputs(weather).electric_on_kw
+    power = p.running_power_kw(weather)
     forced_on = position >= 1.0
     forced_off = (position <= 0.0) & ~forced_on
     rank = np.where(forced_on, np.inf, np.where(forced_off, -np.inf, position))
@@ -277,7 +277,7 @@ def follow_schedule(
         problems.add("step_s", f"must be positive, got {step_s}")
     problems.raise_if_any()
     _check_weather_sample(weather)
-    full_kw = population._heat_inputs(weather).electric_on_kw
+    full_kw = population.running_power_kw(weather)
     due_kwh = power * (elapsed_s + step_s) / _SECONDS_PER_HOUR
     on = due_kwh - delivered > 0.5 * full_kw * step_s / _SECONDS_PER_HOUR
     population.command(on)
