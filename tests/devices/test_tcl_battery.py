@@ -256,12 +256,28 @@ def test_horizon_view_refuses_bad_arguments():
         pop.best_response([0.1, np.nan, 0.1, 0.1], horizon, [HOT] * 4)
 
 
-def test_house_that_cannot_be_brought_into_its_bounds_is_named():
-    pop = HvacPopulation.sample(3, np.random.default_rng(7))
-    pop.air_temperature_c = pop.comfort_max_c + np.array([0.0, 0.0, 3.0])
-    pop.mass_temperature_c = pop.comfort_max_c + np.array([0.0, 0.0, 3.0])
-    with pytest.raises(ValidationError, match="hvac-2"):
-        pop.best_response(np.full(2, 0.1), Horizon(0, 60, 2), [HOT] * 2)
+def test_house_outside_its_bounds_gets_its_fastest_way_back():
+    """A house pushed out of its battery's limits must come back as fast as it can, not fail."""
+    pop, t = settled(3, COOLING, HOT, seed=7)
+    pop.air_temperature_c = pop.air_temperature_c + np.array([0.0, 0.0, 3.0])
+    pop.mass_temperature_c = pop.mass_temperature_c + np.array([0.0, 0.0, 3.0])
+    horizon = Horizon(t, 300, 6)
+    flex = pop.flexibility(horizon, [HOT] * 6)
+    inside = hvac_batteries(pop, HOT)
+    # the houses still inside keep their battery's limits
+    np.testing.assert_allclose(
+        flex.energy_min_kwh[:, :2], np.tile(inside.energy_min_kwh[:2], (6, 1))
+    )
+    # 3 K too warm: less stored cooling than the battery's lower limit
+    assert flex.initial_energy_kwh[2] < inside.energy_min_kwh[2]
+    # its lower limit is its trajectory at full extra cooling until it is back inside
+    e, r, dt_h = flex.initial_energy_kwh[2], flex.retention[2], horizon.period_h
+    for k in range(6):
+        e = r * e + max(flex.power_max_kw[k, 2], 0.0) * dt_h
+        assert flex.energy_min_kwh[k, 2] == pytest.approx(min(e, inside.energy_min_kwh[2]))
+    best = pop.best_response(np.full(6, 0.1), horizon, [HOT] * 6)
+    deviation = best.power_kw - flex.baseline_kw
+    assert deviation[0, 2] == pytest.approx(flex.power_max_kw[0, 2])  # full cooling first
 
 
 def test_empty_population_has_an_empty_horizon_view():

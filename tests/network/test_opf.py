@@ -536,3 +536,55 @@ def test_end_to_end_from_a_battery_population(case33: Feeder) -> None:
     assert np.all(res.flexible_energy_kwh <= flex.energy_max_kwh + 1e-6)
     # arbitrage against the price: charge when cheap, discharge when dear
     assert res.flexible_kw[:2].sum() > 0 > res.flexible_kw[2:4].sum()
+
+
+def test_end_to_end_from_an_ev_fleet(case33: Feeder) -> None:
+    """A sampled EV fleet's flexibility(): every EV gets its need by departure, at least cost."""
+    from transactive.devices.ev import EVPopulation  # noqa: PLC0415
+
+    pop = EVPopulation.sample(15, np.random.default_rng(5))
+    horizon = Horizon(0, 3600, 36)  # midnight of day one to noon of day two
+    weather = [WeatherSample(temperature_c=20.0)] * 36
+    block = FlexibleAssets.from_population(pop, np.full(15, FAR_END), horizon, weather)
+    price = np.where((np.arange(36) % 24) < 6, 0.05, 0.25)  # cheap from midnight to six
+    res = solve_opf(case33, price, formulation="lindistflow", flexible=block, ac_check=False)
+    assert res.optimal
+    assert list(res.flexible_ids) == list(pop.ids)
+    flex = block.flexibility
+    assert np.all(res.flexible_kw >= -1e-6)  # no vehicle-to-grid
+    assert np.all(res.flexible_kw <= flex.power_max_kw + 1e-6)
+    # each EV's delivered energy at the end of the horizon covers its need
+    np.testing.assert_allclose(
+        res.flexible_energy_kwh[-1], np.minimum(flex.energy_max_kwh[-1], pop.energy_needed_kwh)
+    )
+    # the energy goes where it is cheap: the fleet charges only in the cheap hours it can use
+    best = pop.best_response(price, horizon, weather)
+    np.testing.assert_allclose(
+        (res.flexible_kw * price[:, None]).sum(), (best.power_kw * price[:, None]).sum(), rtol=1e-5
+    )
+
+
+def test_end_to_end_from_hvac_virtual_batteries(case33: Feeder) -> None:
+    """HVAC's per-house virtual batteries enter the OPF and their schedule keeps every bound."""
+    from transactive.devices.hvac import HvacPopulation  # noqa: PLC0415
+
+    houses = HvacPopulation.sample(30, np.random.default_rng(8), mode="cooling")
+    weather = [WeatherSample(temperature_c=32.0, ghi_w_per_m2=600.0)] * 8
+    for k in range(240):  # four hours of thermostat cycling: houses in their own cycle
+        houses.step(60 * k, 60, weather[0])
+    horizon = Horizon(240 * 60, 900, 8)
+    block = FlexibleAssets.from_population(houses, np.full(30, FAR_END), horizon, weather)
+    price = np.array([0.05, 0.05, 0.05, 0.05, 0.4, 0.4, 0.4, 0.4])
+    res = solve_opf(
+        case33, price, formulation="lindistflow", flexible=block, ac_check=False, dt_s=900.0
+    )
+    assert res.optimal
+    flex = block.flexibility
+    deviation = res.flexible_kw - flex.baseline_kw
+    assert np.all(deviation >= flex.power_min_kw - 1e-6)
+    assert np.all(deviation <= flex.power_max_kw + 1e-6)
+    assert np.all(res.flexible_energy_kwh >= flex.energy_min_kwh - 1e-6)
+    assert np.all(res.flexible_energy_kwh <= flex.energy_max_kwh + 1e-6)
+    # pre-cooling: the fleet draws more, against its baseline, while cheap than when dear
+    assert deviation[:4].sum() > deviation[4:].sum()
+    assert deviation[4:].sum() < 0

@@ -2025,8 +2025,9 @@ class HvacPopulation:
         limits, the stored energy (the slow ETP mode, in kWh at the first period's COP) by the
         limits that keep the air in its band, and ``retention = 1 - a period`` with ``a`` the
         slow mode's rate. The initial energy is the slow mode of the houses' present
-        temperatures. Efficiencies are 1 (the state is a shift of heat, not a store with
-        losses). Reads the state only.
+        temperatures; a house whose state is outside its limits has them widened to its fastest
+        way back (so a just-sampled population is never infeasible). Efficiencies are 1 (the
+        state is a shift of heat, not a store with losses). Reads the state only.
         """
         _checked_horizon_weather(horizon, weather)
         problems = Problems(subject="HVAC flexibility")
@@ -2053,18 +2054,35 @@ class HvacPopulation:
         )
         problems.raise_if_any()
         ones = np.ones(self._n)
+        retention = 1.0 - decay
+        power_min, power_max = stack("held_power_min_kw"), stack("held_power_max_kw")
+        energy_min, energy_max = stack("energy_min_kwh"), stack("energy_max_kwh")
+        initial = first.stored_energy_kwh(self.air_temperature_c, self.mass_temperature_c)
+        # A house whose state lies outside its battery's limits now (just sampled, or pushed out
+        # by its thermostat) cannot be inside them at the end of the first period. Its limits
+        # become the fastest way back until it is inside: the trajectory at full deviation
+        # towards the band, e[t+1] = r e[t] + p dt (the model of Flexibility). Every schedule
+        # that returns as fast as the house can is then feasible, and nothing else changes.
+        dt_h = horizon.period_h
+        towards_min = np.empty_like(energy_min)
+        towards_max = np.empty_like(energy_max)
+        down, up = initial.copy(), initial.copy()
+        for t in range(horizon.n_periods):  # a loop over periods, vectorized over houses
+            down = retention * down + np.minimum(power_min[t], 0.0) * dt_h
+            up = retention * up + np.maximum(power_max[t], 0.0) * dt_h
+            towards_min[t], towards_max[t] = down, up
+        energy_max = np.maximum(energy_max, towards_min)
+        energy_min = np.minimum(energy_min, towards_max)
         return Flexibility(
             horizon=horizon,
             ids=self.ids,
             baseline_kw=stack("baseline_kw"),
-            power_min_kw=stack("held_power_min_kw"),
-            power_max_kw=stack("held_power_max_kw"),
-            energy_min_kwh=stack("energy_min_kwh"),
-            energy_max_kwh=stack("energy_max_kwh"),
-            initial_energy_kwh=first.stored_energy_kwh(
-                self.air_temperature_c, self.mass_temperature_c
-            ),
-            retention=1.0 - decay,
+            power_min_kw=power_min,
+            power_max_kw=power_max,
+            energy_min_kwh=energy_min,
+            energy_max_kwh=energy_max,
+            initial_energy_kwh=initial,
+            retention=retention,
             charge_efficiency=ones,
             discharge_efficiency=ones.copy(),
         )
