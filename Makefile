@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# apt-get needs root: sudo unless make already runs as root
+SUDO   := $(shell test "$$(id -u)" -eq 0 || echo sudo)
 
 .PHONY: demo test lint typecheck pytest bench lock clean
 
@@ -13,6 +15,8 @@ $(STAMP): pyproject.toml requirements.lock requirements-peers.lock
 	# peers whose metadata pins clash with ours; the parts the tests run need only the lock above
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-peers.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	# the report's test renders the page in Debian's chromium (Playwright drives it; no download)
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	touch $(STAMP)
 
 demo: $(STAMP)

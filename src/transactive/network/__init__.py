@@ -3,12 +3,14 @@
 Hu et al., "Transactive Energy: an Effective Mechanism for Balancing Electric Energy System",
 Proc. CSEE 2019: §3.3 (network modelling), §3.4 (network losses) and §3.1.1 (the system
 operator's security check). The grid alone: pure computation over pandapower feeders, AC power
-flow through pandapower, convex OPF through cvxpy. The clear → check → surcharge loop is in
+flow through pandapower (one interval) or power-grid-model (batches of intervals), convex OPF
+through cvxpy. The clear → check → surcharge loop is in
 :mod:`transactive.coordination`, network fees and postings in :mod:`transactive.settlement`.
 """
 
 from transactive.network.day import (
     DAILY_SHAPE_PROFILES,
+    RUN_DAY_BACKENDS,
     DayLoad,
     FeederDay,
     daily_load_shape,
@@ -51,6 +53,7 @@ from transactive.network.opf import (
     OpfResult,
     solve_opf,
 )
+from transactive.network.pgm import SOURCE_SK_VA, BatchFlowResult, BatchPowerFlow
 from transactive.network.powerflow import (
     PowerFlowResult,
     PowerFlowRunner,
@@ -70,8 +73,12 @@ __all__ = [
     "BUILTIN_FEEDERS",
     "DAILY_SHAPE_PROFILES",
     "LOSS_METHODS",
+    "RUN_DAY_BACKENDS",
+    "SOURCE_SK_VA",
     "AcCheck",
     "AcFlows",
+    "BatchFlowResult",
+    "BatchPowerFlow",
     "DayLoad",
     "Dlmp",
     "Feeder",

@@ -7,7 +7,10 @@ one prepared :class:`~transactive.network.powerflow.PowerFlowRunner`, the limits
 rules of the DSO's check), collecting voltages, loadings, losses and violations into preallocated
 ``(T, ...)`` arrays of a frozen :class:`FeederDay`: the time series a simulator's report draws
 (the minimum voltage over the day, the feeder map at the peak interval), in the manner of
-pandapower's time-series output writer, which logs chosen result columns per time step.
+pandapower's time-series output writer, which logs chosen result columns per time step. With
+``backend="pgm"`` every interval is solved in one batch call of power-grid-model
+(:class:`~transactive.network.pgm.BatchPowerFlow`) and the same limits and violation rules are
+applied to the arrays.
 
 :func:`feeder_day_load` builds a day of a feeder's own load:
 
@@ -45,11 +48,19 @@ import pandas as pd
 
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder, simbench_node_profiles
-from transactive.network.powerflow import PowerFlowRunner
-from transactive.network.security import SecurityLimits, Violation, ViolationKind, security_check
+from transactive.network.pgm import BatchPowerFlow
+from transactive.network.powerflow import PowerFlowRunner, branch_loading_pct
+from transactive.network.security import (
+    SecurityLimits,
+    Violation,
+    ViolationKind,
+    _unsupplied,
+    security_check,
+)
 
 __all__ = [
     "DAILY_SHAPE_PROFILES",
+    "RUN_DAY_BACKENDS",
     "DayLoad",
     "FeederDay",
     "daily_load_shape",
@@ -61,6 +72,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
+#: Power flow backends of :func:`run_day`: pandapower per interval, power-grid-model in a batch.
+RUN_DAY_BACKENDS = ("pandapower", "pgm")
 #: SimBench load profiles whose mean, averaged over the year, shapes feeders without profiles.
 DAILY_SHAPE_PROFILES = ("H0-A", "H0-B", "H0-C", "H0-G", "H0-H", "H0-L")
 #: SimBench's step (quarter-hours) and the first day of its data year.
@@ -211,8 +224,10 @@ def run_day(
     *,
     limits: SecurityLimits | None = None,
     interval_s: int = _STEP_S,
+    backend: str = "pandapower",
+    flow: BatchPowerFlow | None = None,
 ) -> FeederDay:
-    """Run every interval (column) through the AC power flow and the DSO's security check.
+    """Run every interval (row) through the AC power flow and the DSO's security check.
 
     Parameters
     ----------
@@ -226,6 +241,15 @@ def run_day(
         Limits the DSO enforces (default: the feeder's).
     interval_s : int
         Length of one interval in seconds (default 900, a quarter-hour).
+    backend : {"pandapower", "pgm"}
+        ``"pandapower"`` (default): :func:`security_check` per interval, pandapower
+        Newton-Raphson. ``"pgm"``: every interval in one batch call of power-grid-model
+        (:class:`~transactive.network.pgm.BatchPowerFlow`; voltages agree with pandapower to
+        1e-6 pu on the feeders tested, see its module), the same limits and violations, about
+        two to three orders of magnitude faster.
+    flow : BatchPowerFlow, optional
+        A prepared power-grid-model runner of this feeder to reuse (implies ``"pgm"``); saves
+        the conversion (about 30 ms) when many short runs share one feeder.
 
     Returns
     -------
@@ -237,14 +261,18 @@ def run_day(
     ValidationError
         Arrays not two-dimensional, not one column per node, ``p_kw`` and ``q_kvar`` of
         different shapes, NaN or infinite values (named as such, with their intervals), no
-        interval, a bad interval length or bad limits.
+        interval, a bad interval length or bad limits, an unknown backend, a ``flow`` of
+        another feeder or with ``backend="pandapower"``, a feeder power-grid-model cannot
+        model (with ``"pgm"``).
 
     """
     n, nb = feeder.n_nodes, feeder.n_branches
-    p, q = _checked_day(feeder, p_kw, q_kvar, interval_s)
+    p, q = _checked_day(feeder, p_kw, q_kvar, interval_s, backend, flow)
     if limits is not None:
         limits.resolve(feeder)  # bad limits raise before any power flow
     t_count = p.shape[0]
+    if backend == "pgm" or flow is not None:
+        return _run_day_pgm(feeder, p, q, limits, int(interval_s), flow)
     runner = PowerFlowRunner(feeder, replace_injections=True)
 
     converged = np.zeros(t_count, dtype=bool)
@@ -274,6 +302,119 @@ def run_day(
         p_slack[t] = float(ext["p_mw"].sum()) * 1000.0
         q_slack[t] = float(ext["q_mvar"].sum()) * 1000.0
 
+    return _feeder_day(
+        feeder,
+        int(interval_s),
+        p,
+        q,
+        converged,
+        vm,
+        loading,
+        losses,
+        p_slack,
+        q_slack,
+        n_viol,
+        tuple(found),
+        (vmin_lim, vmax_lim, max_pct, i_max_applied),
+    )
+
+
+def _run_day_pgm(
+    feeder: Feeder,
+    p: FloatArray,
+    q: FloatArray,
+    limits: SecurityLimits | None,
+    interval_s: int,
+    flow: BatchPowerFlow | None,
+) -> FeederDay:
+    """:func:`run_day` on power-grid-model: one batch, then the DSO's rules on the arrays.
+
+    The violations are those :func:`security_check` lists, in its order: unsupplied buses, then
+    undervoltages and overvoltages by node (the slack node not checked), overloads by branch;
+    an interval that does not converge lists the unsupplied buses and one divergence.
+    """
+    chosen = limits or SecurityLimits()
+    vmin, vmax, i_max = chosen.resolve(feeder)
+    max_pct = float(chosen.max_loading_pct)
+    batch = (flow or BatchPowerFlow(feeder)).run(p, q)
+    converged = np.asarray(batch.converged)
+    vm = np.array(batch.vm_pu)
+    loading = branch_loading_pct(feeder, batch.branch_i_from_ka, batch.branch_i_to_ka, i_max)
+    loading[~converged] = np.nan
+    t_count, n = vm.shape
+    checked = (np.arange(n) != feeder.slack)[None, :]
+    with np.errstate(invalid="ignore"):
+        under_t, under_j = np.nonzero(checked & (vm < vmin[None, :]))
+        over_t, over_j = np.nonzero(checked & (vm > vmax[None, :]))
+        load_t, load_b = np.nonzero(loading > max_pct)
+    names = feeder.node_name
+    kinds = np.asarray(feeder.branch_kind)
+    elements = np.asarray(feeder.branch_element)
+    per: list[list[Violation]] = [list(_unsupplied(feeder)) for _ in range(t_count)]
+    for t, j in zip(under_t.tolist(), under_j.tolist(), strict=True):
+        per[t].append(
+            Violation(
+                ViolationKind.UNDERVOLTAGE, "node", j, names[j], float(vm[t, j]), float(vmin[j])
+            )
+        )
+    for t, j in zip(over_t.tolist(), over_j.tolist(), strict=True):
+        per[t].append(
+            Violation(
+                ViolationKind.OVERVOLTAGE, "node", j, names[j], float(vm[t, j]), float(vmax[j])
+            )
+        )
+    for t, b in zip(load_t.tolist(), load_b.tolist(), strict=True):
+        per[t].append(
+            Violation(
+                ViolationKind.OVERLOAD,
+                str(kinds[b]),
+                b,
+                f"{kinds[b]} {elements[b]}",
+                float(loading[t, b]),
+                max_pct,
+            )
+        )
+    for t in np.flatnonzero(~converged).tolist():
+        per[t].append(
+            Violation(ViolationKind.DIVERGENCE, "feeder", -1, feeder.name, np.nan, np.nan)
+        )
+    found = tuple(tuple(v) for v in per)
+    n_viol = np.asarray([len(v) for v in found], dtype=np.int64)
+    return _feeder_day(
+        feeder,
+        interval_s,
+        p,
+        q,
+        converged.copy(),
+        vm,
+        loading,
+        np.array(batch.losses_kw),
+        np.array(batch.p_slack_kw),
+        np.array(batch.q_slack_kvar),
+        n_viol,
+        found,
+        (vmin, vmax, max_pct, i_max),
+    )
+
+
+def _feeder_day(
+    feeder: Feeder,
+    interval_s: int,
+    p: FloatArray,
+    q: FloatArray,
+    converged: BoolArray,
+    vm: FloatArray,
+    loading: FloatArray,
+    losses: FloatArray,
+    p_slack: FloatArray,
+    q_slack: FloatArray,
+    n_viol: IntArray,
+    found: tuple[tuple[Violation, ...], ...],
+    applied: tuple[FloatArray, FloatArray, float, FloatArray],
+) -> FeederDay:
+    """The :class:`FeederDay` of a run's arrays (extremes per interval, read-only arrays)."""
+    vmin_lim, vmax_lim, max_pct, i_max_applied = applied
+    nb = feeder.n_branches
     vmin_pu, vmin_node = _extreme(vm, np.nanargmin, converged)
     vmax_pu, vmax_node = _extreme(vm, np.nanargmax, converged)
     rated = np.isfinite(loading).any(axis=0) if nb else np.zeros(0, dtype=bool)
@@ -298,7 +439,7 @@ def run_day(
         max_loading_branch=_ro(max_branch),
         n_violations=_ro(n_viol),
         secure=_ro(n_viol == 0),
-        violations=tuple(found),
+        violations=found,
         vmin_limit_pu=_ro(np.asarray(vmin_lim, dtype=np.float64)),
         vmax_limit_pu=_ro(np.asarray(vmax_lim, dtype=np.float64)),
         max_loading_limit_pct=float(max_pct),
@@ -320,9 +461,20 @@ def _extreme(values: FloatArray, arg: Any, rows: BoolArray) -> tuple[FloatArray,
 
 
 def _checked_day(
-    feeder: Feeder, p_kw: npt.ArrayLike, q_kvar: npt.ArrayLike | None, interval_s: int
+    feeder: Feeder,
+    p_kw: npt.ArrayLike,
+    q_kvar: npt.ArrayLike | None,
+    interval_s: int,
+    backend: str = "pandapower",
+    flow: BatchPowerFlow | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     problems = Problems(subject=f"day of feeder {feeder.name!r}")
+    if backend not in RUN_DAY_BACKENDS:
+        problems.add("backend", f"must be one of {', '.join(RUN_DAY_BACKENDS)}, got {backend!r}")
+    elif flow is not None and backend != "pgm":
+        problems.add("flow", "a power-grid-model runner needs backend='pgm'")
+    if flow is not None and flow.feeder is not feeder:
+        problems.add("flow", f"was built for feeder {flow.feeder.name!r}, not this one")
     n = feeder.n_nodes
     p = np.asarray(p_kw, dtype=np.float64)
     q = np.zeros_like(p) if q_kvar is None else np.asarray(q_kvar, dtype=np.float64)
