@@ -11,6 +11,15 @@
 :func:`voltage_day_figure`
     The minimum node voltage over a day for one or more runs (e.g. ``"baseline"`` and
     ``"transactive"``), with the lower limit drawn.
+:func:`feeder_load_figure`, :func:`price_figure`, :func:`temperature_figure`,
+:func:`ev_soc_figure`, :func:`load_stack_figure`
+    Day series of the runs (interval averages drawn as staircases): feeder load against
+    capacity, clearing price with the cleared quantity, indoor temperature against the comfort
+    band, EV state of charge, and the load of every device kind stacked (injection below zero).
+:func:`bid_curves_figure`
+    The aggregate demand and supply of one interval with the clearing point.
+:func:`published_figure`
+    Our figures beside the published ones, one small panel per quantity.
 :func:`save_png`
     Write a figure to a PNG file.
 
@@ -20,15 +29,16 @@ here touches ``matplotlib.pyplot``'s global figure registry or the process-wide 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from matplotlib.colors import Colormap, LinearSegmentedColormap, Normalize
+from matplotlib.colors import Colormap, LinearSegmentedColormap, Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MultipleLocator
@@ -37,7 +47,18 @@ from transactive.errors import Problems
 from transactive.network.feeders import Feeder
 from transactive.network.layout import feeder_coordinates, has_geodata, is_geographic
 
-__all__ = ["feeder_map", "save_png", "voltage_day_figure"]
+__all__ = [
+    "bid_curves_figure",
+    "ev_soc_figure",
+    "feeder_load_figure",
+    "feeder_map",
+    "load_stack_figure",
+    "price_figure",
+    "published_figure",
+    "save_png",
+    "temperature_figure",
+    "voltage_day_figure",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -489,3 +510,698 @@ def save_png(figure: Figure, path: str | Path) -> Path:
     problems.raise_if_any()
     figure.savefig(out, format="png", dpi=_DPI)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Day series of a run against its baseline, the market at the peak, published comparisons.
+# ---------------------------------------------------------------------------------------------
+
+#: Colours of the two runs every report compares (other labels take matplotlib's cycle).
+RUN_COLOURS: Mapping[str, str] = {"baseline": "#8a8a8a", "transactive": "#1f6fb4"}
+CAPACITY_GID = "capacity"
+COMFORT_GID = "comfort-band"
+CLEARING_GID = "clearing-point"
+
+#: Colours of the device kinds in the load stack (unknown kinds take the tab20 cycle).
+_KIND_COLOURS: Mapping[str, str] = {
+    "base_load": "#b9b9b9",
+    "hvac": "#4c8bd6",
+    "water_heater": "#e39b3a",
+    "ev": "#7b52ab",
+    "battery": "#2a9d8f",
+    "pv": "#f2c12e",
+    "chp": "#c0504d",
+    "heat_pump": "#6aa84f",
+}
+
+
+def _checked_series(
+    subject: str,
+    time_h: npt.ArrayLike,
+    series: Mapping[str, npt.ArrayLike],
+    *,
+    name: str = "series",
+    need_one: bool = True,
+) -> tuple[FloatArray, dict[str, FloatArray], Problems]:
+    """Time axis and same-length series; NaN is a gap, infinities are refused."""
+    problems = Problems(subject=subject)
+    t = np.asarray(time_h, dtype=np.float64)
+    if t.ndim != 1 or t.size == 0:
+        problems.add("time_h", f"must be one-dimensional and not empty, got shape {t.shape}")
+    elif not np.isfinite(t).all():
+        problems.check(~np.isfinite(t), "time_h", "must be finite")
+    elif t.size > 1 and not (np.diff(t) > 0).all():
+        problems.check(np.r_[False, np.diff(t) <= 0], "time_h", "must increase")
+    if need_one and not series:
+        problems.add(name, "needs at least one series to draw")
+    values: dict[str, FloatArray] = {}
+    for label, raw in series.items():
+        v = np.asarray(raw, dtype=np.float64)
+        if v.shape != t.shape:
+            problems.add(f"{name}[{label!r}]", f"needs shape {t.shape} like time_h, got {v.shape}")
+        else:
+            problems.check(np.isinf(v), f"{name}[{label!r}]", "must not be infinite")
+        values[str(label)] = v
+    return t, values, problems
+
+
+def _step_of(t: FloatArray) -> float:
+    return float(np.median(np.diff(t))) if t.size > 1 else 1.0
+
+
+def _steps(t: FloatArray, v: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Interval averages as a staircase: each value held from its start to the next start."""
+    return np.r_[t, t[-1] + _step_of(t)], np.r_[v, v[-1]]
+
+
+def _time_axis(ax: Axes, t: FloatArray) -> None:
+    span = float(t[-1] - t[0]) + _step_of(t)
+    ax.set_xlim(float(t[0]), float(t[0]) + span)
+    if span <= 48.0:
+        ax.xaxis.set_major_locator(MultipleLocator(3.0 if span > 6 else 1.0))
+    ax.set_xlabel("time (h)")
+    ax.grid(visible=True, linewidth=0.5, alpha=0.5)
+
+
+def _day_axes(size: tuple[float, float] = (9.0, 4.2)) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _run_lines(ax: Axes, t: FloatArray, values: Mapping[str, FloatArray], fmt: str) -> None:
+    """One staircase per run, labelled with its peak (``fmt`` formats the value)."""
+    for label, v in values.items():
+        x, y = _steps(t, v)
+        if np.isfinite(v).any():
+            k = int(np.nanargmax(v))
+            shown = f"{label} (peak {fmt.format(v[k])} at {_clock(t[k])})"
+        else:
+            shown = f"{label} (no data)"
+        ax.plot(
+            x,
+            y,
+            drawstyle="steps-post",
+            linewidth=1.8,
+            color=RUN_COLOURS.get(label),
+            label=shown,
+            gid=f"series:{label}",
+        )
+
+
+def _clock(hours: float) -> str:
+    h, m = divmod(round(float(hours) * 60.0), 60)
+    return f"{h:02d}:{m:02d}"
+
+
+def feeder_load_figure(
+    time_h: npt.ArrayLike,
+    load_kw: Mapping[str, npt.ArrayLike],
+    *,
+    capacity_kw: npt.ArrayLike | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The feeder's load over the day for each run, against the feeder's capacity.
+
+    Every value is the average power over its interval, drawn as a staircase (held from the
+    interval's start to the next one's), the form in which PNNL-17167 (Olympic Peninsula, §4)
+    shows the feeder load against its imposed limit.
+
+    Parameters
+    ----------
+    time_h : (T,) float
+        Start of every interval in hours, increasing.
+    load_kw : mapping of str to (T,) float
+        Average feeder load per interval of every run (``{"baseline": ..., "transactive": ...}``);
+        NaN leaves a gap.
+    capacity_kw : (T,) float, optional
+        The capacity limit per interval (it may change over the day); drawn dashed red, with the
+        intervals where a run is above it shaded.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One ``Line2D`` per run (``gid="series:<run>"``) and the capacity (``gid="capacity"``).
+
+    Raises
+    ------
+    ValidationError
+        No run, ``time_h`` not one-dimensional, finite and increasing, a series or the capacity
+        of another length or infinite.
+
+    """
+    t, values, problems = _checked_series("feeder load figure", time_h, load_kw, name="load_kw")
+    cap: FloatArray | None = None
+    if capacity_kw is not None:
+        cap = np.asarray(capacity_kw, dtype=np.float64)
+        if cap.shape != t.shape:
+            problems.add("capacity_kw", f"needs shape {t.shape} like time_h, got {cap.shape}")
+        else:
+            problems.check(np.isinf(cap) | (cap <= 0), "capacity_kw", "must be positive")
+    problems.raise_if_any()
+    fig, ax = _day_axes()
+    _run_lines(ax, t, values, "{:,.0f} kW")
+    if cap is not None and np.isfinite(cap).any():
+        x, y = _steps(t, cap)
+        ax.plot(
+            x,
+            y,
+            drawstyle="steps-post",
+            color="#d62c2c",
+            linestyle="--",
+            linewidth=1.4,
+            label="capacity",
+            gid=CAPACITY_GID,
+        )
+        for label, v in values.items():
+            over = np.nan_to_num(v, nan=-np.inf) > cap
+            if over.any():
+                ax.fill_between(
+                    x,
+                    np.r_[cap, cap[-1]],
+                    np.r_[v, v[-1]],
+                    where=np.r_[over, over[-1]],
+                    step="post",
+                    color=RUN_COLOURS.get(label, "#d62c2c"),
+                    alpha=0.25,
+                    linewidth=0,
+                )
+    _time_axis(ax, t)
+    ax.set_ylabel("feeder load (kW)")
+    ax.set_ylim(bottom=min(0.0, float(np.nanmin([np.nanmin(v) for v in values.values()] + [0]))))
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title if title is not None else "Feeder load against capacity")
+    return fig
+
+
+def price_figure(
+    time_h: npt.ArrayLike,
+    price_per_kwh: Mapping[str, npt.ArrayLike],
+    *,
+    quantity_kw: npt.ArrayLike | None = None,
+    currency: str = "USD",
+    title: str | None = None,
+) -> Figure:
+    """The clearing price over the day, with the cleared quantity on a second axis.
+
+    Parameters
+    ----------
+    time_h : (T,) float
+        Start of every interval in hours, increasing.
+    price_per_kwh : mapping of str to (T,) float
+        Clearing price per interval by label (a run with no market, e.g. a flat-tariff baseline,
+        is left out by the caller); NaN (no clearing) leaves a gap.
+    quantity_kw : (T,) float, optional
+        Cleared quantity per interval, drawn as light bars on a right-hand axis.
+    currency : str
+        Currency of the prices, for the axis label.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One ``Line2D`` per price series (``gid="series:<label>"``).
+
+    Raises
+    ------
+    ValidationError
+        No series, a bad ``time_h``, a series or the quantity of another length or infinite.
+
+    """
+    t, values, problems = _checked_series(
+        "price figure", time_h, price_per_kwh, name="price_per_kwh"
+    )
+    qty: FloatArray | None = None
+    if quantity_kw is not None:
+        qty = np.asarray(quantity_kw, dtype=np.float64)
+        if qty.shape != t.shape:
+            problems.add("quantity_kw", f"needs shape {t.shape} like time_h, got {qty.shape}")
+        else:
+            problems.check(np.isinf(qty), "quantity_kw", "must not be infinite")
+    problems.raise_if_any()
+    fig, ax = _day_axes()
+    if qty is not None:
+        right = ax.twinx()
+        right.bar(
+            t,
+            qty,
+            width=_step_of(t),
+            align="edge",
+            color="#1f6fb4",
+            alpha=0.12,
+            gid="cleared-quantity",
+        )
+        right.set_ylabel("cleared quantity (kW)", color="#5a7fa8")
+        ax.set_zorder(right.get_zorder() + 1)
+        ax.patch.set_visible(False)
+    for label, v in values.items():
+        x, y = _steps(t, v)
+        if np.isfinite(v).any():
+            lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+            shown = f"{label} (from {lo:.3f} to {hi:.3f} {currency}/kWh)"
+        else:
+            shown = f"{label} (no clearing)"
+        ax.plot(
+            x,
+            y,
+            drawstyle="steps-post",
+            linewidth=1.8,
+            color=RUN_COLOURS.get(label),
+            label=shown,
+            gid=f"series:{label}",
+        )
+    _time_axis(ax, t)
+    ax.set_ylabel(f"clearing price ({currency}/kWh)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title if title is not None else "Clearing price over the day")
+    return fig
+
+
+def bid_curves_figure(
+    demand_price_per_kwh: npt.ArrayLike,
+    demand_kw: npt.ArrayLike,
+    supply_price_per_kwh: npt.ArrayLike,
+    supply_kw: npt.ArrayLike,
+    *,
+    clearing_price_per_kwh: float,
+    clearing_quantity_kw: float,
+    currency: str = "USD",
+    title: str | None = None,
+) -> Figure:
+    """The aggregate demand and supply curves of one interval with their clearing point.
+
+    Quantity on the horizontal axis and price on the vertical one, as the double auction's
+    supply and demand diagram is drawn (PNNL-17167, §2; TESP's ``simple_auction``). Breakpoints
+    are joined by straight lines, the curves' own interpolation (linear between breakpoints,
+    vertical segments where two breakpoints share a price).
+
+    Parameters
+    ----------
+    demand_price_per_kwh, demand_kw : (K,) float
+        Breakpoints of the aggregate demand: prices non-decreasing, powers (kW, >= 0)
+        non-increasing along them.
+    supply_price_per_kwh, supply_kw : (M,) float
+        Breakpoints of the aggregate supply: prices non-decreasing, powers (kW, >= 0)
+        non-decreasing along them.
+    clearing_price_per_kwh, clearing_quantity_kw : float
+        The clearing point, marked and labelled.
+    currency : str
+        Currency of the prices, for the axis label.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Lines ``gid="demand"`` and ``gid="supply"`` (x = power, y = price) and the point
+        ``gid="clearing-point"``.
+
+    Raises
+    ------
+    ValidationError
+        Arrays of unequal lengths or empty, values not finite, negative powers, prices not
+        non-decreasing, demand increasing or supply decreasing in price, a clearing point that is
+        not finite.
+
+    """
+    problems = Problems(subject="bid curves figure")
+    sides: dict[str, tuple[FloatArray, FloatArray]] = {}
+    for side, raw_p, raw_q, sign in (
+        ("demand", demand_price_per_kwh, demand_kw, -1.0),
+        ("supply", supply_price_per_kwh, supply_kw, 1.0),
+    ):
+        p = np.asarray(raw_p, dtype=np.float64)
+        q = np.asarray(raw_q, dtype=np.float64)
+        sides[side] = (p, q)
+        if p.ndim != 1 or p.size == 0 or p.shape != q.shape:
+            problems.add(
+                side, f"needs two equal, non-empty 1-D arrays, got {p.shape} and {q.shape}"
+            )
+            continue
+        ok = problems.check(~np.isfinite(p), f"{side} price_per_kwh", "must be finite")
+        ok &= problems.check(~np.isfinite(q), f"{side} power_kw", "must be finite")
+        if not ok:
+            continue
+        problems.check(q < 0, f"{side} power_kw", "must be >= 0 (kW bought or offered)")
+        problems.check(np.r_[False, np.diff(p) < 0], f"{side} price_per_kwh", "must not decrease")
+        trend = "increase" if sign < 0 else "decrease"
+        problems.check(
+            np.r_[False, sign * np.diff(q) < 0], f"{side} power_kw", f"must not {trend} in price"
+        )
+    if not (np.isfinite(clearing_price_per_kwh) and np.isfinite(clearing_quantity_kw)):
+        problems.add(
+            "clearing point",
+            f"must be finite, got ({clearing_quantity_kw}, {clearing_price_per_kwh})",
+        )
+    problems.raise_if_any()
+
+    fig, ax = _day_axes((7.5, 5.0))
+    colours = {"demand": "#1f6fb4", "supply": "#d9822b"}
+    for side, (p, q) in sides.items():
+        ax.plot(q, p, linewidth=2.0, color=colours[side], label=side, gid=side)
+    ax.plot(
+        [clearing_quantity_kw],
+        [clearing_price_per_kwh],
+        marker="o",
+        markersize=9,
+        color="black",
+        linestyle="",
+        label=f"clearing: {clearing_quantity_kw:,.0f} kW at "
+        f"{clearing_price_per_kwh:.4f} {currency}/kWh",
+        gid=CLEARING_GID,
+        zorder=5,
+    )
+    ax.axhline(clearing_price_per_kwh, color="black", linewidth=0.7, linestyle=":")
+    ax.axvline(clearing_quantity_kw, color="black", linewidth=0.7, linestyle=":")
+    # the prices near the crossing matter; a cap far above would flatten them into a line
+    prices = np.r_[sides["demand"][0], sides["supply"][0]]
+    inner = prices[prices <= 4.0 * max(abs(clearing_price_per_kwh), 1e-9)]
+    top = float(inner.max(initial=clearing_price_per_kwh))
+    bottom = float(prices.min())
+    pad = 0.08 * max(top - bottom, 1e-6)
+    ax.set_ylim(bottom - pad, top + pad)
+    if prices.max() > top + pad:
+        ax.text(
+            0.99,
+            0.99,
+            f"prices above {top + pad:.3f} cut off (cap {prices.max():.3f})",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color="#555555",
+        )
+    ax.set_xlim(left=0.0)
+    ax.set_xlabel("power (kW)")
+    ax.set_ylabel(f"price ({currency}/kWh)")
+    ax.grid(visible=True, linewidth=0.5, alpha=0.5)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title if title is not None else "Supply and demand at the peak interval")
+    return fig
+
+
+def temperature_figure(
+    time_h: npt.ArrayLike,
+    temperature_c: Mapping[str, npt.ArrayLike],
+    *,
+    comfort_min_c: npt.ArrayLike,
+    comfort_max_c: npt.ArrayLike,
+    title: str | None = None,
+) -> Figure:
+    """Mean indoor temperature of every run against the (mean) comfort band.
+
+    Parameters
+    ----------
+    time_h : (T,) float
+        Start of every interval in hours, increasing.
+    temperature_c : mapping of str to (T,) float
+        Mean indoor air temperature per interval by run.
+    comfort_min_c, comfort_max_c : (T,) float
+        Lower and upper edges of the comfort band (mean over the houses), shaded.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One ``Line2D`` per run and the band (``gid="comfort-band"``).
+
+    Raises
+    ------
+    ValidationError
+        No run, a bad ``time_h``, series of another length or infinite, a band whose lower edge
+        is above its upper one.
+
+    """
+    band = {"comfort_min_c": comfort_min_c, "comfort_max_c": comfort_max_c}
+    t, values, problems = _checked_series(
+        "temperature figure", time_h, temperature_c, name="temperature_c"
+    )
+    _, edges, band_problems = _checked_series(
+        "temperature figure", time_h, band, name="band", need_one=False
+    )
+    problems.found.extend(p for p in band_problems.found if not p.field.startswith("time_h"))
+    lo, hi = edges["comfort_min_c"], edges["comfort_max_c"]
+    if lo.shape == t.shape and hi.shape == t.shape:
+        problems.check(lo > hi, "band", "comfort_min_c must not be above comfort_max_c")
+    problems.raise_if_any()
+    fig, ax = _day_axes()
+    x, y_lo = _steps(t, lo)
+    _, y_hi = _steps(t, hi)
+    ax.fill_between(
+        x,
+        y_lo,
+        y_hi,
+        step="post",
+        color="#3fbf6f",
+        alpha=0.18,
+        label="comfort band",
+        gid=COMFORT_GID,
+    )
+    for label, v in values.items():
+        xs, ys = _steps(t, v)
+        ax.plot(
+            xs,
+            ys,
+            drawstyle="steps-post",
+            linewidth=1.8,
+            color=RUN_COLOURS.get(label),
+            label=label,
+            gid=f"series:{label}",
+        )
+    _time_axis(ax, t)
+    ax.set_ylabel("mean indoor temperature (°C)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title if title is not None else "Indoor temperature against the comfort band")
+    return fig
+
+
+def ev_soc_figure(
+    time_h: npt.ArrayLike,
+    soc: Mapping[str, npt.ArrayLike],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Mean state of charge of the EV fleet over the day for every run (in per cent).
+
+    Parameters
+    ----------
+    time_h : (T,) float
+        Start of every interval in hours, increasing.
+    soc : mapping of str to (T,) float
+        Mean state of charge per interval (fraction, 0 to 1) by run.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One ``Line2D`` per run (``gid="series:<run>"``, y in per cent).
+
+    Raises
+    ------
+    ValidationError
+        No run, a bad ``time_h``, series of another length, or values outside [0, 1].
+
+    """
+    t, values, problems = _checked_series("EV state of charge figure", time_h, soc, name="soc")
+    for label, v in values.items():
+        if v.shape == t.shape:
+            problems.check((v < 0) | (v > 1), f"soc[{label!r}]", "must be a fraction in [0, 1]")
+    problems.raise_if_any()
+    fig, ax = _day_axes()
+    for label, v in values.items():
+        xs, ys = _steps(t, 100.0 * v)
+        ax.plot(
+            xs,
+            ys,
+            drawstyle="steps-post",
+            linewidth=1.8,
+            color=RUN_COLOURS.get(label),
+            label=label,
+            gid=f"series:{label}",
+        )
+    _time_axis(ax, t)
+    ax.set_ylim(0.0, 100.0)
+    ax.set_ylabel("mean EV state of charge (%)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title if title is not None else "EV state of charge")
+    return fig
+
+
+def load_stack_figure(
+    time_h: npt.ArrayLike,
+    loads_kw: Mapping[str, Mapping[str, npt.ArrayLike]],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """The load of every device kind stacked over the day, one panel per run on a shared axis.
+
+    Consumption is stacked upwards from zero and injection (PV, a discharging battery)
+    downwards, each kind split into its positive and negative parts per interval, so the stack's
+    top minus its bottom is the net load (the sign convention: positive power is consumption).
+
+    Parameters
+    ----------
+    time_h : (T,) float
+        Start of every interval in hours, increasing.
+    loads_kw : mapping of str to mapping of str to (T,) float
+        ``{run: {kind: load per interval}}``; kinds stack in the order given.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per run (titled with the run's name); each kind is a ``PolyCollection``
+        ``gid="kind:<kind>"`` (and ``"kind:<kind>:injection"`` for its negative part).
+
+    Raises
+    ------
+    ValidationError
+        No run, a run with no kind, a bad ``time_h``, a series of another length or not finite.
+
+    """
+    problems = Problems(subject="load stack figure")
+    t = np.asarray(time_h, dtype=np.float64)
+    runs: dict[str, dict[str, FloatArray]] = {}
+    if not loads_kw:
+        problems.add("loads_kw", "needs at least one run to draw")
+    for run, kinds in loads_kw.items():
+        _, values, run_problems = _checked_series(
+            "load stack figure", t, kinds, name=f"loads_kw[{run!r}]"
+        )
+        problems.found.extend(
+            p for p in run_problems.found if not (runs and p.field.startswith("time_h"))
+        )
+        for kind, v in values.items():
+            if v.shape == t.shape:
+                problems.check(np.isnan(v), f"loads_kw[{run!r}][{kind!r}]", "must not be NaN")
+        runs[str(run)] = values
+    problems.raise_if_any()
+
+    fig = Figure(figsize=(9.0, 3.2 * len(runs) + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(runs), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    all_kinds = list(dict.fromkeys(k for kinds in runs.values() for k in kinds))
+    cycle = [c for c in _cmap_colours("tab20", 20) if c not in _KIND_COLOURS.values()]
+    colours = {
+        kind: _KIND_COLOURS.get(kind, cycle[i % len(cycle)]) for i, kind in enumerate(all_kinds)
+    }
+    x = np.r_[t, t[-1] + _step_of(t)]
+    for ax, (run, kinds) in zip(axes, runs.items(), strict=True):
+        up = np.zeros(t.size)
+        down = np.zeros(t.size)
+        for kind, v in kinds.items():
+            pos, neg = np.clip(v, 0.0, None), np.clip(v, None, 0.0)
+            if (pos > 0).any():
+                ax.fill_between(
+                    x,
+                    np.r_[up, up[-1]],
+                    np.r_[up + pos, up[-1] + pos[-1]],
+                    step="post",
+                    color=colours[kind],
+                    linewidth=0,
+                    label=kind,
+                    gid=f"kind:{kind}",
+                )
+                up = up + pos
+            if (neg < 0).any():
+                ax.fill_between(
+                    x,
+                    np.r_[down, down[-1]],
+                    np.r_[down + neg, down[-1] + neg[-1]],
+                    step="post",
+                    color=colours[kind],
+                    linewidth=0,
+                    hatch="//",
+                    alpha=0.8,
+                    label=f"{kind} (injection)" if (pos > 0).any() else kind,
+                    gid=f"kind:{kind}:injection",
+                )
+                down = down + neg
+        net = up + down
+        ax.plot(*_steps(t, net), drawstyle="steps-post", color="black", linewidth=1.0, label="net")
+        ax.axhline(0.0, color="#333333", linewidth=0.6)
+        ax.set_title(run, fontsize=10, loc="left")
+        ax.set_ylabel("load (kW)")
+        _time_axis(ax, t)
+        ax.legend(loc="upper left", fontsize=7, ncols=4)
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    fig.suptitle(title if title is not None else "Load by device kind")
+    return fig
+
+
+def _cmap_colours(name: str, n: int) -> list[str]:
+    cmap = colormaps[name]
+    return [to_hex(cmap(i / max(n - 1, 1))) for i in range(n)]
+
+
+def _above(value: float) -> str:
+    """Vertical alignment that puts a bar's label outside its end."""
+    return "bottom" if value >= 0 else "top"
+
+
+def published_figure(
+    items: Sequence[tuple[str, float | None, float, str, str]],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Our figures beside the published ones: one small panel of two bars per quantity.
+
+    Parameters
+    ----------
+    items : sequence of (name, ours, published, unit, source)
+        Each quantity's name, our value (None when this run has no counterpart, drawn as a
+        note), the published value, its unit and the publication (e.g. ``"PNNL-17167"``).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per item, titled with its name; the bars carry ``gid="ours"`` and
+        ``gid="published"``.
+
+    Raises
+    ------
+    ValidationError
+        No item, or a value that is not finite.
+
+    """
+    problems = Problems(subject="published comparison figure")
+    if not items:
+        problems.add("items", "needs at least one quantity to compare")
+    for i, (name, ours, published, _unit, _source) in enumerate(items):
+        if ours is not None and not np.isfinite(ours):
+            problems.add(f"items[{i}] ({name})", f"our value must be finite, got {ours}")
+        if not np.isfinite(published):
+            problems.add(f"items[{i}] ({name})", f"published value must be finite, got {published}")
+    problems.raise_if_any()
+    cols = min(len(items), 4)
+    rows = -(-len(items) // cols)
+    fig = Figure(figsize=(2.6 * cols + 0.4, 3.0 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (name, ours, published, unit, source) in zip(axes, items, strict=False):
+        ax.bar([1], [published], color="#bbbbbb", width=0.6, gid="published")
+        ax.text(1, published, f"{published:g}", ha="center", va=_above(published), fontsize=8)
+        if ours is not None:
+            ax.bar([0], [ours], color=RUN_COLOURS["transactive"], width=0.6, gid="ours")
+            ax.text(0, ours, f"{ours:.3g}", ha="center", va=_above(ours), fontsize=8)
+        else:
+            ax.text(0, 0, "not in\nthis run", ha="center", va="bottom", fontsize=8)
+        ax.axhline(0.0, color="#333333", linewidth=0.6)
+        ax.set_xticks([0, 1], ["ours", source], fontsize=8)
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.margins(y=0.2)
+    for ax in axes[len(items) :]:
+        ax.set_visible(False)
+    fig.suptitle(title if title is not None else "Our results beside the published ones")
+    return fig
