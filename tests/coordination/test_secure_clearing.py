@@ -1,5 +1,7 @@
 """The secure clearing loop: clear, check, surcharge, clear again (Hu et al. 2019, §3.1.1)."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -259,3 +261,32 @@ def test_market_at_the_price_cap_surcharges_only_where_needed(feeder: Feeder):
     s = outcome.surcharge_per_kwh
     assert np.all(s[29:33] < 0)  # a discount for the sellers behind the line
     np.testing.assert_array_equal(s[:29], 0.0)  # and nothing anywhere else
+
+
+def test_power_grid_model_checks_give_the_pandapower_outcome(feeder: Feeder):
+    """The DSO's checks through power-grid-model reach pandapower's rounds, prices and fills."""
+    from transactive.network.pgm import BatchPowerFlow  # noqa: PLC0415
+    from transactive.network.powerflow import IntervalPowerFlow, PowerFlowRunner  # noqa: PLC0415
+
+    node, kva = 29, 1500.0
+    kwargs: dict[str, Any] = {
+        "price_cap": CAP,
+        "supply": Supply(0.08, np.inf),
+        "limits": rated(feeder, node, kva, vmin_pu=0.7),
+        "background_p_kw": feeder.load_p_kw,
+        "background_q_kvar": feeder.load_q_kvar,
+    }
+    flow = BatchPowerFlow(feeder)
+    assert isinstance(flow, IntervalPowerFlow)
+    assert isinstance(PowerFlowRunner(feeder, replace_injections=True), IntervalPowerFlow)
+    reference = secure_clearing(ev_chargers(), END_NODES, feeder, **kwargs)
+    fast = secure_clearing(ev_chargers(), END_NODES, feeder, runner=flow, **kwargs)
+    assert fast.secure == reference.secure and fast.n_rounds == reference.n_rounds
+    np.testing.assert_allclose(fast.surcharge_per_kwh, reference.surcharge_per_kwh, atol=1e-9)
+    np.testing.assert_allclose(fast.allocation_kw, reference.allocation_kw, atol=1e-6)
+    branch = feeder.parent_branch[node]
+    np.testing.assert_allclose(
+        fast.final.report.branch_loading_pct[branch],
+        reference.final.report.branch_loading_pct[branch],
+        atol=1e-3,
+    )

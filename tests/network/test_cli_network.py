@@ -338,3 +338,17 @@ def test_unwritable_out_is_rejected(app: typer.Typer, tmp_path: Path) -> None:
         assert "permission denied" in result.output
     finally:
         locked.chmod(0o700)
+
+
+def test_feeder_day_on_power_grid_model_reads_as_on_pandapower(app: typer.Typer) -> None:
+    args = ["feeder-day", "case33bw", "--scale", "1.5", "--json"]
+    reference = strict_json(runner.invoke(app, args).output)
+    result = runner.invoke(app, [*args, "--backend", "pgm"])
+    assert result.exit_code == 0, result.output
+    fast = strict_json(result.output)
+    assert fast["vmin_pu"] == pytest.approx(reference["vmin_pu"], abs=1e-6)
+    assert fast["energy_losses_kwh"] == pytest.approx(reference["energy_losses_kwh"], rel=1e-5)
+    assert fast["intervals_by_violation"] == reference["intervals_by_violation"]
+    bad = runner.invoke(app, ["feeder-day", "case33bw", "--backend", "gridlabd"])
+    assert bad.exit_code != 0
+    assert "backend" in bad.output

@@ -350,6 +350,13 @@ def feeder_day(
     line_max_i_ka: Annotated[
         float | None, typer.Option("--line-max-i-ka", help=RATING_HELP, min=0.0)
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="AC power flow engine: 'pandapower' (one runpp per interval, the reference) or "
+            "'pgm' (power-grid-model, every interval in one batch call, within 1e-6 pu)."
+        ),
+    ] = "pandapower",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run a day of the feeder's own load through the AC power flow and the DSO's check."""
@@ -361,7 +368,7 @@ def feeder_day(
     fd = _load(feeder, line_max_i_ka)
     try:
         load = feeder_day_load(fd, day=day, scale=scale)
-        result = run_day(fd, load.p_kw, load.q_kvar, interval_s=load.interval_s)
+        result = run_day(fd, load.p_kw, load.q_kvar, interval_s=load.interval_s, backend=backend)
     except ValidationError as exc:
         raise _fail(exc) from None
     if not result.converged.any():

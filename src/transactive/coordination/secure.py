@@ -55,7 +55,7 @@ from transactive.curves import BidCurves
 from transactive.errors import Problems, ValidationError
 from transactive.market import ClearingResult, Supply, clear
 from transactive.network.feeders import Feeder
-from transactive.network.powerflow import PowerFlowRunner
+from transactive.network.powerflow import IntervalPowerFlow, PowerFlowRunner
 from transactive.network.security import (
     SecurityLimits,
     SecurityReport,
@@ -210,6 +210,7 @@ def secure_clearing(
     max_rounds: int = 10,
     loading_margin: float = 0.01,
     voltage_margin_pu: float = 0.001,
+    runner: IntervalPowerFlow | None = None,
 ) -> SecureClearingOutcome:
     """Clear, check, surcharge, clear again: until the dispatch is secure or rounds run out.
 
@@ -236,6 +237,11 @@ def secure_clearing(
     loading_margin, voltage_margin_pu :
         The DSO aims a violated element at its limit less this margin (a fraction of the rating,
         or pu of voltage), to absorb the error of its linear model.
+    runner : IntervalPowerFlow, optional
+        The power-flow engine of the DSO's checks, built once per feeder and reused across
+        intervals: ``PowerFlowRunner(feeder, replace_injections=True)`` (pandapower, the default)
+        or :class:`transactive.network.pgm.BatchPowerFlow` (power-grid-model, ~70x faster per
+        check, voltages within 1e-6 pu of pandapower).
 
     Returns
     -------
@@ -265,7 +271,8 @@ def secure_clearing(
     # rated current as apparent power at the branch_to node's nominal voltage (kVA), the unit of
     # the linearised flows |S| / |V| the sensitivities are written in
     s_max = np.sqrt(3.0) * np.asarray(feeder.vn_kv)[np.asarray(feeder.branch_to)] * i_max * 1e3
-    runner = PowerFlowRunner(feeder, replace_injections=True)
+    if runner is None:
+        runner = PowerFlowRunner(feeder, replace_injections=True)
     model = _Sensitivity(feeder, tan_phi)
     floor, cap = float(price_floor), float(price_cap)
 

@@ -55,6 +55,7 @@ from transactive.network.opf import (
 )
 from transactive.network.pgm import SOURCE_SK_VA, BatchFlowResult, BatchPowerFlow
 from transactive.network.powerflow import (
+    IntervalPowerFlow,
     PowerFlowResult,
     PowerFlowRunner,
     branch_end_flows,
@@ -85,6 +86,7 @@ __all__ = [
     "FeederDay",
     "FlexibleAssets",
     "Formulation",
+    "IntervalPowerFlow",
     "LossAllocation",
     "OpfModel",
     "OpfResult",

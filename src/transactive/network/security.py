@@ -33,7 +33,7 @@ import pandas as pd
 
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder
-from transactive.network.powerflow import PowerFlowRunner, branch_loading_pct
+from transactive.network.powerflow import IntervalPowerFlow, PowerFlowRunner, branch_loading_pct
 
 __all__ = [
     "SecurityLimits",
@@ -216,7 +216,7 @@ def security_check(
     q_kvar: npt.ArrayLike | None = None,
     *,
     limits: SecurityLimits | None = None,
-    runner: PowerFlowRunner | None = None,
+    runner: IntervalPowerFlow | None = None,
 ) -> SecurityReport:
     """Check a dispatch against the feeder's limits with an AC power flow.
 
@@ -228,8 +228,10 @@ def security_check(
         Net consumption per node (a missing ``q_kvar`` is zero).
     limits : SecurityLimits, optional
         Limits to enforce (default: the feeder's).
-    runner : PowerFlowRunner, optional
-        A prepared runner (``replace_injections=True``) to reuse across checks.
+    runner : IntervalPowerFlow, optional
+        A prepared power-flow engine to reuse across checks: a
+        ``PowerFlowRunner(feeder, replace_injections=True)`` (pandapower, the default) or a
+        :class:`transactive.network.pgm.BatchPowerFlow` (power-grid-model, much faster).
 
     Returns
     -------
@@ -258,7 +260,7 @@ def security_check(
     problems.raise_if_any()
     if runner is None:
         runner = PowerFlowRunner(feeder, replace_injections=True)
-    result = runner.run(p, q)
+    result = runner.run_interval(p, q)
     common: dict[str, Any] = {
         "p_kw": _ro(p.copy()),
         "q_kvar": _ro(q.copy()),
