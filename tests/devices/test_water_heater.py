@@ -213,3 +213,15 @@ def test_an_empty_population_and_ids():
     pop = tanks(2, ids=["w1", "w2"])
     assert list(pop.bid(STATS, INTERVAL, INDOORS).ids) == ["w1", "w2"]  # type: ignore[arg-type]
     assert list(pop.step(0, 60, INDOORS).ids) == ["w1", "w2"]  # type: ignore[arg-type]
+
+
+def test_sample_takes_ids_like_every_kind():
+    from transactive.devices.heat_pump import HeatPumpPopulation  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    tanks = WaterHeaterPopulation.sample(2, rng, ids=["tank-a", "tank-b"])
+    assert list(tanks.ids) == ["tank-a", "tank-b"]
+    pumps = HeatPumpPopulation.sample(2, rng, ids=["hp-a", "hp-b"])
+    assert list(pumps.ids) == ["hp-a", "hp-b"]
+    with pytest.raises(ValidationError, match="repeats"):
+        WaterHeaterPopulation.sample(2, rng, ids=["x", "x"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from transactive.cli import market, network
+from transactive.cli import market, network, sim
 
 app = typer.Typer(
     name="transactive",
@@ -16,6 +16,7 @@ app = typer.Typer(
 
 market.register(app)
 network.register(app)
+sim.register(app)
 
 
 def main() -> None:

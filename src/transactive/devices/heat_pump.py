@@ -120,6 +120,7 @@ class HeatPumpPopulation:
         *,
         outdoor_temperature_c: float = 0.0,
         floor_heating_share: float = 0.5,
+        ids: npt.ArrayLike | None = None,
     ) -> Self:
         """Draw ``n`` heat-pump houses.
 
@@ -140,7 +141,7 @@ class HeatPumpPopulation:
         # load; this unit's output is constant, so rate it at the design load itself.
         args = houses._constructor_arguments()
         args["heating_capacity_kw"] = houses.heating_capacity_kw * heating_capacity_factor(-5.0)
-        return cls(HvacPopulation(**args), supply_temperature_c=supply)
+        return cls(HvacPopulation(**args), supply_temperature_c=supply, ids=ids)
 
     @property
     def n_devices(self) -> int:

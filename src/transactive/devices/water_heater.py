@@ -321,7 +321,7 @@ class WaterHeaterPopulation:
         self.heat_draw_loss_kwh = np.zeros(self._n)
 
     @classmethod
-    def sample(cls, n: int, rng: np.random.Generator) -> Self:
+    def sample(cls, n: int, rng: np.random.Generator, *, ids: npt.ArrayLike | None = None) -> Self:
         """Draw ``n`` tanks with GridLAB-D ``waterheater.cpp``-like defaults (converted to SI).
 
         Volume 40, 50 or 80 gal (151, 189, 303 l); element 4.5 kW (3.5 kW for 40 gal);
@@ -352,6 +352,7 @@ class WaterHeaterPopulation:
             temperature_c=temp,
             on=rng.random(n) < 0.1,
             draw_profile_l_per_h=synthetic_draw_profile_l_per_h(n, rng),
+            ids=ids,
         )
 
     @property

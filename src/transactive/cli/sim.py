@@ -1,0 +1,116 @@
+"""``transactive run`` and ``transactive scenarios``: simulate a feeder through time.
+
+A face only: it reads a scenario (a built-in name or a TOML file), calls
+:func:`transactive.sim.simulate` with a rich progress bar (``--quiet`` for scripts), writes the
+results directory (:func:`transactive.sim.write_results`) and its report
+(:func:`transactive.report.write_report`, ``report.html``), and prints the summary table, baseline
+against transactive. A bad scenario exits with status 1 and every problem with its path in the
+file, before anything runs. The simulator is imported inside the commands, so
+``transactive --help`` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the simulator's commands to the console app."""
+    app.command("run")(run_command)
+    app.command("scenarios")(scenarios_command)
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}{unit}" if abs(value) >= 10 else f"{value:,.3g}{unit}"
+
+
+def run_command(
+    scenario: Annotated[
+        str,
+        typer.Argument(help="A built-in scenario (see `transactive scenarios`) or a TOML file."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Results directory (created).")] = Path(
+        "results"
+    ),
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,
+) -> None:
+    """Run a scenario (its baseline and its transactive run) and write the results directory."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+
+    from transactive.errors import ValidationError  # noqa: PLC0415
+    from transactive.sim import load_scenario, simulate, summary, write_results  # noqa: PLC0415
+
+    console = Console()
+    try:
+        sc, base_dir = load_scenario(scenario)
+    except ValidationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from None
+    if out.exists() and not out.is_dir():
+        typer.echo(f"--out {str(out)!r}: exists and is not a directory", err=True)
+        raise typer.Exit(code=1)
+    try:
+        if quiet:
+            sim = simulate(sc, base_dir=base_dir)
+        else:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                tasks = {
+                    name: bar.add_task(f"{name} run", total=sc.n_intervals)
+                    for name in ("baseline", "transactive")
+                }
+
+                def progress(name: str, done: int, total: int) -> None:
+                    bar.update(tasks[name], completed=done, total=total)
+
+                sim = simulate(sc, base_dir=base_dir, progress=progress)
+    except ValidationError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from None
+    from transactive.report import write_report  # noqa: PLC0415
+
+    files = write_results(sim, out)
+    report = write_report(out)
+    if quiet:
+        return
+    data = summary(sim)
+    table = Table(title=f"{escape(sc.name)}: {data['n_homes']} homes on {escape(sc.feeder.name)}")
+    table.add_column("KPI")
+    table.add_column("baseline", justify="right")
+    table.add_column("transactive", justify="right")
+    for key, value in data["runs"]["baseline"].items():
+        table.add_row(key, _fmt(value), _fmt(data["runs"]["transactive"][key]))
+    console.print(table)
+    console.print(f"peak reduction: {_fmt(data['peak_reduction_pct'], ' %')}")
+    for note in data["notes"]:
+        console.print(f"note: {escape(note)}")
+    console.print(f"results in {escape(str(files['summary'].parent))} ({sim.wall_s:.1f} s)")
+    console.print(f"report: {escape(str(report))}")
+
+
+def scenarios_command() -> None:
+    """List the built-in scenarios."""
+    from transactive.sim import builtin_scenarios  # noqa: PLC0415
+
+    table = Table(title="built-in scenarios (transactive run NAME)")
+    table.add_column("name")
+    table.add_column("description")
+    for name, description in builtin_scenarios().items():
+        table.add_row(escape(name), escape(description))
+    Console().print(table)

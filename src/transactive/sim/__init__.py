@@ -1,0 +1,33 @@
+"""The simulator: scenarios, the weakly-centralized loop against its baseline, the results.
+
+Drives the pure layers through time (Hu et al., "Transactive Energy: an Effective Mechanism for
+Balancing Electric Energy System", Proc. CSEE 2019, §3.1: bid, clear, the system operator's
+check, respond, meter): :func:`load_scenario` reads a scenario, :func:`simulate` runs it (the
+transactive run and its baseline, same homes and weather), :func:`write_results` writes the
+results directory (format version 1).
+"""
+
+from transactive.sim.engine import RunResult, SimulationResult, simulate
+from transactive.sim.results import FORMAT_VERSION, KPI_NAMES, summary, write_results
+from transactive.sim.scenario import (
+    BUILTIN_SCENARIOS,
+    Scenario,
+    builtin_scenarios,
+    load_scenario,
+    parse_scenario,
+)
+
+__all__ = [
+    "BUILTIN_SCENARIOS",
+    "FORMAT_VERSION",
+    "KPI_NAMES",
+    "RunResult",
+    "Scenario",
+    "SimulationResult",
+    "builtin_scenarios",
+    "load_scenario",
+    "parse_scenario",
+    "simulate",
+    "summary",
+    "write_results",
+]

@@ -1,0 +1,504 @@
+"""Scenario files: what one simulated day (or any horizon) of a feeder is made of.
+
+A scenario is a TOML file (read with the standard library's :mod:`tomllib`) validated by a
+pydantic v2 model. Every mistake is reported at once, each with its path in the file (for example
+``population.hvac.count: must be >= 0``), as one :class:`transactive.errors.ValidationError`;
+unknown keys are refused, not ignored (``extra="forbid"``).
+
+The sections follow what a transactive-energy study states about its set-up (Hu et al.,
+"Transactive Energy: an Effective Mechanism for Balancing Electric Energy System", Proc. CSEE
+2019, §2.1 for the demonstrations' set-ups, §3.5 for imperfect communication):
+
+- the clock: ``start`` (ISO timestamp with its zone), ``horizon_h``, ``market_interval_s``
+  (5 minutes, the Olympic Peninsula and gridSMART interval), ``physics_step_s`` (1 minute);
+- ``weather``: a TMY3 file shipped by pvlib and the day of the year it starts on;
+- ``feeder``: a built-in name, SimBench code or pandapower JSON path, ``scale`` (the share of the
+  feeder's own nominal load kept as unresponsive background load beside the homes),
+  ``line_max_i_ka`` and how homes are spread over its load buses;
+- ``population``: per device kind a ``count``, a ``participation`` share and the kind's
+  ``sample()`` options, plus the ``seed`` of the whole run;
+- ``mechanism``: ``fixed`` price, ``tou`` periods or the ``double_auction`` (price cap and floor,
+  the price-statistics window), the flat tariff the baseline is billed at, and the DSO's check;
+- ``supply``: the wholesale price (constant or per hour) and the feeder's ``capacity_kw``;
+- ``comms``: message loss probability and delay in intervals;
+- ``outputs``: which result tables to write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic import (
+    ValidationError as PydanticValidationError,
+)
+
+from transactive.errors import Problem, ValidationError
+
+__all__ = [
+    "BUILTIN_SCENARIOS",
+    "Comms",
+    "DeviceKind",
+    "FeederSpec",
+    "Mechanism",
+    "Outputs",
+    "PopulationSpec",
+    "Scenario",
+    "SupplySpec",
+    "TouPeriod",
+    "WeatherSpec",
+    "builtin_scenarios",
+    "load_scenario",
+    "parse_scenario",
+]
+
+DeviceKind = Literal["hvac", "water_heater", "ev", "pv", "battery", "base_load"]
+KINDS: tuple[DeviceKind, ...] = ("hvac", "water_heater", "ev", "pv", "battery", "base_load")
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    """Base of every section: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeatherSpec(_Strict):
+    """A TMY3 file shipped by pvlib (``transactive.data.available_tmy3``) and its first day."""
+
+    tmy3: str = "723170TYA.CSV"
+    start_day: Annotated[int, Field(ge=1, le=365)] | None = None
+    """Day of the year the run starts on (default: the day of ``start``)."""
+
+
+class FeederSpec(_Strict):
+    """The feeder and how the homes are placed on it."""
+
+    name: str = "case33bw"
+    """Built-in name, SimBench code or pandapower JSON path (relative to the scenario file)."""
+    scale: NonNegative = 0.0
+    """Share of the feeder's own nominal load kept as unresponsive background load per node."""
+    line_max_i_ka: Positive | None = None
+    """Rate every line at this current (kA), e.g. for case33bw's placeholder ratings."""
+    spread_over_load_buses: Literal["proportional", "random"] = "proportional"
+    """Homes per load bus: largest-remainder apportionment to nominal load, or random draws."""
+    vmin_pu: Positive = 0.95
+    """Lowest voltage the DSO accepts (ANSI C84.1 range A)."""
+    vmax_pu: Positive = 1.05
+    """Highest voltage the DSO accepts (ANSI C84.1 range A)."""
+
+    @model_validator(mode="after")
+    def _voltage_band(self) -> Self:
+        if self.vmax_pu <= self.vmin_pu:
+            raise ValueError("vmax_pu must exceed vmin_pu")
+        return self
+
+
+class KindSpec(_Strict):
+    """One device kind: how many, what share takes part in the market, and its sample options.
+
+    ``options`` are passed to the kind's ``sample(n, rng, **options)`` (for example HVAC's
+    ``comfort_tolerance`` or the EVs' ``arrival_mean_h``); an option the kind does not take is
+    reported with its path.
+    """
+
+    count: Annotated[int, Field(ge=0)] = 0
+    participation: Share = 1.0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+_SAMPLE_OPTIONS: dict[str, frozenset[str]] = {
+    "hvac": frozenset(
+        {"mode", "outdoor_temperature_c", "floor_area_m2", "ua_per_m2_w_per_k", "comfort_tolerance"}
+    ),
+    "water_heater": frozenset(),
+    "ev": frozenset(
+        {
+            "arrival_mean_h",
+            "arrival_std_h",
+            "departure_mean_h",
+            "departure_std_h",
+            "daily_km_mean",
+            "consumption_kwh_per_km",
+            "charger_kw",
+            "charger_share",
+        }
+    ),
+    "pv": frozenset({"size_kw", "curtailable_share", "curtailment_price_per_kwh"}),
+    "battery": frozenset({"capacity_kwh", "c_rate"}),
+    "base_load": frozenset({"annual_energy_mean_kwh", "annual_energy_cv", "time_jitter_s"}),
+}
+
+
+class PopulationSpec(_Strict):
+    """The homes' devices, one entry per kind, and the seed of the whole run."""
+
+    seed: Annotated[int, Field(ge=0)] = 1
+    hvac: KindSpec = KindSpec()
+    water_heater: KindSpec = KindSpec()
+    ev: KindSpec = KindSpec()
+    pv: KindSpec = KindSpec()
+    battery: KindSpec = KindSpec()
+    base_load: KindSpec = KindSpec()
+
+    @model_validator(mode="after")
+    def _options_known(self) -> Self:
+        bad = []
+        for kind in KINDS:
+            unknown = sorted(set(getattr(self, kind).options) - _SAMPLE_OPTIONS[kind])
+            if unknown:
+                allowed = sorted(_SAMPLE_OPTIONS[kind]) or "none"
+                bad.append(f"{kind}.options: unknown {unknown} (allowed: {allowed})")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
+
+    def kind(self, kind: DeviceKind) -> KindSpec:
+        """The entry of one kind."""
+        spec: KindSpec = getattr(self, kind)
+        return spec
+
+
+class TouPeriod(_Strict):
+    """One time-of-use period: ``[start_h, end_h)`` of the local day at ``price_per_kwh``."""
+
+    start_h: Annotated[float, Field(ge=0.0, le=24.0)]
+    end_h: Annotated[float, Field(ge=0.0, le=24.0)]
+    price_per_kwh: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end_h <= self.start_h:
+            raise ValueError("end_h must exceed start_h")
+        return self
+
+
+class Mechanism(_Strict):
+    """How devices are coordinated in the transactive run, and the baseline's flat tariff."""
+
+    kind: Literal["fixed", "tou", "double_auction"] = "double_auction"
+    flat_price_per_kwh: float = 0.12
+    """The tariff the baseline run (and the ``fixed`` mechanism, unless ``fixed_price_per_kwh``
+    is given) is billed at."""
+    fixed_price_per_kwh: float | None = None
+    tou: tuple[TouPeriod, ...] = ()
+    price_cap_per_kwh: float = 1.0
+    price_floor_per_kwh: float = 0.0
+    price_stats_window_h: Positive = 24.0
+    """Rolling window of the clearing prices whose mean and std the devices bid from (the
+    Olympic Peninsula controllers used the last day, Hammerstrom et al., PNNL-17167, 2007)."""
+    initial_price_std_per_kwh: NonNegative = 0.02
+    """Std the statistics start from (with the supply's price as the mean) before any clearing."""
+    dso_check: bool = True
+    """Run the DSO's security check (clear, check, surcharge, re-clear) every interval."""
+    dso_max_rounds: PositiveInt = 4
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = []
+        if not self.price_cap_per_kwh > self.price_floor_per_kwh:
+            problems.append("price_cap_per_kwh must exceed price_floor_per_kwh")
+        if self.kind == "tou":
+            if not self.tou:
+                problems.append("tou: a time-of-use mechanism needs at least one period")
+            spans = sorted((p.start_h, p.end_h) for p in self.tou)
+            covered = 0.0
+            for lo, hi in spans:
+                if lo > covered:
+                    problems.append(f"tou: no period covers {covered} h to {lo} h")
+                elif lo < covered:
+                    problems.append(f"tou: periods overlap at {lo} h")
+                covered = max(covered, hi)
+            if spans and covered < 24.0:
+                problems.append(f"tou: no period covers {covered} h to 24 h")
+        elif self.tou:
+            problems.append(f"tou: periods given but mechanism.kind is {self.kind!r}")
+        if self.fixed_price_per_kwh is not None and self.kind != "fixed":
+            problems.append(f"fixed_price_per_kwh given but mechanism.kind is {self.kind!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def tariff_per_kwh(self, local_hour: float) -> float:
+        """The fixed or time-of-use price at an hour of the local day."""
+        if self.kind == "fixed":
+            return (
+                self.flat_price_per_kwh
+                if self.fixed_price_per_kwh is None
+                else self.fixed_price_per_kwh
+            )
+        for period in self.tou:
+            if period.start_h <= local_hour < period.end_h:
+                return period.price_per_kwh
+        return self.tou[-1].price_per_kwh  # local_hour == 24.0 exactly
+
+
+class SupplySpec(_Strict):
+    """The feeder's connection to the wholesale market."""
+
+    price_per_kwh: float | None = None
+    """A constant wholesale price."""
+    hourly_price_per_kwh: tuple[float, ...] = ()
+    """24 wholesale prices, one per hour of the local day (instead of ``price_per_kwh``)."""
+    capacity_kw: Positive = math.inf
+    """What the substation may import (kW); ``inf`` when unconstrained."""
+
+    @model_validator(mode="after")
+    def _one_price(self) -> Self:
+        given = (self.price_per_kwh is not None) + bool(self.hourly_price_per_kwh)
+        if given != 1:
+            raise ValueError("give exactly one of price_per_kwh and hourly_price_per_kwh")
+        if self.hourly_price_per_kwh and len(self.hourly_price_per_kwh) != 24:
+            raise ValueError(
+                f"hourly_price_per_kwh needs 24 values, got {len(self.hourly_price_per_kwh)}"
+            )
+        prices = (
+            [self.price_per_kwh] if self.price_per_kwh is not None else self.hourly_price_per_kwh
+        )
+        if not all(math.isfinite(p) for p in prices):
+            raise ValueError("wholesale prices must be finite")
+        return self
+
+    def price_at(self, local_hour: float) -> float:
+        """The wholesale price at an hour of the local day."""
+        if self.price_per_kwh is not None:
+            return self.price_per_kwh
+        return self.hourly_price_per_kwh[min(int(local_hour), 23)]
+
+
+class Comms(_Strict):
+    """Imperfect communication between devices and the market (Hu et al. 2019, §3.5).
+
+    Each bid and each price message is lost independently with ``loss_probability``; a price
+    reaches the devices ``delay_intervals`` intervals late.
+    """
+
+    loss_probability: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    delay_intervals: Annotated[int, Field(ge=0)] = 0
+
+
+class Outputs(_Strict):
+    """Which result tables to write beside ``summary.json`` and ``scenario.toml``."""
+
+    timeseries: bool = True
+    devices: bool = True
+    peak_curves: bool = True
+    peak_network: bool = True
+
+
+class Scenario(_Strict):
+    """A whole scenario (see the module docstring for its sections)."""
+
+    name: str
+    description: str = ""
+    start: dt.datetime
+    horizon_h: Positive = 24.0
+    market_interval_s: PositiveInt = 300
+    physics_step_s: PositiveInt = 60
+    weather: WeatherSpec = WeatherSpec()
+    feeder: FeederSpec = FeederSpec()
+    population: PopulationSpec = PopulationSpec()
+    mechanism: Mechanism = Mechanism()
+    supply: SupplySpec
+    comms: Comms = Comms()
+    outputs: Outputs = Outputs()
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _timestamp(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise ValueError(f"not an ISO timestamp: {value!r}") from exc
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _zoned(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("needs a time zone (e.g. 2021-07-15T00:00:00-05:00)")
+        return value
+
+    @model_validator(mode="after")
+    def _clock(self) -> Self:
+        problems = []
+        if self.market_interval_s % self.physics_step_s:
+            problems.append(
+                f"market_interval_s ({self.market_interval_s}) must be a whole number of "
+                f"physics_step_s ({self.physics_step_s})"
+            )
+        horizon_s = self.horizon_h * 3600.0
+        if horizon_s % self.market_interval_s:
+            problems.append(
+                f"horizon_h ({self.horizon_h} h) must be a whole number of market intervals"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def horizon_s(self) -> int:
+        """The horizon in seconds."""
+        return round(self.horizon_h * 3600.0)
+
+    @property
+    def n_intervals(self) -> int:
+        """Number of market intervals."""
+        return self.horizon_s // self.market_interval_s
+
+    @property
+    def n_homes(self) -> int:
+        """Homes on the feeder: the largest count of any kind (every home has at most one)."""
+        return max(self.population.kind(k).count for k in KINDS)
+
+    @property
+    def start_day(self) -> int:
+        """Day of the year the weather starts on."""
+        if self.weather.start_day is not None:
+            return self.weather.start_day
+        return min(self.start.timetuple().tm_yday, 365)
+
+    def to_toml(self) -> str:
+        """The scenario as TOML, every default filled in (what ``scenario.toml`` holds)."""
+        return _toml(self.model_dump(mode="json", exclude_none=True))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("function-after", "function-before"))
+
+
+def _problems(exc: PydanticValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not part of a scenario)"
+        parts = [p.strip() for p in msg.split(";")] if err["type"] == "value_error" else [msg]
+        for part in parts:
+            field = _path(loc)
+            head, sep, rest = part.partition(": ")
+            reason = part
+            if sep and " " not in head:  # "tou: ..." or "hvac.options: ..." names a sub-path
+                field = f"{field}.{head}" if field else head
+                reason = rest
+            problems.append(Problem(field or "(scenario)", reason))
+    return problems
+
+
+def parse_scenario(text: str, *, source: str = "scenario") -> Scenario:
+    """Validate a scenario's TOML text.
+
+    Raises
+    ------
+    ValidationError
+        The TOML does not parse (its line and column named), or every problem of the model,
+        each with its dotted path in the file.
+
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError([Problem("(toml)", str(exc))], subject=source) from None
+    try:
+        return Scenario.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationError(_problems(exc), subject=source) from None
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Built-in scenario names and their one-line descriptions."""
+    out = {}
+    folder = resources.files("transactive.sim") / "scenarios"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            scenario = parse_scenario(entry.read_text(encoding="utf-8"), source=entry.name)
+            out[entry.name.removesuffix(".toml")] = scenario.description
+    return out
+
+
+BUILTIN_SCENARIOS = ("default",)
+
+
+def load_scenario(name_or_path: str | Path) -> tuple[Scenario, Path | None]:
+    """A built-in scenario by name, or a scenario file; with the folder relative paths start in.
+
+    Raises
+    ------
+    ValidationError
+        Unknown name, unreadable file, or the file's problems (all of them, with paths).
+
+    """
+    text = str(name_or_path)
+    folder = resources.files("transactive.sim") / "scenarios"
+    builtin = folder / f"{text}.toml"
+    if not text.endswith(".toml") and builtin.is_file():
+        return parse_scenario(
+            builtin.read_text(encoding="utf-8"), source=f"scenario {text!r}"
+        ), None
+    path = Path(text)
+    if not path.is_file():
+        names = sorted(builtin_scenarios())
+        raise ValidationError(
+            [Problem("scenario", f"{text!r} is neither a built-in scenario {names} nor a file")],
+            subject="scenario",
+        )
+    try:
+        body = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError([Problem("scenario", str(exc))], subject=str(path)) from None
+    return parse_scenario(body, source=str(path)), path.parent
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")  # pragma: no cover - model values only
+
+
+def _toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A minimal TOML writer for the scenario's own shape (tables, scalars, arrays, inline)."""
+    lines = []
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "options":
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    out = "\n".join(lines)
+    for key, value in tables:
+        name = f"{prefix}{key}"
+        body = _toml(value, prefix=f"{name}.")
+        out += (
+            f"\n\n[{name}]\n{body}" if body and not body.startswith("\n") else f"\n\n[{name}]{body}"
+        )
+    return out.strip("\n") + ("\n" if not prefix else "")
