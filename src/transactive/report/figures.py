@@ -29,6 +29,7 @@ here touches ``matplotlib.pyplot``'s global figure registry or the process-wide 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -1182,9 +1183,9 @@ def published_figure(
         if not np.isfinite(published):
             problems.add(f"items[{i}] ({name})", f"published value must be finite, got {published}")
     problems.raise_if_any()
-    cols = min(len(items), 4)
+    cols = min(len(items), 3)
     rows = -(-len(items) // cols)
-    fig = Figure(figsize=(2.6 * cols + 0.4, 3.0 * rows), layout="constrained")
+    fig = Figure(figsize=(3.4 * cols + 0.4, 3.4 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (name, ours, published, unit, source) in zip(axes, items, strict=False):
@@ -1196,10 +1197,11 @@ def published_figure(
         else:
             ax.text(0, 0, "not in\nthis run", ha="center", va="bottom", fontsize=8)
         ax.axhline(0.0, color="#333333", linewidth=0.6)
-        ax.set_xticks([0, 1], ["ours", source], fontsize=8)
+        # long names and sources wrap, so that constrained layout keeps room for the bars
+        ax.set_xticks([0, 1], ["ours", textwrap.fill(source, 18)], fontsize=8)
         ax.set_xlim(-0.6, 1.6)
         ax.set_ylabel(unit, fontsize=8)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(textwrap.fill(name.replace("_", " "), 28), fontsize=9)
         ax.margins(y=0.2)
     for ax in axes[len(items) :]:
         ax.set_visible(False)

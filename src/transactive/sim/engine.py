@@ -53,6 +53,15 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   its profile; everything billed at the flat tariff.
 - **Fixed and time-of-use** mechanisms: participants bid and respond to the tariff of the
   interval (no clearing, no DSO check) and are billed at it.
+- **Customer groups** (a demonstration's treatment groups, Hammerstrom et al., PNNL-17167,
+  2007): each group's homes bring all their devices and the whole home is billed at the group's
+  price (clearing price, fixed or TOU tariff, or the flat tariff for a ``none``/control group,
+  whose devices never hear a price). Only ``double_auction`` groups bid; with a ``feeder``
+  capacity scope the other groups enter the auction as unresponsive blocks (a tariff group at
+  its answer to the tariff), with a ``market`` scope (a virtual feeder) they stay outside it and
+  the limit applies to the auction groups' load less the generators' output.
+- **Generators** offer their capacity at the wholesale price plus their premium; what the
+  auction dispatches injects at the substation's node (series ``generator_kw``).
 """
 
 from __future__ import annotations
@@ -113,6 +122,17 @@ class _Group:
     kind: DeviceKind
     participating: bool
     population: Any
+    label: str
+    """The devices' group in the results: the customer group, or (participant|non-participant)."""
+    mode: str
+    """``auction`` (bids in the double auction), ``tariff`` (told a fixed or TOU price) or
+    ``own`` (runs on its own)."""
+    bill: str
+    """What the transactive run bills it at: ``market`` (node price), ``tariff`` or ``flat``."""
+    tariff: Any
+    """The :class:`GroupMechanism` (or scenario :class:`Mechanism`) whose tariff applies."""
+    in_auction: bool
+    """Whether the auction sees it (as bids, or as an unresponsive block)."""
     bus: IntArray
     last_power_kw: FloatArray
     last_price: FloatArray
@@ -226,12 +246,10 @@ class _Setup:
                     options[key] = tuple(value)
             if kind == "hvac":
                 options.setdefault("outdoor_temperature_c", t_out)
-            n_part = round(spec.participation * spec.count)
-            prefix = kind
-            for participating, lo, hi in ((True, 0, n_part), (False, n_part, spec.count)):
+            for participating, lo, hi, meta in self._slices(kind, spec.count, spec.participation):
                 if hi == lo:
                     continue
-                ids = np.asarray([f"{prefix}-{i}" for i in range(lo, hi)])
+                ids = np.asarray([f"{kind}-{i}" for i in range(lo, hi)])
                 try:
                     pop = _sample(kind, hi - lo, rng, ids, options)
                 except TypeError as exc:  # an option the kind does not take
@@ -252,6 +270,7 @@ class _Setup:
                         kind=kind,
                         participating=participating,
                         population=pop,
+                        **meta,
                         bus=self.home_bus[lo:hi].copy(),
                         last_power_kw=np.zeros(n),
                         last_price=np.full(n, np.nan),
@@ -261,6 +280,55 @@ class _Setup:
                         discomfort_dh=np.zeros(n),
                     )
                 )
+        return out
+
+    def _slices(
+        self, kind: DeviceKind, count: int, participation: float
+    ) -> list[tuple[bool, int, int, dict[str, Any]]]:
+        """A kind's devices cut into (participating, first, end, group fields) slices.
+
+        Without customer groups: the first ``round(share x count)`` devices take part in the
+        scenario's mechanism, the rest run on their own at the flat tariff. With groups: each
+        group's homes (consecutive, in the scenario's order) bring their devices of the kind;
+        inside a group the first ``round(share x n)`` take part (none in a ``none`` group), and
+        every device of the group is billed at the group's tariff or price.
+        """
+        sc = self.scenario
+        mech = sc.mechanism
+        out: list[tuple[bool, int, int, dict[str, Any]]] = []
+        if not sc.groups:
+            n_part = round(participation * count)
+            mode = "auction" if mech.kind == "double_auction" else "tariff"
+            in_auction = mech.kind == "double_auction"
+            part = {
+                "label": "participant",
+                "mode": mode,
+                "bill": "market" if in_auction else "tariff",
+                "tariff": mech,
+                "in_auction": in_auction,
+            }
+            own = {
+                "label": "non-participant",
+                "mode": "own",
+                "bill": "flat",
+                "tariff": mech,
+                "in_auction": in_auction,
+            }
+            return [(True, 0, n_part, part), (False, n_part, count, own)]
+        feeder_scope = sc.supply.capacity_scope == "feeder"
+        first = 0
+        for name, n_homes in sc.group_home_counts().items():
+            gm = sc.groups[name].mechanism
+            lo, hi = min(first, count), min(first + n_homes, count)
+            first += n_homes
+            auction = gm.kind == "double_auction"
+            n_part = 0 if gm.kind == "none" else round(participation * (hi - lo))
+            bill = {"none": "flat", "double_auction": "market"}.get(gm.kind, "tariff")
+            in_auction = auction or (feeder_scope and mech.kind == "double_auction")
+            common = {"label": name, "bill": bill, "tariff": gm, "in_auction": in_auction}
+            mode = "auction" if auction else "tariff"
+            out.append((True, lo, lo + n_part, {**common, "mode": mode}))
+            out.append((False, lo + n_part, hi, {**common, "mode": "own"}))
         return out
 
 
@@ -329,7 +397,9 @@ class _Run:
     def _local_hour(self, start_s: int) -> float:
         return ((self.setup.local_start_s + start_s) % 86400) / 3600.0
 
-    def _stats(self, prices: deque[float], start_s: int) -> PriceStats:
+    def _stats(
+        self, prices: deque[float], start_s: int, tariff_per_kwh: float | None = None
+    ) -> PriceStats:
         sc = self.setup.scenario
         mech = sc.mechanism
         min_samples = max(2, STATS_MIN_SAMPLES_S // sc.market_interval_s)
@@ -340,7 +410,9 @@ class _Run:
         else:
             mean = sc.supply.price_at(self._local_hour(start_s))
             std = mech.initial_price_std_per_kwh
-        if mech.kind != "double_auction":
+        if tariff_per_kwh is not None:
+            mean = tariff_per_kwh
+        elif mech.kind != "double_auction":
             mean = mech.tariff_per_kwh(self._local_hour(start_s))
         return PriceStats(
             mean_per_kwh=mean,
@@ -348,6 +420,13 @@ class _Run:
             price_cap_per_kwh=mech.price_cap_per_kwh,
             price_floor_per_kwh=mech.price_floor_per_kwh,
         )
+
+    def _tariff(self, g: _Group, hour: float) -> float:
+        """The fixed or time-of-use price a group is told and billed at."""
+        flat = self.setup.scenario.mechanism.flat_price_per_kwh
+        if g.tariff is self.setup.scenario.mechanism:
+            return float(g.tariff.tariff_per_kwh(hour))
+        return float(g.tariff.tariff_per_kwh(hour, flat))
 
     # ------------------------------------------------------------------ the loop
 
@@ -390,8 +469,11 @@ class _Run:
         ]
         kinds_present = sorted({g.kind for g in self.groups}, key=KINDS.index)
         names += [f"load_kw:{k}" for k in kinds_present]
+        labels = sorted({g.label for g in self.groups})
+        names += [f"group_load_kw:{label}" for label in labels]
+        names += ["market_load_kw", "generator_kw"]
         series = {k: np.full(n_int, np.nan) for k in names}
-        series["capacity_kw"][:] = sc.supply.capacity_kw
+        series["capacity_kw"][:] = sc.capacity_kw
         hvac = [g for g in self.groups if g.kind == "hvac"]
         evs = [g for g in self.groups if g.kind == "ev"]
         if hvac:
@@ -428,14 +510,25 @@ class _Run:
             bids: list[BidCurves] = []
             bid_nodes: list[IntArray] = []
             lost_bid: dict[int, npt.NDArray[np.bool_]] = {}
+            auction_rows: dict[int, int] = {}  # group -> its first row in the auction
+            n_rows = 0
             for gi, g in enumerate(self.groups):
                 pop = g.population
-                if not self.market:
-                    if g.kind == "ev":
+                if not self.market or (g.mode == "own" and not g.in_auction):
+                    if g.kind == "ev":  # charges at full power from arrival (see Baseline)
                         pop.bid(stats, interval, forecast)
                         pop.respond(floor, 1.0)
                     continue
-                if g.participating or g.kind == "base_load":
+                if g.mode == "tariff" and g.participating:
+                    # told the interval's tariff: bid around it and answer at it (no clearing)
+                    price_t = self._tariff(g, hour)
+                    pop.bid(self._stats(window, start_s, price_t), interval, forecast)
+                    power = pop.respond(np.full(g.n, price_t), np.ones(g.n))
+                    if not g.in_auction:
+                        continue
+                    curves = _block(np.asarray(power, dtype=np.float64), cap, floor)
+                    curves = curves.with_ids(pop.ids)
+                elif g.mode == "auction" or (g.kind == "base_load" and g.in_auction):
                     curves = pop.bid(stats, interval, forecast)
                     if g.participating and p_loss > 0:
                         lost = self.comms_rng.random(g.n) < p_loss
@@ -453,8 +546,14 @@ class _Run:
                     else:
                         power = _dry_run(g.population, start_s, steps, dt, forecast)
                     curves = _block(power, cap, floor).with_ids(pop.ids)
+                auction_rows[gi] = n_rows
+                n_rows += g.n
                 bids.append(curves)
                 bid_nodes.append(g.bus)
+            gen_rows = n_rows
+            if self.market and bids and sc.supply.generators:
+                bids.append(_generators(sc.supply.generators, wholesale))
+                bid_nodes.append(np.zeros(len(sc.supply.generators), dtype=np.int64))
             self.timings["bid"] += time.perf_counter() - tic
             tic = time.perf_counter()
             result = None
@@ -464,16 +563,19 @@ class _Run:
                 # losses at a full feeder: I²R losses scale with the square of the load
                 # (radial feeder, voltages near nominal), from the last interval's flow
                 full_losses = prev_losses
-                if math.isfinite(sc.supply.capacity_kw) and abs(prev_load) > 1.0:
-                    full_losses = prev_losses * (sc.supply.capacity_kw / prev_load) ** 2
-                room = sc.supply.capacity_kw - bg_total - full_losses
+                if math.isfinite(sc.capacity_kw) and abs(prev_load) > 1.0:
+                    full_losses = prev_losses * (sc.capacity_kw / prev_load) ** 2
+                market_scope = sc.supply.capacity_scope == "market"
+                if market_scope:  # a virtual feeder of the auction's homes: no losses in it
+                    full_losses = 0.0
+                room = sc.capacity_kw - (0.0 if market_scope else bg_total) - full_losses
                 if math.isfinite(room):
-                    room -= max(CAPACITY_MARGIN * sc.supply.capacity_kw, max(reserve, default=0.0))
+                    room -= max(CAPACITY_MARGIN * sc.capacity_kw, max(reserve, default=0.0))
                 planned_losses = full_losses
                 supply = Supply(
                     price_per_kwh=wholesale,
                     capacity_kw=max(room, 0.0),
-                    export_capacity_kw=sc.supply.capacity_kw,
+                    export_capacity_kw=sc.capacity_kw,
                     export_price_per_kwh=wholesale,
                 )
                 if mech.dso_check:
@@ -506,26 +608,34 @@ class _Run:
             self.timings["clear_and_dso"] += time.perf_counter() - tic
             # ---------------------------------------------------------- respond
             tic = time.perf_counter()
+            gen_kw = 0.0
+            if result is not None and sc.supply.generators:
+                gen_kw = -float(np.sum(result.allocation_kw[gen_rows:]))
+            series["generator_kw"][t] = gen_kw
             if self.market:
-                offset = 0
                 heard: list[tuple[FloatArray, FloatArray]] = []
-                for g in self.groups:
-                    if not (g.participating or g.kind == "base_load"):
+                answers = [
+                    gi
+                    for gi, g in enumerate(self.groups)
+                    if (g.mode == "auction" and g.participating)
+                    or (g.kind == "base_load" and g.in_auction)
+                ]
+                for gi, g in enumerate(self.groups):
+                    if gi not in answers:
                         heard.append((np.empty(0), np.empty(0)))  # nothing sent to them
-                        offset += g.n
                         continue
                     if result is not None and node_price is not None:
                         price = node_price[g.bus]
-                        fill = np.asarray(result.marginal_fill[offset : offset + g.n])
+                        row = auction_rows[gi]
+                        fill = np.asarray(result.marginal_fill[row : row + g.n])
                     else:
                         price = np.full(g.n, mech.tariff_per_kwh(hour))
                         fill = np.ones(g.n)
                     heard.append((price, fill))
-                    offset += g.n
                 price_history.append(heard)
                 delayed = price_history[0] if len(price_history) > delay else None
                 for gi, g in enumerate(self.groups):
-                    if not (g.participating or g.kind == "base_load"):
+                    if gi not in answers:
                         continue
                     if delayed is None:  # nothing has arrived yet: act on the tariff
                         price = np.full(g.n, sc.supply.price_at(hour))
@@ -571,18 +681,28 @@ class _Run:
                         over = np.maximum(ta - g.population.comfort_max_c, 0.0)
                         under = np.maximum(g.population.comfort_min_c - ta, 0.0)
                         g.discomfort_dh += (over + under) * dt / 3600.0
+            label_kw = dict.fromkeys(labels, 0.0)
+            market_kw = 0.0
             for g in self.groups:
                 interval_kwh = g.last_power_kw * interval_s / 3600.0
-                if self.market and g.participating and node_price is not None:
-                    g.cost += interval_kwh * node_price[g.bus]
-                elif self.market and g.participating:
-                    g.cost += interval_kwh * mech.tariff_per_kwh(hour)
-                else:
+                if not self.market or g.bill == "flat":
                     g.cost += interval_kwh * mech.flat_price_per_kwh
+                elif g.bill == "market" and node_price is not None:
+                    g.cost += interval_kwh * node_price[g.bus]
+                else:
+                    g.cost += interval_kwh * self._tariff(g, hour)
+                group_kw = float(g.last_power_kw.sum())
+                label_kw[g.label] += group_kw
+                if g.mode == "auction" or (g.bill == "market" and g.in_auction):
+                    market_kw += group_kw
+            for label in labels:
+                series[f"group_load_kw:{label}"][t] = label_kw[label]
+            series["market_load_kw"][t] = market_kw - gen_kw
             self.timings["physics"] += time.perf_counter() - tic
             # ---------------------------------------------------------- meter
             tic = time.perf_counter()
             node_kw = node_kwh * 3600.0 / interval_s + bg_p
+            node_kw[0] -= gen_kw  # the generators inject at the substation's node
             flow = self.runner.run_interval(node_kw, bg_q)
             self.timings["power_flow"] += time.perf_counter() - tic
             if not flow.converged:
@@ -591,7 +711,9 @@ class _Run:
                     subject=f"{self.name} run of scenario {sc.name!r}",
                 )
             load = float(flow.p_slack_kw)
-            if result is not None:  # metered against planned: the reserve the next ones keep
+            if result is not None and sc.supply.capacity_scope == "market":
+                reserve.append(market_kw - gen_kw - result.supply_kw)
+            elif result is not None:  # metered against planned: the reserve the next ones keep
                 reserve.append(load - (result.supply_kw + bg_total + planned_losses))
             series["feeder_load_kw"][t] = load
             series["vmin_pu"][t] = flow.vmin_pu
@@ -616,7 +738,8 @@ class _Run:
             vm = np.asarray(flow.vm_pu)
             if np.any(vm < sc.feeder.vmin_pu - 1e-9) or np.any(vm > sc.feeder.vmax_pu + 1e-9):
                 volt_min += minutes
-            if load > sc.supply.capacity_kw * (1 + 1e-9):
+            limited = market_kw - gen_kw if sc.supply.capacity_scope == "market" else load
+            if limited > sc.capacity_kw * (1 + 1e-9):
                 cap_min += minutes
             export_kwh += max(-load, 0.0) * interval_s / 3600.0
             if "pv" in kind_kwh:
@@ -691,9 +814,7 @@ class _Run:
             rows["device_id"].append(np.asarray(pop.ids, dtype=str))
             rows["kind"].append(np.full(g.n, g.kind))
             rows["bus"].append(g.bus.astype(np.int64))
-            rows["group"].append(
-                np.full(g.n, "participant" if g.participating else "non-participant")
-            )
+            rows["group"].append(np.full(g.n, g.label))
             rows["energy_kwh"].append(g.energy_kwh.copy())
             rows["cost"].append(g.cost.copy())
             rows["comfort_violation_degree_hours"].append(
@@ -718,7 +839,7 @@ class _Run:
             "comfort_violation_degree_hours": (
                 float(np.nansum(devices["comfort_violation_degree_hours"])) if has_hvac else None
             ),
-            "capacity_violation_minutes": cap_min if math.isfinite(sc.supply.capacity_kw) else None,
+            "capacity_violation_minutes": cap_min if math.isfinite(sc.capacity_kw) else None,
             "voltage_violation_minutes": volt_min,
             "unserved_ev_kwh": unserved_ev,
             "messages_lost": float(self.messages_lost),
@@ -777,6 +898,15 @@ def _block(power_kw: FloatArray, cap: float, floor: float) -> BidCurves:
     powers[:, 0] = np.where(p >= 0, p, 0.0)
     powers[:, 1] = np.where(p >= 0, 0.0, p)
     return BidCurves._trusted(prices, powers, None)
+
+
+def _generators(generators: Any, wholesale_per_kwh: float) -> BidCurves:
+    """Distributed generators as sellers: each its capacity at the wholesale price + premium."""
+    price = np.array([wholesale_per_kwh + g.premium_per_kwh for g in generators])
+    size = np.array([g.capacity_kw for g in generators])
+    return BidCurves._trusted(
+        np.stack([price, price], axis=1), np.stack([np.zeros_like(size), -size], axis=1), None
+    ).with_ids([f"generator-{g.name}" for g in generators])
 
 
 def _where_rows(mask: npt.NDArray[np.bool_], a: BidCurves, b: BidCurves) -> BidCurves:

@@ -62,8 +62,9 @@ def _group_kpis(run: RunResult, group: str) -> dict[str, float | None]:
     kinds = set(dev["kind"][mask].tolist())
     comfort = dev["comfort_violation_degree_hours"][mask]
     unserved = dev["unserved_kwh"][mask]
+    load = run.series.get(f"group_load_kw:{group}")
     return {
-        "peak_kw": None,
+        "peak_kw": float(np.max(load)) if load is not None and load.size else None,
         "energy_kwh": float(dev["energy_kwh"][mask].sum()),
         "cost": float(dev["cost"][mask].sum()),
         "losses_kwh": None,
@@ -74,6 +75,101 @@ def _group_kpis(run: RunResult, group: str) -> dict[str, float | None]:
         "unserved_ev_kwh": float(np.nansum(unserved)) if "ev" in kinds else None,
         "messages_lost": None,
     }
+
+
+def _change_pct(new: float | None, old: float | None) -> float | None:
+    if new is None or old is None or old == 0:
+        return None
+    return _num(100.0 * (new - old) / abs(old))
+
+
+def _comparisons(
+    sim: SimulationResult, groups: dict[str, dict[str, dict[str, float | None]]]
+) -> dict[str, dict[str, float | None]]:
+    """Each group against the same homes on the flat tariff (the baseline) and the control.
+
+    ``energy_change_pct``, ``bill_change_pct`` and ``peak_reduction_pct``: the transactive run
+    against the baseline run of the same homes (the counterfactual a demonstration estimates
+    with its control group). ``bill_vs_control_pct`` and ``energy_vs_control_pct``: the group's
+    mean per home against the control group's (the group on mechanism ``none``) in the
+    transactive run, as the Olympic Peninsula demonstration compared its groups (Hammerstrom et
+    al., PNNL-17167, 2007).
+    """
+    sc = sim.scenario
+    homes = sc.group_home_counts() if sc.groups else {}
+    controls = [k for k, g in sc.groups.items() if g.mechanism.kind == "none"]
+    control = controls[0] if controls and homes.get(controls[0]) else None
+    out: dict[str, dict[str, float | None]] = {}
+    for name, by_run in groups.items():
+        b, t = by_run["baseline"], by_run["transactive"]
+        b_peak, t_peak = b["peak_kw"], t["peak_kw"]
+        row: dict[str, float | None] = {
+            "energy_change_pct": _change_pct(t["energy_kwh"], b["energy_kwh"]),
+            "bill_change_pct": _change_pct(t["cost"], b["cost"]),
+            "peak_reduction_pct": (
+                _num(100.0 * (b_peak - t_peak) / b_peak) if b_peak and t_peak is not None else None
+            ),
+            "bill_vs_control_pct": None,
+            "energy_vs_control_pct": None,
+        }
+        if control is not None and homes.get(name):
+            c = groups[control]["transactive"]
+            for key, kpi in (
+                ("bill_vs_control_pct", "cost"),
+                ("energy_vs_control_pct", "energy_kwh"),
+            ):
+                mine, theirs = t[kpi], c[kpi]
+                if mine is not None and theirs is not None:
+                    row[key] = _change_pct(mine / homes[name], theirs / homes[control])
+        out[name] = row
+    return out
+
+
+def _price_response(sim: SimulationResult) -> dict[str, Any] | None:
+    """A linear fit of the auction's participants' load on the clearing price over intervals.
+
+    Least squares ``load_kw = intercept + slope x price`` and Pearson's correlation, over the
+    intervals with a clearing price (the relation Widergren et al., PNNL-22128, 2014, show for
+    the gridSMART RTP homes: clearly negative).
+    """
+    sc = sim.scenario
+    tr = sim.runs["transactive"]
+    price = tr.series["clearing_price_per_kwh"]
+    if sc.groups:
+        names = [k for k, g in sc.groups.items() if g.mechanism.kind == "double_auction"]
+    else:
+        names = ["participant"] if sc.mechanism.kind == "double_auction" else []
+    loads = [tr.series[f"group_load_kw:{k}"] for k in names if f"group_load_kw:{k}" in tr.series]
+    if not loads:
+        return None
+    load = np.sum(loads, axis=0)
+    ok = np.isfinite(price) & np.isfinite(load)
+    x, y = price[ok], load[ok]
+    fit: dict[str, Any] = {
+        "groups": names,
+        "n_intervals": int(ok.sum()),
+        "slope_kw_per_price": None,
+        "intercept_kw": None,
+        "correlation": None,
+    }
+    if x.size >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        fit["slope_kw_per_price"] = _num(slope)
+        fit["intercept_kw"] = _num(intercept)
+        fit["correlation"] = _num(np.corrcoef(x, y)[0, 1])
+    return fit
+
+
+def _lookup(data: dict[str, Any], path: str) -> float | None:
+    """The number at a dotted path of the summary (``None`` when absent or not a number)."""
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return None
+    return _num(node)
 
 
 def summary(sim: SimulationResult) -> dict[str, Any]:
@@ -88,18 +184,28 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
     groups = sorted(set(tr.devices["group"].tolist()))
     notes = []
     cap_min = tr.kpis["capacity_violation_minutes"]
+    scope = "the auction's virtual feeder" if sc.supply.capacity_scope == "market" else "the feeder"
     if cap_min:
         notes.append(
-            f"the transactive run exceeded the feeder capacity ({sc.supply.capacity_kw:g} kW) for "
+            f"the transactive run exceeded the capacity of {scope} ({sc.capacity_kw:g} kW) for "
             f"{cap_min:g} minutes: the devices' flexibility (bids at the cap) did not leave the "
             "market room to ration"
+        )
+    if sc.supply.capacity_basis_homes is not None and math.isfinite(sc.capacity_kw):
+        homes = sc.market_homes if sc.supply.capacity_scope == "market" else sc.n_homes
+        notes.append(
+            f"capacity of {scope}: the published {sc.season_capacity_kw:g} kW for month "
+            f"{sc.start.month} scaled by {homes} of {sc.supply.capacity_basis_homes} homes "
+            f"= {sc.capacity_kw:g} kW"
         )
     if tr.dso_notes:
         notes.append(
             f"the DSO's check was not secure in {len(tr.dso_notes)} intervals; first: "
             f"{tr.dso_notes[0]}"
         )
-    return {
+    group_kpis = {g: {name: _group_kpis(run, g) for name, run in sim.runs.items()} for g in groups}
+    interval_min = sc.market_interval_s / 60.0
+    data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "scenario": sc.name,
         "seed": sc.population.seed,
@@ -113,9 +219,20 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
         "mechanism": sc.mechanism.kind,
         "runs": {name: {k: _num(run.kpis[k]) for k in KPI_NAMES} for name, run in sim.runs.items()},
         "peak_reduction_pct": _num(reduction),
-        "groups": {
-            g: {name: _group_kpis(run, g) for name, run in sim.runs.items()} for g in groups
+        "groups": group_kpis,
+        "comparisons": _comparisons(sim, group_kpis),
+        "capacity": {
+            "scope": sc.supply.capacity_scope,
+            "limit_kw": _num(sc.capacity_kw),
+            "season_limit_kw": _num(sc.season_capacity_kw),
+            "intervals_exceeded": {
+                name: None
+                if run.kpis["capacity_violation_minutes"] is None
+                else round(float(run.kpis["capacity_violation_minutes"]) / interval_min)
+                for name, run in sim.runs.items()
+            },
         },
+        "price_response": _price_response(sim),
         "peak_interval": {
             "run": "transactive",
             "start_s": int(sim.interval_start_s[i]),
@@ -125,6 +242,19 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
         "notes": notes,
         "wall_s": round(sim.wall_s, 3),
     }
+    if sc.published:
+        data["published"] = {
+            name: {
+                "value": fig.value,
+                "unit": fig.unit,
+                "source": fig.source,
+                "ours": _lookup(data, fig.ours_from),
+                "ours_from": fig.ours_from,
+                "note": fig.note,
+            }
+            for name, fig in sc.published.items()
+        }
+    return data
 
 
 def _timeseries(sim: SimulationResult) -> pd.DataFrame:

@@ -49,12 +49,17 @@ from transactive.errors import Problem, ValidationError
 __all__ = [
     "BUILTIN_SCENARIOS",
     "Comms",
+    "CustomerGroup",
     "DeviceKind",
     "FeederSpec",
+    "Generator",
+    "GroupMechanism",
     "Mechanism",
     "Outputs",
     "PopulationSpec",
+    "PublishedFigure",
     "Scenario",
+    "SeasonalCapacity",
     "SupplySpec",
     "TouPeriod",
     "WeatherSpec",
@@ -188,6 +193,38 @@ class TouPeriod(_Strict):
         return self
 
 
+def _tariff_problems(
+    kind: str, tou: tuple[TouPeriod, ...], fixed_price_per_kwh: float | None
+) -> list[str]:
+    """What is wrong with a fixed or time-of-use tariff (periods must tile the day once)."""
+    problems = []
+    if kind == "tou":
+        if not tou:
+            problems.append("tou: a time-of-use mechanism needs at least one period")
+        spans = sorted((p.start_h, p.end_h) for p in tou)
+        covered = 0.0
+        for lo, hi in spans:
+            if lo > covered:
+                problems.append(f"tou: no period covers {covered} h to {lo} h")
+            elif lo < covered:
+                problems.append(f"tou: periods overlap at {lo} h")
+            covered = max(covered, hi)
+        if spans and covered < 24.0:
+            problems.append(f"tou: no period covers {covered} h to 24 h")
+    elif tou:
+        problems.append(f"tou: periods given but the mechanism's kind is {kind!r}")
+    if fixed_price_per_kwh is not None and kind != "fixed":
+        problems.append(f"fixed_price_per_kwh given but the mechanism's kind is {kind!r}")
+    return problems
+
+
+def _tou_price(tou: tuple[TouPeriod, ...], local_hour: float) -> float:
+    for period in tou:
+        if period.start_h <= local_hour < period.end_h:
+            return period.price_per_kwh
+    return max(tou, key=lambda p: p.end_h).price_per_kwh  # local_hour == 24.0 exactly
+
+
 class Mechanism(_Strict):
     """How devices are coordinated in the transactive run, and the baseline's flat tariff."""
 
@@ -213,23 +250,7 @@ class Mechanism(_Strict):
         problems = []
         if not self.price_cap_per_kwh > self.price_floor_per_kwh:
             problems.append("price_cap_per_kwh must exceed price_floor_per_kwh")
-        if self.kind == "tou":
-            if not self.tou:
-                problems.append("tou: a time-of-use mechanism needs at least one period")
-            spans = sorted((p.start_h, p.end_h) for p in self.tou)
-            covered = 0.0
-            for lo, hi in spans:
-                if lo > covered:
-                    problems.append(f"tou: no period covers {covered} h to {lo} h")
-                elif lo < covered:
-                    problems.append(f"tou: periods overlap at {lo} h")
-                covered = max(covered, hi)
-            if spans and covered < 24.0:
-                problems.append(f"tou: no period covers {covered} h to 24 h")
-        elif self.tou:
-            problems.append(f"tou: periods given but mechanism.kind is {self.kind!r}")
-        if self.fixed_price_per_kwh is not None and self.kind != "fixed":
-            problems.append(f"fixed_price_per_kwh given but mechanism.kind is {self.kind!r}")
+        problems += _tariff_problems(self.kind, self.tou, self.fixed_price_per_kwh)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -242,10 +263,87 @@ class Mechanism(_Strict):
                 if self.fixed_price_per_kwh is None
                 else self.fixed_price_per_kwh
             )
-        for period in self.tou:
-            if period.start_h <= local_hour < period.end_h:
-                return period.price_per_kwh
-        return self.tou[-1].price_per_kwh  # local_hour == 24.0 exactly
+        return _tou_price(self.tou, local_hour)
+
+
+class GroupMechanism(_Strict):
+    """The tariff or mechanism of one customer group.
+
+    ``none``: the group's devices run on their own (a control group: thermostats and timers,
+    billed at the scenario's flat tariff); ``fixed``: billed at ``fixed_price_per_kwh`` (the
+    flat tariff when not given), devices told that price; ``tou``: billed at the periods' prices,
+    devices respond to them; ``double_auction``: the group's devices bid in the scenario's
+    5-minute auction (its cap, floor and price window are ``mechanism``'s) and the whole home is
+    billed at the clearing price (Hammerstrom et al., PNNL-17167, 2007, §2: the real-time group
+    paid the 5-minute clearing price for all its energy).
+    """
+
+    kind: Literal["none", "fixed", "tou", "double_auction"]
+    fixed_price_per_kwh: float | None = None
+    tou: tuple[TouPeriod, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problems = _tariff_problems(self.kind, self.tou, self.fixed_price_per_kwh)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def tariff_per_kwh(self, local_hour: float, flat_price_per_kwh: float) -> float:
+        """The group's price at an hour of the local day (``fixed``, ``tou`` or flat)."""
+        if self.kind == "tou":
+            return _tou_price(self.tou, local_hour)
+        if self.kind == "fixed" and self.fixed_price_per_kwh is not None:
+            return self.fixed_price_per_kwh
+        return flat_price_per_kwh
+
+
+class CustomerGroup(_Strict):
+    """A share of the homes on one tariff or mechanism (a demonstration's treatment group).
+
+    Homes are dealt to the groups in the order the scenario lists them, the counts by
+    largest-remainder apportionment of ``share`` x the number of homes; home ``h`` holds device
+    ``h`` of every kind, so a group's homes bring all their devices. Inside a group the kinds'
+    ``participation`` still applies (a ``none`` group never participates).
+    """
+
+    share: Share
+    mechanism: GroupMechanism
+
+
+class SeasonalCapacity(_Strict):
+    """A capacity limit in force in some months of the year."""
+
+    months: tuple[Annotated[int, Field(ge=1, le=12)], ...]
+    capacity_kw: Positive
+
+
+class Generator(_Strict):
+    """A distributed generator offering into the auction at a premium over the wholesale price.
+
+    A seller's block: up to ``capacity_kw`` at ``wholesale + premium_per_kwh`` (the Olympic
+    Peninsula's backup generators and the water-treatment plant's diesel were dispatched this
+    way, only when the clearing price rose above their cost; Hammerstrom et al., PNNL-17167,
+    2007). It injects at the substation's node.
+    """
+
+    name: str
+    capacity_kw: Positive
+    premium_per_kwh: NonNegative
+
+
+class PublishedFigure(_Strict):
+    """A figure a demonstration published, and where our run's summary holds ours.
+
+    ``ours_from`` is a dotted path into ``summary.json`` (e.g. ``peak_reduction_pct`` or
+    ``comparisons.rtp.bill_vs_control_pct``).
+    """
+
+    value: float
+    unit: str
+    source: str
+    ours_from: str
+    note: str = ""
 
 
 class SupplySpec(_Strict):
@@ -257,6 +355,16 @@ class SupplySpec(_Strict):
     """24 wholesale prices, one per hour of the local day (instead of ``price_per_kwh``)."""
     capacity_kw: Positive = math.inf
     """What the substation may import (kW); ``inf`` when unconstrained."""
+    seasonal_capacity: tuple[SeasonalCapacity, ...] = ()
+    """Limits by month (instead of ``capacity_kw``); each month of the year in exactly one."""
+    capacity_basis_homes: PositiveInt | None = None
+    """When given, the limit is scaled by the homes the limit applies to over this many homes
+    (a published feeder limit brought to the share of the homes simulated)."""
+    capacity_scope: Literal["feeder", "market"] = "feeder"
+    """``feeder``: the limit is on the substation's import (every home, background load and
+    losses); ``market``: on the load of the auction's homes less the generators (a virtual
+    feeder, as in the Olympic Peninsula demonstration), the other groups outside it."""
+    generators: tuple[Generator, ...] = ()
 
     @model_validator(mode="after")
     def _one_price(self) -> Self:
@@ -272,6 +380,15 @@ class SupplySpec(_Strict):
         )
         if not all(math.isfinite(p) for p in prices):
             raise ValueError("wholesale prices must be finite")
+        if self.seasonal_capacity:
+            months = sorted(m for s in self.seasonal_capacity for m in s.months)
+            if months != list(range(1, 13)):
+                raise ValueError(
+                    "seasonal_capacity: every month 1..12 must be in exactly one season, got "
+                    f"{months}"
+                )
+            if math.isfinite(self.capacity_kw):
+                raise ValueError("give capacity_kw or seasonal_capacity, not both")
         return self
 
     def price_at(self, local_hour: float) -> float:
@@ -317,6 +434,10 @@ class Scenario(_Strict):
     supply: SupplySpec
     comms: Comms = Comms()
     outputs: Outputs = Outputs()
+    groups: dict[str, CustomerGroup] = Field(default_factory=dict)
+    """Customer groups, each on its own tariff or mechanism (none: one mechanism for all)."""
+    published: dict[str, PublishedFigure] = Field(default_factory=dict)
+    """Figures the demonstration published, reported beside ours."""
 
     @field_validator("start", mode="before")
     @classmethod
@@ -326,6 +447,14 @@ class Scenario(_Strict):
                 return dt.datetime.fromisoformat(value)
             except ValueError as exc:
                 raise ValueError(f"not an ISO timestamp: {value!r}") from exc
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _shares(cls, value: dict[str, CustomerGroup]) -> dict[str, CustomerGroup]:
+        total = sum(g.share for g in value.values())
+        if value and abs(total - 1.0) > 1e-9:
+            raise ValueError(f"the groups' shares add up to {total:g}, not 1")
         return value
 
     @field_validator("start")
@@ -348,9 +477,64 @@ class Scenario(_Strict):
             problems.append(
                 f"horizon_h ({self.horizon_h} h) must be a whole number of market intervals"
             )
+        if self.groups:
+            auction = [n for n, g in self.groups.items() if g.mechanism.kind == "double_auction"]
+            if auction and self.mechanism.kind != "double_auction":
+                problems.append(
+                    f"mechanism: groups {auction} bid in the double auction, so mechanism.kind "
+                    f"(the auction's parameters) must be 'double_auction', not "
+                    f"{self.mechanism.kind!r}"
+                )
+        if self.supply.capacity_scope == "market" and not any(
+            g.mechanism.kind == "double_auction" for g in self.groups.values()
+        ):
+            problems.append("supply.capacity_scope: 'market' needs a double_auction group")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def group_home_counts(self) -> dict[str, int]:
+        """Homes per customer group: largest-remainder apportionment of the shares."""
+        n = self.n_homes
+        names = list(self.groups)
+        quotas = [self.groups[k].share * n for k in names]
+        counts = [math.floor(q) for q in quotas]
+        order = sorted(range(len(names)), key=lambda i: (-(quotas[i] - counts[i]), i))
+        for i in order[: n - sum(counts)]:
+            counts[i] += 1
+        return dict(zip(names, counts, strict=True))
+
+    @property
+    def market_homes(self) -> int:
+        """Homes whose devices bid in the double auction's market (all without groups)."""
+        if not self.groups:
+            return self.n_homes
+        counts = self.group_home_counts()
+        return sum(
+            counts[k] for k, g in self.groups.items() if g.mechanism.kind == "double_auction"
+        )
+
+    @property
+    def season_capacity_kw(self) -> float:
+        """The published limit in force in the month of ``start`` (``capacity_kw`` otherwise)."""
+        for season in self.supply.seasonal_capacity:
+            if self.start.month in season.months:
+                return season.capacity_kw
+        return self.supply.capacity_kw
+
+    @property
+    def capacity_kw(self) -> float:
+        """The limit the run applies: the season's, scaled to the homes it covers if asked.
+
+        With ``capacity_basis_homes`` = B the limit is ``season limit x H / B``, H the homes the
+        limit applies to (the auction's homes for a ``market`` scope, every home otherwise).
+        """
+        limit = self.season_capacity_kw
+        basis = self.supply.capacity_basis_homes
+        if basis is not None and math.isfinite(limit):
+            homes = self.market_homes if self.supply.capacity_scope == "market" else self.n_homes
+            limit = limit * homes / basis
+        return limit
 
     @property
     def horizon_s(self) -> int:
@@ -433,7 +617,7 @@ def builtin_scenarios() -> dict[str, str]:
     return out
 
 
-BUILTIN_SCENARIOS = ("default",)
+BUILTIN_SCENARIOS = ("default", "gridsmart", "olympic")
 
 
 def load_scenario(name_or_path: str | Path) -> tuple[Scenario, Path | None]:

@@ -1,0 +1,229 @@
+"""The built-in demonstrations: Olympic Peninsula (PNNL-17167) and gridSMART (PNNL-22128)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from transactive.errors import ValidationError
+from transactive.sim import (
+    KPI_NAMES,
+    SimulationResult,
+    builtin_scenarios,
+    parse_scenario,
+    simulate,
+    summary,
+    write_results,
+)
+
+
+def _builtin(name: str, **replace: str) -> str:
+    text = (resources.files("transactive.sim") / "scenarios" / f"{name}.toml").read_text(
+        encoding="utf-8"
+    )
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture(scope="module")
+def olympic() -> SimulationResult:
+    """Two hours of the Olympic Peninsula day across the TOU's 6 h price step."""
+    text = _builtin(
+        "olympic",
+        **{"horizon_h = 24": "horizon_h = 2", "T00:00:00-08:00": "T05:00:00-08:00"},
+    )
+    return simulate(parse_scenario(text))
+
+
+@pytest.fixture(scope="module")
+def gridsmart() -> SimulationResult:
+    """Two afternoon hours of the gridSMART day (the feeder's peak)."""
+    text = _builtin(
+        "gridsmart",
+        **{"horizon_h = 24": "horizon_h = 2", "T00:00:00-05:00": "T16:00:00-05:00"},
+    )
+    return simulate(parse_scenario(text))
+
+
+def _assert_groups_complete(data: dict[str, Any], names: set[str]) -> None:
+    assert set(data["groups"]) == names
+    for by_run in data["groups"].values():
+        assert set(by_run) == {"baseline", "transactive"}
+        for kpis in by_run.values():
+            assert set(kpis) == set(KPI_NAMES)
+            assert isinstance(kpis["peak_kw"], float)
+            assert isinstance(kpis["energy_kwh"], float)
+            assert isinstance(kpis["cost"], float)
+    assert set(data["comparisons"]) == names
+
+
+def _assert_published(data: dict[str, Any], names: set[str]) -> None:
+    assert set(data["published"]) == names
+    for item in data["published"].values():
+        assert isinstance(item["value"], float)
+        assert isinstance(item["unit"], str) and item["source"]
+        assert item["ours"] is None or isinstance(item["ours"], float)
+    # every figure we compare has our number (the path it names exists in the summary)
+    assert all(item["ours"] is not None for item in data["published"].values())
+
+
+def test_builtins_are_listed() -> None:
+    listed = builtin_scenarios()
+    assert {"default", "olympic", "gridsmart"} <= set(listed)
+    assert "PNNL-17167" in listed["olympic"]
+
+
+def test_olympic_groups_kpis_and_published(olympic: SimulationResult) -> None:
+    data = summary(olympic)
+    _assert_groups_complete(data, {"fixed", "tou", "rtp", "control"})
+    _assert_published(
+        data,
+        {
+            "feeder_limit_intervals_exceeded",
+            "rtp_peak_reduction_pct",
+            "fixed_bill_vs_control_pct",
+            "tou_bill_vs_control_pct",
+            "rtp_bill_vs_control_pct",
+        },
+    )
+    assert olympic.scenario.group_home_counts() == {
+        "fixed": 28,
+        "tou": 28,
+        "rtp": 28,
+        "control": 28,
+    }
+    # the winter limit of 500 kW on the demonstration's 112 homes, brought to the 28 on the
+    # virtual feeder; the auction keeps the real-time group's load below it
+    assert data["capacity"] == {
+        "scope": "market",
+        "limit_kw": 125.0,
+        "season_limit_kw": 500.0,
+        "intervals_exceeded": {"baseline": 0, "transactive": 0},
+    }
+    tr = olympic.runs["transactive"]
+    assert np.max(tr.series["market_load_kw"]) <= 125.0
+    assert np.all(np.isfinite(tr.series["clearing_price_per_kwh"]))
+
+
+def test_olympic_control_group_runs_on_its_own(olympic: SimulationResult) -> None:
+    """The control group's devices never bid: they draw and pay exactly as in the baseline."""
+    base, tr = olympic.runs["baseline"], olympic.runs["transactive"]
+    for run in (base, tr):
+        assert (run.devices["group"] == "control").sum() == 3 * 28
+    b = base.devices["group"] == "control"
+    t = tr.devices["group"] == "control"
+    np.testing.assert_array_equal(base.devices["device_id"][b], tr.devices["device_id"][t])
+    np.testing.assert_array_equal(base.devices["energy_kwh"][b], tr.devices["energy_kwh"][t])
+    np.testing.assert_allclose(
+        tr.devices["cost"][t], tr.devices["energy_kwh"][t] * 0.081, rtol=1e-12
+    )
+    # the real-time group's devices did respond: they differ from their baseline
+    r = tr.devices["group"] == "rtp"
+    assert not np.allclose(
+        base.devices["energy_kwh"][base.devices["group"] == "rtp"], tr.devices["energy_kwh"][r]
+    )
+
+
+def test_olympic_tou_bill_follows_its_tariff(olympic: SimulationResult) -> None:
+    tr = olympic.runs["transactive"]
+    load_kw = tr.series["group_load_kw:tou"]
+    # 05:00-07:00: off-peak 0.0413 until 6 h, then the morning peak 0.135
+    price = np.where(np.arange(load_kw.size) < 12, 0.0413, 0.135)
+    expected = float(np.sum(load_kw * price) * 300 / 3600)
+    tou = tr.devices["group"] == "tou"
+    assert float(tr.devices["cost"][tou].sum()) == pytest.approx(expected, rel=1e-9)
+    fixed = tr.devices["group"] == "fixed"
+    np.testing.assert_allclose(
+        tr.devices["cost"][fixed], tr.devices["energy_kwh"][fixed] * 0.081, rtol=1e-12
+    )
+
+
+def test_olympic_results_directory_and_report(olympic: SimulationResult, tmp_path: Path) -> None:
+    from transactive.report import write_report  # noqa: PLC0415
+
+    write_results(olympic, tmp_path)
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert data["published"]["rtp_bill_vs_control_pct"]["value"] == -27.0
+    report = write_report(tmp_path)
+    assert "rtp_bill_vs_control_pct" in report.read_text(encoding="utf-8")
+
+
+def test_gridsmart_groups_price_response_and_published(gridsmart: SimulationResult) -> None:
+    data = summary(gridsmart)
+    _assert_groups_complete(data, {"rtp", "flat"})
+    _assert_published(
+        data,
+        {
+            "peak_reduction_pct",
+            "participant_energy_change_pct",
+            "participant_bill_change_pct",
+            "price_consumption_correlation",
+        },
+    )
+    assert gridsmart.scenario.group_home_counts() == {"rtp": 140, "flat": 260}
+    fit = data["price_response"]
+    assert fit["groups"] == ["rtp"] and fit["n_intervals"] == 24
+    tr = gridsmart.runs["transactive"]
+    # the fit is the least-squares line of the RTP homes' load on the clearing price
+    x, y = tr.series["clearing_price_per_kwh"], tr.series["group_load_kw:rtp"]
+    slope, _ = np.polyfit(x, y, 1)
+    assert fit["slope_kw_per_price"] == pytest.approx(slope)
+    assert fit["correlation"] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    # the flat-tariff homes are not in the market: identical to their baseline
+    base = gridsmart.runs["baseline"]
+    np.testing.assert_array_equal(
+        base.devices["energy_kwh"][base.devices["group"] == "flat"],
+        tr.devices["energy_kwh"][tr.devices["group"] == "flat"],
+    )
+    # the feeder limit (1,450 kW) binds at this peak and the auction keeps it
+    assert data["capacity"]["intervals_exceeded"]["transactive"] == 0
+    assert np.max(tr.series["feeder_load_kw"]) <= 1450.0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            'mechanism = { kind = "tou", tou = [{start_h = 0, end_h = 6, price_per_kwh = 0.04}] }',
+            "groups.tou.mechanism.tou",
+        ),
+        ('mechanism = { kind = "auction" }', "groups.tou.mechanism.kind"),
+        ('mechanism = { kind = "none", fixed_price_per_kwh = 0.1 }', "groups.tou.mechanism"),
+    ],
+)
+def test_a_group_mechanism_mistake_is_reported_with_its_path(body: str, field: str) -> None:
+    text = _builtin("olympic")
+    start = text.index("[groups.tou]")
+    end = text.index("[groups.rtp]")
+    text = text[:start] + f"[groups.tou]\nshare = 0.25\n{body}\n\n" + text[end:]
+    with pytest.raises(ValidationError) as info:
+        parse_scenario(text, source="olympic.toml")
+    fields = {p.field for p in info.value.problems}
+    assert field in fields, fields
+
+
+def test_group_shares_seasons_and_scope_are_checked() -> None:
+    text = _builtin(
+        "olympic",
+        **{
+            "[groups.control]\nshare = 0.25": "[groups.control]\nshare = 0.5",
+            "{months = [6, 7, 8], capacity_kw = 1500.0}, ": "",
+        },
+    )
+    with pytest.raises(ValidationError) as info:
+        parse_scenario(text)
+    fields = {p.field for p in info.value.problems}
+    assert {"groups", "supply.seasonal_capacity"} <= fields, fields
+    summer = parse_scenario(_builtin("olympic", **{"2021-01-20": "2021-07-20"}))
+    assert summer.capacity_kw == pytest.approx(1500.0 * 28 / 112)
+    rtp = '[groups.rtp]\nshare = 0.25\nmechanism = { kind = "double_auction" }'
+    no_auction = _builtin("olympic", **{rtp: rtp.replace("double_auction", "none")})
+    with pytest.raises(ValidationError, match="capacity_scope"):
+        parse_scenario(no_auction)
