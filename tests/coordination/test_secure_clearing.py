@@ -290,3 +290,24 @@ def test_power_grid_model_checks_give_the_pandapower_outcome(feeder: Feeder):
         reference.final.report.branch_loading_pct[branch],
         atol=1e-3,
     )
+
+
+def test_ids_survive_every_round(feeder: Feeder):
+    """Settlement keys allocations by bidder id: surcharged rounds keep the bids' ids."""
+    bids = ev_chargers().with_ids(["ev-a", "ev-b", "ev-c", "ev-d"])
+    outcome = secure_clearing(
+        bids,
+        END_NODES,
+        feeder,
+        price_cap=CAP,
+        price_floor=0.04,  # the surcharge pushes breakpoints below it: curves are restricted
+        supply=Supply(0.08, np.inf),
+        limits=rated(feeder, 29, 1500.0, vmin_pu=0.7),
+        background_p_kw=feeder.load_p_kw,
+        background_q_kvar=feeder.load_q_kvar,
+    )
+    assert outcome.n_rounds >= 2
+    for r in outcome.rounds:
+        assert r.clearing.ids is not None
+        assert list(r.clearing.ids) == ["ev-a", "ev-b", "ev-c", "ev-d"]
+    assert set(outcome.final.clearing.allocation_by_id()) == {"ev-a", "ev-b", "ev-c", "ev-d"}

@@ -73,8 +73,10 @@ def test_daily_hvac_energy_agrees_with_gridlabd(
     ours = our_energy_kwh(houses, july_day)
     theirs = gld.hvac_energy_kwh
     assert np.all(theirs > 10.0)  # a July day: every air conditioner works
-    assert ours.sum() == pytest.approx(theirs.sum(), rel=0.05)
-    np.testing.assert_allclose(ours, theirs, rtol=0.05)
+    # the target is 5 %; measured here 0.06 % in total and 0.7 % at worst per house, so
+    # the test holds the model to what it achieves: a regression to a few percent fails
+    assert ours.sum() == pytest.approx(theirs.sum(), rel=0.01)
+    np.testing.assert_allclose(ours, theirs, rtol=0.015)
 
 
 def test_without_latent_fan_and_wall_solar_the_energy_is_far_off(

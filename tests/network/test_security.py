@@ -142,6 +142,26 @@ def test_placeholder_ratings_are_unrated_not_zero(feeder: Feeder):
     assert [v.index for v in report.violations if v.kind == ViolationKind.OVERLOAD]
 
 
+def test_real_ratings_survive_a_feeder_whose_load_is_all_devices():
+    """A feeder with its own loads removed (the devices are the load) keeps its real ratings."""
+    import pandapower.networks as pn  # noqa: PLC0415
+
+    net = pn.create_cigre_network_mv(with_der=False)
+    net.load["p_mw"] = 0.0
+    net.load["q_mvar"] = 0.0
+    fd = feeder_from_net(net, name="cigre-mv, no own load")
+    assert fd.branch_rated.all()
+    lines = list(fd.line_branch)
+    rated_ka = (net.line.max_i_ka * net.line.df * net.line.parallel).loc[lines].to_numpy()
+    np.testing.assert_allclose(fd.branch_i_max_ka[list(fd.line_branch.values())], rated_ka)
+    # 9 MW of device load at the far end overloads lines the DSO's check must see
+    p = np.zeros(fd.n_nodes)
+    p[fd.levels[-1][0]] = 9000.0
+    report = security_check(fd, p, np.zeros(fd.n_nodes), limits=SecurityLimits(vmin_pu=0.5))
+    assert not report.secure
+    assert any(v.kind == ViolationKind.OVERLOAD for v in report.violations)
+
+
 def test_user_ratings_by_line_and_errors(feeder: Feeder):
     one = feeder.with_line_ratings({0: 0.3})
     assert one.branch_rated.sum() == 1

@@ -556,7 +556,7 @@ def _restricted(curves: BidCurves, floor: float, cap: float) -> BidCurves:
     _lo_f, hi_f = curves.bounds_at(floor)
     lo_c, _hi_c = curves.bounds_at(cap)
     new_powers = np.where(below, hi_f[:, None], np.where(above, lo_c[:, None], powers))
-    return BidCurves._trusted(np.clip(prices, floor, cap), new_powers)
+    return BidCurves._trusted(np.clip(prices, floor, cap), new_powers, curves.ids)
 
 
 def _ro(a: npt.NDArray[Any]) -> npt.NDArray[Any]:

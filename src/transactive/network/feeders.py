@@ -176,7 +176,7 @@ class Feeder:
         Rated current at the ``branch_to`` end in kA, pandapower's: lines
         ``max_i_ka · df · parallel``; transformers ``sn_mva · parallel · df / (√3 · vn_kv)`` of
         that side's rated voltage. ``inf`` when the branch is unrated (no rating, or a placeholder
-        that could never bind: see :data:`UNRATED_FACTOR`).
+        that no conductor has: see :data:`PLACEHOLDER_RATING_KA`).
     branch_i_max_from_ka : (B,) float
         Rated current at the ``branch_from`` end (equal to ``branch_i_max_ka`` for lines).
     branch_s_max_kva : (B,) float
@@ -916,7 +916,7 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
     parent_branch = np.full(n, -1, dtype=np.int64)
     parent_branch[np.arange(n) != slack] = parent_pair[np.arange(n) != slack]
     vn_to = np.asarray([float(vn_bus[nodes[i]]) for i in b_to], dtype=np.float64)
-    b_i, b_i_from = _placeholder_ratings_removed(b_i, b_i_from, vn_to, load_p, load_q, gen_p)
+    b_i, b_i_from = _placeholder_ratings_removed(b_i, b_i_from)
     b_s = np.sqrt(3.0) * vn_to * b_i * 1000.0
 
     node_bus = np.asarray(nodes, dtype=np.int64)
@@ -986,31 +986,19 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
     )
 
 
-#: A branch whose rating, as apparent power at nominal voltage, exceeds this many times the
-#: feeder's whole nominal load and generation can never bind: it is a placeholder (pandapower's
-#: ``case33bw`` rates every line at 99999 kA, 2·10⁶ MVA on a 3.7 MW feeder).
-UNRATED_FACTOR = 1000.0
+#: A rated current at or above this (kA) is a placeholder, not a rating: no distribution cable,
+#: overhead line or transformer winding carries 100 kA (the largest conductors carry a few kA),
+#: while tools ship 9999 or 99999 kA to mean "no limit" (pandapower's case33bw). The rule reads
+#: the rating alone, never the net's own load: a feeder whose load comes from device populations
+#: (its own loads zero) keeps its real ratings.
+PLACEHOLDER_RATING_KA = 100.0
 
 
 def _placeholder_ratings_removed(
-    i_to: FloatArray,
-    i_from: FloatArray,
-    vn_to_kv: FloatArray,
-    load_p: dict[int, float],
-    load_q: dict[int, float],
-    gen_p: dict[int, float],
+    i_to: FloatArray, i_from: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """Ratings with placeholders (not finite, or a rating that could never bind) set to ``inf``.
-
-    A rating could never bind when, as apparent power at nominal voltage, it exceeds
-    :data:`UNRATED_FACTOR` times the sum of the feeder's nominal load (apparent) and generation
-    magnitudes (at least 1 kVA): no operating point of the feeder's own devices comes near it.
-    """
-    total_kva = sum(
-        float(np.hypot(load_p.get(b, 0.0), load_q.get(b, 0.0))) for b in set(load_p) | set(load_q)
-    ) + sum(abs(v) for v in gen_p.values())
-    s_rated = np.sqrt(3.0) * vn_to_kv * i_to * 1000.0
-    unrated = ~np.isfinite(s_rated) | (s_rated > UNRATED_FACTOR * max(total_kva, 1.0))
+    """Ratings with placeholders (not finite, or >= :data:`PLACEHOLDER_RATING_KA`) as ``inf``."""
+    unrated = ~np.isfinite(i_to) | (i_to >= PLACEHOLDER_RATING_KA)
     return (
         np.where(unrated, np.inf, i_to).astype(np.float64),
         np.where(unrated, np.inf, i_from).astype(np.float64),
