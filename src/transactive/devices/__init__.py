@@ -3,8 +3,9 @@
 Each kind is a structure-of-arrays population implementing :class:`Population`:
 ``bid(PriceStats, MarketInterval, WeatherSample) -> BidCurves`` (average power over the interval),
 ``respond(clearing_price, marginal_fill)``, ``step(time_s, dt_s, WeatherSample) -> StepResult``.
-EVs and batteries also implement :class:`FlexiblePopulation` (``flexibility``, ``best_response``
-over a :class:`Horizon`), solved by :func:`solve_best_response`.
+EVs, batteries and the thermostatic loads (HVAC houses, heat pumps and water heaters, through
+their virtual batteries) also implement :class:`FlexiblePopulation` (``flexibility``,
+``best_response`` over a :class:`Horizon`), solved by :func:`solve_best_response`.
 """
 
 from transactive.devices.base import Horizon, MarketInterval, Population, PriceStats, StepResult

@@ -30,6 +30,8 @@ Outside a responded interval it is a deadband thermostat around the setpoint.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
@@ -43,7 +45,8 @@ from transactive.devices._common import (
     _population_ids,
     _readonly,
 )
-from transactive.devices.base import MarketInterval, PriceStats, StepResult
+from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
+from transactive.devices.flexibility import BestResponse, Flexibility, solve_best_response
 from transactive.devices.hvac import (
     HEATING,
     HvacPopulation,
@@ -196,3 +199,42 @@ class HeatPumpPopulation:
         """Advance every house exactly from ``time_s`` by ``dt_s`` seconds; metered energy."""
         res = self.houses.step(time_s, dt_s, weather)
         return StepResult(power_kw=res.power_kw, energy_kwh=res.energy_kwh, ids=self._ids)
+
+    # ------------------------------------------------------------------ horizon view
+
+    def flexibility(
+        self,
+        horizon: Horizon,
+        weather: Sequence[WeatherSample],
+        *,
+        fast_share: float = 0.5,
+    ) -> Flexibility:
+        """Each heat pump's virtual battery over ``horizon`` (one weather sample per period).
+
+        Delegated to its houses' batteries
+        (:meth:`transactive.devices.hvac.HvacPopulation.flexibility`: Hao et al., IEEE TPS 2015,
+        with the two-mode limits of :mod:`transactive.devices.tcl_battery` that hold for the air
+        temperature), not derived again. The houses are this population's own: their heat pump
+        has its constant thermal output and Staffell's COP (eq. (4), at each period's outdoor
+        temperature and the house's supply temperature), so each period's baseline is the heat
+        that holds the setpoint over that COP, the power limits are the heat pump's electric
+        power, and the stored energy is the slow mode's heat in electric kWh at the first
+        period's COP. A house outside its limits now gets its fastest way back (the houses'
+        rule). Rows carry this population's :attr:`ids`. Reads the state only.
+        """
+        flex = self.houses.flexibility(horizon, weather, fast_share=fast_share)
+        return dataclasses.replace(flex, ids=self._ids)
+
+    def best_response(
+        self,
+        prices_per_kwh: npt.ArrayLike,
+        horizon: Horizon,
+        weather: Sequence[WeatherSample],
+    ) -> BestResponse:
+        """The cheapest schedule inside :meth:`flexibility` at ``prices_per_kwh`` ((T,) or (T, N)).
+
+        Solved by :func:`transactive.devices.flexibility.solve_best_response`; changes no state.
+        A house follows its row of ``power_kw`` as an HVAC house does
+        (:func:`transactive.prosumer.virtual_battery.follow_schedule` on :attr:`houses`).
+        """
+        return solve_best_response(self.flexibility(horizon, weather), prices_per_kwh)

@@ -40,6 +40,7 @@ around ``thermostat_setpoint_c`` (the ramp controller's shifted setpoint, or the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -57,7 +58,13 @@ from transactive.devices._common import (
     _power_on_curve,
     _readonly,
 )
-from transactive.devices.base import MarketInterval, PriceStats, StepResult
+from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
+from transactive.devices.flexibility import (
+    BestResponse,
+    Flexibility,
+    _checked_horizon_weather,
+    solve_best_response,
+)
 from transactive.devices.hvac import HEATING
 from transactive.devices.ramp import (
     _follow_schedule,
@@ -66,6 +73,7 @@ from transactive.devices.ramp import (
     ramp_bid_price,
     ramp_setpoint,
 )
+from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
 __all__ = ["WaterHeaterPopulation", "synthetic_draw_profile_l_per_h"]
@@ -721,3 +729,136 @@ class WaterHeaterPopulation:
     def stored_heat_kwh(self) -> FloatArray:
         """Heat stored relative to 0 °C, kWh (for energy balances)."""
         return np.asarray(self.capacity_kj_per_k * self.temperature_c / 3600.0, dtype=np.float64)
+
+    # ------------------------------------------------------------------ horizon view
+
+    def period_draws_l(self, horizon: Horizon) -> FloatArray:
+        """Hot water each tank's profile draws in each period of ``horizon``, litres ``(T, N)``.
+
+        The profile's flows integrated over ``[start_s + t period_s, start_s + (t + 1)
+        period_s)``, cut at its slots' boundaries as :meth:`step` does (zeros without a profile).
+        """
+        given: object = horizon
+        if not isinstance(given, Horizon):
+            problems = Problems(subject="water heater draws")
+            problems.add("horizon", f"must be a Horizon, got {type(given).__name__}")
+            problems.raise_if_any()
+        draws = np.zeros((horizon.n_periods, self._n))
+        for t, start in enumerate(horizon.starts_s):  # a loop over periods, not tanks
+            for _, length, flow in self._pieces(float(start), float(horizon.period_s), None):
+                draws[t] += length * flow
+        return draws
+
+    def flexibility(self, horizon: Horizon, weather: Sequence[WeatherSample]) -> Flexibility:
+        """Each tank's virtual battery over ``horizon`` (``weather``: one sample per period).
+
+        The first-order TCL battery of Hao, Sanandaji, Poolla and Vincent (IEEE Trans. Power
+        Systems 30(1), 2015, §II, eq. (1)-(4)) is the one-node tank itself. With the element's
+        power ``P`` (resistive: its heat is its electric power, efficiency 1) and the draw
+        conductance ``G(t) = m'(t) c_p`` (kW/K), the tank of the module docstring,
+        ``C dT/dt = P - UA (T - T_amb) - G (T - T_in)``, is exactly, in ``x = C (T - Tset)``
+        (heat above the setpoint, in kWh, equal to electric kWh)::
+
+            dx/dt = (P - P0(t)) - ((UA + G(t)) / C) x
+            P0(t) = UA (Tset - T_amb) + G(t) (Tset - T_in)
+
+        The draws, known in advance from the profile, enter twice: their heat at the setpoint
+        (``G (Tset - T_in)``, in the baseline ``P0``) and their washing-out of the heat stored
+        above or below it (``G x / C``: each litre drawn takes ``rho c_p (T - Tset)`` more than
+        at the setpoint, a share ``V_drawn / V_tank`` of ``x``, a decay). Per period ``t`` of
+        ``h`` hours, with ``G_t`` the period's mean draw conductance (:meth:`period_draws_l`
+        times rho c_p over the period) and ``G_mean`` its mean over the horizon:
+
+        - ``baseline_kw[t] = P0`` at ``G_t``: the power that holds the tank at its base
+          setpoint against its standby loss and the period's draws; it varies with the profile.
+          In a period whose draws need more heat than the element gives,
+          ``baseline_kw > element_kw`` (and ``power_max_kw < 0``: the tank must discharge).
+        - ``power_min_kw = -P0`` and ``power_max_kw = element_kw - P0``: the element off or on,
+          the power ``P`` between 0 and its rating.
+        - ``energy_min_kwh = C (Tmin - Tset)``, ``energy_max_kwh = C (Tmax - Tset)``: the
+          comfort band; ``initial_energy_kwh = C (T - Tset)`` at the present temperature.
+        - ``retention = exp(-(UA + G_mean) h / C)``: the exact decay over a period at the
+          horizon's mean draw (the contract's retention is one number per device); efficiencies
+          1.
+
+        Without draws (or with a constant draw) the battery is exact but for the power's shape
+        within a period (the model adds ``u h``, the tank ``(1 - retention) u C / (UA + G)``, a
+        relative difference about ``(UA + G) h / 2 C``: 0.5 % for a 15-minute period for the
+        median sampled tank at its mean draw). Its error is ``(G_t - G_mean) (T - Tset)``, the
+        draw's departure from its mean times the offset from the setpoint: a few hundred watts
+        for a tank at an edge of its band at the top of a morning peak, pulling towards the
+        setpoint. The standby decay alone (``UA / C``) would leave out all of
+        ``G_t (T - Tset)``. Measured on 300
+        sampled tanks over a day of 15-minute periods at time-of-use prices, each period's
+        best-response energy dispatched through :meth:`bid`, :meth:`respond` and :meth:`step`:
+        the aggregate misses each period's scheduled energy by 0.3 % RMS and 0.7 % peak of the
+        power range (1.4 % and 13 % with ``UA / C`` alone), the day's energy by +2.7 %, and
+        every tank stays in its band (``tests/devices/test_thermal_flexibility.py``). Draws
+        other than the profile's (``step(..., draw_l=...)``) are not known here.
+
+        A tank whose present temperature is outside its band (or whose draws its element
+        cannot carry) gets its fastest way back: its upper bound is raised to the trajectory
+        with the element off, then its lower bound lowered to the trajectory with the element
+        on (held at the upper bound), only where they were beyond them, so every schedule that
+        returns as fast as the tank can is feasible. ``weather`` is checked, not used (the tank
+        sits indoors). Reads the state only.
+        """
+        _checked_horizon_weather(horizon, weather)
+        n, t_n = self._n, horizon.n_periods
+        c_kwh = self.capacity_kj_per_k / _SECONDS_PER_HOUR  # kWh/K
+        setpoint = self.setpoint_c
+        # The period's mean draw conductance G = V rho c_p / period (kW/K).
+        draw_kw_per_k = self.period_draws_l(horizon) * WATER_KJ_PER_L_K / horizon.period_s
+        standby_kw = self.ua_kw_per_k * (setpoint - self.ambient_temperature_c)
+        baseline = standby_kw + draw_kw_per_k * (setpoint - self.inlet_temperature_c)
+        power_min = -baseline
+        power_max = self.element_kw - baseline
+        energy_min = np.broadcast_to(c_kwh * (self.comfort_min_c - setpoint), (t_n, n)).copy()
+        energy_max = np.broadcast_to(c_kwh * (self.comfort_max_c - setpoint), (t_n, n)).copy()
+        initial = c_kwh * (self.temperature_c - setpoint)
+        # The exact one-node decay at the horizon's mean draw (docstring), 1/s.
+        decay_per_s = (self.ua_kw_per_k + draw_kw_per_k.mean(axis=0)) / self.capacity_kj_per_k
+        retention = np.exp(-decay_per_s * float(horizon.period_s))
+        # Fastest way back (see the docstring): first the coolest trajectory (element off),
+        # e[t+1] = r e[t] + power_min h, raises the upper bound where it lies above it; then the
+        # warmest (element on, held at the raised upper bound) lowers the lower bound where it
+        # lies below it. That warmest trajectory then meets every bound: it is feasible. A loop
+        # over periods, vectorized over tanks.
+        dt_h = horizon.period_h
+        coolest = initial.copy()
+        for t in range(t_n):
+            coolest = retention * coolest + power_min[t] * dt_h
+            energy_max[t] = np.maximum(energy_max[t], coolest)
+        warmest = initial.copy()
+        for t in range(t_n):
+            warmest = np.minimum(retention * warmest + power_max[t] * dt_h, energy_max[t])
+            energy_min[t] = np.minimum(energy_min[t], warmest)
+        ones = np.ones(n)
+        return Flexibility(
+            horizon=horizon,
+            ids=self._ids,
+            baseline_kw=baseline,
+            power_min_kw=power_min,
+            power_max_kw=power_max,
+            energy_min_kwh=energy_min,
+            energy_max_kwh=energy_max,
+            initial_energy_kwh=initial,
+            retention=retention,
+            charge_efficiency=ones,
+            discharge_efficiency=ones.copy(),
+        )
+
+    def best_response(
+        self,
+        prices_per_kwh: npt.ArrayLike,
+        horizon: Horizon,
+        weather: Sequence[WeatherSample],
+    ) -> BestResponse:
+        """The cheapest schedule inside :meth:`flexibility` at ``prices_per_kwh`` ((T,) or (T, N)).
+
+        Solved by :func:`transactive.devices.flexibility.solve_best_response`; changes no state.
+        Each row of ``power_kw`` is a tank's average element power per period; a tank follows it
+        by running ``power_kw h / element_kw`` hours in the period, e.g. through :meth:`bid` and
+        a :meth:`respond` at that power.
+        """
+        return solve_best_response(self.flexibility(horizon, weather), prices_per_kwh)
