@@ -5,6 +5,7 @@ Each case runs through the library (``parse_bids`` / ``read_bids``) and through 
 """
 
 import json
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -71,14 +72,59 @@ def test_quoted_names_may_hold_commas_and_the_names_become_the_ids():
     assert ids_of(bids.curves) == list(bids.bidders)
 
 
-def test_comments_blank_lines_and_extra_columns_are_skipped_and_lines_still_count():
+def test_comments_above_the_header_blank_lines_and_extra_columns_are_skipped_lines_still_count():
     text = (
-        "# a market\n" + HEADER.replace("\n", ",note\n") + "\n"
-        "a,0.10,5,first\n"
+        "# a market\n"
         '# comment, with "a quote\n'
+        "\n" + HEADER.replace("\n", ",note\n") + "\n"
+        "a,0.10,5,first\n"
         "b,cheap,3,second\n"
     )
-    assert problems_of(text) == ["price_per_kwh: not a finite number: 'cheap' (entry line 6)"]
+    assert problems_of(text) == ["price_per_kwh: not a finite number: 'cheap' (entry line 7)"]
+
+
+HASH_FILE = HEADER + "h1,0.2,5\n#2,0.1,3\ng1,0.05,-4\n"
+
+
+def test_a_row_starting_with_hash_below_the_header_is_refused_never_dropped(tmp_path):
+    """``#2`` may be a bidder or a row switched off: either way it must not pass unnoticed."""
+    (problem,) = problems_of(HASH_FILE)
+    assert "starts with '#' below the header" in problem and "(entry line 3)" in problem
+    output = cli_error(tmp_path, "hash.csv", HASH_FILE)
+    assert "line 3" in output and '"#2",0.1,3' in output
+    assert "clearing price" not in output  # no result without the bidder
+    # a commented-out row is refused as well, rather than bid
+    switched_off = HEADER + "h1,0.2,5\n# h3,0.3,2\ng1,0.05,-4\n"
+    assert "line 3" in cli_error(tmp_path, "off.csv", switched_off)
+
+
+def test_a_quoted_hash_name_is_a_bidder_through_the_command_line(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text("# bids of three\n" + HASH_FILE.replace("#2,", '"#2",'), encoding="utf-8")
+    result = runner.invoke(app, ["clear", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    allocations = json.loads(result.stdout)["allocations"]
+    assert [a["bidder"] for a in allocations] == ["h1", "#2", "g1"]
+    # h1 (0.2) takes all 4 kW of g1 (0.05); #2 at 0.1 is outbid but present
+    assert [a["power_kw"] for a in allocations] == pytest.approx([4.0, 0.0, -4.0])
+
+
+def test_a_hash_name_in_json_is_a_name(tmp_path):
+    path = tmp_path / "hash.json"
+    rows = [
+        {"bidder": "h1", "price_per_kwh": 0.2, "power_kw": 5},
+        {"bidder": "#2", "price_per_kwh": 0.1, "power_kw": 3},
+    ]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    assert read_bids(path).bidders == ("h1", "#2")
+
+
+def test_the_sample_market_keeps_its_comments_above_the_header():
+    text = resources.files("transactive.cli").joinpath("sample_market.csv").read_text("utf-8")
+    bids = parse_bids(text, fmt="csv")
+    rows = [line for line in text.splitlines() if line and not line.startswith("#")][1:]
+    assert set(bids.bidders) == {row.split(",")[0] for row in rows}
+    assert len(bids.bidders) == 16
 
 
 @pytest.mark.parametrize("name", ["[bold]house[/bold]", "[red]", "a[/]b", "[link=x]pv"])
@@ -207,12 +253,12 @@ def test_a_long_bad_value_is_shortened_in_the_message():
 
 names = st.text(
     st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=12
-).filter(lambda s: s.strip() == s and s != SUPPLY_NAME and not s.startswith("#"))
+).filter(lambda s: s.strip() == s and s != SUPPLY_NAME)
 
 
 @given(st.lists(names, min_size=1, max_size=8, unique=True), st.booleans())
 def test_every_bidder_written_is_read_back_in_order(bidders, as_json):
-    """Any names (quotes, commas, brackets, non-Latin) survive a round trip; none vanish."""
+    """Any names (quotes, commas, brackets, '#', non-Latin) survive a round trip; none vanish."""
     rows = [
         {"bidder": b, "price_per_kwh": 0.1 + 0.01 * i, "power_kw": 1.0 + i}
         for i, b in enumerate(bidders)

@@ -1,9 +1,14 @@
 import json
+import math
+import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from transactive import BidCurves
 from transactive.cli import app
+from transactive.market import clear
 
 runner = CliRunner()
 
@@ -185,3 +190,54 @@ def test_help_on_every_command(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage" in result.stdout
+
+
+def negative_zeros(value: object, path: str = "$") -> list[str]:
+    """Where a JSON value holds -0.0."""
+    if isinstance(value, float):
+        return [path] if value == 0.0 and math.copysign(1.0, value) < 0 else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in negative_zeros(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in negative_zeros(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("rows", "options"),
+    [
+        ("h1,0.2,5\nh2,0.1,3\n", []),  # demand only: buyer_fill was -0.0, shown as "-0 %"
+        ("g1,0.2,-5\n", []),  # supply only
+        ("h1,0.2,5\n", ["--supply-price", "0.5"]),  # a supply that delivers nothing
+        ("h1,0.2,5\ng1,0.3,-5\n", []),  # no crossing
+    ],
+)
+def test_no_negative_zero_in_the_result_or_the_output(tmp_path, rows, options):
+    path = tmp_path / "bids.csv"
+    path.write_text("bidder,price_per_kwh,power_kw\n" + rows)
+    result = runner.invoke(app, ["clear", str(path), "--json", *options])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert negative_zeros(report) == []
+    assert "-0.0" not in result.stdout
+    table = runner.invoke(app, ["clear", str(path), *options])
+    assert table.exit_code == 0, table.output
+    assert re.search(r"(?<![\w.])-0(?![.\d]*[1-9])", table.stdout) is None, table.stdout
+
+
+def test_a_demand_only_clearing_serves_no_marginal_block():
+    bids = BidCurves.from_points(np.array([0, 1]), [0.2, 0.1], [5.0, 3.0], n_curves=2)
+    result = clear(bids, price_cap=1.0, price_floor=0.0)
+    numbers = [
+        result.clearing_price,
+        result.clearing_quantity_kw,
+        result.buyer_fill,
+        result.seller_fill,
+        result.supply_kw,
+        result.shortage_kw,
+        result.surplus_kw,
+        *result.allocation_kw,
+        *result.marginal_fill,
+    ]
+    assert all(math.copysign(1.0, x) > 0 for x in numbers if x == 0.0), numbers
+    assert result.buyer_fill == 0.0 and result.clearing_quantity_kw == 0.0

@@ -31,6 +31,29 @@ def test_price_stats_refuse_what_would_clear_at_nan(kwargs, field):
     assert field in str(err.value)
 
 
+@pytest.mark.parametrize("field", ["mean_per_kwh", "std_per_kwh", "price_cap_per_kwh"])
+@pytest.mark.parametrize("flag", [True, False, np.True_, np.False_])
+def test_price_stats_refuse_a_bool_as_a_number(field, flag):
+    """``True`` is an int to Python, so it would pass as a price of 1 without its own check."""
+    base: dict[str, Any] = {"mean_per_kwh": 0.05, "std_per_kwh": 0.01, "price_cap_per_kwh": 1.0}
+    with pytest.raises(ValidationError) as err:
+        PriceStats(**(base | {field: flag}))
+    (problem,) = err.value.problems
+    assert problem.field == field and "must be a finite number" in problem.reason
+    assert repr(flag) in problem.reason
+
+
+def test_price_stats_refuse_a_bool_floor_and_name_every_bool():
+    with pytest.raises(ValidationError) as err:
+        PriceStats(True, 0.1, 1.0, price_floor_per_kwh=False)
+    assert [p.field for p in err.value.problems] == ["mean_per_kwh", "price_floor_per_kwh"]
+
+
+def test_price_stats_accept_integers_and_numpy_numbers():
+    stats = PriceStats(np.float64(0.05), 0, np.int64(1), price_floor_per_kwh=0)  # type: ignore[arg-type]
+    assert stats.price_cap_per_kwh == 1
+
+
 def test_price_stats_accept_a_zero_deviation():
     assert PriceStats(0.05, 0.0, 1.0).std_per_kwh == 0.0
 

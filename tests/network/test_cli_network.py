@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -313,31 +312,57 @@ def test_feeder_day_lists_intervals_that_did_not_converge(app: typer.Typer) -> N
     assert "20:15" in table.output
 
 
-def test_out_and_map_checked_before_the_run(app: typer.Typer, tmp_path: Path) -> None:
+@pytest.fixture
+def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make loading a feeder fail the test: a refused path must stop the command before."""
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the feeder was loaded before the output path was checked")
+
+    monkeypatch.setattr("transactive.network.feeders.load_feeder", never)
+
+
+def refused(app: typer.Typer, args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    return result.output
+
+
+def test_out_and_map_checked_before_the_run(app: typer.Typer, tmp_path: Path, no_run: None) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x", encoding="utf-8")
-    result = runner.invoke(app, ["feeder-day", "case33bw", "--out", str(blocker / "sub")])
-    assert result.exit_code == 1
-    assert "is a file, not a folder" in result.output
-    result = runner.invoke(app, ["powerflow", "case33bw", "--map", str(blocker / "m.png")])
-    assert result.exit_code == 1
-    assert "does not exist" in result.output
+    output = refused(app, ["feeder-day", "case33bw", "--out", str(blocker / "sub")])
+    assert f"'{blocker}' is a file, not a folder" in output
+    output = refused(app, ["powerflow", "case33bw", "--map", str(blocker / "m.png")])
+    assert f"'{blocker}' is a file, not a folder" in output  # not "folder does not exist"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_unwritable_out_is_rejected(app: typer.Typer, tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        result = runner.invoke(app, ["feeder-day", "case33bw", "--out", str(locked / "x")])
-        assert result.exit_code == 1
-        assert "permission denied" in result.output
-        result = runner.invoke(app, ["powerflow", "case33bw", "--map", str(locked / "m.png")])
-        assert result.exit_code == 1
-        assert "permission denied" in result.output
-    finally:
-        locked.chmod(0o700)
+needs_proc = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+
+
+@needs_proc
+def test_unwritable_out_is_rejected_even_for_root(app: typer.Typer, no_run: None) -> None:
+    """``/proc`` takes no new file or folder from anyone, root included (``os.access`` lies)."""
+    output = refused(app, ["feeder-day", "case33bw", "--out", "/proc/qq"])
+    assert "--out '/proc/qq'" in output and "cannot be created" in output
+    output = refused(app, ["feeder-day", "case33bw", "--out", "/proc/self"])
+    assert "no file can be written in folder '/proc/self'" in output
+
+
+@needs_proc
+def test_unwritable_map_is_rejected_even_for_root(app: typer.Typer, no_run: None) -> None:
+    output = refused(app, ["powerflow", "case33bw", "--map", "/proc/x.png"])
+    assert "--map '/proc/x.png'" in output and "no file can be written in folder '/proc'" in output
+
+
+def test_feeder_day_creates_a_missing_out_folder_before_the_run(
+    app: typer.Typer, tmp_path: Path, no_run: None
+) -> None:
+    out = tmp_path / "new" / "day"
+    result = runner.invoke(app, ["feeder-day", "case33bw", "--out", str(out)])
+    assert isinstance(result.exception, AssertionError)  # the check passed; the load came next
+    assert out.is_dir() and list(out.iterdir()) == []
 
 
 def test_feeder_day_on_power_grid_model_reads_as_on_pandapower(app: typer.Typer) -> None:

@@ -20,7 +20,11 @@ traceback, and no row is dropped without a word:
   nested too deeply are reported;
 - the name ``<supply>`` is reserved for the market's supply, which the command line adds.
 
-Lines starting with ``#`` (outside a quoted field) are comments, and blank lines are skipped.
+Comments are lines starting with ``#`` above the header (a preamble); blank lines are skipped
+anywhere. Below the header every line is a bid row, and one starting with ``#`` is reported rather
+than guessed at: dropped as a comment it could make a bidder named ``#2`` vanish, read as a row it
+could make a row the user meant to switch off bid. A name starting with ``#`` is written quoted
+(``"#2",0.1,3``); JSON has no comments, so there ``"#2"`` is simply a name.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import csv
 import io
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +52,8 @@ COLUMNS = ("bidder", "price_per_kwh", "power_kw")
 SUPPLY_NAME = "<supply>"
 #: How much of a bad value an error message repeats.
 _SHOWN_CHARS = 40
+#: Where csv's reader ends a line (``io.StringIO(newline="")`` splits at these only).
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 
 
 @dataclass(frozen=True)
@@ -243,27 +250,26 @@ def _shown(value: Any) -> str:
 # ---------------------------------------------------------------------- CSV
 
 
-def _without_comments(text: str) -> str:
-    """Blank every comment line (``#`` first, outside a quoted field), keeping line numbers.
+def _without_preamble(text: str) -> str:
+    """Blank the comment and blank lines above the header, keeping line numbers."""
+    parts = _LINE_BREAK.split(text)  # lines at even places, their line breaks between
+    for i in range(0, len(parts), 2):
+        if parts[i].strip() and not parts[i].lstrip().startswith("#"):
+            break
+        parts[i] = ""
+    return "".join(parts)
 
-    A line starts inside a quoted field when the quotes before it are odd in number (RFC 4180
-    doubles a quote inside a quoted field, which keeps the count even).
+
+def _records(text: str, problems: Problems) -> Iterator[tuple[int, list[str], bool]]:
+    """CSV records with the line each starts on and whether that line starts with ``#``.
+
+    Comment lines above the header and blank records are skipped; bad quoting is reported. A
+    record always starts at the start of a line, so a ``#`` there is outside any quoted field.
     """
-    out = []
-    inside = False
-    for line in text.splitlines(keepends=True):
-        if not inside and line.lstrip().startswith("#"):
-            ending = line[len(line.rstrip("\r\n")) :]
-            out.append(ending)
-            continue
-        out.append(line)
-        inside ^= line.count('"') % 2 == 1
-    return "".join(out)
-
-
-def _records(text: str, problems: Problems) -> Iterator[tuple[int, list[str]]]:
-    """CSV records with the line each starts on; blank records skipped, bad quoting reported."""
-    reader = csv.reader(io.StringIO(_without_comments(text), newline=""), strict=True)
+    body = _without_preamble(text)
+    # the lines as csv counts them (io.StringIO with newline="" splits at \r\n, \r and \n only)
+    lines = _LINE_BREAK.split(body)[::2]
+    reader = csv.reader(io.StringIO(body, newline=""), strict=True)
     start = 1
     while True:
         try:
@@ -279,7 +285,7 @@ def _records(text: str, problems: Problems) -> Iterator[tuple[int, list[str]]]:
             )
             return
         if any(cell.strip() for cell in cells):
-            yield start, cells
+            yield start, cells, lines[start - 1].lstrip().startswith("#")
         start = reader.line_num + 1
 
 
@@ -290,7 +296,7 @@ def _csv_rows(text: str, problems: Problems) -> list[_Row]:
         if not problems:
             problems.add("file", "is empty")
         return []
-    header_line, header_cells = first
+    header_line, header_cells, _ = first
     header = [h.strip() for h in header_cells]
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
@@ -306,8 +312,17 @@ def _csv_rows(text: str, problems: Problems) -> list[_Row]:
         return []
     column = {c: header.index(c) for c in COLUMNS}
     rows = []
-    for line, cells in records:
+    for line, cells, hashed in records:
         where = f"line {line}"
+        if hashed:
+            problems.add(
+                "row",
+                "starts with '#' below the header: comments go above the header only. A bidder "
+                "whose name starts with '#' is written quoted (\"#2\",0.1,3); a row you do not "
+                "want is deleted",
+                [where],
+            )
+            continue
         if len(cells) != len(header):
             problems.add(
                 "row",

@@ -42,7 +42,9 @@ def clear_command(
         typer.Argument(
             help="Bids as CSV or JSON (.json): rows of bidder, price_per_kwh, power_kw. Several "
             "rows of one bidder (consecutive) are its curve's breakpoints sorted by price; one "
-            "row is a block (positive power buys up to the price, negative sells from it).",
+            "row is a block (positive power buys up to the price, negative sells from it). "
+            "CSV comments (lines starting with #) go above the header; below it a name starting "
+            "with # is quoted.",
             show_default=False,
         ),
     ],
@@ -186,5 +188,6 @@ def _print(bids: BidFile, result: ClearingResult, supply: Supply | None, *, as_j
     for bidder, power in result.allocation_by_id().items():
         table.add_row(Text(bidder), f"{power:.4f}", _role(power))
     if supply is not None:
-        table.add_row(SUPPLY_LABEL, f"{-result.supply_kw:.4f}", _role(-result.supply_kw))
+        delivered = 0.0 - result.supply_kw  # the supply sells what it delivers; never -0.0
+        table.add_row(SUPPLY_LABEL, f"{delivered:.4f}", _role(delivered))
     console.print(table)

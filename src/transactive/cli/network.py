@@ -3,9 +3,10 @@
 A face only: it parses arguments, calls :mod:`transactive.network` (and
 :mod:`transactive.report` for the PNG figures) and prints a rich table or one strict JSON object
 (no ``NaN`` or ``Infinity``: an unrated loading is ``null``). A bad feeder or option exits with
-status 1 and the ValidationError's message, before any power flow runs (``--out`` and ``--map``
-are checked for writability first); a power flow that does not converge exits with status 2.
-Names and paths are printed as they are (rich markup in them is escaped).
+status 1 and the ValidationError's message, before any power flow runs (``--out`` is created and
+``--map``'s folder probed with a real file first, :mod:`transactive.cli._paths`); a power flow
+that does not converge exits with status 2. Names and paths are printed as they are (rich markup
+in them is escaped).
 
 numpy, pandapower, cvxpy, matplotlib and :mod:`transactive.network` are imported inside the
 commands, so ``transactive --help`` does not pay for them.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,9 +38,9 @@ FEEDER_HELP = (
     "code shipped with simbench (e.g. 1-MV-rural--0-sw) or a pandapower JSON file."
 )
 RATING_HELP = (
-    "Rate every line at this current in kA (pandapower's max_i_ka; df and parallel still "
-    "apply). A feeder whose lines carry placeholder ratings (case33bw's 99999 kA) is otherwise "
-    "reported as unrated."
+    "Rate every line at this current in kA: a positive number, x>0 (pandapower's max_i_ka; df "
+    "and parallel still apply). A feeder whose lines carry placeholder ratings (case33bw's "
+    "99999 kA) is otherwise reported as unrated."
 )
 UNRATED = "unrated"
 
@@ -57,18 +57,13 @@ def _fail(exc: ValidationError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _reject(option: str, path: Path, reason: str) -> typer.Exit:
-    from transactive.errors import Problems, ValidationError  # noqa: PLC0415
-
-    problems = Problems(subject=f"{option} {str(path)!r}")
-    problems.add(option, reason)
-    return _fail(ValidationError(problems.found, subject=problems.subject))
-
-
 def _load(feeder: str, line_max_i_ka: float | None) -> Feeder:
-    from transactive.errors import ValidationError  # noqa: PLC0415
+    from transactive.errors import Problem, ValidationError  # noqa: PLC0415
     from transactive.network.feeders import load_feeder  # noqa: PLC0415
 
+    if line_max_i_ka is not None and not (math.isfinite(line_max_i_ka) and line_max_i_ka > 0):
+        reason = f"must be a positive finite number of kA (--line-max-i-ka), got {line_max_i_ka:g}"
+        raise _fail(ValidationError([Problem("max_i_ka", reason)], subject="options"))
     try:
         return load_feeder(feeder, line_max_i_ka=line_max_i_ka)
     except ValidationError as exc:
@@ -84,38 +79,26 @@ def _dumps(out: dict[str, Any]) -> str:
     return json.dumps(out, allow_nan=False)
 
 
-def _writable_dir(path: Path) -> bool:
-    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
-
-
 def _png_target(path: Path, option: str) -> None:
-    """Reject a PNG path before any work is done (same rules as ``save_png``, and writable)."""
-    if path.suffix.lower() != ".png":
-        raise _reject(option, path, "must end in .png")
-    if path.is_dir():
-        raise _reject(option, path, "is a folder, not a file")
-    parent = path.parent
-    if not parent.is_dir():
-        raise _reject(option, path, f"folder {str(parent)!r} does not exist")
-    if not _writable_dir(parent) or (path.exists() and not os.access(path, os.W_OK)):
-        raise _reject(option, path, "cannot be written (permission denied)")
+    """Reject a PNG path that cannot be written, before any work is done (probed for real)."""
+    from transactive.cli._paths import check_output_file  # noqa: PLC0415
+    from transactive.errors import ValidationError  # noqa: PLC0415
+
+    try:
+        check_output_file(path, option, suffix=".png")
+    except ValidationError as exc:
+        raise _fail(exc) from None
 
 
 def _out_target(path: Path) -> None:
-    """Reject an output folder that is a file or cannot be created or written."""
-    if path.exists() and not path.is_dir():
-        raise _reject("--out", path, "is a file, not a folder")
-    if path.is_dir():
-        if not _writable_dir(path):
-            raise _reject("--out", path, "cannot be written (permission denied)")
-        return
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise _reject("--out", path, f"{str(ancestor)!r} is a file, not a folder")
-    if not _writable_dir(ancestor):
-        raise _reject("--out", path, f"cannot be created in {str(ancestor)!r} (permission denied)")
+    """Create the output folder and probe it, before any work is done."""
+    from transactive.cli._paths import check_output_folder  # noqa: PLC0415
+    from transactive.errors import ValidationError  # noqa: PLC0415
+
+    try:
+        check_output_folder(path, "--out")
+    except ValidationError as exc:
+        raise _fail(exc) from None
 
 
 def _pct(value: float | None) -> str:
@@ -137,7 +120,7 @@ def powerflow(
         ),
     ] = None,
     line_max_i_ka: Annotated[
-        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP, min=0.0)
+        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP)
     ] = None,
 ) -> None:
     """Run an AC power flow (pandapower) with the feeder's own loads and generation."""
@@ -228,7 +211,7 @@ def opf(
         float, typer.Option(help="Branch ratings in percent of the feeder's.", min=0.0)
     ] = 100.0,
     line_max_i_ka: Annotated[
-        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP, min=0.0)
+        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -348,7 +331,7 @@ def feeder_day(
         ),
     ] = None,
     line_max_i_ka: Annotated[
-        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP, min=0.0)
+        float | None, typer.Option("--line-max-i-ka", help=RATING_HELP)
     ] = None,
     backend: Annotated[
         str,

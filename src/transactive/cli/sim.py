@@ -5,8 +5,9 @@ A face only: it reads a scenario (a built-in name or a TOML file), calls
 results directory (:func:`transactive.sim.write_results`) and its report
 (:func:`transactive.report.write_report`, ``report.html``), and prints the summary table, baseline
 against transactive. A bad scenario exits with status 1 and every problem with its path in the
-file, before anything runs. The simulator is imported inside the commands, so
-``transactive --help`` stays light.
+file, before anything runs, as does an ``--out`` folder that cannot be created or written (it is
+made and probed with a real file first, :mod:`transactive.cli._paths`). The simulator is
+imported inside the commands, so ``transactive --help`` stays light.
 """
 
 from __future__ import annotations
@@ -39,26 +40,25 @@ def run_command(
         str,
         typer.Argument(help="A built-in scenario (see `transactive scenarios`) or a TOML file."),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Results directory (created).")] = Path(
-        "results"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Results directory (created if missing).")
+    ] = Path("results"),
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,
 ) -> None:
     """Run a scenario (its baseline and its transactive run) and write the results directory."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
 
+    from transactive.cli._paths import check_output_folder  # noqa: PLC0415
     from transactive.errors import ValidationError  # noqa: PLC0415
     from transactive.sim import load_scenario, simulate, summary, write_results  # noqa: PLC0415
 
     console = Console()
     try:
         sc, base_dir = load_scenario(scenario)
+        check_output_folder(out, "--out")  # before the run, which could not be saved otherwise
     except ValidationError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None
-    if out.exists() and not out.is_dir():
-        typer.echo(f"--out {str(out)!r}: exists and is not a directory", err=True)
-        raise typer.Exit(code=1)
     try:
         if quiet:
             sim = simulate(sc, base_dir=base_dir)

@@ -78,9 +78,9 @@ class PriceStats:
             "price_floor_per_kwh": self.price_floor_per_kwh,
         }
         for name, value in values.items():
-            if not isinstance(value, int | float | np.floating | np.integer) or not math.isfinite(
-                float(value)
-            ):
+            # bool is an int in Python: True would pass as a price of 1 (and np.bool_ as well)
+            number = isinstance(value, int | float | np.floating | np.integer)
+            if isinstance(value, bool | np.bool_) or not number or not math.isfinite(float(value)):
                 problems.add(name, f"must be a finite number, got {value!r}")
         problems.raise_if_any()
         if self.std_per_kwh < 0:

@@ -288,29 +288,32 @@ def clear(
     else:
         kind = ClearingType.EXACT
 
+    # No negative zeros in a result (``need = -0.0`` makes ``buyer_fill`` -0.0, printed "-0 %"):
+    # adding +0.0 turns -0.0 into 0.0 and leaves every other number as it is (IEEE 754 §6.3).
     n_bids = len(bids)
-    supply_kw = -float(allocation[n_bids]) + 0.0 if supply is not None else 0.0  # no -0.0
-    bid_allocation = allocation[:n_bids].copy()
+    supply_kw = -float(allocation[n_bids]) + 0.0 if supply is not None else 0.0
+    bid_allocation = allocation[:n_bids] + 0.0
     bid_allocation.setflags(write=False)
     width = (hi - lo)[:n_bids]
     with np.errstate(divide="ignore", invalid="ignore"):
         fill = np.where(width > 0, np.clip((bid_allocation - lo[:n_bids]) / width, 0.0, 1.0), 0.0)
+    fill = fill + 0.0
     fill.setflags(write=False)
     return ClearingResult(
-        clearing_price=float(price),
-        clearing_quantity_kw=quantity,
+        clearing_price=float(price) + 0.0,
+        clearing_quantity_kw=quantity + 0.0,
         clearing_type=kind,
         allocation_kw=bid_allocation,
         marginal_fill=fill,
-        buyer_fill=float(buyer_fill),
-        seller_fill=float(seller_fill),
+        buyer_fill=float(buyer_fill) + 0.0,
+        seller_fill=float(seller_fill) + 0.0,
         supply_kw=supply_kw,
-        price_range=(float(low), float(high)) if is_range else None,
+        price_range=(float(low) + 0.0, float(high) + 0.0) if is_range else None,
         price_rule=rule,
-        shortage_kw=max(shortage, 0.0),
-        surplus_kw=max(surplus, 0.0),
-        price_cap=cap,
-        price_floor=floor,
+        shortage_kw=max(shortage, 0.0) + 0.0,
+        surplus_kw=max(surplus, 0.0) + 0.0,
+        price_cap=cap + 0.0,
+        price_floor=floor + 0.0,
         ids=bids.ids,
     )
 
