@@ -60,13 +60,33 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   capacity scope the other groups enter the auction as unresponsive blocks (a tariff group at
   its answer to the tariff), with a ``market`` scope (a virtual feeder) they stay outside it and
   the limit applies to the auction groups' load less the generators' output.
-- **Generators** offer their capacity at the wholesale price plus their premium; what the
-  auction dispatches injects at the substation's node (series ``generator_kw``).
+- **Generators** offer their capacity at the wholesale price plus their premium, or at their
+  marginal cost; what the auction dispatches injects at the substation's node (series
+  ``generator_kw``, and ``generator_kw:<name>`` for each). A **wind turbine** is must-take: it
+  offers the output its power curve gives at the interval's forecast wind speed at the price
+  floor, injects what the physics steps' wind gives (the substation absorbs the difference), and
+  runs in the baseline too; a dispatchable generator never runs in the baseline (no price).
+- **Homes of a kind**: device ``i`` of a kind is in home ``first_home + i`` (so two kinds can
+  sit in different homes, e.g. micro-CHP homes and heat-pump homes).
+- **Micro-CHP** (:class:`transactive.devices.CHPPopulation`) in the baseline, and when not
+  participating, runs heat-led: it answers its own bid at the price cap with the fullest
+  output (fill 0), the most its heat buffer takes over the interval (full power until the
+  buffer is full, then following the heat demand). **Heat pumps**
+  (:class:`transactive.devices.HeatPumpPopulation`) are thermostats in the baseline; their
+  houses' comfort counts with the HVAC houses'.
+- **PowerMatcher** mechanism (:func:`powermatcher_clearing`): the bids are summed per home,
+  then per neighbourhood concentrator, buyers and sellers apart; the generators join the
+  auctioneer at the top, which clears with the grid connection as the supply; each device's
+  allocation comes back down by :func:`transactive.market.allocate`. It is exactly the flat
+  double auction's clearing, so the devices are billed at the clearing price as participants
+  of the auction are. No DSO check runs in the tree (the scenario must say ``dso_check =
+  false``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections import deque
@@ -78,11 +98,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from transactive.curves import BidCurves
+from transactive.curves import BidCurves, default_ids
 from transactive.devices import (
     BaseLoadPopulation,
     BatteryPopulation,
+    CHPPopulation,
     EVPopulation,
+    HeatPumpPopulation,
     HvacPopulation,
     MarketInterval,
     PriceStats,
@@ -93,7 +115,7 @@ from transactive.errors import Problem, ValidationError
 from transactive.sim.scenario import KINDS, DeviceKind, Scenario
 from transactive.weather import WeatherSample
 
-__all__ = ["RunResult", "SimulationResult", "simulate"]
+__all__ = ["RunResult", "SimulationResult", "simulate", "wind_power_pu"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -108,6 +130,8 @@ _CLASSES: dict[str, Any] = {
     "pv": PVPopulation,
     "battery": BatteryPopulation,
     "base_load": BaseLoadPopulation,
+    "chp": CHPPopulation,
+    "heat_pump": HeatPumpPopulation,
 }
 CAPACITY_MARGIN = 0.01
 """Share of the capacity kept free for metering against the forecast (see the module docstring)."""
@@ -134,6 +158,8 @@ class _Group:
     in_auction: bool
     """Whether the auction sees it (as bids, or as an unresponsive block)."""
     bus: IntArray
+    home: IntArray
+    """Each device's home (device ``i`` of a kind is in home ``first_home + i``)."""
     last_power_kw: FloatArray
     last_price: FloatArray
     last_fill: FloatArray
@@ -244,9 +270,11 @@ class _Setup:
             for key, value in options.items():
                 if isinstance(value, list):
                     options[key] = tuple(value)
-            if kind == "hvac":
+            if kind in ("hvac", "heat_pump"):
                 options.setdefault("outdoor_temperature_c", t_out)
-            for participating, lo, hi, meta in self._slices(kind, spec.count, spec.participation):
+            first = spec.first_home
+            slices = self._slices(kind, spec.count, spec.participation, first)
+            for participating, lo, hi, meta in slices:
                 if hi == lo:
                     continue
                 ids = np.asarray([f"{kind}-{i}" for i in range(lo, hi)])
@@ -271,7 +299,8 @@ class _Setup:
                         participating=participating,
                         population=pop,
                         **meta,
-                        bus=self.home_bus[lo:hi].copy(),
+                        bus=self.home_bus[first + lo : first + hi].copy(),
+                        home=np.arange(first + lo, first + hi, dtype=np.int64),
                         last_power_kw=np.zeros(n),
                         last_price=np.full(n, np.nan),
                         last_fill=np.ones(n),
@@ -283,7 +312,7 @@ class _Setup:
         return out
 
     def _slices(
-        self, kind: DeviceKind, count: int, participation: float
+        self, kind: DeviceKind, count: int, participation: float, first_home: int = 0
     ) -> list[tuple[bool, int, int, dict[str, Any]]]:
         """A kind's devices cut into (participating, first, end, group fields) slices.
 
@@ -291,15 +320,16 @@ class _Setup:
         scenario's mechanism, the rest run on their own at the flat tariff. With groups: each
         group's homes (consecutive, in the scenario's order) bring their devices of the kind;
         inside a group the first ``round(share x n)`` take part (none in a ``none`` group), and
-        every device of the group is billed at the group's tariff or price.
+        every device of the group is billed at the group's tariff or price. Device ``i`` is in
+        home ``first_home + i``, so a group's homes hold the kind's devices ``home - first_home``.
         """
         sc = self.scenario
         mech = sc.mechanism
         out: list[tuple[bool, int, int, dict[str, Any]]] = []
         if not sc.groups:
             n_part = round(participation * count)
-            mode = "auction" if mech.kind == "double_auction" else "tariff"
-            in_auction = mech.kind == "double_auction"
+            in_auction = mech.kind in ("double_auction", "powermatcher")
+            mode = "auction" if in_auction else "tariff"
             part = {
                 "label": "participant",
                 "mode": mode,
@@ -319,7 +349,8 @@ class _Setup:
         first = 0
         for name, n_homes in sc.group_home_counts().items():
             gm = sc.groups[name].mechanism
-            lo, hi = min(first, count), min(first + n_homes, count)
+            lo = min(max(first - first_home, 0), count)
+            hi = min(max(first + n_homes - first_home, 0), count)
             first += n_homes
             auction = gm.kind == "double_auction"
             n_part = 0 if gm.kind == "none" else round(participation * (hi - lo))
@@ -412,7 +443,7 @@ class _Run:
             std = mech.initial_price_std_per_kwh
         if tariff_per_kwh is not None:
             mean = tariff_per_kwh
-        elif mech.kind != "double_auction":
+        elif mech.kind not in ("double_auction", "powermatcher"):
             mean = mech.tariff_per_kwh(self._local_hour(start_s))
         return PriceStats(
             mean_per_kwh=mean,
@@ -472,13 +503,15 @@ class _Run:
         labels = sorted({g.label for g in self.groups})
         names += [f"group_load_kw:{label}" for label in labels]
         names += ["market_load_kw", "generator_kw"]
+        names += [f"generator_kw:{gen.name}" for gen in sc.supply.generators]
+        is_wind = np.array([gen.kind == "wind" for gen in sc.supply.generators], dtype=bool)
         series = {k: np.full(n_int, np.nan) for k in names}
         series["capacity_kw"][:] = sc.capacity_kw
-        hvac = [g for g in self.groups if g.kind == "hvac"]
+        hvac = [g for g in self.groups if _houses(g) is not None]
         evs = [g for g in self.groups if g.kind == "ev"]
         if hvac:
-            tmin = np.concatenate([g.population.comfort_min_c for g in hvac])
-            tmax = np.concatenate([g.population.comfort_max_c for g in hvac])
+            tmin = np.concatenate([_houses(g).comfort_min_c for g in hvac])
+            tmax = np.concatenate([_houses(g).comfort_max_c for g in hvac])
             series["comfort_min_c"][:] = tmin.mean()
             series["comfort_max_c"][:] = tmax.mean()
 
@@ -509,6 +542,7 @@ class _Run:
             stats = self._stats(window, start_s)
             bids: list[BidCurves] = []
             bid_nodes: list[IntArray] = []
+            bid_homes: list[IntArray] = []
             lost_bid: dict[int, npt.NDArray[np.bool_]] = {}
             auction_rows: dict[int, int] = {}  # group -> its first row in the auction
             n_rows = 0
@@ -518,6 +552,9 @@ class _Run:
                     if g.kind == "ev":  # charges at full power from arrival (see Baseline)
                         pop.bid(stats, interval, forecast)
                         pop.respond(floor, 1.0)
+                    elif g.kind == "chp":  # heat-led: as much as its buffer takes (Baseline)
+                        pop.bid(stats, interval, forecast)
+                        pop.respond(cap, 0.0)
                     continue
                 if g.mode == "tariff" and g.participating:
                     # told the interval's tariff: bid around it and answer at it (no clearing)
@@ -543,6 +580,9 @@ class _Run:
                     if g.kind == "ev":  # a non-participating EV charges as in the baseline
                         pop.bid(stats, interval, forecast)
                         power = pop.respond(floor, 1.0)
+                    elif g.kind == "chp":  # a non-participating CHP runs heat-led
+                        pop.bid(stats, interval, forecast)
+                        power = pop.respond(cap, 0.0)
                     else:
                         power = _dry_run(g.population, start_s, steps, dt, forecast)
                     curves = _block(power, cap, floor).with_ids(pop.ids)
@@ -550,14 +590,17 @@ class _Run:
                 n_rows += g.n
                 bids.append(curves)
                 bid_nodes.append(g.bus)
+                bid_homes.append(g.home)
             gen_rows = n_rows
+            wind_forecast_kw = _wind_kw(sc.supply.generators, forecast.wind_speed_m_per_s)
             if self.market and bids and sc.supply.generators:
-                bids.append(_generators(sc.supply.generators, wholesale))
+                bids.append(_generators(sc.supply.generators, wholesale, wind_forecast_kw, floor))
                 bid_nodes.append(np.zeros(len(sc.supply.generators), dtype=np.int64))
+                bid_homes.append(np.full(len(sc.supply.generators), -1, dtype=np.int64))
             self.timings["bid"] += time.perf_counter() - tic
             tic = time.perf_counter()
             result = None
-            if self.market and bids and mech.kind == "double_auction":
+            if self.market and bids and mech.kind in ("double_auction", "powermatcher"):
                 all_bids = BidCurves.concat(bids)
                 nodes = np.concatenate(bid_nodes)
                 # losses at a full feeder: I²R losses scale with the square of the load
@@ -598,6 +641,16 @@ class _Run:
                     node_price = result.clearing_price + np.asarray(outcome.surcharge_per_kwh)
                     if not outcome.secure:
                         self.dso_notes.append(f"interval {t} ({start_s} s): {outcome.reason}")
+                elif mech.kind == "powermatcher":
+                    result = powermatcher_clearing(
+                        all_bids,
+                        np.concatenate(bid_homes),
+                        homes_per_concentrator=mech.homes_per_concentrator,
+                        price_cap=cap,
+                        price_floor=floor,
+                        supply=supply,
+                    )
+                    node_price = np.full(n_nodes, result.clearing_price)
                 else:
                     result = clear(all_bids, price_cap=cap, price_floor=floor, supply=supply)
                     node_price = np.full(n_nodes, result.clearing_price)
@@ -608,10 +661,12 @@ class _Run:
             self.timings["clear_and_dso"] += time.perf_counter() - tic
             # ---------------------------------------------------------- respond
             tic = time.perf_counter()
-            gen_kw = 0.0
+            # dispatchable generators run at their allocation; wind turbines give what the
+            # wind gives over the interval (must-take), metered below with the physics
+            gen_each_kw = np.zeros(len(sc.supply.generators))
             if result is not None and sc.supply.generators:
-                gen_kw = -float(np.sum(result.allocation_kw[gen_rows:]))
-            series["generator_kw"][t] = gen_kw
+                gen_each_kw = -np.asarray(result.allocation_kw[gen_rows:], dtype=np.float64)
+            gen_each_kw = np.where(is_wind, 0.0, gen_each_kw)
             if self.market:
                 heard: list[tuple[FloatArray, FloatArray]] = []
                 answers = [
@@ -664,6 +719,9 @@ class _Run:
             for k in range(steps):
                 time_s = start_s + k * dt
                 weather = setup.physics[setup.physics_offset + t * steps + k]
+                gen_each_kw = (
+                    gen_each_kw + _wind_kw(sc.supply.generators, weather.wind_speed_m_per_s) / steps
+                )
                 for g in self.groups:
                     res = g.population.step(time_s, dt, weather)
                     e = np.asarray(res.energy_kwh, dtype=np.float64)
@@ -675,12 +733,17 @@ class _Run:
                     )
                     node_kwh += np.bincount(g.bus, weights=e, minlength=n_nodes)
                     kind_kwh[g.kind] += float(e.sum())
-                    if g.kind == "hvac":
-                        ta = g.population.air_temperature_c
+                    house = _houses(g)
+                    if house is not None:
+                        ta = house.air_temperature_c
                         temp_sum += float(ta.sum())
-                        over = np.maximum(ta - g.population.comfort_max_c, 0.0)
-                        under = np.maximum(g.population.comfort_min_c - ta, 0.0)
+                        over = np.maximum(ta - house.comfort_max_c, 0.0)
+                        under = np.maximum(house.comfort_min_c - ta, 0.0)
                         g.discomfort_dh += (over + under) * dt / 3600.0
+            gen_kw = float(gen_each_kw.sum())
+            series["generator_kw"][t] = gen_kw
+            for gen, value in zip(sc.supply.generators, gen_each_kw, strict=True):
+                series[f"generator_kw:{gen.name}"][t] = value
             label_kw = dict.fromkeys(labels, 0.0)
             market_kw = 0.0
             for g in self.groups:
@@ -818,7 +881,7 @@ class _Run:
             rows["energy_kwh"].append(g.energy_kwh.copy())
             rows["cost"].append(g.cost.copy())
             rows["comfort_violation_degree_hours"].append(
-                g.discomfort_dh.copy() if g.kind == "hvac" else np.full(g.n, np.nan)
+                g.discomfort_dh.copy() if _houses(g) is not None else np.full(g.n, np.nan)
             )
             if g.kind == "ev":
                 short = np.asarray(pop.shortfall_kwh(horizon_s), dtype=np.float64)
@@ -829,7 +892,7 @@ class _Run:
         devices = {k: np.concatenate(v) if v else np.empty(0) for k, v in rows.items()}
         interval_h = sc.market_interval_s / 3600.0
         load = series["feeder_load_kw"]
-        has_hvac = any(g.kind == "hvac" for g in self.groups)
+        has_hvac = any(_houses(g) is not None for g in self.groups)
         kpis: dict[str, float | None] = {
             "peak_kw": float(np.max(load)),
             "energy_kwh": float(load.sum() * interval_h),
@@ -900,10 +963,142 @@ def _block(power_kw: FloatArray, cap: float, floor: float) -> BidCurves:
     return BidCurves._trusted(prices, powers, None)
 
 
-def _generators(generators: Any, wholesale_per_kwh: float) -> BidCurves:
-    """Distributed generators as sellers: each its capacity at the wholesale price + premium."""
-    price = np.array([wholesale_per_kwh + g.premium_per_kwh for g in generators])
-    size = np.array([g.capacity_kw for g in generators])
+def _houses(g: _Group) -> Any:
+    """The thermal houses of a group (HVAC or heat pump), whose comfort is tracked; else None."""
+    if g.kind == "hvac":
+        return g.population
+    if g.kind == "heat_pump":
+        return g.population.houses
+    return None
+
+
+def wind_power_pu(
+    speed_m_per_s: float | npt.ArrayLike,
+    *,
+    cut_in_m_per_s: float,
+    rated_m_per_s: float,
+    cut_out_m_per_s: float,
+) -> FloatArray:
+    """Output of a wind turbine per unit of its rating: the idealized cubic power curve.
+
+    ``P/P_r = (v^3 - v_ci^3) / (v_r^3 - v_ci^3)`` between cut-in and rated speed, 1 from rated
+    to cut-out, 0 below cut-in and from cut-out on: the wind's power grows with the cube of its
+    speed until the rotor's control holds the rating (Manwell, McGowan, Rogers, "Wind Energy
+    Explained", 2nd ed., Wiley 2009, ch. 2), the cubic model of Carrillo et al., "Review of
+    power curve modelling for wind turbines", Renew. Sustain. Energy Rev. 21 (2013) 572.
+    """
+    v = np.asarray(speed_m_per_s, dtype=np.float64)
+    ramp = (v**3 - cut_in_m_per_s**3) / (rated_m_per_s**3 - cut_in_m_per_s**3)
+    pu = np.where(v < rated_m_per_s, np.clip(ramp, 0.0, 1.0), 1.0)
+    return np.asarray(np.where((v < cut_in_m_per_s) | (v >= cut_out_m_per_s), 0.0, pu))
+
+
+WIND_REFERENCE_HEIGHT_M = 10.0
+"""Height of the weather file's wind speed (the TMY3 anemometer height)."""
+WIND_SHEAR_EXPONENT = 1.0 / 7.0
+"""Power-law shear exponent, the classic 1/7 of open land (Manwell et al. 2009, ch. 2)."""
+
+
+def _wind_kw(generators: Any, speed_m_per_s: float) -> FloatArray:
+    """Each generator's wind output (kW) at a 10 m wind speed (0 for dispatchable ones).
+
+    The speed is brought to the hub by the power law ``v = v_ref (z / z_ref)^α`` (Manwell et
+    al. 2009, ch. 2) and goes through :func:`wind_power_pu`.
+    """
+    out = np.zeros(len(generators))
+    for i, gen in enumerate(generators):
+        if gen.kind != "wind":
+            continue
+        v = speed_m_per_s * (gen.hub_height_m / WIND_REFERENCE_HEIGHT_M) ** WIND_SHEAR_EXPONENT
+        pu = wind_power_pu(
+            v,
+            cut_in_m_per_s=gen.cut_in_m_per_s,
+            rated_m_per_s=gen.rated_m_per_s,
+            cut_out_m_per_s=gen.cut_out_m_per_s,
+        )
+        out[i] = gen.capacity_kw * float(pu)
+    return out
+
+
+def powermatcher_clearing(
+    bids: BidCurves,
+    home: npt.ArrayLike,
+    *,
+    homes_per_concentrator: int,
+    price_cap: float,
+    price_floor: float,
+    supply: Any,
+) -> Any:
+    """Clear a PowerMatcher concentrator tree: devices, homes, neighbourhoods, auctioneer.
+
+    Each home's agents' curves are summed per home, then the homes' per concentrator (home
+    ``h`` under concentrator ``h // homes_per_concentrator``), buyers and sellers apart at every
+    level (:func:`transactive.market.aggregate` with ``by_side=True``); rows whose ``home`` is
+    negative (the supply-side generators) join the auctioneer directly. The auctioneer clears
+    the top curves with :func:`transactive.market.clear` (and the grid connection ``supply``),
+    and the price travels back down: every device's allocation is its own curve at the price
+    with the buyers' and sellers' fills (:func:`transactive.market.allocate`; Kok, Warmer,
+    Kamphuis, "PowerMatcher: multiagent control in the electricity infrastructure", AAMAS 2005,
+    §3). With by-side sums this is exactly the flat double auction of all the bids (same
+    price, same allocation per device), which the market layer's tests check.
+
+    Returns the top clearing result with the device rows' ``allocation_kw``, ``marginal_fill``
+    and ``ids`` (so it reads like the flat clearing of ``bids``).
+    """
+    from transactive.market import aggregate, allocate, clear  # noqa: PLC0415
+    from transactive.market.clearing import _bounds_clamped  # noqa: PLC0415
+
+    ids = bids.ids
+    if ids is None:  # the tree's levels carry ids, so every row needs one
+        bids = bids.with_ids(default_ids("bid", len(bids)))
+    home = np.asarray(home, dtype=np.int64)
+    at_home = home >= 0
+    n_homes = int(home.max()) + 1 if at_home.any() else 0
+    rows = np.flatnonzero(at_home)
+    per_home = aggregate(bids.take(rows), home[rows], n_groups=n_homes, by_side=True)
+    n_conc = -(-n_homes // homes_per_concentrator)
+    of_home = np.arange(n_homes) // homes_per_concentrator
+    per_conc = aggregate(
+        per_home,
+        np.concatenate([of_home, of_home]),
+        n_groups=n_conc,
+        by_side=True,
+        group_ids=[f"concentrator-{c}" for c in range(n_conc)],
+    )
+    top = BidCurves.concat([per_conc, bids.take(np.flatnonzero(~at_home))])
+    result = clear(top, price_cap=price_cap, price_floor=price_floor, supply=supply)
+    allocation = np.asarray(allocate(bids, result), dtype=np.float64) + 0.0
+    # the fill the flat clearing gives: on each curve's segment at the price, with rationing
+    # at the cap and curtailment at the floor (the market layer's own bounds)
+    lo, hi = _bounds_clamped(
+        bids.price_per_kwh, bids.power_kw, result.clearing_price, price_floor, price_cap
+    )
+    width = hi - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(width > 0, np.clip((allocation - lo) / width, 0.0, 1.0), 0.0) + 0.0
+    allocation.setflags(write=False)
+    fill.setflags(write=False)
+    return dataclasses.replace(result, allocation_kw=allocation, marginal_fill=fill, ids=ids)
+
+
+def _generators(
+    generators: Any, wholesale_per_kwh: float, wind_kw: FloatArray, floor: float
+) -> BidCurves:
+    """Generators as sellers, each one block.
+
+    A dispatchable one offers its capacity at its offer price
+    (:meth:`transactive.sim.scenario.Generator.offer_price_per_kwh`), a wind turbine its
+    forecast output at the price floor (must-take).
+    """
+    price = np.array(
+        [
+            floor if g.kind == "wind" else g.offer_price_per_kwh(wholesale_per_kwh)
+            for g in generators
+        ]
+    )
+    size = np.array(
+        [w if g.kind == "wind" else g.capacity_kw for g, w in zip(generators, wind_kw, strict=True)]
+    )
     return BidCurves._trusted(
         np.stack([price, price], axis=1), np.stack([np.zeros_like(size), -size], axis=1), None
     ).with_ids([f"generator-{g.name}" for g in generators])

@@ -7,7 +7,8 @@ Files (all plain and documented; the report reads them):
   ``n_homes``, the KPIs of both runs, ``peak_reduction_pct``, the per-group KPIs, the
   transactive peak interval and ``notes`` (the DSO's unresolved intervals, the capacity);
 - ``timeseries.parquet``: long format, one row per run, interval and series
-  (``run``, ``interval_start_s``, ``time``, ``series``, ``value``);
+  (``run``, ``interval_start_s``, ``time``, ``series``, ``value``; ``capacity_kw`` is NaN
+  when the feeder is unconstrained);
 - ``devices.parquet``: one row per run and device;
 - ``peak_curves.parquet``: the aggregate demand and supply curves at the transactive peak;
 - ``peak_network.json``: node voltages and branch loadings at each run's peak.
@@ -69,7 +70,9 @@ def _group_kpis(run: RunResult, group: str) -> dict[str, float | None]:
         "cost": float(dev["cost"][mask].sum()),
         "losses_kwh": None,
         "pv_used_kwh": None,
-        "comfort_violation_degree_hours": float(np.nansum(comfort)) if "hvac" in kinds else None,
+        "comfort_violation_degree_hours": (
+            float(np.nansum(comfort)) if kinds & {"hvac", "heat_pump"} else None
+        ),
         "capacity_violation_minutes": None,
         "voltage_violation_minutes": None,
         "unserved_ev_kwh": float(np.nansum(unserved)) if "ev" in kinds else None,
@@ -138,7 +141,8 @@ def _price_response(sim: SimulationResult) -> dict[str, Any] | None:
     if sc.groups:
         names = [k for k, g in sc.groups.items() if g.mechanism.kind == "double_auction"]
     else:
-        names = ["participant"] if sc.mechanism.kind == "double_auction" else []
+        auction = sc.mechanism.kind in ("double_auction", "powermatcher")
+        names = ["participant"] if auction else []
     loads = [tr.series[f"group_load_kw:{k}"] for k in names if f"group_load_kw:{k}" in tr.series]
     if not loads:
         return None
@@ -158,6 +162,78 @@ def _price_response(sim: SimulationResult) -> dict[str, Any] | None:
         fit["intercept_kw"] = _num(intercept)
         fit["correlation"] = _num(np.corrcoef(x, y)[0, 1])
     return fit
+
+
+GENERATING_KINDS = ("pv", "chp")
+"""Device kinds whose output is the neighbourhood's own generation (with the generators)."""
+
+
+def _own_generation_kw(run: RunResult) -> np.ndarray:
+    """Per interval: the neighbourhood's own generation (PV, micro-CHP, the generators), kW."""
+    gen = np.nan_to_num(run.series["generator_kw"]).astype(np.float64)
+    for kind in GENERATING_KINDS:
+        load = run.series.get(f"load_kw:{kind}")
+        if load is not None:
+            gen = gen + np.maximum(-np.nan_to_num(load), 0.0)
+    return np.asarray(gen, dtype=np.float64)
+
+
+def self_sufficiency_pct(run: RunResult) -> float | None:
+    """Share of the neighbourhood's consumption met by its own generation, over the run (%).
+
+    ``100 Σ_t min(C_t, G_t) / Σ_t C_t`` per market interval (self-consumed generation over
+    consumption: Luthander et al., "Photovoltaic self-consumption in buildings: a review",
+    Applied Energy 142 (2015) 80, §2; the KPI Gercek and Reinders report for PowerMatching
+    City, Applied Sciences 9 (2019) 581). ``G_t``: PV, micro-CHP and the generators (wind,
+    gas turbine); ``C_t``: what the homes drew, from the energy balance at the substation,
+    import + ``G_t`` - the feeder's losses (so batteries count by their net, and any background
+    load is consumption). Generation beyond the interval's consumption is exported, not
+    self-consumed.
+    """
+    gen = _own_generation_kw(run)
+    consumption = run.series["feeder_load_kw"] + gen - np.nan_to_num(run.series["losses_kw"])
+    total = float(np.sum(consumption))
+    if not total > 0:
+        return None
+    return _num(100.0 * float(np.sum(np.minimum(np.maximum(consumption, 0.0), gen))) / total)
+
+
+def _powermatching(sim: SimulationResult) -> dict[str, Any]:
+    """Self-sufficiency of each run, and the transactive run's imbalance against a forecast.
+
+    The day-ahead forecast of the neighbourhood's net load is the baseline run's profile (its
+    import at the substation per interval: the same homes and weather left on their own, the
+    business-as-usual schedule a supplier would have bought for); the imbalance is the
+    transactive run's import less that forecast, reported as the mean absolute imbalance (kW,
+    and % of the forecast's mean absolute load) and the largest absolute one.
+    """
+    base, tr = sim.runs["baseline"], sim.runs["transactive"]
+    forecast = base.series["feeder_load_kw"]
+    gap = tr.series["feeder_load_kw"] - forecast
+    scale = float(np.mean(np.abs(forecast)))
+    mai = float(np.mean(np.abs(gap)))
+    interval_h = sim.scenario.market_interval_s / 3600.0
+    return {
+        "self_sufficiency_pct": {name: self_sufficiency_pct(run) for name, run in sim.runs.items()},
+        "own_generation_kwh": {
+            name: _num(float(_own_generation_kw(run).sum()) * interval_h)
+            for name, run in sim.runs.items()
+        },
+        "generator_kwh": {
+            name: {
+                key.removeprefix("generator_kw:"): _num(float(np.nansum(v)) * interval_h)
+                for key, v in run.series.items()
+                if key.startswith("generator_kw:")
+            }
+            for name, run in sim.runs.items()
+        },
+        "imbalance": {
+            "forecast": "the baseline run's import per interval (business as usual)",
+            "mean_absolute_imbalance_kw": _num(mai),
+            "mean_absolute_imbalance_pct": _num(100.0 * mai / scale) if scale > 0 else None,
+            "max_absolute_imbalance_kw": _num(float(np.max(np.abs(gap)))),
+        },
+    }
 
 
 def _lookup(data: dict[str, Any], path: str) -> float | None:
@@ -233,6 +309,7 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
             },
         },
         "price_response": _price_response(sim),
+        **({"powermatching": _powermatching(sim)} if sc.mechanism.kind == "powermatcher" else {}),
         "peak_interval": {
             "run": "transactive",
             "start_s": int(sim.interval_start_s[i]),
@@ -265,6 +342,9 @@ def _timeseries(sim: SimulationResult) -> pd.DataFrame:
         for series, values in run.series.items():
             if name == "baseline" and series.startswith("clearing_"):
                 continue
+            value = np.asarray(values, dtype=np.float64)
+            if series == "capacity_kw":  # an unconstrained feeder has no capacity: NaN, not inf
+                value = np.where(np.isfinite(value), value, np.nan)
             frames.append(
                 pd.DataFrame(
                     {
@@ -272,7 +352,7 @@ def _timeseries(sim: SimulationResult) -> pd.DataFrame:
                         "interval_start_s": starts.astype(np.int64),
                         "time": times,
                         "series": series,
-                        "value": np.asarray(values, dtype=np.float64),
+                        "value": value,
                     }
                 )
             )

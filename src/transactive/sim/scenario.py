@@ -68,8 +68,17 @@ __all__ = [
     "parse_scenario",
 ]
 
-DeviceKind = Literal["hvac", "water_heater", "ev", "pv", "battery", "base_load"]
-KINDS: tuple[DeviceKind, ...] = ("hvac", "water_heater", "ev", "pv", "battery", "base_load")
+DeviceKind = Literal["hvac", "water_heater", "ev", "pv", "battery", "base_load", "chp", "heat_pump"]
+KINDS: tuple[DeviceKind, ...] = (
+    "hvac",
+    "water_heater",
+    "ev",
+    "pv",
+    "battery",
+    "base_load",
+    "chp",
+    "heat_pump",
+)
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
@@ -124,6 +133,9 @@ class KindSpec(_Strict):
 
     count: Annotated[int, Field(ge=0)] = 0
     participation: Share = 1.0
+    first_home: Annotated[int, Field(ge=0)] = 0
+    """Device ``i`` of the kind sits in home ``first_home + i`` (so that, e.g., the micro-CHP
+    homes and the heat-pump homes of PowerMatching City are different homes)."""
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -147,6 +159,8 @@ _SAMPLE_OPTIONS: dict[str, frozenset[str]] = {
     "pv": frozenset({"size_kw", "curtailable_share", "curtailment_price_per_kwh"}),
     "battery": frozenset({"capacity_kwh", "c_rate"}),
     "base_load": frozenset({"annual_energy_mean_kwh", "annual_energy_cv", "time_jitter_s"}),
+    "chp": frozenset({"fuel_price_per_kwh"}),
+    "heat_pump": frozenset({"outdoor_temperature_c", "floor_heating_share"}),
 }
 
 
@@ -160,6 +174,8 @@ class PopulationSpec(_Strict):
     pv: KindSpec = KindSpec()
     battery: KindSpec = KindSpec()
     base_load: KindSpec = KindSpec()
+    chp: KindSpec = KindSpec()
+    heat_pump: KindSpec = KindSpec()
 
     @model_validator(mode="after")
     def _options_known(self) -> Self:
@@ -228,7 +244,14 @@ def _tou_price(tou: tuple[TouPeriod, ...], local_hour: float) -> float:
 class Mechanism(_Strict):
     """How devices are coordinated in the transactive run, and the baseline's flat tariff."""
 
-    kind: Literal["fixed", "tou", "double_auction"] = "double_auction"
+    kind: Literal["fixed", "tou", "double_auction", "powermatcher"] = "double_auction"
+    """``powermatcher``: the devices' bids are summed per home, then per neighbourhood
+    concentrator (``homes_per_concentrator`` homes each), buyers and sellers apart
+    (:func:`transactive.market.aggregate` with ``by_side=True``); the auctioneer clears the top
+    with :func:`transactive.market.clear` and the price travels down
+    (:func:`transactive.market.allocate`), the PowerMatcher's concentrator tree (Kok, Warmer,
+    Kamphuis, AAMAS 2005; Kok, PhD thesis, VU Amsterdam, 2013, ch. 5). By-side sums make it
+    exactly the flat double auction's clearing (same price, same allocation per device)."""
     flat_price_per_kwh: float = 0.12
     """The tariff the baseline run (and the ``fixed`` mechanism, unless ``fixed_price_per_kwh``
     is given) is billed at."""
@@ -244,10 +267,18 @@ class Mechanism(_Strict):
     dso_check: bool = True
     """Run the DSO's security check (clear, check, surcharge, re-clear) every interval."""
     dso_max_rounds: PositiveInt = 4
+    homes_per_concentrator: PositiveInt = 5
+    """PowerMatcher only: homes under each neighbourhood concentrator (homes ``c k`` to
+    ``(c + 1) k - 1`` under concentrator ``c``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         problems = []
+        if self.kind == "powermatcher" and self.dso_check:
+            problems.append(
+                "dso_check: the PowerMatcher tree has no DSO check in this simulator; "
+                "set dso_check = false"
+            )
         if not self.price_cap_per_kwh > self.price_floor_per_kwh:
             problems.append("price_cap_per_kwh must exceed price_floor_per_kwh")
         problems += _tariff_problems(self.kind, self.tou, self.fixed_price_per_kwh)
@@ -319,17 +350,55 @@ class SeasonalCapacity(_Strict):
 
 
 class Generator(_Strict):
-    """A distributed generator offering into the auction at a premium over the wholesale price.
+    """A generator on the supply side of the market; it injects at the substation's node.
 
-    A seller's block: up to ``capacity_kw`` at ``wholesale + premium_per_kwh`` (the Olympic
-    Peninsula's backup generators and the water-treatment plant's diesel were dispatched this
-    way, only when the clearing price rose above their cost; Hammerstrom et al., PNNL-17167,
-    2007). It injects at the substation's node.
+    ``dispatchable`` (the default): a seller's block of up to ``capacity_kw`` at
+    ``wholesale + premium_per_kwh`` (the Olympic Peninsula's backup generators and the
+    water-treatment plant's diesel were dispatched this way, only when the clearing price rose
+    above their cost; Hammerstrom et al., PNNL-17167, 2007), or at a fixed
+    ``marginal_cost_per_kwh`` (PowerMatching City's gas turbine; Bliek et al., IEEE ISGT Europe
+    2010). Give exactly one of the two.
+
+    ``wind``: a must-take turbine rated ``capacity_kw`` whose output follows the weather's wind
+    speed through the idealized power curve of :func:`transactive.sim.engine.wind_power_pu`
+    (cut-in, rated and cut-out speeds; the speed brought from the weather file's 10 m to
+    ``hub_height_m`` by the power law with exponent 1/7). It offers its forecast output at the
+    price floor (sold at any price) and injects what the wind actually gives. Unlike a
+    dispatchable generator it runs in the baseline too: it needs no price.
     """
 
     name: str
     capacity_kw: Positive
-    premium_per_kwh: NonNegative
+    kind: Literal["dispatchable", "wind"] = "dispatchable"
+    premium_per_kwh: NonNegative | None = None
+    marginal_cost_per_kwh: float | None = None
+    cut_in_m_per_s: Positive = 3.5
+    rated_m_per_s: Positive = 13.0
+    cut_out_m_per_s: Positive = 25.0
+    hub_height_m: Positive = 30.0
+
+    @model_validator(mode="after")
+    def _priced(self) -> Self:
+        problems = []
+        priced = (self.premium_per_kwh is not None) + (self.marginal_cost_per_kwh is not None)
+        if self.kind == "dispatchable" and priced != 1:
+            problems.append(
+                "a dispatchable generator needs exactly one of premium_per_kwh and "
+                "marginal_cost_per_kwh"
+            )
+        if self.kind == "wind" and priced:
+            problems.append("a wind turbine is must-take: it has no premium or marginal cost")
+        if not self.cut_in_m_per_s < self.rated_m_per_s < self.cut_out_m_per_s:
+            problems.append("wind speeds must satisfy cut_in < rated < cut_out")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def offer_price_per_kwh(self, wholesale_per_kwh: float) -> float:
+        """What a dispatchable generator asks: its marginal cost, or wholesale + premium."""
+        if self.marginal_cost_per_kwh is not None:
+            return self.marginal_cost_per_kwh
+        return wholesale_per_kwh + (self.premium_per_kwh or 0.0)
 
 
 class PublishedFigure(_Strict):
@@ -548,8 +617,19 @@ class Scenario(_Strict):
 
     @property
     def n_homes(self) -> int:
-        """Homes on the feeder: the largest count of any kind (every home has at most one)."""
-        return max(self.population.kind(k).count for k in KINDS)
+        """Homes on the feeder: the last home any kind reaches (every home has at most one).
+
+        Device ``i`` of a kind is in home ``first_home + i``, so the homes are the largest
+        ``first_home + count`` of the kinds present.
+        """
+        return max(
+            (
+                self.population.kind(k).first_home + self.population.kind(k).count
+                for k in KINDS
+                if self.population.kind(k).count
+            ),
+            default=0,
+        )
 
     @property
     def start_day(self) -> int:
@@ -617,7 +697,7 @@ def builtin_scenarios() -> dict[str, str]:
     return out
 
 
-BUILTIN_SCENARIOS = ("default", "gridsmart", "olympic")
+BUILTIN_SCENARIOS = ("default", "gridsmart", "olympic", "powermatching-city")
 
 
 def load_scenario(name_or_path: str | Path) -> tuple[Scenario, Path | None]:
