@@ -49,7 +49,11 @@ import pandas as pd
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder, simbench_node_profiles
 from transactive.network.pgm import BatchPowerFlow
-from transactive.network.powerflow import PowerFlowRunner, branch_loading_pct
+from transactive.network.powerflow import (
+    PowerFlowRunner,
+    _checked_day_injections,
+    branch_loading_pct,
+)
 from transactive.network.security import (
     SecurityLimits,
     Violation,
@@ -475,22 +479,7 @@ def _checked_day(
         problems.add("flow", "a power-grid-model runner needs backend='pgm'")
     if flow is not None and flow.feeder is not feeder:
         problems.add("flow", f"was built for feeder {flow.feeder.name!r}, not this one")
-    n = feeder.n_nodes
-    p = np.asarray(p_kw, dtype=np.float64)
-    q = np.zeros_like(p) if q_kvar is None else np.asarray(q_kvar, dtype=np.float64)
-    for name, arr in (("p_kw", p), ("q_kvar", q)):
-        if arr.ndim != 2 or arr.shape[1] != n:
-            problems.add(
-                name,
-                f"needs shape (T, {n}): one row per interval, one column per node; got {arr.shape}",
-            )
-        elif arr.shape[0] == 0:
-            problems.add(name, "needs at least one interval (row)")
-        else:
-            problems.check(np.isnan(arr).any(axis=1), name, "is not a number (NaN) in interval")
-            problems.check(np.isinf(arr).any(axis=1), name, "is infinite in interval")
-    if not problems and p.shape != q.shape:
-        problems.add("q_kvar", f"must have the shape of p_kw {p.shape}, got {q.shape}")
+    p, q = _checked_day_injections(problems, feeder, p_kw, q_kvar)
     if isinstance(interval_s, bool) or int(interval_s) != interval_s or interval_s <= 0:
         problems.add("interval_s", f"must be a positive whole number of seconds, got {interval_s}")
     problems.raise_if_any()

@@ -43,7 +43,11 @@ import scipy.sparse as sp
 
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder
-from transactive.network.powerflow import PowerFlowResult, branch_loading_pct
+from transactive.network.powerflow import (
+    PowerFlowResult,
+    _checked_day_injections,
+    branch_loading_pct,
+)
 
 if TYPE_CHECKING:
     from power_grid_model import ComponentType
@@ -562,21 +566,6 @@ def _checked_batch(
     feeder: Feeder, p_kw: npt.ArrayLike, q_kvar: npt.ArrayLike | None
 ) -> tuple[FloatArray, FloatArray]:
     problems = Problems(subject=f"batch power flow of feeder {feeder.name!r}")
-    n = feeder.n_nodes
-    p = np.asarray(p_kw, dtype=np.float64)
-    q = np.zeros_like(p) if q_kvar is None else np.asarray(q_kvar, dtype=np.float64)
-    for name, arr in (("p_kw", p), ("q_kvar", q)):
-        if arr.ndim != 2 or arr.shape[1] != n:
-            problems.add(
-                name,
-                f"needs shape (T, {n}): one row per interval, one column per node; got {arr.shape}",
-            )
-        elif arr.shape[0] == 0:
-            problems.add(name, "needs at least one interval (row)")
-        else:
-            problems.check(np.isnan(arr).any(axis=1), name, "is not a number (NaN) in interval")
-            problems.check(np.isinf(arr).any(axis=1), name, "is infinite in interval")
-    if not problems and p.shape != q.shape:
-        problems.add("q_kvar", f"must have the shape of p_kw {p.shape}, got {q.shape}")
+    p, q = _checked_day_injections(problems, feeder, p_kw, q_kvar)
     problems.raise_if_any()
     return p, q

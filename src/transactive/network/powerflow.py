@@ -435,3 +435,29 @@ def branch_end_flows(
         np.add.at(pt, branches, -np.where(at_from, p_b, p_a))
         np.add.at(qt, branches, -np.where(at_from, q_b, q_a))
     return pf, qf, pt, qt
+
+
+def _checked_day_injections(
+    problems: Problems, feeder: Feeder, p_kw: npt.ArrayLike, q_kvar: npt.ArrayLike | None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(T, N) injections of a day of intervals, their problems added to ``problems``.
+
+    A missing ``q_kvar`` is zero; NaN and infinite values are named by interval.
+    """
+    n = feeder.n_nodes
+    p = np.asarray(p_kw, dtype=np.float64)
+    q = np.zeros_like(p) if q_kvar is None else np.asarray(q_kvar, dtype=np.float64)
+    for name, arr in (("p_kw", p), ("q_kvar", q)):
+        if arr.ndim != 2 or arr.shape[1] != n:
+            problems.add(
+                name,
+                f"needs shape (T, {n}): one row per interval, one column per node; got {arr.shape}",
+            )
+        elif arr.shape[0] == 0:
+            problems.add(name, "needs at least one interval (row)")
+        else:
+            problems.check(np.isnan(arr).any(axis=1), name, "is not a number (NaN) in interval")
+            problems.check(np.isinf(arr).any(axis=1), name, "is infinite in interval")
+    if not problems and p.shape != q.shape:
+        problems.add("q_kvar", f"must have the shape of p_kw {p.shape}, got {q.shape}")
+    return p, q
