@@ -46,6 +46,7 @@ from transactive.network.feeders import Feeder
 from transactive.network.powerflow import (
     PowerFlowResult,
     _checked_day_injections,
+    _node_lookup,
     branch_loading_pct,
 )
 
@@ -551,15 +552,6 @@ def _element_ratings(
     rated_a = np.where(unrated, np.inf, rated_a)
     rated_b = np.where(unrated, np.inf, rated_b)
     return rows, rated_a, rated_b, branch
-
-
-def _node_lookup(feeder: Feeder) -> IntArray:
-    """Array from pandapower bus index to feeder node (-1 for buses that are no node)."""
-    buses = np.fromiter(feeder.bus_node.keys(), dtype=np.int64, count=len(feeder.bus_node))
-    nodes = np.fromiter(feeder.bus_node.values(), dtype=np.int64, count=len(feeder.bus_node))
-    lookup = np.full(int(buses.max()) + 1, -1, dtype=np.int64)
-    lookup[buses] = nodes
-    return lookup
 
 
 def _checked_batch(
