@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
@@ -13,9 +14,11 @@ import pytest
 from transactive.errors import ValidationError
 from transactive.sim import (
     KPI_NAMES,
+    Scenario,
     SimulationResult,
     builtin_scenarios,
     parse_scenario,
+    rtp_adder_per_kwh,
     simulate,
     summary,
     write_results,
@@ -170,12 +173,25 @@ def test_gridsmart_groups_price_response_and_published(gridsmart: SimulationResu
     assert gridsmart.scenario.group_home_counts() == {"rtp": 140, "flat": 260}
     fit = data["price_response"]
     assert fit["groups"] == ["rtp"] and fit["n_intervals"] == 24
-    tr = gridsmart.runs["transactive"]
-    # the fit is the least-squares line of the RTP homes' load on the clearing price
-    x, y = tr.series["clearing_price_per_kwh"], tr.series["group_load_kw:rtp"]
-    slope, _ = np.polyfit(x, y, 1)
-    assert fit["slope_kw_per_price"] == pytest.approx(slope)
-    assert fit["correlation"] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    tr, base = gridsmart.runs["transactive"], gridsmart.runs["baseline"]
+    # the response fit: the RTP homes' load less their own baseline load, on the clearing price
+    x = tr.series["clearing_price_per_kwh"]
+    deviation = tr.series["group_load_kw:rtp"] - base.series["group_load_kw:rtp"]
+    slope, intercept = np.polyfit(x, deviation, 1)
+    assert fit["deviation"]["slope_kw_per_price"] == pytest.approx(slope, rel=1e-12)
+    assert fit["deviation"]["intercept_kw"] == pytest.approx(intercept, rel=1e-12)
+    assert fit["deviation"]["correlation"] == pytest.approx(np.corrcoef(x, deviation)[0, 1])
+    # the raw fit (weather-confounded) stays, under its own name
+    raw = tr.series["group_load_kw:rtp"]
+    raw_slope, raw_intercept = np.polyfit(x, raw, 1)
+    assert fit["raw_load"]["slope_kw_per_price"] == pytest.approx(raw_slope, rel=1e-12)
+    assert fit["raw_load"]["intercept_kw"] == pytest.approx(raw_intercept, rel=1e-12)
+    assert fit["raw_load"]["correlation"] == pytest.approx(np.corrcoef(x, raw)[0, 1])
+    assert fit["deviation"]["slope_kw_per_price"] != fit["raw_load"]["slope_kw_per_price"]
+    # the published correlation is compared with the deviation fit's
+    published = data["published"]["price_consumption_correlation"]
+    assert published["ours_from"] == "price_response.deviation.correlation"
+    assert published["ours"] == fit["deviation"]["correlation"]
     # the flat-tariff homes are not in the market: identical to their baseline
     base = gridsmart.runs["baseline"]
     np.testing.assert_array_equal(
@@ -185,6 +201,93 @@ def test_gridsmart_groups_price_response_and_published(gridsmart: SimulationResu
     # the feeder limit (1,450 kW) binds at this peak and the auction keeps it
     assert data["capacity"]["intervals_exceeded"]["transactive"] == 0
     assert np.max(tr.series["feeder_load_kw"]) <= 1450.0
+
+
+def _rtp_bill_of_baseline(sim: SimulationResult, adder_per_kwh: float) -> float:
+    """The RTP homes' baseline load billed at the wholesale price plus an adder ($)."""
+    sc = sim.scenario
+    hours = [((sc.start.hour * 3600 + int(s)) % 86400) / 3600.0 for s in sim.interval_start_s]
+    wholesale = np.array([sc.supply.price_at(h) for h in hours])
+    energy_kwh = sim.runs["baseline"].series["group_load_kw:rtp"] * sc.market_interval_s / 3600.0
+    return float(((wholesale + adder_per_kwh) * energy_kwh).sum())
+
+
+def test_gridsmart_rtp_adder_is_revenue_neutral_on_the_baseline_load(
+    gridsmart: SimulationResult,
+) -> None:
+    sc = gridsmart.scenario
+    assert sc.mechanism.rtp_adder == "load_weighted"
+    base = gridsmart.runs["baseline"]
+    rtp = base.devices["group"] == "rtp"
+    flat_bill = float(base.devices["cost"][rtp].sum())  # the baseline bills them at the flat rate
+    assert flat_bill == pytest.approx(
+        sc.mechanism.flat_price_per_kwh * float(base.devices["energy_kwh"][rtp].sum()), rel=1e-12
+    )
+    adder = gridsmart.rtp_adder_per_kwh
+    assert adder == rtp_adder_per_kwh(sc, base)
+    assert _rtp_bill_of_baseline(gridsmart, adder) == pytest.approx(flat_bill, rel=1e-9)
+    # weights matter: with all the load in one interval the price there is the flat tariff
+    hours = [((sc.start.hour * 3600 + int(s)) % 86400) / 3600.0 for s in gridsmart.interval_start_s]
+    wholesale = np.array([sc.supply.price_at(h) for h in hours])
+    series = dict(base.series)
+    for t in (0, len(hours) - 1):
+        one = np.zeros(len(hours))
+        one[t] = 3.0
+        series["group_load_kw:rtp"] = one
+        got = rtp_adder_per_kwh(sc, dataclasses.replace(base, series=series))
+        assert got + wholesale[t] == pytest.approx(sc.mechanism.flat_price_per_kwh, rel=1e-12)
+    # and a constant load weighs every interval alike: the time mean's adder
+    series["group_load_kw:rtp"] = np.full(len(hours), 7.0)
+    assert rtp_adder_per_kwh(sc, dataclasses.replace(base, series=series)) == pytest.approx(
+        rtp_adder_per_kwh(_with_adder(sc, "time_mean"), base), rel=1e-12
+    )
+    assert summary(gridsmart)["rtp_adder"] == {"rule": "load_weighted", "per_kwh": adder}
+    # the auction's clearing price is the substation's offer (wholesale + adder) or above it
+    tr = gridsmart.runs["transactive"]
+    hours = [((sc.start.hour * 3600 + int(s)) % 86400) / 3600.0 for s in gridsmart.interval_start_s]
+    offer = np.array([sc.supply.price_at(h) for h in hours]) + adder
+    assert np.all(tr.series["clearing_price_per_kwh"] >= offer - 1e-12)
+
+
+def _with_adder(sc: Scenario, rule: str) -> Scenario:
+    return sc.model_copy(update={"mechanism": sc.mechanism.model_copy(update={"rtp_adder": rule})})
+
+
+def test_rtp_adder_time_mean_and_none(gridsmart: SimulationResult) -> None:
+    sc, base = gridsmart.scenario, gridsmart.runs["baseline"]
+    hours = [((sc.start.hour * 3600 + int(s)) % 86400) / 3600.0 for s in gridsmart.interval_start_s]
+    wholesale = np.array([sc.supply.price_at(h) for h in hours])
+    flat = sc.mechanism.flat_price_per_kwh
+    time_mean = rtp_adder_per_kwh(_with_adder(sc, "time_mean"), base)
+    assert time_mean == pytest.approx(flat - wholesale.mean(), rel=1e-12)
+    assert rtp_adder_per_kwh(_with_adder(sc, "none"), base) == 0.0
+
+
+def test_rtp_adder_refuses_what_it_cannot_be_neutral_against(
+    gridsmart: SimulationResult,
+) -> None:
+    sc, base = gridsmart.scenario, gridsmart.runs["baseline"]
+    series = dict(base.series)
+    series["group_load_kw:rtp"] = np.zeros_like(series["group_load_kw:rtp"])
+    with pytest.raises(ValidationError, match=r"mechanism\.rtp_adder.*positive baseline load"):
+        rtp_adder_per_kwh(sc, dataclasses.replace(base, series=series))
+    no_groups = sc.model_copy(update={"groups": {}})
+    fixed = no_groups.model_copy(
+        update={"mechanism": sc.mechanism.model_copy(update={"kind": "fixed"})}
+    )
+    with pytest.raises(ValidationError, match=r"mechanism\.rtp_adder.*none"):
+        rtp_adder_per_kwh(fixed, base)
+
+
+def test_rtp_adder_needs_a_real_time_price() -> None:
+    text = _builtin(
+        "gridsmart", **{'[mechanism]\nkind = "double_auction"': '[mechanism]\nkind = "fixed"'}
+    )
+    with pytest.raises(ValidationError) as info:
+        parse_scenario(text)
+    problems = [p for p in info.value.problems if p.field == "mechanism.rtp_adder"]
+    assert problems and "needs a real-time price" in problems[0].reason
+    assert "'fixed'" in problems[0].reason
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ transactive run and its baseline, same homes and weather), :func:`write_results`
 results directory (format version 1).
 """
 
-from transactive.sim.engine import RunResult, SimulationResult, simulate
+from transactive.sim.engine import RunResult, SimulationResult, rtp_adder_per_kwh, simulate
 from transactive.sim.results import FORMAT_VERSION, KPI_NAMES, summary, write_results
 from transactive.sim.scenario import (
     BUILTIN_SCENARIOS,
@@ -27,6 +27,7 @@ __all__ = [
     "builtin_scenarios",
     "load_scenario",
     "parse_scenario",
+    "rtp_adder_per_kwh",
     "simulate",
     "summary",
     "write_results",

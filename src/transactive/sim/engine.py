@@ -33,10 +33,11 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   feeder load in the price window (thermostats overriding their schedule at the band's edges,
   non-participants' forecast error). The substation's import then stays within its capacity
   whenever the bids leave the market room to ration; the summary counts the minutes it did
-  not. The feeder may export back at the wholesale price, up to the same capacity.
+  not. The feeder may export back at the substation's price (wholesale plus the real-time
+  price's adder), up to the same capacity.
 - **Price statistics** for bidding: mean and standard deviation of the clearing prices of the
   last ``price_stats_window_h`` hours (PNNL-17167's controllers used the last day); until an hour
-  of prices is known the mean is the wholesale price and the std ``initial_price_std_per_kwh``,
+  of prices is known the mean is the substation's price and the std ``initial_price_std_per_kwh``,
   which is also the least std the devices are given: a window of equal prices (std 0) would
   collapse every device's price band onto the mean and make them all buy together at the next
   lower price (the rebound the Olympic Peninsula's ramp bids avoid by bidding across a band).
@@ -51,6 +52,17 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   arrival until full (their own urgency bid answered at the price floor with a full fill, which
   is the most they can take), batteries idle (no price to arbitrage against), the base load on
   its profile; everything billed at the flat tariff.
+- **The real-time price's adder** (``mechanism.rtp_adder``, :func:`rtp_adder_per_kwh`): the
+  substation offers the auction the wholesale price plus a constant adder ``a`` (and buys exports
+  back at the same), so the clearing price is a retail real-time price. ``load_weighted``
+  (revenue neutral, as a utility designs an RTP tariff and AEP Ohio designed gridSMART's,
+  Widergren et al., PNNL-22128, 2014, §2): with ``E_t`` the baseline run's energy of the homes
+  billed at the real-time price in interval ``t`` (the baseline runs first on the same homes and
+  weather) and ``w_t`` the wholesale price, ``a = flat - sum_t w_t E_t / sum_t E_t``, so that
+  ``sum_t (w_t + a) E_t = flat x sum_t E_t``: those homes left uncoordinated would pay under the
+  RTP exactly their flat bill. ``time_mean``: ``a = flat - mean_t w_t`` over the horizon's
+  intervals (the price's time mean is the flat tariff, which overcharges a class whose load
+  peaks with the price). ``none``: ``a = 0``. Generators' offers stay on the wholesale price.
 - **Fixed and time-of-use** mechanisms: participants bid and respond to the tariff of the
   interval (no clearing, no DSO check) and are billed at it.
 - **Customer groups** (a demonstration's treatment groups, Hammerstrom et al., PNNL-17167,
@@ -115,7 +127,14 @@ from transactive.errors import Problem, ValidationError
 from transactive.sim.scenario import KINDS, DeviceKind, Scenario
 from transactive.weather import WeatherSample
 
-__all__ = ["RunResult", "SimulationResult", "simulate", "wind_power_pu"]
+__all__ = [
+    "RunResult",
+    "SimulationResult",
+    "market_groups",
+    "rtp_adder_per_kwh",
+    "simulate",
+    "wind_power_pu",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -206,6 +225,8 @@ class SimulationResult:
     interval_start_s: IntArray
     runs: dict[str, RunResult]
     wall_s: float
+    rtp_adder_per_kwh: float = 0.0
+    """The adder on the wholesale price in the transactive run (:func:`rtp_adder_per_kwh`)."""
 
 
 class _Setup:
@@ -395,22 +416,105 @@ def simulate(
     """
     t0 = time.perf_counter()
     setup = _Setup(scenario, base_dir)
-    runs = {name: _Run(setup, name, progress).run() for name in ("baseline", "transactive")}
+    baseline = _Run(setup, "baseline", progress).run()
+    adder = rtp_adder_per_kwh(scenario, baseline)
+    transactive = _Run(setup, "transactive", progress, adder_per_kwh=adder).run()
     starts = np.arange(scenario.n_intervals, dtype=np.int64) * scenario.market_interval_s
     return SimulationResult(
         scenario=scenario,
         feeder_name=setup.feeder_name,
         interval_start_s=starts,
-        runs=runs,
+        runs={"baseline": baseline, "transactive": transactive},
         wall_s=time.perf_counter() - t0,
+        rtp_adder_per_kwh=adder,
     )
+
+
+def market_groups(scenario: Scenario) -> list[str]:
+    """The result groups billed at the real-time (clearing) price.
+
+    With customer groups: the ``double_auction`` groups (their whole homes); without: the
+    ``participant`` devices of a ``double_auction`` or ``powermatcher`` mechanism (none else).
+    """
+    if scenario.groups:
+        return [k for k, g in scenario.groups.items() if g.mechanism.kind == "double_auction"]
+    return ["participant"] if scenario.mechanism.kind in ("double_auction", "powermatcher") else []
+
+
+def wholesale_per_interval(scenario: Scenario) -> FloatArray:
+    """The supply's wholesale price of each market interval of the horizon ($/kWh)."""
+    start = scenario.start
+    local = start.hour * 3600 + start.minute * 60 + start.second
+    starts = np.arange(scenario.n_intervals, dtype=np.int64) * scenario.market_interval_s
+    hours = ((local + starts) % 86400) / 3600.0
+    return np.array([scenario.supply.price_at(float(h)) for h in hours], dtype=np.float64)
+
+
+def rtp_adder_per_kwh(scenario: Scenario, baseline: RunResult) -> float:
+    """The constant added to the wholesale price to make the real-time price (see the module).
+
+    ``load_weighted``: ``flat - sum_t w_t E_t / sum_t E_t`` with ``E_t`` the baseline run's
+    load of the homes billed at the real-time price (:func:`market_groups`), so that their
+    baseline load billed at ``w_t + a`` pays exactly its flat bill (a revenue-neutral RTP,
+    Widergren et al., PNNL-22128, 2014, §2); ``time_mean``: ``flat - mean_t w_t``; ``none``: 0.
+
+    Raises
+    ------
+    ValidationError
+        ``load_weighted`` with no homes billed at the real-time price, or a baseline load of
+        theirs whose total over the horizon is not positive (no weights to be neutral against).
+
+    """
+    mech = scenario.mechanism
+    if mech.rtp_adder == "none":
+        return 0.0
+    wholesale = wholesale_per_interval(scenario)
+    flat = mech.flat_price_per_kwh
+    if mech.rtp_adder == "time_mean":
+        return float(flat - wholesale.mean())
+    keys = [f"group_load_kw:{k}" for k in market_groups(scenario)]
+    keys = [k for k in keys if k in baseline.series]
+    subject = f"scenario {scenario.name!r}"
+    if not keys:
+        raise ValidationError(
+            [
+                Problem(
+                    "mechanism.rtp_adder",
+                    "'load_weighted' needs homes billed at the real-time price; there are none",
+                )
+            ],
+            subject=subject,
+        )
+    load_kw = np.sum([baseline.series[k] for k in keys], axis=0)
+    total = float(load_kw.sum())
+    if not (math.isfinite(total) and total > 0):
+        raise ValidationError(
+            [
+                Problem(
+                    "mechanism.rtp_adder",
+                    f"'load_weighted' needs a positive baseline load of the homes billed at the "
+                    f"real-time price; theirs sums to {total:g} kW over the intervals",
+                )
+            ],
+            subject=subject,
+        )
+    return float(flat - float(wholesale @ load_kw) / total)
 
 
 class _Run:
     """One pass through the horizon."""
 
-    def __init__(self, setup: _Setup, name: str, progress: ProgressFn | None) -> None:
+    def __init__(
+        self,
+        setup: _Setup,
+        name: str,
+        progress: ProgressFn | None,
+        *,
+        adder_per_kwh: float = 0.0,
+    ) -> None:
         self.setup = setup
+        self.adder_per_kwh = adder_per_kwh
+        """Added to the wholesale price the substation offers (:func:`rtp_adder_per_kwh`)."""
         self.name = name
         self.market = name == "transactive"
         self.progress = progress
@@ -439,7 +543,7 @@ class _Run:
             mean = float(arr.mean())
             std = max(float(arr.std()), mech.initial_price_std_per_kwh)
         else:
-            mean = sc.supply.price_at(self._local_hour(start_s))
+            mean = sc.supply.price_at(self._local_hour(start_s)) + self.adder_per_kwh
             std = mech.initial_price_std_per_kwh
         if tariff_per_kwh is not None:
             mean = tariff_per_kwh
@@ -534,6 +638,7 @@ class _Run:
             forecast = setup.forecast[setup.forecast_offset + t]
             hour = self._local_hour(start_s)
             wholesale = sc.supply.price_at(hour)
+            rtp = wholesale + self.adder_per_kwh  # what the substation offers the auction
             tic = time.perf_counter()
             node_price: FloatArray | None = None
             interval_curves: BidCurves | None = None
@@ -616,10 +721,10 @@ class _Run:
                     room -= max(CAPACITY_MARGIN * sc.capacity_kw, max(reserve, default=0.0))
                 planned_losses = full_losses
                 supply = Supply(
-                    price_per_kwh=wholesale,
+                    price_per_kwh=rtp,
                     capacity_kw=max(room, 0.0),
                     export_capacity_kw=sc.capacity_kw,
-                    export_price_per_kwh=wholesale,
+                    export_price_per_kwh=rtp,
                 )
                 if mech.dso_check:
                     outcome = secure_clearing(
@@ -693,7 +798,7 @@ class _Run:
                     if gi not in answers:
                         continue
                     if delayed is None:  # nothing has arrived yet: act on the tariff
-                        price = np.full(g.n, sc.supply.price_at(hour))
+                        price = np.full(g.n, rtp)
                         fill = np.ones(g.n)
                     else:
                         price, fill = delayed[gi]
@@ -814,7 +919,7 @@ class _Run:
                 if interval_curves is not None and supply is not None:
                     sides = aggregate(interval_curves, by_side=True)
                     peak_demand = sides.take([0])
-                    # the substation as a seller: its import at the wholesale price up to the
+                    # the substation as a seller: its import at its offer price up to the
                     # market's room (an unbounded supply is drawn to the largest demand bid)
                     extent = supply.capacity_kw
                     if not math.isfinite(extent):

@@ -5,7 +5,10 @@ Files (all plain and documented; the report reads them):
 - ``scenario.toml``: the scenario exactly as run, every default filled in;
 - ``summary.json``: ``format_version``, ``package_version``, scenario name, seed, clock, feeder,
   ``n_homes``, the KPIs of both runs, ``peak_reduction_pct``, the per-group KPIs, the
-  transactive peak interval and ``notes`` (the DSO's unresolved intervals, the capacity);
+  transactive peak interval, ``rtp_adder`` (the rule and the adder on the wholesale price),
+  ``price_response`` (the real-time homes' load deviation from their baseline, and their raw
+  load, fitted on the clearing price) and ``notes`` (the DSO's unresolved intervals, the
+  capacity);
 - ``timeseries.parquet``: long format, one row per run, interval and series
   (``run``, ``interval_start_s``, ``time``, ``series``, ``value``; ``capacity_kw`` is NaN
   when the feeder is unconstrained);
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transactive.sim.engine import RunResult, SimulationResult
+from transactive.sim.engine import RunResult, SimulationResult, market_groups
 
 __all__ = ["FORMAT_VERSION", "KPI_NAMES", "summary", "write_results"]
 
@@ -128,30 +131,9 @@ def _comparisons(
     return out
 
 
-def _price_response(sim: SimulationResult) -> dict[str, Any] | None:
-    """A linear fit of the auction's participants' load on the clearing price over intervals.
-
-    Least squares ``load_kw = intercept + slope x price`` and Pearson's correlation, over the
-    intervals with a clearing price (the relation Widergren et al., PNNL-22128, 2014, show for
-    the gridSMART RTP homes: clearly negative).
-    """
-    sc = sim.scenario
-    tr = sim.runs["transactive"]
-    price = tr.series["clearing_price_per_kwh"]
-    if sc.groups:
-        names = [k for k, g in sc.groups.items() if g.mechanism.kind == "double_auction"]
-    else:
-        auction = sc.mechanism.kind in ("double_auction", "powermatcher")
-        names = ["participant"] if auction else []
-    loads = [tr.series[f"group_load_kw:{k}"] for k in names if f"group_load_kw:{k}" in tr.series]
-    if not loads:
-        return None
-    load = np.sum(loads, axis=0)
-    ok = np.isfinite(price) & np.isfinite(load)
-    x, y = price[ok], load[ok]
-    fit: dict[str, Any] = {
-        "groups": names,
-        "n_intervals": int(ok.sum()),
+def _line_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
+    """Least squares ``y = intercept + slope x`` and Pearson's correlation (``None`` if flat)."""
+    fit: dict[str, float | None] = {
         "slope_kw_per_price": None,
         "intercept_kw": None,
         "correlation": None,
@@ -162,6 +144,44 @@ def _price_response(sim: SimulationResult) -> dict[str, Any] | None:
         fit["intercept_kw"] = _num(intercept)
         fit["correlation"] = _num(np.corrcoef(x, y)[0, 1])
     return fit
+
+
+def _price_response(sim: SimulationResult) -> dict[str, Any] | None:
+    """Linear fits of the real-time homes' load on the clearing price over intervals.
+
+    ``deviation``: the participants' response, their load's deviation from their own baseline
+    load (transactive minus baseline run of the same homes and weather, per interval) against
+    the clearing price: least squares ``deviation_kw = intercept + slope x price`` and Pearson's
+    correlation. This is the relation Widergren et al. (PNNL-22128, 2014) report for the
+    gridSMART RTP homes (clearly negative) and the one to compare with it: the baseline takes
+    out what the weather drives in both (the wholesale price and air conditioning both peak in
+    the afternoon). ``raw_load``: the same fit on the participants' raw load, confounded by
+    that common driver (kept for reference). Over the intervals with a clearing price.
+    """
+    sc = sim.scenario
+    tr, base = sim.runs["transactive"], sim.runs["baseline"]
+    price = tr.series["clearing_price_per_kwh"]
+    names = market_groups(sc)
+    keys = [f"group_load_kw:{k}" for k in names if f"group_load_kw:{k}" in tr.series]
+    if not keys:
+        return None
+    load = np.sum([tr.series[k] for k in keys], axis=0)
+    base_load = np.sum([base.series[k] for k in keys], axis=0)
+    deviation = load - base_load
+    ok = np.isfinite(price) & np.isfinite(load) & np.isfinite(deviation)
+    x = price[ok]
+    return {
+        "groups": names,
+        "n_intervals": int(ok.sum()),
+        "deviation": {
+            "of": "transactive minus baseline load of the same homes, per interval (kW)",
+            **_line_fit(x, deviation[ok]),
+        },
+        "raw_load": {
+            "of": "the transactive run's load of these homes, per interval (kW)",
+            **_line_fit(x, load[ok]),
+        },
+    }
 
 
 GENERATING_KINDS = ("pv", "chp")
@@ -307,6 +327,10 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
                 else round(float(run.kpis["capacity_violation_minutes"]) / interval_min)
                 for name, run in sim.runs.items()
             },
+        },
+        "rtp_adder": {
+            "rule": sc.mechanism.rtp_adder,
+            "per_kwh": _num(sim.rtp_adder_per_kwh),
         },
         "price_response": _price_response(sim),
         **({"powermatching": _powermatching(sim)} if sc.mechanism.kind == "powermatcher" else {}),

@@ -264,6 +264,15 @@ class Mechanism(_Strict):
     Olympic Peninsula controllers used the last day, Hammerstrom et al., PNNL-17167, 2007)."""
     initial_price_std_per_kwh: NonNegative = 0.02
     """Std the statistics start from (with the supply's price as the mean) before any clearing."""
+    rtp_adder: Literal["none", "load_weighted", "time_mean"] = "none"
+    """The real-time price's adder: a constant added to the wholesale price the substation
+    offers the auction (and buys exports back at), so that the real-time price (clearing price)
+    stands against the flat tariff as a retail rate does. ``load_weighted``: revenue neutral, the
+    load-weighted mean of the real-time price over the baseline run's load of the homes billed
+    at it equals ``flat_price_per_kwh`` (those homes left uncoordinated pay the same under both
+    tariffs), as AEP Ohio designed its RTP tariff (Widergren et al., PNNL-22128, 2014, §2);
+    ``time_mean``: the time mean of the real-time price over the horizon equals the flat tariff;
+    ``none``: the wholesale price as given. See :func:`transactive.sim.engine.rtp_adder_per_kwh`."""
     dso_check: bool = True
     """Run the DSO's security check (clear, check, surcharge, re-clear) every interval."""
     dso_max_rounds: PositiveInt = 4
@@ -282,6 +291,11 @@ class Mechanism(_Strict):
         if not self.price_cap_per_kwh > self.price_floor_per_kwh:
             problems.append("price_cap_per_kwh must exceed price_floor_per_kwh")
         problems += _tariff_problems(self.kind, self.tou, self.fixed_price_per_kwh)
+        if self.rtp_adder != "none" and self.kind not in ("double_auction", "powermatcher"):
+            problems.append(
+                f"rtp_adder: {self.rtp_adder!r} needs a real-time price (kind "
+                f"'double_auction' or 'powermatcher'), but the mechanism's kind is {self.kind!r}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
