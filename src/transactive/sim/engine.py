@@ -47,6 +47,14 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   bid was lost) keeps its last setpoint, that is, it responds with the last price and fill it
   received. A price arrives ``delay_intervals`` intervals late: devices act on the price (and
   their fill) of that many intervals before. ``messages_lost`` counts both kinds of loss.
+  Messages are those between the market and the devices that bid in the auction (one bid and
+  one price per device and interval); a tariff group's devices and non-participants exchange
+  none. **What the faults cost**: a scenario with faults (``loss_probability > 0`` or a delay)
+  also runs the transactive run without them (``transactive_no_faults``: the same homes, seed
+  and RTP adder, every message delivered on time; bit for bit the run of the same scenario with
+  its ``comms`` section removed), and the summary's ``comms`` block gives the messages sent and
+  lost by kind and the KPIs of the faulty run less the fault-free one's. That third run is kept
+  apart (:attr:`SimulationResult.no_faults`), not among the results files' runs.
 - **Baseline**: the same homes, weather and feeder with no mechanism: thermostats (HVAC, water
   heaters) on their deadband controllers, PV at full output, EVs charging at full power from
   arrival until full (their own urgency bid answered at the price floor with a full fill, which
@@ -130,6 +138,7 @@ from transactive.weather import WeatherSample
 __all__ = [
     "RunResult",
     "SimulationResult",
+    "has_faults",
     "market_groups",
     "rtp_adder_per_kwh",
     "simulate",
@@ -214,6 +223,9 @@ class RunResult:
     dso_loop_intervals: int = 0
     """Intervals whose first clearing was not secure, so the DSO's surcharges were needed."""
     timings_s: dict[str, float] = field(default_factory=dict)
+    messages: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Messages between the market and the auction's devices: ``{"bids": {"sent": n, "lost":
+    n}, "prices": {...}}`` (empty for the baseline, which has no market)."""
 
 
 @dataclass
@@ -227,6 +239,9 @@ class SimulationResult:
     wall_s: float
     rtp_adder_per_kwh: float = 0.0
     """The adder on the wholesale price in the transactive run (:func:`rtp_adder_per_kwh`)."""
+    no_faults: RunResult | None = None
+    """The transactive run without communication faults (``transactive_no_faults``), run only
+    when the scenario has faults; not one of :attr:`runs` (the results files hold two runs)."""
 
 
 class _Setup:
@@ -399,6 +414,9 @@ def simulate(
 ) -> SimulationResult:
     """Run a scenario: its baseline and its transactive run, on the same homes and weather.
 
+    A scenario with communication faults (:func:`has_faults`) also gets the transactive run
+    without them, :attr:`SimulationResult.no_faults` (see the module docstring).
+
     Parameters
     ----------
     scenario:
@@ -419,6 +437,11 @@ def simulate(
     baseline = _Run(setup, "baseline", progress).run()
     adder = rtp_adder_per_kwh(scenario, baseline)
     transactive = _Run(setup, "transactive", progress, adder_per_kwh=adder).run()
+    no_faults = None
+    if has_faults(scenario):
+        no_faults = _Run(
+            setup, "transactive_no_faults", progress, adder_per_kwh=adder, faults=False
+        ).run()
     starts = np.arange(scenario.n_intervals, dtype=np.int64) * scenario.market_interval_s
     return SimulationResult(
         scenario=scenario,
@@ -427,7 +450,14 @@ def simulate(
         runs={"baseline": baseline, "transactive": transactive},
         wall_s=time.perf_counter() - t0,
         rtp_adder_per_kwh=adder,
+        no_faults=no_faults,
     )
+
+
+def has_faults(scenario: Scenario) -> bool:
+    """Whether the scenario's messages can be lost or late (its ``comms`` section)."""
+    c = scenario.comms
+    return c.loss_probability > 0 or c.delay_intervals > 0
 
 
 def market_groups(scenario: Scenario) -> list[str]:
@@ -511,12 +541,15 @@ class _Run:
         progress: ProgressFn | None,
         *,
         adder_per_kwh: float = 0.0,
+        faults: bool = True,
     ) -> None:
         self.setup = setup
+        self.faults = faults
+        """Whether the scenario's communication faults apply (the no-faults run: not)."""
         self.adder_per_kwh = adder_per_kwh
         """Added to the wholesale price the substation offers (:func:`rtp_adder_per_kwh`)."""
         self.name = name
-        self.market = name == "transactive"
+        self.market = name != "baseline"
         self.progress = progress
         self.groups = setup.groups()
         self.runner = _runner(setup.feeder)
@@ -524,6 +557,7 @@ class _Run:
         self.timings = {"bid": 0.0, "clear_and_dso": 0.0, "respond": 0.0, "physics": 0.0}
         self.timings["power_flow"] = 0.0
         self.messages_lost = 0
+        self.messages = {k: {"sent": 0, "lost": 0} for k in ("bids", "prices")}
         self.dso_calls = 0
         self.dso_notes: list[str] = []
 
@@ -581,8 +615,9 @@ class _Run:
         window: deque[float] = deque(
             maxlen=max(1, round(mech.price_stats_window_h * 3600) // interval_s)
         )
-        delay = sc.comms.delay_intervals
-        p_loss = sc.comms.loss_probability if self.market else 0.0
+        faults = self.market and self.faults
+        delay = sc.comms.delay_intervals if faults else 0
+        p_loss = sc.comms.loss_probability if faults else 0.0
         price_history: deque[list[tuple[FloatArray, FloatArray]]] = deque(maxlen=delay + 1)
         limits = SecurityLimits(vmin_pu=sc.feeder.vmin_pu, vmax_pu=sc.feeder.vmax_pu)
         bg_p, bg_q = setup.background_p_kw, setup.background_q_kvar
@@ -672,10 +707,13 @@ class _Run:
                     curves = curves.with_ids(pop.ids)
                 elif g.mode == "auction" or (g.kind == "base_load" and g.in_auction):
                     curves = pop.bid(stats, interval, forecast)
+                    if g.participating:
+                        self.messages["bids"]["sent"] += g.n
                     if g.participating and p_loss > 0:
                         lost = self.comms_rng.random(g.n) < p_loss
                         lost_bid[gi] = lost
                         self.messages_lost += int(lost.sum())
+                        self.messages["bids"]["lost"] += int(lost.sum())
                         if lost.any():
                             fallback = BidCurves.unresponsive(
                                 np.maximum(g.last_power_kw, 0.0), price_cap=cap
@@ -805,9 +843,11 @@ class _Run:
                         price, fill = price.copy(), fill.copy()
                     if g.participating:
                         missed = lost_bid.get(gi, np.zeros(g.n, dtype=bool))
+                        self.messages["prices"]["sent"] += g.n
                         if p_loss > 0:
                             lost_price = self.comms_rng.random(g.n) < p_loss
                             self.messages_lost += int(lost_price.sum())
+                            self.messages["prices"]["lost"] += int(lost_price.sum())
                             missed = missed | lost_price
                         known = missed & np.isfinite(g.last_price)
                         price[known] = g.last_price[known]
@@ -1025,6 +1065,7 @@ class _Run:
             dso_notes=self.dso_notes,
             dso_loop_intervals=self.dso_calls,
             timings_s=dict(self.timings),
+            messages={k: dict(v) for k, v in self.messages.items()} if self.market else {},
         )
 
 

@@ -7,8 +7,9 @@ Files (all plain and documented; the report reads them):
   ``n_homes``, the KPIs of both runs, ``peak_reduction_pct``, the per-group KPIs, the
   transactive peak interval, ``rtp_adder`` (the rule and the adder on the wholesale price),
   ``price_response`` (the real-time homes' load deviation from their baseline, and their raw
-  load, fitted on the clearing price) and ``notes`` (the DSO's unresolved intervals, the
-  capacity);
+  load, fitted on the clearing price), ``comms`` (:data:`FAULT_COST_KPIS`, :func:`comms_block`:
+  the messages sent and lost by kind, and with faults what they cost against the transactive
+  run without them) and ``notes`` (the DSO's unresolved intervals, the capacity);
 - ``timeseries.parquet``: long format, one row per run, interval and series
   (``run``, ``interval_start_s``, ``time``, ``series``, ``value``; ``capacity_kw`` is NaN
   when the feeder is unconstrained);
@@ -33,7 +34,14 @@ import pandas as pd
 
 from transactive.sim.engine import RunResult, SimulationResult, market_groups
 
-__all__ = ["FORMAT_VERSION", "KPI_NAMES", "summary", "write_results"]
+__all__ = [
+    "FAULT_COST_KPIS",
+    "FORMAT_VERSION",
+    "KPI_NAMES",
+    "comms_block",
+    "summary",
+    "write_results",
+]
 
 FORMAT_VERSION = 1
 KPI_NAMES = (
@@ -256,6 +264,46 @@ def _powermatching(sim: SimulationResult) -> dict[str, Any]:
     }
 
 
+FAULT_COST_KPIS = (
+    "cost",
+    "peak_kw",
+    "energy_kwh",
+    "comfort_violation_degree_hours",
+    "capacity_violation_minutes",
+)
+"""The KPIs whose change the communication faults cause the summary reports."""
+
+
+def comms_block(sim: SimulationResult) -> dict[str, Any]:
+    """The summary's ``comms`` block: what the communication faults lost and what they cost.
+
+    ``loss_probability``, ``delay_intervals``; ``messages``: bids and prices between the market
+    and the auction's devices, ``sent`` and ``lost`` (lost ones are counted among the sent);
+    ``no_faults_run``: the name of the transactive run without faults, or ``None`` when the
+    scenario has none (the run is not made); ``no_faults``: that run's KPIs;
+    ``cost_of_faults``: for each of :data:`FAULT_COST_KPIS`, the transactive run's value less
+    the no-faults run's (``None`` where either is undefined, and the whole block ``None`` without
+    faults). A positive cost difference is what the faults cost the customers.
+    """
+    sc = sim.scenario
+    tr, ref = sim.runs["transactive"], sim.no_faults
+    block: dict[str, Any] = {
+        "loss_probability": sc.comms.loss_probability,
+        "delay_intervals": sc.comms.delay_intervals,
+        "messages": {k: dict(v) for k, v in tr.messages.items()},
+        "no_faults_run": None if ref is None else ref.name,
+        "no_faults": None if ref is None else {k: _num(ref.kpis[k]) for k in KPI_NAMES},
+        "cost_of_faults": None,
+    }
+    if ref is not None:
+        diff: dict[str, float | None] = {}
+        for k in FAULT_COST_KPIS:
+            a, b = _num(tr.kpis[k]), _num(ref.kpis[k])
+            diff[k] = None if a is None or b is None else a - b
+        block["cost_of_faults"] = diff
+    return block
+
+
 def _lookup(data: dict[str, Any], path: str) -> float | None:
     """The number at a dotted path of the summary (``None`` when absent or not a number)."""
     node: Any = data
@@ -333,6 +381,7 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
             "per_kwh": _num(sim.rtp_adder_per_kwh),
         },
         "price_response": _price_response(sim),
+        "comms": comms_block(sim),
         **({"powermatching": _powermatching(sim)} if sc.mechanism.kind == "powermatcher" else {}),
         "peak_interval": {
             "run": "transactive",
