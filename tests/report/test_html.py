@@ -590,3 +590,9 @@ def test_day_figures_refuse_a_bad_time_axis_and_series(draw: Callable[..., Figur
     assert "['b']: must not be infinite (entry 1)" in text
     with pytest.raises(ValidationError, match="needs at least one series"):
         draw(T, {})
+
+
+def test_the_report_labels_every_kpi_the_simulator_writes():
+    from transactive.results_format import KPI_NAMES  # noqa: PLC0415
+
+    assert tuple(k for k, *_ in KPIS) == KPI_NAMES

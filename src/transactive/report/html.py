@@ -48,13 +48,20 @@ from transactive.report.figures import (
     temperature_figure,
     voltage_day_figure,
 )
+from transactive.results_format import (
+    FILES,
+    FORMAT_VERSION,
+    KPI_NAMES,
+    LOAD_PREFIX,
+    SERIES_EVERY_RUN,
+    SERIES_MARKET,
+)
 
 __all__ = ["FORMAT_VERSION", "KPIS", "RUNS", "Results", "read_results", "write_report"]
 
 FloatArray = npt.NDArray[np.float64]
 
 #: The version of the results directory's format this module reads.
-FORMAT_VERSION = 1
 #: The two runs every results directory holds, in the order they are shown.
 RUNS = ("baseline", "transactive")
 #: Every KPI of a run: (key, label, unit, decimals).
@@ -70,30 +77,8 @@ KPIS: tuple[tuple[str, str, str, int], ...] = (
     ("unserved_ev_kwh", "Unserved EV energy", "kWh", 1),
     ("messages_lost", "Messages lost", "", 0),
 )
-_KPI_KEYS = tuple(k for k, *_ in KPIS)
+_KPI_KEYS = KPI_NAMES
 
-_FILES = (
-    "summary.json",
-    "timeseries.parquet",
-    "devices.parquet",
-    "peak_curves.parquet",
-    "peak_network.json",
-    "scenario.toml",
-)
-#: Series every run has (the baseline may lack the market's, which it does not have).
-_SERIES_EVERY_RUN = (
-    "feeder_load_kw",
-    "capacity_kw",
-    "vmin_pu",
-    "max_loading_pct",
-    "losses_kw",
-    "mean_indoor_temperature_c",
-    "comfort_min_c",
-    "comfort_max_c",
-    "ev_mean_soc",
-)
-_SERIES_MARKET = ("clearing_price_per_kwh", "clearing_quantity_kw")
-_LOAD_PREFIX = "load_kw:"
 _TIMESERIES_COLUMNS = ("run", "interval_start_s", "time", "series", "value")
 _DEVICE_COLUMNS = (
     "run",
@@ -325,12 +310,12 @@ def _check_timeseries(
     for run in RUNS:
         rows = frame.loc[runs == run]
         wide = rows.pivot(index="interval_start_s", columns="series", values="value")
-        needed = _SERIES_EVERY_RUN + (_SERIES_MARKET if run == "transactive" else ())
+        needed = SERIES_EVERY_RUN + (SERIES_MARKET if run == "transactive" else ())
         missing = [s for s in needed if s not in wide.columns]
         if missing:
             problems.add(f"{where}: {run}", f"lacks the series {', '.join(missing)}")
-        if not any(str(c).startswith(_LOAD_PREFIX) for c in wide.columns):
-            problems.add(f"{where}: {run}", f"has no {_LOAD_PREFIX}<kind> series")
+        if not any(str(c).startswith(LOAD_PREFIX) for c in wide.columns):
+            problems.add(f"{where}: {run}", f"has no {LOAD_PREFIX}<kind> series")
         counts = rows.groupby("series")["interval_start_s"].count()
         short = sorted(str(s) for s, n in counts.items() if n != grid.size)
         if short:
@@ -486,10 +471,10 @@ def read_results(results_dir: str | Path) -> Results:
     if not directory.is_dir():
         problems.add("results_dir", "is not a directory")
         problems.raise_if_any()
-    for name in _FILES:
+    for name in FILES:
         if not (directory / name).is_file():
             problems.add(name, "is missing")
-    present = {name for name in _FILES if (directory / name).is_file()}
+    present = {name for name in FILES if (directory / name).is_file()}
 
     summary = (
         _read_json(directory / "summary.json", problems) if "summary.json" in present else None
@@ -566,12 +551,12 @@ def _check_kinds(
     for run in RUNS:
         kinds = set(devices.loc[devices["run"].astype(str) == run, "kind"].astype(str))
         have = series[run]
-        missing = sorted(k for k in kinds if _LOAD_PREFIX + k not in have)
+        missing = sorted(k for k in kinds if LOAD_PREFIX + k not in have)
         if missing:
             problems.add(
                 f"timeseries.parquet: {run}",
                 f"lacks the load of device kinds in devices.parquet: "
-                f"{', '.join(_LOAD_PREFIX + k for k in missing)}",
+                f"{', '.join(LOAD_PREFIX + k for k in missing)}",
             )
         needs = {"ev": ("ev_mean_soc",), "hvac": ("mean_indoor_temperature_c",)}
         for kind, names in needs.items():
@@ -651,7 +636,7 @@ def _figures(res: Results) -> list[_Figure]:
     out.append(_curves_figure(res))
 
     stacks = {
-        run: {k[len(_LOAD_PREFIX) :]: v for k, v in s[run].items() if k.startswith(_LOAD_PREFIX)}
+        run: {k[len(LOAD_PREFIX) :]: v for k, v in s[run].items() if k.startswith(LOAD_PREFIX)}
         for run in RUNS
     }
     out.append(

@@ -132,6 +132,7 @@ from transactive.devices import (
     WaterHeaterPopulation,
 )
 from transactive.errors import Problem, ValidationError
+from transactive.results_format import LOAD_PREFIX, SERIES_EVERY_RUN, SERIES_MARKET
 from transactive.sim.scenario import KINDS, DeviceKind, Scenario
 from transactive.weather import WeatherSample
 
@@ -624,21 +625,9 @@ class _Run:
         bg_total = float(bg_p.sum())
         n_nodes = feeder.n_nodes
 
-        names = [
-            "clearing_price_per_kwh",
-            "clearing_quantity_kw",
-            "feeder_load_kw",
-            "capacity_kw",
-            "vmin_pu",
-            "max_loading_pct",
-            "losses_kw",
-            "mean_indoor_temperature_c",
-            "comfort_min_c",
-            "comfort_max_c",
-            "ev_mean_soc",
-        ]
+        names = [*SERIES_MARKET, *SERIES_EVERY_RUN]
         kinds_present = sorted({g.kind for g in self.groups}, key=KINDS.index)
-        names += [f"load_kw:{k}" for k in kinds_present]
+        names += [f"{LOAD_PREFIX}{k}" for k in kinds_present]
         labels = sorted({g.label for g in self.groups})
         names += [f"group_load_kw:{label}" for label in labels]
         names += ["market_load_kw", "generator_kw"]

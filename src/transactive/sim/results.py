@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transactive.results_format import FORMAT_VERSION, KPI_NAMES
 from transactive.sim.engine import RunResult, SimulationResult, market_groups
 
 __all__ = [
@@ -42,20 +43,6 @@ __all__ = [
     "summary",
     "write_results",
 ]
-
-FORMAT_VERSION = 1
-KPI_NAMES = (
-    "peak_kw",
-    "energy_kwh",
-    "cost",
-    "losses_kwh",
-    "pv_used_kwh",
-    "comfort_violation_degree_hours",
-    "capacity_violation_minutes",
-    "voltage_violation_minutes",
-    "unserved_ev_kwh",
-    "messages_lost",
-)
 
 
 def _num(value: float | None) -> float | None:
