@@ -46,6 +46,7 @@ from transactive.network.feeders import Feeder
 from transactive.network.powerflow import (
     PowerFlowResult,
     _checked_day_injections,
+    _converged_result,
     _node_lookup,
     branch_loading_pct,
 )
@@ -445,32 +446,15 @@ class BatchPowerFlow:
                 branch_i_from_ka=nan_b.copy(),
                 branch_i_to_ka=nan_b.copy(),
             )
-        vm = np.array(batch.vm_pu[0])
-        if np.isfinite(line_loading).any():
-            k = int(np.nanargmax(line_loading))
-            max_line, max_line_idx = float(line_loading[k]), int(line_idx[k])
-        else:
-            max_line, max_line_idx = np.nan, -1
-        imin, imax = int(np.nanargmin(vm)), int(np.nanargmax(vm))
-        return PowerFlowResult(
-            converged=True,
+        return _converged_result(
+            vm=np.array(batch.vm_pu[0]),
             losses_kw=float(batch.losses_kw[0]),
-            vm_pu=vm,
-            vmin_pu=float(vm[imin]),
-            vmin_bus=imin,
-            vmax_pu=float(vm[imax]),
-            vmax_bus=imax,
             p_slack_kw=float(batch.p_slack_kw[0]),
             q_slack_kvar=float(batch.q_slack_kvar[0]),
             line_index=line_idx,
             line_loading_pct=line_loading,
-            max_line_loading_pct=max_line,
-            max_loading_line=max_line_idx,
             trafo_index=trafo_idx,
             trafo_loading_pct=trafo_loading,
-            max_trafo_loading_pct=(
-                float(np.nanmax(trafo_loading)) if np.isfinite(trafo_loading).any() else np.nan
-            ),
             branch_loading_pct=np.array(batch.branch_loading_pct[0]),
             branch_p_kw=np.array(batch.branch_p_kw[0]),
             branch_q_kvar=np.array(batch.branch_q_kvar[0]),

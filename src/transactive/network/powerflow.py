@@ -359,36 +359,57 @@ def _collect(feeder: Feeder, net: Any) -> PowerFlowResult:
     line_loading, trafo_loading = loadings["line"], loadings["trafo"]
     line_idx = np.asarray(net.line.index, dtype=np.int64)
     trafo_idx = np.asarray(net.trafo.index, dtype=np.int64)
-    if np.isfinite(line_loading).any():
-        k = int(np.nanargmax(line_loading))
-        max_line, max_line_idx = float(line_loading[k]), int(line_idx[k])
-    else:
-        max_line, max_line_idx = np.nan, -1
-    imin, imax = int(np.nanargmin(vm)), int(np.nanargmax(vm))
-    return PowerFlowResult(
-        converged=True,
+    return _converged_result(
+        vm=vm,
         losses_kw=losses * 1000.0,
-        vm_pu=vm,
-        vmin_pu=float(vm[imin]),
-        vmin_bus=imin,
-        vmax_pu=float(vm[imax]),
-        vmax_bus=imax,
         p_slack_kw=float(net.res_ext_grid["p_mw"].sum()) * 1000.0,
         q_slack_kvar=float(net.res_ext_grid["q_mvar"].sum()) * 1000.0,
         line_index=line_idx,
         line_loading_pct=line_loading,
-        max_line_loading_pct=max_line,
-        max_loading_line=max_line_idx,
         trafo_index=trafo_idx,
         trafo_loading_pct=trafo_loading,
-        max_trafo_loading_pct=(
-            float(np.nanmax(trafo_loading)) if np.isfinite(trafo_loading).any() else np.nan
-        ),
         branch_loading_pct=branch_loading_pct(feeder, i_from, i_to),
         branch_p_kw=branch_p,
         branch_q_kvar=branch_q,
         branch_i_from_ka=i_from,
         branch_i_to_ka=i_to,
+    )
+
+
+def _converged_result(
+    *,
+    vm: FloatArray,
+    line_index: IntArray,
+    line_loading_pct: FloatArray,
+    trafo_loading_pct: FloatArray,
+    **fields: Any,
+) -> PowerFlowResult:
+    """A converged power flow's result, its extremes (voltages, most loaded line) derived once.
+
+    Both engines (pandapower here, power-grid-model in :mod:`transactive.network.pgm`) build
+    their results through it, so they report the same summaries the same way.
+    """
+    if np.isfinite(line_loading_pct).any():
+        k = int(np.nanargmax(line_loading_pct))
+        max_line, max_line_idx = float(line_loading_pct[k]), int(line_index[k])
+    else:
+        max_line, max_line_idx = np.nan, -1
+    imin, imax = int(np.nanargmin(vm)), int(np.nanargmax(vm))
+    finite_trafo = np.isfinite(trafo_loading_pct).any()
+    return PowerFlowResult(
+        converged=True,
+        vm_pu=vm,
+        vmin_pu=float(vm[imin]),
+        vmin_bus=imin,
+        vmax_pu=float(vm[imax]),
+        vmax_bus=imax,
+        line_index=line_index,
+        line_loading_pct=line_loading_pct,
+        max_line_loading_pct=max_line,
+        max_loading_line=max_line_idx,
+        trafo_loading_pct=trafo_loading_pct,
+        max_trafo_loading_pct=float(np.nanmax(trafo_loading_pct)) if finite_trafo else np.nan,
+        **fields,
     )
 
 
