@@ -117,3 +117,24 @@ def test_ids_are_checked_and_default_ids_are_stable():
     assert "3 strings" in str(err.value)
     with pytest.raises(ValidationError):
         checked_ids([1, 2], 2)
+
+
+def test_widened_bounds_keep_devices_inside_and_give_outside_ones_a_way_back():
+    from transactive.devices.flexibility import widened_to_way_back  # noqa: PLC0415
+
+    t, n = 6, 3
+    r = np.full(n, 0.95)
+    p_min, p_max = np.full((t, n), -2.0), np.full((t, n), 3.0)
+    e_min, e_max = np.full((t, n), -1.0), np.full((t, n), 1.0)
+    initial = np.array([0.0, 5.0, -6.0])  # inside, too high, too low
+    lo, hi = widened_to_way_back(initial, r, p_min, p_max, e_min, e_max, 1.0)
+    np.testing.assert_array_equal(lo[:, 0], e_min[:, 0])
+    np.testing.assert_array_equal(hi[:, 0], e_max[:, 0])
+    assert hi[0, 1] == pytest.approx(0.95 * 5.0 - 2.0)  # full discharge is the way down
+    assert lo[0, 2] == pytest.approx(0.95 * -6.0 + 3.0)  # full charge is the way up
+    # the way back is feasible: following the highest path meets every widened bound
+    e = initial.copy()
+    for k in range(t):
+        e = np.minimum(r * e + p_max[k], hi[k])
+        assert np.all(e >= lo[k] - 1e-12) and np.all(e <= hi[k] + 1e-12)
+    assert np.all(lo <= hi)

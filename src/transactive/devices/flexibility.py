@@ -48,7 +48,13 @@ from transactive.devices.base import Horizon
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
-__all__ = ["BestResponse", "Flexibility", "FlexiblePopulation", "solve_best_response"]
+__all__ = [
+    "BestResponse",
+    "Flexibility",
+    "FlexiblePopulation",
+    "solve_best_response",
+    "widened_to_way_back",
+]
 
 FloatArray = npt.NDArray[np.float64]
 StrArray = npt.NDArray[np.str_]
@@ -404,3 +410,36 @@ def _linprog(
         problems.raise_if_any()
     x[free] = result.x
     return x
+
+
+def widened_to_way_back(
+    initial_energy_kwh: FloatArray,
+    retention: FloatArray,
+    power_min_kw: FloatArray,
+    power_max_kw: FloatArray,
+    energy_min_kwh: FloatArray,
+    energy_max_kwh: FloatArray,
+    period_h: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Energy bounds widened so a device outside them now gets its fastest way back.
+
+    A device whose stored energy lies outside its limits (a house pushed out of its band, a tank
+    its draws drained) cannot be inside them after the first period. First the lowest trajectory
+    (``power_min`` every period, ``e[t+1] = r e[t] + p dt``, the model of :class:`Flexibility`)
+    raises the upper bound where it lies above it; then the highest (``power_max``, held at the
+    raised upper bound) lowers the lower bound where it lies below it. That highest trajectory
+    meets every bound, so the device's problem is always feasible, and a device inside its
+    limits keeps them. Arrays ``(T, N)``, ``(N,)`` for the first two; a loop over periods,
+    vectorized over devices.
+    """
+    energy_min = np.array(energy_min_kwh, dtype=np.float64)
+    energy_max = np.array(energy_max_kwh, dtype=np.float64)
+    lowest = np.array(initial_energy_kwh, dtype=np.float64)
+    for t in range(energy_max.shape[0]):
+        lowest = retention * lowest + power_min_kw[t] * period_h
+        energy_max[t] = np.maximum(energy_max[t], lowest)
+    highest = np.array(initial_energy_kwh, dtype=np.float64)
+    for t in range(energy_min.shape[0]):
+        highest = np.minimum(retention * highest + power_max_kw[t] * period_h, energy_max[t])
+        energy_min[t] = np.minimum(energy_min[t], highest)
+    return energy_min, energy_max

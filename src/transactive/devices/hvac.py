@@ -124,6 +124,7 @@ from transactive.devices.flexibility import (
     Flexibility,
     _checked_horizon_weather,
     solve_best_response,
+    widened_to_way_back,
 )
 from transactive.devices.ramp import (
     _follow_schedule,
@@ -2063,16 +2064,9 @@ class HvacPopulation:
         # become the fastest way back until it is inside: the trajectory at full deviation
         # towards the band, e[t+1] = r e[t] + p dt (the model of Flexibility). Every schedule
         # that returns as fast as the house can is then feasible, and nothing else changes.
-        dt_h = horizon.period_h
-        towards_min = np.empty_like(energy_min)
-        towards_max = np.empty_like(energy_max)
-        down, up = initial.copy(), initial.copy()
-        for t in range(horizon.n_periods):  # a loop over periods, vectorized over houses
-            down = retention * down + np.minimum(power_min[t], 0.0) * dt_h
-            up = retention * up + np.maximum(power_max[t], 0.0) * dt_h
-            towards_min[t], towards_max[t] = down, up
-        energy_max = np.maximum(energy_max, towards_min)
-        energy_min = np.minimum(energy_min, towards_max)
+        energy_min, energy_max = widened_to_way_back(
+            initial, retention, power_min, power_max, energy_min, energy_max, horizon.period_h
+        )
         return Flexibility(
             horizon=horizon,
             ids=self.ids,

@@ -64,6 +64,7 @@ from transactive.devices.flexibility import (
     Flexibility,
     _checked_horizon_weather,
     solve_best_response,
+    widened_to_way_back,
 )
 from transactive.devices.hvac import HEATING
 from transactive.devices.ramp import (
@@ -819,20 +820,10 @@ class WaterHeaterPopulation:
         # The exact one-node decay at the horizon's mean draw (docstring), 1/s.
         decay_per_s = (self.ua_kw_per_k + draw_kw_per_k.mean(axis=0)) / self.capacity_kj_per_k
         retention = np.exp(-decay_per_s * float(horizon.period_s))
-        # Fastest way back (see the docstring): first the coolest trajectory (element off),
-        # e[t+1] = r e[t] + power_min h, raises the upper bound where it lies above it; then the
-        # warmest (element on, held at the raised upper bound) lowers the lower bound where it
-        # lies below it. That warmest trajectory then meets every bound: it is feasible. A loop
-        # over periods, vectorized over tanks.
-        dt_h = horizon.period_h
-        coolest = initial.copy()
-        for t in range(t_n):
-            coolest = retention * coolest + power_min[t] * dt_h
-            energy_max[t] = np.maximum(energy_max[t], coolest)
-        warmest = initial.copy()
-        for t in range(t_n):
-            warmest = np.minimum(retention * warmest + power_max[t] * dt_h, energy_max[t])
-            energy_min[t] = np.minimum(energy_min[t], warmest)
+        # Fastest way back (see the docstring): element off lowest, element on highest.
+        energy_min, energy_max = widened_to_way_back(
+            initial, retention, power_min, power_max, energy_min, energy_max, horizon.period_h
+        )
         ones = np.ones(n)
         return Flexibility(
             horizon=horizon,
