@@ -220,3 +220,267 @@ def test_bad_inputs_are_named():
     found = {(p.field, p.index) for p in info.value.problems}
     assert ("mode", (1,)) in found
     assert ("supply_temperature_c", (2,)) in found
+
+
+# ---------------------------------------------------------------------- hybrid heat pumps
+
+HYBRID = {
+    "boiler_kw": 12.0,
+    "boiler_efficiency": 0.9,
+    "gas_price_per_kwh": 0.06,
+    "electricity_price_per_kwh": 0.10,
+}
+FROST = WeatherSample(temperature_c=-20.0)  # load 0.2 x 40.5 - 0.5 = 7.6 kW at T_off = 20.5 °C
+
+
+def small_pump_houses(n: int = 1, **overrides: Any) -> HvacPopulation:
+    """Houses whose 3 kW heat pump cannot hold 20 °C below about 5 °C outdoors."""
+    return houses(n, heating_capacity_kw=3.0, **overrides)
+
+
+def run_interval(pop: HeatPumpPopulation, start: int, duration: int, weather: WeatherSample):
+    steps = [pop.step(t, 60, weather) for t in range(start, start + duration, 60)]
+    return (
+        np.sum([s.energy_kwh for s in steps], axis=0),
+        np.sum([s.gas_energy_kwh for s in steps], axis=0),
+    )
+
+
+def test_no_boiler_is_the_all_electric_population_bit_for_bit():
+    # Electric houses beside hybrids behave exactly as an all-electric population of them.
+    rng = np.random.default_rng(11)
+    temps = rng.uniform(18.2, 21.8, 6)
+    electric = HeatPumpPopulation(houses(3, air_temperature_c=temps[:3]), supply_temperature_c=35.0)
+    mixed = HeatPumpPopulation(
+        houses(6, air_temperature_c=temps),
+        supply_temperature_c=35.0,
+        boiler_kw=[0.0, 0.0, 0.0, 12.0, 12.0, 12.0],
+        boiler_efficiency=0.9,
+        gas_price_per_kwh=0.06,
+        electricity_price_per_kwh=0.10,
+    )
+    assert mixed.houses.hybrid and not electric.houses.hybrid
+    for k in range(12):
+        interval = MarketInterval(300 * k, 300)
+        weather = WeatherSample(temperature_c=2.0 - k, ghi_w_per_m2=80.0)
+        a, b = electric.bid(STATS, interval, weather), mixed.bid(STATS, interval, weather)
+        np.testing.assert_array_equal(a.price_per_kwh, b.price_per_kwh[:3])
+        np.testing.assert_array_equal(a.power_kw, b.power_kw[:3])
+        price = 0.013 + 0.037 * k  # never one of the curves' breakpoints
+        np.testing.assert_array_equal(electric.respond(price, 0.5), mixed.respond(price, 0.5)[:3])
+        for t in range(interval.start_s, interval.end_s, 60):
+            ra, rb = electric.step(t, 60, weather), mixed.step(t, 60, weather)
+            np.testing.assert_array_equal(ra.energy_kwh, rb.energy_kwh[:3])
+            np.testing.assert_array_equal(rb.gas_energy_kwh[:3], 0.0)
+    np.testing.assert_array_equal(electric.air_temperature_c, mixed.air_temperature_c[:3])
+    np.testing.assert_array_equal(electric.houses.heat_hvac_kwh, mixed.houses.heat_hvac_kwh[:3])
+
+
+def test_switch_price_is_gas_over_efficiency_times_the_units_cop():
+    pop = HeatPumpPopulation(small_pump_houses(2), supply_temperature_c=[35.0, 45.0], **HYBRID)
+    for t_out in (-10.0, 0.0, 7.0):
+        cop = staffell_ashp_cop(np.array([35.0, 45.0]), t_out)
+        np.testing.assert_allclose(
+            pop.switch_price_per_kwh(WeatherSample(temperature_c=t_out)), 0.06 / 0.9 * cop
+        )
+    # with a fan, the unit's heat per unit of electricity, fan included
+    fan = HeatPumpPopulation(
+        small_pump_houses(1, fan_power_kw=0.2, fan_heatgain_fraction=0.5),
+        supply_temperature_c=35.0,
+        **HYBRID,
+    )
+    cop = staffell_ashp_cop(35.0, 0.0)
+    expected = 0.06 / 0.9 * (3.0 + 0.1) / (3.0 / cop + 0.2)
+    np.testing.assert_allclose(fan.switch_price_per_kwh(WeatherSample(temperature_c=0.0)), expected)
+    electric = HeatPumpPopulation(small_pump_houses(1), supply_temperature_c=35.0)
+    assert electric.switch_price_per_kwh(COLD)[0] == np.inf
+
+
+@pytest.mark.parametrize("above", [False, True])
+def test_the_heat_pump_buys_below_the_switch_price_and_the_boiler_heats_above(above):
+    weather = WeatherSample(temperature_c=2.0)
+    pop = HeatPumpPopulation(
+        small_pump_houses(1, air_temperature_c=18.6, mass_temperature_c=18.6),
+        supply_temperature_c=35.0,
+        **HYBRID,
+    )
+    interval = MarketInterval(0, 1800)
+    bids = pop.bid(STATS, interval, weather)
+    switch = float(pop.switch_price_per_kwh(weather)[0])
+    assert 0.1 < switch < STATS.price_cap_per_kwh
+    np.testing.assert_array_less(bids.price_per_kwh, switch + 1e-12)  # capped at the switch
+    assert bids.price_per_kwh[0, -1] == pytest.approx(switch)  # the must-run block sits there
+    assert bids.power_kw[0, 1] > 0  # the cool house must run within the interval
+    price = switch * (1.001 if above else 0.999)
+    power = pop.respond(price, 0.0)
+    electric, gas = run_interval(pop, 0, 1800, weather)
+    np.testing.assert_allclose(electric * 3600 / 1800, power, rtol=1e-6, atol=1e-9)
+    if above:  # nothing bought: the boiler guards the band's lower edge
+        assert power[0] == 0.0 and electric[0] == 0.0 and gas[0] > 0
+        assert pop.boiler_heat_kwh[0] > 0 and pop.heat_pump_heat_kwh[0] == 0.0
+    else:  # the heat pump runs its allocation, the boiler adds its backup (0.2 kW at 2 °C)
+        assert power[0] > 0 and pop.heat_pump_heat_kwh[0] > 0
+        backup = pop.houses.last_backup_kw[0]
+        np.testing.assert_allclose(gas, backup * 0.5 / 0.9)  # only the backup's gas
+    assert 18.0 - 1e-6 <= pop.air_temperature_c[0] <= 22.0 + 1e-6
+
+
+@pytest.mark.parametrize(("fill", "whole"), [(0.3, False), (0.7, True)])
+def test_at_the_switch_price_the_must_run_block_is_taken_whole_or_left_to_the_boiler(fill, whole):
+    weather = WeatherSample(temperature_c=2.0)
+    pop = HeatPumpPopulation(
+        small_pump_houses(1, air_temperature_c=18.6, mass_temperature_c=18.6),
+        supply_temperature_c=35.0,
+        **HYBRID,
+    )
+    # a cap just above the switch price (~0.24), so the willingness (0.85 x cap) is below it
+    stats = PriceStats(mean_per_kwh=0.10, std_per_kwh=0.03, price_cap_per_kwh=0.25)
+    bids = pop.bid(stats, MarketInterval(0, 1800), weather)
+    must = float(bids.power_kw[0, 2])
+    switch = float(pop.switch_price_per_kwh(weather)[0])
+    assert bids.price_per_kwh[0, 0] < switch == pytest.approx(bids.price_per_kwh[0, 2])
+    assert 0 < must < bids.power_kw[0, 0]  # two blocks: the must-run one at the switch price
+    power = pop.respond(switch, fill)
+    assert power[0] == pytest.approx(must if whole else 0.0)
+    electric, gas = run_interval(pop, 0, 1800, weather)
+    np.testing.assert_allclose(electric * 3600 / 1800, power, rtol=1e-6, atol=1e-9)
+    assert (gas[0] > pop.houses.last_backup_kw[0] * 0.5 / 0.9 + 1e-9) == (not whole)
+
+
+def test_hybrid_energy_balance_with_both_sources_over_a_day():
+    pop = HeatPumpPopulation(
+        small_pump_houses(4, air_temperature_c=[18.5, 19.5, 20.5, 21.5]),
+        supply_temperature_c=[35.0, 35.0, 45.0, 45.0],
+        **HYBRID,
+    )
+    h = pop.houses
+    stored0 = h.stored_heat_kwh()
+    electric = np.zeros(4)
+    gas = np.zeros(4)
+    for k in range(288):
+        t_out = -12.0 + 14.0 * np.sin(np.pi * k / 288)  # below and above the balance point
+        weather = WeatherSample(temperature_c=t_out, ghi_w_per_m2=100.0)
+        interval = MarketInterval(300 * k, 300)
+        pop.bid(STATS, interval, weather)
+        switch = pop.switch_price_per_kwh(weather)
+        price = float(switch.mean()) * (0.5 if k % 3 else 1.5)  # below or above the switch
+        pop.respond(price, 0.0)
+        e, g = run_interval(pop, interval.start_s, 300, weather)
+        electric += e
+        gas += g
+        assert (pop.air_temperature_c >= 18.0 - 1e-6).all()
+    residual = (
+        pop.heat_pump_heat_kwh + pop.boiler_heat_kwh + h.heat_gains_kwh
+        - h.heat_envelope_loss_kwh - (h.stored_heat_kwh() - stored0)
+    )  # fmt: skip
+    assert np.abs(residual).max() < 1e-9 * h.heat_envelope_loss_kwh.max()
+    np.testing.assert_allclose(gas, pop.boiler_heat_kwh / 0.9, rtol=1e-12)
+    np.testing.assert_allclose(pop.gas_kwh, gas, rtol=1e-12)
+    assert (electric > 0).all() and (gas > 0).all()
+    assert (pop.heat_pump_heat_kwh > 0).all() and (pop.boiler_heat_kwh > 0).all()
+
+
+def test_a_cold_snap_below_the_balance_point_keeps_comfort_with_the_boiler():
+    electric = HeatPumpPopulation(small_pump_houses(1), supply_temperature_c=35.0)
+    hybrid = HeatPumpPopulation(small_pump_houses(1), supply_temperature_c=35.0, **HYBRID)
+    gas = 0.0
+    for minute in range(12 * 60):  # on their own thermostats (no market), the tariff below switch
+        electric.step(60 * minute, 60, FROST)
+        gas += float(hybrid.step(60 * minute, 60, FROST).gas_energy_kwh[0])
+        assert abs(hybrid.air_temperature_c[0] - 20.0) <= 0.5 + 1e-6  # the deadband holds
+    assert electric.air_temperature_c[0] < 18.0  # the heat pump alone cannot
+    # the backup is the heat pump's deficit at T_off = 20.5 °C: 0.2 x 40.5 - 0.5 - 3 = 4.6 kW
+    np.testing.assert_allclose(hybrid.houses.last_backup_kw, 4.6)
+    np.testing.assert_allclose(gas, 4.6 * 12 / 0.9, rtol=1e-12)
+    # in a market, at a price above the switch price, the boiler alone keeps the band
+    for k in range(24):
+        interval = MarketInterval(12 * 3600 + 300 * k, 300)
+        hybrid.bid(STATS, interval, FROST)
+        assert hybrid.respond(STATS.price_cap_per_kwh, 1.0)[0] == 0.0
+        electric_kwh, _ = run_interval(hybrid, interval.start_s, 300, FROST)
+        assert electric_kwh[0] == 0.0
+        assert hybrid.air_temperature_c[0] >= 18.0 - 1e-6
+
+
+def test_the_tariff_outside_a_market_picks_the_source():
+    dear = {**HYBRID, "electricity_price_per_kwh": 0.50}  # above the switch price (~0.24)
+    pop = HeatPumpPopulation(small_pump_houses(1), supply_temperature_c=35.0, **dear)
+    electric = gas = 0.0
+    for minute in range(6 * 60):
+        res = pop.step(60 * minute, 60, COLD)
+        electric += float(res.energy_kwh[0])
+        gas += float(res.gas_energy_kwh[0])
+        assert abs(pop.air_temperature_c[0] - 20.0) <= 0.5 + 1e-6  # the boiler's thermostat
+    assert electric == 0.0 and gas > 0.0
+
+
+def test_a_step_across_the_responded_interval_is_split_where_the_source_changes():
+    weather = WeatherSample(temperature_c=2.0)
+    whole = HeatPumpPopulation(
+        small_pump_houses(1, air_temperature_c=18.6), supply_temperature_c=35.0, **HYBRID
+    )
+    parts = HeatPumpPopulation(
+        small_pump_houses(1, air_temperature_c=18.6), supply_temperature_c=35.0, **HYBRID
+    )
+    for pop in (whole, parts):
+        pop.bid(STATS, MarketInterval(300, 300), weather)
+        pop.respond(STATS.price_cap_per_kwh, 1.0)  # above the switch: the boiler in [300, 600)
+    one = whole.step(0, 900, weather)
+    three = [parts.step(t, d, weather) for t, d in ((0, 300), (300, 300), (600, 300))]
+    np.testing.assert_allclose(one.energy_kwh, sum(r.energy_kwh for r in three), rtol=1e-9)
+    np.testing.assert_allclose(
+        one.gas_energy_kwh,
+        sum(r.gas_energy_kwh for r in three),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(whole.air_temperature_c, parts.air_temperature_c, rtol=1e-9)
+
+
+def test_hybrid_parameters_are_checked_and_named():
+    with pytest.raises(ValidationError) as info:
+        HeatPumpPopulation(
+            small_pump_houses(3), supply_temperature_c=35.0, boiler_kw=[0.0, 2.0, -1.0]
+        )
+    found = {(p.field, p.index) for p in info.value.problems}
+    assert ("boiler_kw", (1,)) in found  # smaller than the heat pump it must replace
+    assert ("boiler_kw", (2,)) in found  # negative
+    for name in ("boiler_efficiency", "gas_price_per_kwh", "electricity_price_per_kwh"):
+        assert (name, (1,)) in found
+    with pytest.raises(ValidationError) as info:
+        HeatPumpPopulation(
+            small_pump_houses(2),
+            supply_temperature_c=35.0,
+            boiler_kw=12.0,
+            boiler_efficiency=[0.9, 1.5],
+            gas_price_per_kwh=[-0.1, 0.06],
+            electricity_price_per_kwh=[0.1, np.nan],
+        )
+    found = {(p.field, p.index) for p in info.value.problems}
+    assert {
+        ("boiler_efficiency", (1,)), ("gas_price_per_kwh", (0,)),
+    } <= found and any(f == "electricity_price_per_kwh" for f, _ in found)  # fmt: skip
+    with pytest.raises(ValidationError, match="electricity_price_per_kwh"):
+        HeatPumpPopulation.sample(3, np.random.default_rng(0), hybrid_share=0.5)
+    with pytest.raises(ValidationError, match="hybrid_share"):
+        HeatPumpPopulation.sample(3, np.random.default_rng(0), hybrid_share=1.5)
+
+
+def test_sampled_hybrids():
+    pop = HeatPumpPopulation.sample(
+        400, np.random.default_rng(4), hybrid_share=0.5, electricity_price_per_kwh=0.2
+    )
+    share = pop.hybrid.mean()
+    assert 0.4 < share < 0.6
+    h = pop.houses
+    pump_heat = h.heating_capacity_kw + h.fan_heatgain_fraction * h.fan_power_kw
+    assert (pop.boiler_kw[pop.hybrid] >= np.maximum(24.0, pump_heat[pop.hybrid])).all()
+    np.testing.assert_array_equal(pop.boiler_kw[~pop.hybrid], 0.0)
+    # the houses are those of the all-electric sample with the same seed
+    electric = HeatPumpPopulation.sample(400, np.random.default_rng(4))
+    np.testing.assert_array_equal(electric.houses.ua_kw_per_k, h.ua_kw_per_k)
+    np.testing.assert_array_equal(electric.houses.supply_temperature_c, h.supply_temperature_c)
+    empty = HeatPumpPopulation.sample(
+        0, np.random.default_rng(0), hybrid_share=1.0, electricity_price_per_kwh=0.2
+    )
+    assert empty.step(0, 60, COLD).gas_energy_kwh.shape == (0,)

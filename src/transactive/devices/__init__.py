@@ -8,6 +8,7 @@ their virtual batteries) also implement :class:`FlexiblePopulation` (``flexibili
 ``best_response`` over a :class:`Horizon`), solved by :func:`solve_best_response`.
 """
 
+from transactive.devices.appliance import APPLIANCE_CYCLES, AppliancePopulation
 from transactive.devices.base import Horizon, MarketInterval, Population, PriceStats, StepResult
 from transactive.devices.base_load import BaseLoadPopulation
 from transactive.devices.battery import BatteryPopulation
@@ -19,7 +20,7 @@ from transactive.devices.flexibility import (
     FlexiblePopulation,
     solve_best_response,
 )
-from transactive.devices.heat_pump import HeatPumpPopulation, staffell_ashp_cop
+from transactive.devices.heat_pump import HeatPumpPopulation, HeatPumpStepResult, staffell_ashp_cop
 from transactive.devices.hvac import (
     COOLING,
     HEATING,
@@ -35,8 +36,10 @@ from transactive.devices.ramp import ramp_bid_price, ramp_setpoint
 from transactive.devices.water_heater import WaterHeaterPopulation, synthetic_draw_profile_l_per_h
 
 __all__ = [
+    "APPLIANCE_CYCLES",
     "COOLING",
     "HEATING",
+    "AppliancePopulation",
     "BaseLoadPopulation",
     "BatteryPopulation",
     "BestResponse",
@@ -46,6 +49,7 @@ __all__ = [
     "Flexibility",
     "FlexiblePopulation",
     "HeatPumpPopulation",
+    "HeatPumpStepResult",
     "Horizon",
     "HvacPopulation",
     "MarketInterval",
