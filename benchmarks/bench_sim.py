@@ -129,7 +129,8 @@ def scaled(scenario: Scenario, homes: int, base_dir: Path | None, folder: Path) 
     }
     supply = scenario.supply
     supply_update: dict[str, Any] = {}
-    if supply.capacity_basis_homes is None:  # a basis scales the limit with the homes itself
+    # a basis (homes, or the baseline's peak) scales the limit with the homes itself
+    if supply.capacity_basis_homes is None and supply.capacity_basis_peak_kw is None:
         supply_update["capacity_kw"] = supply.capacity_kw * factor
         supply_update["seasonal_capacity"] = tuple(
             s.model_copy(update={"capacity_kw": s.capacity_kw * factor})

@@ -9,8 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transactive.errors import ValidationError
 from transactive.report.html import read_results
-from transactive.sim import SimulationResult, parse_scenario, simulate, summary, write_results
+from transactive.sim import (
+    RunResult,
+    SimulationResult,
+    parse_scenario,
+    simulate,
+    summary,
+    write_results,
+)
 from transactive.sim.results import FAULT_COST_KPIS
 
 SMALL = Path(__file__).parent / "small.toml"
@@ -93,7 +101,8 @@ def test_the_cost_of_faults_is_the_kpi_difference(faulty: SimulationResult) -> N
 
 def test_without_faults_the_block_says_nothing_was_lost(clean: SimulationResult) -> None:
     block = summary(clean)["comms"]
-    assert block["messages"]["bids"] == {"sent": 12 * 141, "lost": 0}
+    assert block["messages"]["bids"] == {"sent": 12 * 141, "lost": 0, "late": 0}
+    assert block["bids_late"] == 0
     assert block["no_faults_run"] is None and block["cost_of_faults"] is None
 
 
@@ -108,3 +117,122 @@ def test_the_results_directory_still_holds_two_runs(
         == summary(faulty)["comms"]["cost_of_faults"]["cost"]
     )
     read_results(tmp_path)  # the report reads it as it is
+
+
+# ------------------------------------------------------------------------------- bid delay
+LEAD_S = 30.0
+SENT = 12 * 141  # 12 intervals of the auction's 141 devices
+
+
+def _assert_same_run(a: RunResult, b: RunResult) -> None:
+    """Two runs bit for bit: every series and every device's results."""
+    assert a.series.keys() == b.series.keys()
+    for key, values in b.series.items():
+        np.testing.assert_array_equal(a.series[key], values, err_msg=key)
+    for key, values in b.devices.items():
+        np.testing.assert_array_equal(a.devices[key], values, err_msg=key)
+
+
+def _delayed(delay_s: float, distribution: str = "fixed") -> SimulationResult:
+    return simulate(
+        parse_scenario(
+            _text(
+                f"bid_delay_s = {delay_s}\nbid_lead_s = {LEAD_S}\n"
+                f'bid_delay_distribution = "{distribution}"'
+            )
+        )
+    )
+
+
+def test_a_bid_delay_within_the_lead_changes_nothing(clean: SimulationResult) -> None:
+    sim = _delayed(LEAD_S - 10.0)
+    _assert_same_run(sim.runs["transactive"], clean.runs["transactive"])
+    assert sim.runs["transactive"].kpis == clean.runs["transactive"].kpis
+    block = summary(sim)["comms"]
+    assert block["messages"]["bids"] == {"sent": SENT, "lost": 0, "late": 0}
+    assert block["bids_late"] == 0 and block["bid_lead_s"] == LEAD_S
+    # the delay is a fault, so the run without faults is made; it is the same run
+    assert sim.no_faults is not None
+    assert all(v == 0 for v in block["cost_of_faults"].values() if v is not None)
+
+
+def test_a_bid_delay_beyond_the_lead_is_the_run_with_every_bid_lost(
+    clean: SimulationResult,
+) -> None:
+    late = _delayed(LEAD_S + 1.0)
+    # a total outage: every bid (and price) lost, which a lost bid makes moot
+    lost = simulate(parse_scenario(_text("loss_probability = 1.0")))
+    _assert_same_run(late.runs["transactive"], lost.runs["transactive"])
+    block = summary(late)["comms"]
+    assert block["messages"]["bids"] == {"sent": SENT, "lost": 0, "late": SENT}
+    assert block["bids_late"] == SENT
+    assert late.runs["transactive"].kpis["messages_lost"] == SENT  # late bids missed the market
+    assert lost.runs["transactive"].messages["bids"] == {"sent": SENT, "lost": SENT, "late": 0}
+    # and it is not the run whose bids arrive: the devices sat at their last metered power
+    assert not np.array_equal(
+        late.runs["transactive"].series["feeder_load_kw"],
+        clean.runs["transactive"].series["feeder_load_kw"],
+    )
+    assert late.no_faults is not None
+    _assert_same_run(late.no_faults, clean.runs["transactive"])
+
+
+def test_exponential_bid_delays_are_late_at_the_exponential_tail() -> None:
+    mean_s = LEAD_S
+    sim = _delayed(mean_s, "exponential")
+    again = _delayed(mean_s, "exponential")
+    _assert_same_run(sim.runs["transactive"], again.runs["transactive"])  # seeded
+    late = summary(sim)["comms"]["bids_late"]
+    p = math.exp(-LEAD_S / mean_s)  # P(delay > lead) for an exponential of that mean
+    sigma = math.sqrt(SENT * p * (1 - p))
+    assert abs(late - p * SENT) < 4 * sigma, (late, p * SENT)
+    assert sim.runs["transactive"].messages["bids"]["late"] == late
+
+
+def test_late_and_lost_bids_are_counted_apart() -> None:
+    sim = simulate(
+        parse_scenario(
+            _text(
+                f"loss_probability = {LOSS}\nbid_delay_s = {LEAD_S}\nbid_lead_s = {LEAD_S}\n"
+                'bid_delay_distribution = "exponential"'
+            )
+        )
+    )
+    bids = sim.runs["transactive"].messages["bids"]
+    assert bids["lost"] > 0 and bids["late"] > 0
+    # a lost bid cannot also be late: about e^-1 of the delivered ones are
+    p = math.exp(-1.0)
+    delivered = SENT - bids["lost"]
+    assert abs(bids["late"] - p * delivered) < 4 * math.sqrt(delivered * p * (1 - p))
+    prices = sim.runs["transactive"].messages["prices"]
+    assert (
+        sim.runs["transactive"].kpis["messages_lost"]
+        == bids["lost"] + bids["late"] + (prices["lost"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("comms", "field", "reason"),
+    [
+        ("bid_delay_s = 5.0", "comms.bid_lead_s", "needs the lead"),
+        (
+            "bid_delay_s = -1.0\nbid_lead_s = 10.0",
+            "comms.bid_delay_s",
+            "greater than or equal to 0",
+        ),
+        ("bid_delay_s = 5.0\nbid_lead_s = 0.0", "comms.bid_lead_s", "greater than 0"),
+        (
+            'bid_delay_s = 5.0\nbid_lead_s = 10.0\nbid_delay_distribution = "normal"',
+            "comms.bid_delay_distribution",
+            "fixed",
+        ),
+        ("bid_delay_s = 5.0\nbid_lead_s = 400.0", "comms.bid_lead_s", "exceeds the market"),
+        ("loss_probability = 1.01", "comms.loss_probability", "less than or equal to 1"),
+    ],
+)
+def test_bad_comms_are_named_with_their_path(comms: str, field: str, reason: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_scenario(_text(comms), source="small.toml")
+    named = {p.field: p.reason for p in info.value.problems}
+    assert field in named, named
+    assert reason in named[field], named

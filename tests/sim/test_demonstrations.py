@@ -23,6 +23,7 @@ from transactive.sim import (
     summary,
     write_results,
 )
+from transactive.sim.engine import capacity_limit_kw
 
 
 def _builtin(name: str, **replace: str) -> str:
@@ -102,17 +103,38 @@ def test_olympic_groups_kpis_and_published(olympic: SimulationResult) -> None:
         "rtp": 28,
         "control": 28,
     }
-    # the winter limit of 500 kW on the demonstration's 112 homes, brought to the 28 on the
-    # virtual feeder; the auction keeps the real-time group's load below it
-    assert data["capacity"] == {
-        "scope": "market",
-        "limit_kw": 125.0,
-        "season_limit_kw": 500.0,
-        "intervals_exceeded": {"baseline": 0, "transactive": 0},
-    }
     tr = olympic.runs["transactive"]
-    assert np.max(tr.series["market_load_kw"]) <= 125.0
     assert np.all(np.isfinite(tr.series["clearing_price_per_kwh"]))
+
+
+def test_olympic_limit_binds_and_holds(olympic: SimulationResult) -> None:
+    """The winter limit of 500 kW, at the field's 0.8 of the uncoordinated peak on our homes.
+
+    The field's uncoordinated peak (``capacity_basis_peak_kw`` = 625 kW) is to 500 kW as the
+    real-time group's baseline peak is to our limit; the baseline (no market) exceeds it, the
+    auction keeps the group's load within it.
+    """
+    sc = olympic.scenario
+    assert sc.supply.capacity_basis_peak_kw == 625.0
+    base, tr = olympic.runs["baseline"], olympic.runs["transactive"]
+    uncoordinated = float(np.max(base.series["market_load_kw"]))
+    limit = 500.0 * uncoordinated / 625.0
+    assert olympic.capacity_kw == pytest.approx(limit, rel=1e-12)
+    assert capacity_limit_kw(sc, base) == olympic.capacity_kw
+    data = summary(olympic)
+    exceeded = data["capacity"]["intervals_exceeded"]
+    assert data["capacity"]["limit_kw"] == olympic.capacity_kw
+    assert data["capacity"]["season_limit_kw"] == 500.0
+    assert exceeded["baseline"] >= 1  # it binds: the homes left alone go above it
+    assert exceeded["transactive"] == 0  # and it holds
+    assert np.max(tr.series["market_load_kw"]) <= olympic.capacity_kw
+    np.testing.assert_array_equal(base.series["capacity_kw"], olympic.capacity_kw)
+    np.testing.assert_array_equal(tr.series["capacity_kw"], olympic.capacity_kw)
+    over = base.series["market_load_kw"] > olympic.capacity_kw
+    assert base.kpis["capacity_violation_minutes"] == 5.0 * float(over.sum())
+    assert any("625 kW" in note for note in data["notes"])
+    with pytest.raises(ValueError, match="capacity_basis_peak_kw"):
+        _ = sc.capacity_kw  # known only after the baseline
 
 
 def test_olympic_control_group_runs_on_its_own(olympic: SimulationResult) -> None:
@@ -325,7 +347,30 @@ def test_group_shares_seasons_and_scope_are_checked() -> None:
     fields = {p.field for p in info.value.problems}
     assert {"groups", "supply.seasonal_capacity"} <= fields, fields
     summer = parse_scenario(_builtin("olympic", **{"2021-01-20": "2021-07-20"}))
-    assert summer.capacity_kw == pytest.approx(1500.0 * 28 / 112)
+    assert summer.season_capacity_kw == 1500.0
+    by_homes = parse_scenario(
+        _builtin("olympic", **{"capacity_basis_peak_kw = 625.0": "capacity_basis_homes = 112"})
+    )
+    assert by_homes.capacity_kw == pytest.approx(500.0 * 28 / 112)
+    both = _builtin(
+        "olympic",
+        **{
+            "capacity_basis_peak_kw = 625.0": (
+                "capacity_basis_peak_kw = 625.0\ncapacity_basis_homes = 112"
+            )
+        },
+    )
+    with pytest.raises(ValidationError, match="not both"):
+        parse_scenario(both)
+    no_limit = _builtin(
+        "olympic",
+        **{
+            "seasonal_capacity = [{months = [6, 7, 8], capacity_kw = 1500.0}, {months = [12, 1, "
+            "2], capacity_kw = 500.0}, {months = [3, 4, 5, 9, 10, 11], capacity_kw = 750.0}]\n": ""
+        },
+    )
+    with pytest.raises(ValidationError, match="scales a limit"):
+        parse_scenario(no_limit)
     rtp = '[groups.rtp]\nshare = 0.25\nmechanism = { kind = "double_auction" }'
     no_auction = _builtin("olympic", **{rtp: rtp.replace("double_auction", "none")})
     with pytest.raises(ValidationError, match="capacity_scope"):

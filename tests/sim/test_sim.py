@@ -234,7 +234,7 @@ price_floor_per_kwh = 0.2
 capacity_kw = 100
 
 [comms]
-loss_probability = 1.0
+loss_probability = 1.5
 """
     with pytest.raises(ValidationError) as info:
         parse_scenario(text, source="broken.toml")

@@ -27,14 +27,26 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   (:class:`transactive.devices.BaseLoadPopulation`). Non-participants are billed at the flat
   tariff, participants at their node's price (clearing price plus the DSO's surcharge).
 - **Capacity.** The market buys at most ``capacity_kw`` less the background load, less the
-  losses the feeder would have at its capacity (the previous interval's losses scaled by the
-  square of capacity over load, as I²R losses scale), less a reserve for metering against the
-  plan: the larger of 1 % of the capacity and the largest excess of metered over planned
-  feeder load in the price window (thermostats overriding their schedule at the band's edges,
-  non-participants' forecast error). The substation's import then stays within its capacity
-  whenever the bids leave the market room to ration; the summary counts the minutes it did
-  not. The feeder may export back at the substation's price (wholesale plus the real-time
-  price's adder), up to the same capacity.
+  losses the feeder would have at its capacity (the losses of the price window's interval of
+  largest import scaled by the square of capacity over that import, as I²R losses scale;
+  :func:`_losses_at_capacity` says why not the last interval's), less a reserve for metering
+  against the plan: the larger of 1 % of the capacity and the largest excess of metered over
+  planned feeder load in the price window (thermostats overriding their schedule at the band's
+  edges, non-participants' forecast error, devices acting on a stale price). The substation's
+  import then stays within its capacity whenever the bids leave the market room to ration; the
+  summary counts the minutes it did not. The feeder may export back at the substation's price
+  (wholesale plus the real-time price's adder), up to the same capacity. The limit is the
+  scenario's (its season's), scaled by homes or by the baseline's uncoordinated peak
+  (:func:`capacity_limit_kw`). The capacity is also what caps a **rebound**: when the hourly
+  wholesale price steps down, the devices that deferred while it was high buy at once (each
+  device's flexible block sits at its own ramp price, spread by its temperature, but a step in
+  the price crosses many of them together); the market rations them to its room. On the
+  ``default`` day the transactive peak (3,424 kW at 18:00) is the 18:00 step filling the room
+  (the load sits at 3,407-3,424 kW from 18:00 to 18:35, 3,106 kW just before), and the day's
+  largest jump (+1,846 kW into 21:00, against at most +231 kW in the baseline) stops at the same
+  room (3,408 kW). What the devices then defer is bought back at the next step down; spreading
+  that payback over price is the devices' bid (see the ``can``-run block of
+  :mod:`transactive.devices.hvac`), not a rule of this loop.
 - **Price statistics** for bidding: mean and standard deviation of the clearing prices of the
   last ``price_stats_window_h`` hours (PNNL-17167's controllers used the last day); until an hour
   of prices is known the mean is the substation's price and the std ``initial_price_std_per_kwh``,
@@ -43,18 +55,41 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   lower price (the rebound the Olympic Peninsula's ramp bids avoid by bidding across a band).
 - **Communication faults** (Hu et al. 2019, §3.5): each participant's bid and each price
   message is lost independently with ``loss_probability``. A lost bid leaves the device
-  unresponsive to the market at its last metered power; a device that misses the price (or whose
-  bid was lost) keeps its last setpoint, that is, it responds with the last price and fill it
-  received. A price arrives ``delay_intervals`` intervals late: devices act on the price (and
-  their fill) of that many intervals before. ``messages_lost`` counts both kinds of loss.
-  Messages are those between the market and the devices that bid in the auction (one bid and
-  one price per device and interval); a tariff group's devices and non-participants exchange
-  none. **What the faults cost**: a scenario with faults (``loss_probability > 0`` or a delay)
-  also runs the transactive run without them (``transactive_no_faults``: the same homes, seed
-  and RTP adder, every message delivered on time; bit for bit the run of the same scenario with
-  its ``comms`` section removed), and the summary's ``comms`` block gives the messages sent and
-  lost by kind and the KPIs of the faulty run less the fault-free one's. That third run is kept
-  apart (:attr:`SimulationResult.no_faults`), not among the results files' runs.
+  unresponsive to the market at its last metered power (a block at the cap of what it drew, or
+  at the floor of what it injected, in the interval before); a device that misses the price (or
+  whose bid was lost) keeps its last setpoint, that is, it responds with the last price and fill
+  it received. Before the first interval, a participant's last price is the substation's offer
+  (fill 1) and its last metered power what that price gets it over the first interval (the
+  feeder ran before the run starts; :meth:`_Run._last_known_at_start`). A price arrives
+  ``delay_intervals`` intervals late: devices act on the price (and their fill) of that many
+  intervals before. **Bid delay**: the market of an interval closes at the interval's start
+  (the gate closure); each device sends its bid ``bid_lead_s`` before it (GridLAB-D's market
+  ``controller`` submits ``bid_delay`` seconds before the auction clears) and the bid takes
+  ``bid_delay_s`` (``fixed``) or a delay drawn per bid, exponential with that mean
+  (``exponential``, from its own seeded stream). A bid whose delay exceeds the lead arrives
+  after the gate closure and misses the market: the device is treated exactly as one whose bid
+  was lost (a bid already lost cannot also be late). The bid itself is still the device's state
+  at the interval's start (the lead is not simulated as an earlier bid), so a delay within the
+  lead changes nothing, bit for bit. ``messages_lost`` counts the lost bids and prices and the
+  late bids (all of them missed the market); the summary's ``comms`` block counts the late bids
+  apart (``bids_late``, and ``messages.bids.late`` beside ``messages.bids.lost``). Messages are
+  those between the market and the devices that bid in the auction (one bid and one price per
+  device and interval); a tariff group's devices and non-participants exchange none.
+  **Measured** on ``default`` with 10 % loss: the faulty run's peak was 270 kW below the
+  fault-free run's, not because lost messages broke up a synchronized rebound but because of
+  the start: a bid lost in the first interval was planned at 0 kW (nothing metered yet) while
+  the device drew its power, that 277 kW surprise became the metering reserve of the whole
+  24-h price window (see Capacity), and the market offered 277 kW less room all day (3,035
+  against 3,312 kW at 17-19 h); both peaks are the market filling its room when the wholesale
+  price steps down at 18:00. With the last metered power known from the start (above), the
+  faulty run's peak is 3,402 kW against 3,424 kW without faults (same room; the reserve from
+  stale prices stays under the 1 % margin). **What the faults cost**: a scenario with faults
+  (``loss_probability > 0``, a price delay or a bid delay) also runs the transactive run without
+  them (``transactive_no_faults``: the same homes, seed, RTP adder and limit, every message
+  delivered on time; bit for bit the run of the same scenario with its ``comms`` section
+  removed), and the summary's ``comms`` block gives the messages sent, lost and late by kind and
+  the KPIs of the faulty run less the fault-free one's. That third run is kept apart
+  (:attr:`SimulationResult.no_faults`), not among the results files' runs.
 - **Baseline**: the same homes, weather and feeder with no mechanism: thermostats (HVAC, water
   heaters) on their deadband controllers, PV at full output, EVs charging at full power from
   arrival until full (their own urgency bid answered at the price floor with a full fill, which
@@ -72,7 +107,12 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   intervals (the price's time mean is the flat tariff, which overcharges a class whose load
   peaks with the price). ``none``: ``a = 0``. Generators' offers stay on the wholesale price.
 - **Fixed and time-of-use** mechanisms: participants bid and respond to the tariff of the
-  interval (no clearing, no DSO check) and are billed at it.
+  interval (no clearing, no DSO check) and are billed at it. The price statistics they bid from
+  are their own tariff's over the price window before the interval (a published tariff is known
+  ahead; :meth:`_Run._tariff_stats`), so a TOU's peak price stands above its mean and the ramp
+  controller shifts the setpoint away from it, and a fixed price (its own mean) shifts nothing.
+  (Before, the mean was the interval's own tariff: a TOU participant saw every price at its mean
+  and never shifted; on the ``olympic`` day its peak-hour share of energy stayed 34 %.)
 - **Customer groups** (a demonstration's treatment groups, Hammerstrom et al., PNNL-17167,
   2007): each group's homes bring all their devices and the whole home is billed at the group's
   price (clearing price, fixed or TOU tariff, or the flat tariff for a ``none``/control group,
@@ -139,6 +179,7 @@ from transactive.weather import WeatherSample
 __all__ = [
     "RunResult",
     "SimulationResult",
+    "capacity_limit_kw",
     "has_faults",
     "market_groups",
     "rtp_adder_per_kwh",
@@ -243,6 +284,35 @@ class SimulationResult:
     no_faults: RunResult | None = None
     """The transactive run without communication faults (``transactive_no_faults``), run only
     when the scenario has faults; not one of :attr:`runs` (the results files hold two runs)."""
+    capacity_kw: float = math.inf
+    """The capacity limit both runs applied (:func:`capacity_limit_kw`; ``inf``: none)."""
+
+
+_STREAMS = ("placement", "comms", "bid_delay")
+"""The random streams beside the device kinds' (see :func:`_stream`)."""
+_KINDS_BEFORE_STREAMS = 8
+"""Kinds numbered before :data:`_STREAMS` (the kinds there were when the streams were added)."""
+_STREAM_SLOTS = 16
+"""Children kept for :data:`_STREAMS` (and streams added later) before the later kinds'."""
+
+
+def _stream(seed: int, name: str) -> np.random.SeedSequence:
+    """The seed of one random stream: child ``i`` of the scenario's :class:`SeedSequence`.
+
+    The first :data:`_KINDS_BEFORE_STREAMS` kinds of :data:`KINDS` are children 0-7, the
+    streams of :data:`_STREAMS` (placement, message loss, bid delays) the children from 8 on,
+    and a kind added to :data:`KINDS` later a child after the :data:`_STREAM_SLOTS`, so adding a
+    kind (or a stream, at the end of :data:`_STREAMS`) leaves every other stream, and every run
+    without the new kind, bit for bit as it was. ``SeedSequence(seed, spawn_key=(i,))`` is
+    exactly ``SeedSequence(seed).spawn(n)[i]``.
+    """
+    if name in _STREAMS:
+        index = _KINDS_BEFORE_STREAMS + _STREAMS.index(name)
+    else:
+        index = [str(k) for k in KINDS].index(name)
+        if index >= _KINDS_BEFORE_STREAMS:
+            index += _STREAM_SLOTS
+    return np.random.SeedSequence(seed, spawn_key=(index,))
 
 
 class _Setup:
@@ -276,10 +346,11 @@ class _Setup:
             )
         self.physics_offset = local // sc.physics_step_s
         self.forecast_offset = local // sc.market_interval_s
-        seeds = np.random.SeedSequence(sc.population.seed).spawn(len(KINDS) + 2)
-        self.kind_seeds = dict(zip(KINDS, seeds[: len(KINDS)], strict=True))
-        self.placement_seed = seeds[len(KINDS)]
-        self.comms_seed = seeds[len(KINDS) + 1]
+        seed = sc.population.seed
+        self.kind_seeds = {kind: _stream(seed, kind) for kind in KINDS}
+        self.placement_seed = _stream(seed, "placement")
+        self.comms_seed = _stream(seed, "comms")
+        self.bid_delay_seed = _stream(seed, "bid_delay")
         n_homes = sc.n_homes
         rng = np.random.default_rng(self.placement_seed)
         if sc.feeder.spread_over_load_buses == "random":
@@ -435,13 +506,28 @@ def simulate(
     """
     t0 = time.perf_counter()
     setup = _Setup(scenario, base_dir)
-    baseline = _Run(setup, "baseline", progress).run()
+    scaled = scenario.supply.capacity_basis_peak_kw is not None
+    # a limit scaled by the baseline's peak is known after it (the baseline has no market, so
+    # the limit only counts its minutes above it, recounted below)
+    baseline = _Run(
+        setup, "baseline", progress, capacity_kw=math.inf if scaled else scenario.capacity_kw
+    ).run()
+    capacity = capacity_limit_kw(scenario, baseline)
+    if scaled:
+        baseline = _with_capacity(baseline, scenario, capacity)
     adder = rtp_adder_per_kwh(scenario, baseline)
-    transactive = _Run(setup, "transactive", progress, adder_per_kwh=adder).run()
+    transactive = _Run(
+        setup, "transactive", progress, adder_per_kwh=adder, capacity_kw=capacity
+    ).run()
     no_faults = None
     if has_faults(scenario):
         no_faults = _Run(
-            setup, "transactive_no_faults", progress, adder_per_kwh=adder, faults=False
+            setup,
+            "transactive_no_faults",
+            progress,
+            adder_per_kwh=adder,
+            faults=False,
+            capacity_kw=capacity,
         ).run()
     starts = np.arange(scenario.n_intervals, dtype=np.int64) * scenario.market_interval_s
     return SimulationResult(
@@ -452,13 +538,64 @@ def simulate(
         wall_s=time.perf_counter() - t0,
         rtp_adder_per_kwh=adder,
         no_faults=no_faults,
+        capacity_kw=capacity,
     )
+
+
+def _limited_load_kw(scenario: Scenario, run: RunResult) -> FloatArray:
+    """Per interval, the load the capacity limit applies to (see :func:`capacity_limit_kw`)."""
+    key = "market_load_kw" if scenario.supply.capacity_scope == "market" else "feeder_load_kw"
+    return np.asarray(run.series[key], dtype=np.float64)
+
+
+def capacity_limit_kw(scenario: Scenario, baseline: RunResult) -> float:
+    """The capacity limit of the scenario's runs (kW; ``inf`` when unconstrained).
+
+    The season's published limit (:attr:`Scenario.season_capacity_kw`), scaled by
+    ``capacity_basis_homes`` (:attr:`Scenario.capacity_kw`) or, with
+    ``supply.capacity_basis_peak_kw`` = ``P_f``, by the ratio of the baseline run's peak ``P``
+    of the limited load (the auction's homes less the generators for a ``market`` scope, the
+    substation's import for ``feeder``) to ``P_f``: ``limit = season limit x P / P_f``, the
+    published limit's ratio to the field's uncoordinated peak kept on our homes.
+
+    Raises
+    ------
+    ValidationError
+        The baseline's peak of the limited load is not positive (nothing to scale by).
+
+    """
+    basis = scenario.supply.capacity_basis_peak_kw
+    if basis is None:
+        return scenario.capacity_kw
+    peak = float(np.max(_limited_load_kw(scenario, baseline)))
+    if not (math.isfinite(peak) and peak > 0):
+        raise ValidationError(
+            [
+                Problem(
+                    "supply.capacity_basis_peak_kw",
+                    f"scales the limit by the baseline's peak of the limited load, which is "
+                    f"{peak:g} kW (not positive)",
+                )
+            ],
+            subject=f"scenario {scenario.name!r}",
+        )
+    return scenario.season_capacity_kw * peak / basis
+
+
+def _with_capacity(run: RunResult, scenario: Scenario, capacity_kw: float) -> RunResult:
+    """A run without a market with the limit known after it: its capacity series and minutes."""
+    series = dict(run.series)
+    series["capacity_kw"] = np.full_like(series["capacity_kw"], capacity_kw)
+    over = _limited_load_kw(scenario, run) > capacity_kw * (1 + 1e-9)
+    kpis = dict(run.kpis)
+    kpis["capacity_violation_minutes"] = float(over.sum()) * scenario.market_interval_s / 60.0
+    return dataclasses.replace(run, series=series, kpis=kpis)
 
 
 def has_faults(scenario: Scenario) -> bool:
     """Whether the scenario's messages can be lost or late (its ``comms`` section)."""
     c = scenario.comms
-    return c.loss_probability > 0 or c.delay_intervals > 0
+    return c.loss_probability > 0 or c.delay_intervals > 0 or c.bid_delay_s > 0
 
 
 def market_groups(scenario: Scenario) -> list[str]:
@@ -543,8 +680,11 @@ class _Run:
         *,
         adder_per_kwh: float = 0.0,
         faults: bool = True,
+        capacity_kw: float,
     ) -> None:
         self.setup = setup
+        self.capacity_kw = capacity_kw
+        """The limit the run applies (:func:`capacity_limit_kw`)."""
         self.faults = faults
         """Whether the scenario's communication faults apply (the no-faults run: not)."""
         self.adder_per_kwh = adder_per_kwh
@@ -555,21 +695,26 @@ class _Run:
         self.groups = setup.groups()
         self.runner = _runner(setup.feeder)
         self.comms_rng = np.random.default_rng(setup.comms_seed)
+        self.bid_delay_rng = np.random.default_rng(setup.bid_delay_seed)
         self.timings = {"bid": 0.0, "clear_and_dso": 0.0, "respond": 0.0, "physics": 0.0}
         self.timings["power_flow"] = 0.0
         self.messages_lost = 0
-        self.messages = {k: {"sent": 0, "lost": 0} for k in ("bids", "prices")}
+        self.bids_late = 0
+        self.messages = {
+            "bids": {"sent": 0, "lost": 0, "late": 0},
+            "prices": {"sent": 0, "lost": 0},
+        }
         self.dso_calls = 0
         self.dso_notes: list[str] = []
+        self._tariff_series: dict[int, FloatArray] = {}
+        """Each tariff's price at every interval from a price window before the start."""
 
     # ------------------------------------------------------------------ helpers
 
     def _local_hour(self, start_s: int) -> float:
         return ((self.setup.local_start_s + start_s) % 86400) / 3600.0
 
-    def _stats(
-        self, prices: deque[float], start_s: int, tariff_per_kwh: float | None = None
-    ) -> PriceStats:
+    def _stats(self, prices: deque[float], start_s: int) -> PriceStats:
         sc = self.setup.scenario
         mech = sc.mechanism
         min_samples = max(2, STATS_MIN_SAMPLES_S // sc.market_interval_s)
@@ -580,13 +725,37 @@ class _Run:
         else:
             mean = sc.supply.price_at(self._local_hour(start_s)) + self.adder_per_kwh
             std = mech.initial_price_std_per_kwh
-        if tariff_per_kwh is not None:
-            mean = tariff_per_kwh
-        elif mech.kind not in ("double_auction", "powermatcher"):
+        if mech.kind not in ("double_auction", "powermatcher"):
             mean = mech.tariff_per_kwh(self._local_hour(start_s))
         return PriceStats(
             mean_per_kwh=mean,
             std_per_kwh=std,
+            price_cap_per_kwh=mech.price_cap_per_kwh,
+            price_floor_per_kwh=mech.price_floor_per_kwh,
+        )
+
+    def _tariff_stats(self, g: _Group, t: int, n_window: int) -> PriceStats:
+        """Price statistics of a tariff group: its own tariff over the price window before ``t``.
+
+        A fixed or time-of-use tariff is published, so the statistics a device bids from are
+        those of the tariff over the ``n_window`` intervals before interval ``t`` (the same
+        window as the auction's, PNNL-17167's last day), known from the start: the TOU's peak
+        price then stands above its mean and its off-peak price below it, and the ramp
+        controller shifts the setpoint as the field's TOU thermostats did. The std is at least
+        ``initial_price_std_per_kwh`` (a fixed tariff has none: the price is its mean, no shift).
+        """
+        sc = self.setup.scenario
+        mech = sc.mechanism
+        key = id(g.tariff)
+        prices = self._tariff_series.get(key)
+        if prices is None:  # the tariff at every interval from n_window before the start on
+            starts = (np.arange(-n_window, sc.n_intervals) * sc.market_interval_s).tolist()
+            prices = np.array([self._tariff(g, self._local_hour(s)) for s in starts])
+            self._tariff_series[key] = prices
+        past = prices[t : t + n_window]
+        return PriceStats(
+            mean_per_kwh=float(past.mean()),
+            std_per_kwh=max(float(past.std()), mech.initial_price_std_per_kwh),
             price_cap_per_kwh=mech.price_cap_per_kwh,
             price_floor_per_kwh=mech.price_floor_per_kwh,
         )
@@ -597,6 +766,50 @@ class _Run:
         if g.tariff is self.setup.scenario.mechanism:
             return float(g.tariff.tariff_per_kwh(hour))
         return float(g.tariff.tariff_per_kwh(hour, flat))
+
+    def _last_known_at_start(self, window: deque[float], steps: int, dt: int) -> None:
+        """What the market and the auction's devices know before the first interval.
+
+        A lost (or late) bid leaves a device at its last metered power in the market's eyes, and
+        a lost price leaves it on the last price it heard; at the first interval nothing has been
+        metered or heard in the run, but the feeder ran before it on the same rules. So the last
+        price each auction participant heard is the substation's offer at the start, with a
+        full fill (what a device acts on before any price has reached it), and its last metered
+        power what that price gets it over the first interval (its first bid answered at the
+        offer, stepped on a copy under the forecast). A device whose first bid is lost then
+        draws exactly what the market plans for it. Without this, a bid lost in the first
+        interval was planned at 0 kW while the device drew its power: on the default day with
+        10 % loss that first surprise (277 kW) became the metering reserve (see Capacity) of the
+        whole price window, and the market held back 277 kW all day.
+        """
+        sc = self.setup.scenario
+        interval = MarketInterval(0, sc.market_interval_s)
+        forecast = self.setup.forecast[self.setup.forecast_offset]
+        stats = self._stats(window, 0)
+        offer = sc.supply.price_at(self._local_hour(0)) + self.adder_per_kwh
+        for g in self.groups:
+            if not (g.mode == "auction" and g.participating):
+                continue
+            own = copy.deepcopy(g.population)
+            own.bid(stats, interval, forecast)
+            own.respond(np.full(g.n, offer), np.ones(g.n))
+            g.last_power_kw = _dry_run(own, 0, steps, dt, forecast)
+            g.last_price = np.full(g.n, offer)
+            g.last_fill = np.ones(g.n)
+
+    def _late_bids(self, n: int) -> npt.NDArray[np.bool_]:
+        """Which of ``n`` bids arrive after the gate closure (their delay exceeds the lead).
+
+        ``fixed``: every bid takes ``bid_delay_s``; ``exponential``: each bid's delay is drawn
+        with mean ``bid_delay_s`` from the run's own bid-delay stream (so the message-loss
+        draws are the same with or without delays).
+        """
+        comms = self.setup.scenario.comms
+        lead = comms.bid_lead_s
+        assert lead is not None  # the scenario requires it with a delay
+        if comms.bid_delay_distribution == "fixed":
+            return np.full(n, comms.bid_delay_s > lead)
+        return np.asarray(self.bid_delay_rng.exponential(comms.bid_delay_s, n) > lead)
 
     # ------------------------------------------------------------------ the loop
 
@@ -619,6 +832,7 @@ class _Run:
         faults = self.market and self.faults
         delay = sc.comms.delay_intervals if faults else 0
         p_loss = sc.comms.loss_probability if faults else 0.0
+        bid_delay = faults and sc.comms.bid_delay_s > 0
         price_history: deque[list[tuple[FloatArray, FloatArray]]] = deque(maxlen=delay + 1)
         limits = SecurityLimits(vmin_pu=sc.feeder.vmin_pu, vmax_pu=sc.feeder.vmax_pu)
         bg_p, bg_q = setup.background_p_kw, setup.background_q_kvar
@@ -634,7 +848,7 @@ class _Run:
         names += [f"generator_kw:{gen.name}" for gen in sc.supply.generators]
         is_wind = np.array([gen.kind == "wind" for gen in sc.supply.generators], dtype=bool)
         series = {k: np.full(n_int, np.nan) for k in names}
-        series["capacity_kw"][:] = sc.capacity_kw
+        series["capacity_kw"][:] = self.capacity_kw
         hvac = [g for g in self.groups if _houses(g) is not None]
         evs = [g for g in self.groups if g.kind == "ev"]
         if hvac:
@@ -643,8 +857,9 @@ class _Run:
             series["comfort_min_c"][:] = tmin.mean()
             series["comfort_max_c"][:] = tmax.mean()
 
-        prev_losses = planned_losses = prev_load = 0.0
+        prev_losses = planned_losses = 0.0
         reserve: deque[float] = deque(maxlen=window.maxlen)
+        flows: deque[tuple[float, float]] = deque(maxlen=window.maxlen)  # (import, losses) kW
         peak_kw = -math.inf
         peak_index = 0
         peak_vm = np.full(n_nodes, np.nan)
@@ -655,6 +870,8 @@ class _Run:
         pv_kwh = 0.0
         volt_min = cap_min = 0.0
         losses_kwh = 0.0
+        if p_loss > 0 or bid_delay:
+            self._last_known_at_start(window, steps, dt)
 
         for t in range(n_int):
             start_s = t * interval_s
@@ -688,7 +905,7 @@ class _Run:
                 if g.mode == "tariff" and g.participating:
                     # told the interval's tariff: bid around it and answer at it (no clearing)
                     price_t = self._tariff(g, hour)
-                    pop.bid(self._stats(window, start_s, price_t), interval, forecast)
+                    pop.bid(self._tariff_stats(g, t, window.maxlen or 1), interval, forecast)
                     power = pop.respond(np.full(g.n, price_t), np.ones(g.n))
                     if not g.in_auction:
                         continue
@@ -698,16 +915,22 @@ class _Run:
                     curves = pop.bid(stats, interval, forecast)
                     if g.participating:
                         self.messages["bids"]["sent"] += g.n
-                    if g.participating and p_loss > 0:
-                        lost = self.comms_rng.random(g.n) < p_loss
-                        lost_bid[gi] = lost
-                        self.messages_lost += int(lost.sum())
-                        self.messages["bids"]["lost"] += int(lost.sum())
-                        if lost.any():
-                            fallback = BidCurves.unresponsive(
-                                np.maximum(g.last_power_kw, 0.0), price_cap=cap
-                            ).with_ids(pop.ids)
-                            curves = _where_rows(lost, fallback, curves)
+                    if g.participating and (p_loss > 0 or bid_delay):
+                        missed = np.zeros(g.n, dtype=bool)
+                        if p_loss > 0:
+                            missed = self.comms_rng.random(g.n) < p_loss
+                            self.messages_lost += int(missed.sum())
+                            self.messages["bids"]["lost"] += int(missed.sum())
+                        if bid_delay:
+                            late = self._late_bids(g.n) & ~missed
+                            self.bids_late += int(late.sum())
+                            self.messages_lost += int(late.sum())  # lost to the market
+                            self.messages["bids"]["late"] += int(late.sum())
+                            missed = missed | late
+                        lost_bid[gi] = missed
+                        if missed.any():  # unresponsive at its last metered power
+                            fallback = _block(g.last_power_kw, cap, floor).with_ids(pop.ids)
+                            curves = _where_rows(missed, fallback, curves)
                 else:
                     if g.kind == "ev":  # a non-participating EV charges as in the baseline
                         pop.bid(stats, interval, forecast)
@@ -735,22 +958,18 @@ class _Run:
             if self.market and bids and mech.kind in ("double_auction", "powermatcher"):
                 all_bids = BidCurves.concat(bids)
                 nodes = np.concatenate(bid_nodes)
-                # losses at a full feeder: I²R losses scale with the square of the load
-                # (radial feeder, voltages near nominal), from the last interval's flow
-                full_losses = prev_losses
-                if math.isfinite(sc.capacity_kw) and abs(prev_load) > 1.0:
-                    full_losses = prev_losses * (sc.capacity_kw / prev_load) ** 2
+                full_losses = _losses_at_capacity(self.capacity_kw, flows, prev_losses)
                 market_scope = sc.supply.capacity_scope == "market"
                 if market_scope:  # a virtual feeder of the auction's homes: no losses in it
                     full_losses = 0.0
-                room = sc.capacity_kw - (0.0 if market_scope else bg_total) - full_losses
+                room = self.capacity_kw - (0.0 if market_scope else bg_total) - full_losses
                 if math.isfinite(room):
-                    room -= max(CAPACITY_MARGIN * sc.capacity_kw, max(reserve, default=0.0))
+                    room -= max(CAPACITY_MARGIN * self.capacity_kw, max(reserve, default=0.0))
                 planned_losses = full_losses
                 supply = Supply(
                     price_per_kwh=rtp,
                     capacity_kw=max(room, 0.0),
-                    export_capacity_kw=sc.capacity_kw,
+                    export_capacity_kw=self.capacity_kw,
                     export_price_per_kwh=rtp,
                 )
                 if mech.dso_check:
@@ -918,7 +1137,8 @@ class _Run:
                 np.nanmax(flow.branch_loading_pct) if flow.any_rated else np.nan
             )
             series["losses_kw"][t] = flow.losses_kw
-            prev_losses, prev_load = float(flow.losses_kw), load
+            prev_losses = float(flow.losses_kw)
+            flows.append((load, prev_losses))
             losses_kwh += prev_losses * interval_s / 3600.0
             for kind in kinds_present:
                 series[f"load_kw:{kind}"][t] = kind_kwh[kind] * 3600.0 / interval_s
@@ -936,7 +1156,7 @@ class _Run:
             if np.any(vm < sc.feeder.vmin_pu - 1e-9) or np.any(vm > sc.feeder.vmax_pu + 1e-9):
                 volt_min += minutes
             limited = market_kw - gen_kw if sc.supply.capacity_scope == "market" else load
-            if limited > sc.capacity_kw * (1 + 1e-9):
+            if limited > self.capacity_kw * (1 + 1e-9):
                 cap_min += minutes
             export_kwh += max(-load, 0.0) * interval_s / 3600.0
             if "pv" in kind_kwh:
@@ -1036,7 +1256,7 @@ class _Run:
             "comfort_violation_degree_hours": (
                 float(np.nansum(devices["comfort_violation_degree_hours"])) if has_hvac else None
             ),
-            "capacity_violation_minutes": cap_min if math.isfinite(sc.capacity_kw) else None,
+            "capacity_violation_minutes": cap_min if math.isfinite(self.capacity_kw) else None,
             "voltage_violation_minutes": volt_min,
             "unserved_ev_kwh": unserved_ev,
             "messages_lost": float(self.messages_lost),
@@ -1071,6 +1291,27 @@ def _runner(feeder: Any) -> Any:
         return BatchPowerFlow(feeder)
     except ValidationError:
         return PowerFlowRunner(feeder, replace_injections=True)
+
+
+def _losses_at_capacity(
+    capacity_kw: float, flows: deque[tuple[float, float]], last_losses_kw: float
+) -> float:
+    """The feeder's losses if its import were ``capacity_kw`` (see Capacity in the module).
+
+    I²R losses scale with the square of the branch currents, so with the load's pattern and
+    voltages near nominal they scale with the square of the import: the interval of the largest
+    import in the price window (``flows`` holds each interval's import and losses) gives the
+    coefficient, ``losses x (capacity / import)²``. Not the last interval's: an import that PV
+    offsets to almost nothing still has the losses of the flows between buses, and scaling those
+    by ``(capacity / import)²`` (0.15 kW at 17 kW of import on the default day's late morning,
+    6,100 kW at 3,500 kW) would leave the market no room at all. Without a window whose import
+    exceeds 1 kW (or with no capacity), the last interval's losses as they are.
+    """
+    best = max(flows, default=None)
+    if not math.isfinite(capacity_kw) or best is None or best[0] <= 1.0:
+        return last_losses_kw
+    load_kw, losses_kw = best
+    return losses_kw * (capacity_kw / load_kw) ** 2
 
 
 def _dry_run(pop: Any, start_s: int, steps: int, dt: int, forecast: WeatherSample) -> FloatArray:

@@ -264,8 +264,12 @@ FAULT_COST_KPIS = (
 def comms_block(sim: SimulationResult) -> dict[str, Any]:
     """The summary's ``comms`` block: what the communication faults lost and what they cost.
 
-    ``loss_probability``, ``delay_intervals``; ``messages``: bids and prices between the market
-    and the auction's devices, ``sent`` and ``lost`` (lost ones are counted among the sent);
+    ``loss_probability``, ``delay_intervals``, ``bid_delay_s``, ``bid_delay_distribution``,
+    ``bid_lead_s`` (the scenario's ``comms``); ``messages``: bids and prices between the market
+    and the auction's devices, ``sent`` and ``lost`` (lost ones are counted among the sent), and
+    for bids ``late``, those that arrived after the gate closure (counted among the sent, not
+    among the lost; the run's ``messages_lost`` KPI counts both, as both missed the market);
+    ``bids_late``: the same count as ``messages.bids.late``;
     ``no_faults_run``: the name of the transactive run without faults, or ``None`` when the
     scenario has none (the run is not made); ``no_faults``: that run's KPIs;
     ``cost_of_faults``: for each of :data:`FAULT_COST_KPIS`, the transactive run's value less
@@ -277,7 +281,11 @@ def comms_block(sim: SimulationResult) -> dict[str, Any]:
     block: dict[str, Any] = {
         "loss_probability": sc.comms.loss_probability,
         "delay_intervals": sc.comms.delay_intervals,
+        "bid_delay_s": sc.comms.bid_delay_s,
+        "bid_delay_distribution": sc.comms.bid_delay_distribution,
+        "bid_lead_s": sc.comms.bid_lead_s,
         "messages": {k: dict(v) for k, v in tr.messages.items()},
+        "bids_late": tr.messages.get("bids", {}).get("late", 0),
         "no_faults_run": None if ref is None else ref.name,
         "no_faults": None if ref is None else {k: _num(ref.kpis[k]) for k in KPI_NAMES},
         "cost_of_faults": None,
@@ -318,16 +326,26 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
     scope = "the auction's virtual feeder" if sc.supply.capacity_scope == "market" else "the feeder"
     if cap_min:
         notes.append(
-            f"the transactive run exceeded the capacity of {scope} ({sc.capacity_kw:g} kW) for "
+            f"the transactive run exceeded the capacity of {scope} ({sim.capacity_kw:g} kW) for "
             f"{cap_min:g} minutes: the devices' flexibility (bids at the cap) did not leave the "
             "market room to ration"
         )
-    if sc.supply.capacity_basis_homes is not None and math.isfinite(sc.capacity_kw):
+    if sc.supply.capacity_basis_homes is not None and math.isfinite(sim.capacity_kw):
         homes = sc.market_homes if sc.supply.capacity_scope == "market" else sc.n_homes
         notes.append(
             f"capacity of {scope}: the published {sc.season_capacity_kw:g} kW for month "
             f"{sc.start.month} scaled by {homes} of {sc.supply.capacity_basis_homes} homes "
-            f"= {sc.capacity_kw:g} kW"
+            f"= {sim.capacity_kw:g} kW"
+        )
+    basis_peak = sc.supply.capacity_basis_peak_kw
+    if basis_peak is not None and math.isfinite(sim.capacity_kw):
+        key = "market_load_kw" if sc.supply.capacity_scope == "market" else "feeder_load_kw"
+        b_peak_limited = float(np.max(base.series[key]))
+        notes.append(
+            f"capacity of {scope}: the published {sc.season_capacity_kw:g} kW for month "
+            f"{sc.start.month} against the field's uncoordinated peak of {basis_peak:g} kW, "
+            f"brought to our uncoordinated (baseline) peak of {b_peak_limited:.1f} kW "
+            f"= {sim.capacity_kw:.1f} kW"
         )
     if tr.dso_notes:
         notes.append(
@@ -354,7 +372,7 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
         "comparisons": _comparisons(sim, group_kpis),
         "capacity": {
             "scope": sc.supply.capacity_scope,
-            "limit_kw": _num(sc.capacity_kw),
+            "limit_kw": _num(sim.capacity_kw),
             "season_limit_kw": _num(sc.season_capacity_kw),
             "intervals_exceeded": {
                 name: None

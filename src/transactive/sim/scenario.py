@@ -20,7 +20,8 @@ The sections follow what a transactive-energy study states about its set-up (Hu 
 - ``mechanism``: ``fixed`` price, ``tou`` periods or the ``double_auction`` (price cap and floor,
   the price-statistics window), the flat tariff the baseline is billed at, and the DSO's check;
 - ``supply``: the wholesale price (constant or per hour) and the feeder's ``capacity_kw``;
-- ``comms``: message loss probability and delay in intervals;
+- ``comms``: message loss probability, the prices' delay in intervals, the bids' delay (fixed
+  or exponential) against the lead they are sent with before the gate closure;
 - ``outputs``: which result tables to write.
 """
 
@@ -443,6 +444,13 @@ class SupplySpec(_Strict):
     capacity_basis_homes: PositiveInt | None = None
     """When given, the limit is scaled by the homes the limit applies to over this many homes
     (a published feeder limit brought to the share of the homes simulated)."""
+    capacity_basis_peak_kw: Positive | None = None
+    """When given, the published limit is brought to the simulated homes by the ratio of their
+    uncoordinated peak to this one: the limit is ``season limit x P / capacity_basis_peak_kw``
+    with ``P`` the baseline run's peak of the load the limit applies to (the auction's homes
+    less the generators for a ``market`` scope, the substation's import otherwise), so the
+    limit stands to our homes' uncoordinated peak as the published one stood to the field's
+    (:func:`transactive.sim.engine.capacity_limit_kw`; the baseline runs first)."""
     capacity_scope: Literal["feeder", "market"] = "feeder"
     """``feeder``: the limit is on the substation's import (every home, background load and
     losses); ``market``: on the load of the auction's homes less the generators (a virtual
@@ -472,6 +480,14 @@ class SupplySpec(_Strict):
                 )
             if math.isfinite(self.capacity_kw):
                 raise ValueError("give capacity_kw or seasonal_capacity, not both")
+        if self.capacity_basis_homes is not None and self.capacity_basis_peak_kw is not None:
+            raise ValueError("give capacity_basis_homes or capacity_basis_peak_kw, not both")
+        if self.capacity_basis_peak_kw is not None and not (
+            self.seasonal_capacity or math.isfinite(self.capacity_kw)
+        ):
+            raise ValueError(
+                "capacity_basis_peak_kw scales a limit: give capacity_kw or seasonal_capacity"
+            )
         return self
 
     def price_at(self, local_hour: float) -> float:
@@ -484,12 +500,32 @@ class SupplySpec(_Strict):
 class Comms(_Strict):
     """Imperfect communication between devices and the market (Hu et al. 2019, §3.5).
 
-    Each bid and each price message is lost independently with ``loss_probability``; a price
-    reaches the devices ``delay_intervals`` intervals late.
+    Each bid and each price message is lost independently with ``loss_probability`` (1 is a
+    total outage); a price reaches the devices ``delay_intervals`` intervals late.
+
+    A bid travels ``bid_delay_s`` to the market: that delay for every bid (``fixed``), or drawn
+    per bid from an exponential distribution of that mean (``exponential``, the delay of a
+    memoryless queue). A device sends its bid ``bid_lead_s`` before the gate closure of its
+    interval (GridLAB-D's market ``controller`` submits its bid ``bid_delay`` seconds before the
+    auction clears); a bid whose delay exceeds that lead arrives after the gate closes and
+    misses the market (see :mod:`transactive.sim.engine`, Communication faults). ``bid_lead_s``
+    has no default: it decides which delays are late, so a bid delay must state it.
     """
 
-    loss_probability: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    loss_probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     delay_intervals: Annotated[int, Field(ge=0)] = 0
+    bid_delay_s: NonNegative = 0.0
+    bid_delay_distribution: Literal["fixed", "exponential"] = "fixed"
+    bid_lead_s: Positive | None = None
+
+    @model_validator(mode="after")
+    def _lead_given(self) -> Self:
+        if self.bid_delay_s > 0 and self.bid_lead_s is None:
+            raise ValueError(
+                "bid_lead_s: a bid delay needs the lead its bids are sent with before the gate "
+                "closure (seconds)"
+            )
+        return self
 
 
 class Outputs(_Strict):
@@ -560,6 +596,13 @@ class Scenario(_Strict):
             problems.append(
                 f"horizon_h ({self.horizon_h} h) must be a whole number of market intervals"
             )
+        lead = self.comms.bid_lead_s
+        if lead is not None and lead > self.market_interval_s:
+            problems.append(
+                f"comms.bid_lead_s: {lead:g} s exceeds the market interval "
+                f"({self.market_interval_s} s); a device bids once per interval, on its state at "
+                "the interval's start"
+            )
         if self.groups:
             auction = [n for n, g in self.groups.items() if g.mechanism.kind == "double_auction"]
             if auction and self.mechanism.kind != "double_auction":
@@ -611,7 +654,21 @@ class Scenario(_Strict):
 
         With ``capacity_basis_homes`` = B the limit is ``season limit x H / B``, H the homes the
         limit applies to (the auction's homes for a ``market`` scope, every home otherwise).
+        With ``supply.capacity_basis_peak_kw`` the limit depends on the baseline run: read it
+        from :attr:`transactive.sim.SimulationResult.capacity_kw` (or
+        :func:`transactive.sim.engine.capacity_limit_kw`); this property then raises.
+
+        Raises
+        ------
+        ValueError
+            The limit is scaled by the baseline's peak (``supply.capacity_basis_peak_kw``).
+
         """
+        if self.supply.capacity_basis_peak_kw is not None:
+            raise ValueError(
+                "supply.capacity_basis_peak_kw: the limit is scaled by the baseline run's peak; "
+                "it is known once the baseline has run (SimulationResult.capacity_kw)"
+            )
         limit = self.season_capacity_kw
         basis = self.supply.capacity_basis_homes
         if basis is not None and math.isfinite(limit):
