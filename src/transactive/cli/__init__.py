@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from transactive.cli import market, network, sim
+from transactive.cli import market, network, platform, sim
 
 app = typer.Typer(
     name="transactive",
@@ -16,6 +16,7 @@ app = typer.Typer(
 
 market.register(app)
 network.register(app)
+platform.register(app)
 sim.register(app)
 
 

@@ -61,7 +61,7 @@ Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Public(BaseModel):
@@ -156,25 +156,25 @@ class MarketCreate(_Model):
     #: A feeder :func:`transactive.network.load_feeder` knows (``case33bw``, a SimBench code);
     #: the DSO's security check runs on it. None: no network check (a flexibility market).
     feeder: str | None = None
-    interval_s: int = Field(300, gt=0, le=86400)
+    interval_s: int = Field(default=300, gt=0, le=86400)
     #: The gate closes this long before the interval starts.
-    gate_closure_lead_s: int = Field(0, ge=0)
+    gate_closure_lead_s: int = Field(default=0, ge=0)
     price_cap_per_kwh: float = Field(gt=0)
     price_floor_per_kwh: float = 0.0
     #: The substation's offer (the wholesale price) and its import capacity; None: no supply
     #: (only members trade).
     supply_price_per_kwh: float | None = None
-    supply_capacity_kw: float | None = Field(None, gt=0)
+    supply_capacity_kw: float | None = Field(default=None, gt=0)
     #: Metered deviations from the award pay or earn this price (currency/kWh).
     imbalance_price_per_kwh: float = Field(ge=0)
     #: Table 1 fees, per kWh traded by each member (bought or sold): transaction management to the
     #: platform operator, dispatch management to the system operator.
-    transaction_fee_per_kwh: float = Field(0.0, ge=0)
-    dispatch_fee_per_kwh: float = Field(0.0, ge=0)
+    transaction_fee_per_kwh: float = Field(default=0.0, ge=0)
+    dispatch_fee_per_kwh: float = Field(default=0.0, ge=0)
     #: Network service (transactive.settlement.NetworkTariff's use-of-system rates and loss price).
-    network_import_per_kwh: float = Field(0.0, ge=0)
+    network_import_per_kwh: float = Field(default=0.0, ge=0)
     network_export_per_kwh: float = 0.0
-    loss_price_per_kwh: float = Field(0.0, ge=0)
+    loss_price_per_kwh: float = Field(default=0.0, ge=0)
     dso_member_id: int | None = None
     network_owner_member_id: int | None = None
     #: The counterparty of the substation's supply and of imbalances (a retailer or the TSO).
@@ -185,9 +185,9 @@ class MarketUpdate(_Model):
     """What the operator may change of a market."""
 
     name: Name | None = None
-    imbalance_price_per_kwh: float | None = Field(None, ge=0)
-    transaction_fee_per_kwh: float | None = Field(None, ge=0)
-    dispatch_fee_per_kwh: float | None = Field(None, ge=0)
+    imbalance_price_per_kwh: float | None = Field(default=None, ge=0)
+    transaction_fee_per_kwh: float | None = Field(default=None, ge=0)
+    dispatch_fee_per_kwh: float | None = Field(default=None, ge=0)
 
 
 class MarketPublic(_Public):
@@ -229,7 +229,7 @@ class IntervalsCreate(_Model):
     """Open ``count`` consecutive intervals of the market from ``start`` (aligned to interval_s)."""
 
     start: AwareDatetime
-    count: int = Field(1, ge=1, le=10000)
+    count: int = Field(default=1, ge=1, le=10000)
 
 
 class IntervalPublic(_Public):
@@ -266,7 +266,7 @@ class ContractCreate(_Model):
 class ContractUpdate(_Model):
     """What the operator may change of a contract."""
 
-    max_power_kw: float | None = Field(None, gt=0)
+    max_power_kw: float | None = Field(default=None, gt=0)
     represents: list[Name] | None = None
     active: bool | None = None
 

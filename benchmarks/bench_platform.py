@@ -1,0 +1,434 @@
+"""The platform at the issue's scale: an interval of 100,000 bids, and bids over real HTTP.
+
+(a) Clear + check + settle one interval of N bids (default 100,000; target < 5 s) through
+    :func:`transactive.platform.service.advance` on a migrated SQLite database (and PostgreSQL
+    with ``--postgres``): a case33bw real-time market, one contract per bid spread over the
+    feeder's buses, two-point curves (60 % buyers). The rows are bulk-inserted beforehand (not
+    timed), as are the meter readings between check and settle. Baseline, same run:
+    :func:`transactive.market.clear` alone on the same curves, so the ratio is the platform's
+    overhead (reading rows, the DSO's check, awards, postings, audit).
+(b) Bid submission over HTTP to a ``transactive serve`` subprocess (uvicorn, one process) on
+    SQLite and on PostgreSQL: the demo's members and 200 extra contracts, ``--clients``
+    concurrent asyncio httpx clients for ``--seconds``; each bid a new Idempotency-Key (a first
+    bid or a replacement). Prints sustained bids/s and p50/p99 latency (targets 2,000 bids/s,
+    p99 < 50 ms) and the database. The client runs on the same machine (2 cores here) and takes
+    CPU from the server; the figure is printed with that said.
+
+    python benchmarks/bench_platform.py [--bids 100000] [--seconds 10] [--clients 16]
+        [--skip-http] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import sqlalchemy as sa
+
+from transactive.curves import BidCurves
+from transactive.market import Supply, clear
+from transactive.platform import db as platform_db
+from transactive.platform import service
+from transactive.platform.demo import admit
+from transactive.platform.models import Bid, BidPointRow, Contract, Interval, MeterReading
+from transactive.platform.schemas import (
+    BidStatus,
+    IntervalsCreate,
+    MarketCreate,
+    MarketKind,
+    MemberCreate,
+    Role,
+)
+
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------------- (a) one interval
+
+
+def _curves(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two points per curve: buyers (60 %) fall from q to 0, sellers from 0 to -q."""
+    prices = np.sort(rng.uniform(0.02, 0.6, (n, 2)), axis=1)
+    size = rng.uniform(0.5, 5.0, n)
+    buyer = rng.random(n) < 0.6
+    power = np.where(
+        buyer[:, None], np.column_stack([size, np.zeros(n)]), np.column_stack([np.zeros(n), -size])
+    )
+    return prices, power
+
+
+def _seed_interval(url: str, n: int, rng: np.random.Generator) -> tuple[int, Any, Any]:
+    from transactive.platform import crud  # noqa: PLC0415
+
+    engine = platform_db.make_engine(url)
+    factory = platform_db.make_session_factory(engine)
+    with factory.begin() as s:
+        op = admit(s, name="operator", role=Role.PLATFORM_OPERATOR)
+        dso = admit(s, name="dso", role=Role.DSO)
+        wires = admit(s, name="wires", role=Role.NETWORK_OWNER)
+        retailer = admit(s, name="retailer", role=Role.RETAILER)
+        del op
+        members = [
+            crud.create_member(
+                s,
+                member_in=MemberCreate(name=f"home {k}", role=Role.PROSUMER),
+                client_secret_hash="scrypt$bench$not-a-secret",
+            ).id
+            for k in range(100)
+        ]
+        market = crud.create_market(
+            s,
+            market_in=MarketCreate.model_validate(
+                {
+                    "name": "bench",
+                    "kind": MarketKind.REAL_TIME,
+                    "feeder": "case33bw",
+                    "price_cap_per_kwh": 1.0,
+                    "supply_price_per_kwh": 0.08,
+                    "supply_capacity_kw": 1e9,
+                    "imbalance_price_per_kwh": 0.15,
+                    "transaction_fee_per_kwh": 0.001,
+                    "dispatch_fee_per_kwh": 0.002,
+                    "network_import_per_kwh": 0.01,
+                    "dso_member_id": dso.member_id,
+                    "network_owner_member_id": wires.member_id,
+                    "supplier_member_id": retailer.member_id,
+                }
+            ),
+            currency="USD",
+        )
+        interval = crud.open_intervals(
+            s, market=market, intervals_in=IntervalsCreate(start=NOW + timedelta(hours=1), count=1)
+        )[0]
+        market_id, interval_id = market.id, interval.id
+    prices, power = _curves(n, rng)
+    # scale the whole market to the feeder: case33bw carries ~3.7 MW
+    power *= 3000.0 / max(float(power[:, 0].sum()), 1.0)
+    buses = [str(b) for b in range(1, 33)]
+    t0 = time.perf_counter()
+    with factory.begin() as s:
+        s.execute(
+            sa.insert(Contract),
+            [
+                {
+                    "member_id": members[k % len(members)],
+                    "market_id": market_id,
+                    "bus": buses[k % len(buses)],
+                    "meter_id": f"m{k}",
+                    "max_power_kw": 1e6,
+                    "represents": [],
+                    "active": True,
+                    "created_at": NOW,
+                }
+                for k in range(n)
+            ],
+        )
+        contract_ids = list(
+            s.scalars(
+                sa.select(Contract.id).where(Contract.market_id == market_id).order_by(Contract.id)
+            )
+        )
+        s.execute(
+            sa.insert(Bid),
+            [
+                {
+                    "interval_id": interval_id,
+                    "contract_id": c,
+                    "member_id": members[k % len(members)],
+                    "idempotency_key": f"b{k}",
+                    "content_hash": "0" * 64,
+                    "points": [
+                        {"price_per_kwh": float(prices[k, j]), "power_kw": float(power[k, j])}
+                        for j in range(2)
+                    ],
+                    "signature": None,
+                    "status": BidStatus.ACTIVE,
+                    "version": 1,
+                    "submitted_at": NOW,
+                    "created_at": NOW,
+                }
+                for k, c in enumerate(contract_ids)
+            ],
+        )
+        bid_ids = list(
+            s.scalars(sa.select(Bid.id).where(Bid.interval_id == interval_id).order_by(Bid.id))
+        )
+        s.execute(
+            sa.insert(BidPointRow),
+            [
+                {
+                    "bid_id": b,
+                    "seq": j,
+                    "price_per_kwh": float(prices[k, j]),
+                    "power_kw": float(power[k, j]),
+                    "created_at": NOW,
+                }
+                for k, b in enumerate(bid_ids)
+                for j in range(2)
+            ],
+        )
+    print(f"  seeded {n:,} contracts and bids in {time.perf_counter() - t0:.1f} s (not timed)")
+    curves = BidCurves.from_breakpoints(prices, power)
+    return interval_id, (engine, factory), curves
+
+
+def bench_interval(url: str, label: str, n: int, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    platform_db.upgrade(url)
+    interval_id, (engine, factory), curves = _seed_interval(url, n, rng)
+    # baseline: the market's clearing alone on the same curves
+    t0 = time.perf_counter()
+    base = clear(curves, price_cap=1.0, price_floor=0.0, supply=Supply(0.08, 1e9))
+    t_clear = time.perf_counter() - t0
+
+    steps: dict[str, float] = {}
+    for name in ("gate", "clear", "check"):
+        t0 = time.perf_counter()
+        with factory.begin() as s:
+            iv = s.get_one(Interval, interval_id)
+            service.advance(s, interval=iv, now=NOW + timedelta(hours=2), force=True)
+        steps[name] = time.perf_counter() - t0
+    with factory.begin() as s:  # meter readings = awards (not timed: members send them)
+        awards = s.execute(
+            sa.text("SELECT contract_id, member_id, energy_kwh FROM award WHERE interval_id = :i"),
+            {"i": interval_id},
+        ).all()
+        s.execute(
+            sa.insert(MeterReading),
+            [
+                {
+                    "interval_id": interval_id,
+                    "contract_id": c,
+                    "member_id": m,
+                    "energy_kwh": e,
+                    "received_at": NOW,
+                    "created_at": NOW,
+                }
+                for c, m, e in awards
+            ],
+        )
+    t0 = time.perf_counter()
+    with factory.begin() as s:
+        iv = s.get_one(Interval, interval_id)
+        service.advance(s, interval=iv, now=NOW + timedelta(hours=2))
+        price = iv.clearing_price_per_kwh
+    steps["settle"] = time.perf_counter() - t0
+    engine.dispose()
+    total = steps["clear"] + steps["check"] + steps["settle"]
+    print(
+        f"(a) {label}: {n:,} bids: clear {steps['clear']:.2f} s + check {steps['check']:.2f} s "
+        f"+ settle {steps['settle']:.2f} s = {total:.2f} s "
+        f"(target < 5 s; gate {steps['gate']:.3f} s)"
+    )
+    print(
+        f"    baseline transactive.market.clear alone: {t_clear * 1e3:.1f} ms -> platform / "
+        f"clear = {total / t_clear:.0f}x; price {price} (clear alone: {base.clearing_price:.4f})"
+    )
+
+
+# --------------------------------------------------------------------------------- (b) HTTP
+
+CREDENTIALS = re.compile(r"^\s+(\S+)\s+id=\d+\s+role=\S+\s+client_id=(\S+)\s+client_secret=(\S+)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(
+    url: str, env_extra: dict[str, str]
+) -> tuple[subprocess.Popen[str], str, dict[str, Any]]:
+    port = _free_port()
+    exe = str(Path(sys.executable).with_name("transactive"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
+    proc = subprocess.Popen(
+        [exe, "serve", "--demo", "--port", str(port), "--database-url", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    members: dict[str, Any] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = CREDENTIALS.match(line)
+        if m:
+            members[m.group(1)] = (m.group(2), m.group(3))
+        if line.startswith("API: "):
+            break
+    base = f"http://127.0.0.1:{port}/api/v1"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/markets").status_code == 401:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return proc, base, members
+
+
+async def _load(
+    base: str,
+    heads: list[tuple[dict[str, str], int]],
+    intervals: list[int],
+    seconds: float,
+    clients: int,
+) -> tuple[list[float], int, int]:
+    latencies: list[float] = []
+    errors = 0
+    done = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as http:
+
+        async def worker(w: int) -> None:
+            nonlocal errors, done
+            k = 0
+            while time.perf_counter() < deadline:
+                head, contract = heads[(w + k * clients) % len(heads)]
+                body = {
+                    "interval_id": intervals[k % len(intervals)],
+                    "contract_id": contract,
+                    "points": [
+                        {"price_per_kwh": 0.05 + 0.001 * (k % 100), "power_kw": 1.0},
+                        {"price_per_kwh": 0.5, "power_kw": 0.0},
+                    ],
+                }
+                t0 = time.perf_counter()
+                r = await http.post(
+                    "/bids", json=body, headers={**head, "Idempotency-Key": f"w{w}-{k}"}
+                )
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code == 201:
+                    done += 1
+                else:
+                    errors += 1
+                    if errors <= 3:
+                        print(f"    refused: {r.status_code} {r.text[:200]}")
+                k += 1
+
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+    return latencies, done, errors
+
+
+def bench_http(url: str, label: str, seconds: float, clients: int, env: dict[str, str]) -> None:
+    proc, base, members = _start(url, env)
+    try:
+        with httpx.Client(base_url=base, timeout=30.0) as http:
+
+            def login(name: str) -> dict[str, str]:
+                cid, secret = members[name]
+                r = http.post(
+                    "/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": cid,
+                        "client_secret": secret,
+                    },
+                )
+                r.raise_for_status()
+                return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+            op = login("operator")
+            market = http.get("/markets", headers=op).json()[0]["id"]
+            intervals = [
+                i["id"] for i in http.get(f"/markets/{market}/intervals", headers=op).json()
+            ]
+            heads: list[tuple[dict[str, str], int]] = []
+            for name in ("home-1", "home-2", "home-3", "home-4"):
+                head = login(name)
+                me = http.get("/members/me", headers=head).json()["id"]
+                for k in range(50):
+                    r = http.post(
+                        "/contracts",
+                        headers=op,
+                        json={
+                            "member_id": me,
+                            "market_id": market,
+                            "bus": str(2 + k % 30),
+                            "meter_id": f"{name}-{k}",
+                            "max_power_kw": 10.0,
+                        },
+                    )
+                    r.raise_for_status()
+                    heads.append((head, r.json()["id"]))
+        t0 = time.perf_counter()
+        latencies, done, errors = asyncio.run(_load(base, heads, intervals, seconds, clients))
+        elapsed = time.perf_counter() - t0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    lat = np.array(latencies) * 1e3
+    print(
+        f"(b) {label}: {done:,} bids accepted in {elapsed:.1f} s = {done / elapsed:,.0f} bids/s "
+        f"sustained (target 2,000), {errors} refused; latency p50 {np.percentile(lat, 50):.1f} ms, "
+        f"p99 {np.percentile(lat, 99):.1f} ms (target < 50 ms); {clients} concurrent clients "
+        "on the same machine"
+    )
+
+
+def _postgres_schema() -> tuple[str, Any]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+    return f"{POSTGRES}?options=-csearch_path%3D{schema}", drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bids", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-interval", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="also (a) on PostgreSQL")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_interval:
+            bench_interval(f"sqlite:///{tmp}/interval.db", "SQLite", args.bids)
+            if args.postgres:
+                url, drop = _postgres_schema()
+                try:
+                    bench_interval(url, "PostgreSQL", args.bids)
+                finally:
+                    drop()
+        if not args.skip_http:
+            bench_http(f"sqlite:///{tmp}/http.db", "SQLite", args.seconds, args.clients, {})
+            url, drop = _postgres_schema()
+            try:
+                bench_http(
+                    url,
+                    "PostgreSQL",
+                    args.seconds,
+                    args.clients,
+                    {"TRANSACTIVE_SECRET_KEY": "b" * 40},
+                )
+            finally:
+                drop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The audit log in the database: every accepted message and state change, hash-chained.
+
+Hu et al. 2019, §3.1.1: the platform's interfaces are observable and auditable. Each accepted
+create, update and state change appends one :class:`~transactive.platform.models.AuditRecord` in
+the same transaction as the change itself (so a change is durable and logged, or neither); the
+record's hash covers its sequence number, time, actor, kind, canonical payload and the previous
+record's hash (:mod:`transactive.platform.audit_chain`, the pure part). :func:`verify_database`
+reads the log in insertion order (primary key) and reports every record that was edited, removed
+or reordered, by its sequence number.
+
+Writers are serialised: :func:`lock_chain` takes PostgreSQL's transaction-scoped advisory lock
+(``pg_advisory_xact_lock``, PostgreSQL manual §9.27.10) before a writing transaction reads what
+it will change; on SQLite the ``BEGIN IMMEDIATE`` of :func:`transactive.platform.db.make_engine`
+already holds the database's write lock. So the chain has no forks and check-then-insert rules
+(idempotency keys, one active bid per contract) hold under concurrent requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from transactive.platform import audit_chain
+from transactive.platform.models import AuditRecord
+from transactive.platform.schemas import AuditVerification
+
+__all__ = ["CHAIN_LOCK_KEY", "append", "list_records", "lock_chain", "verify_database"]
+
+#: The advisory lock key of the audit chain on PostgreSQL (any constant; "TXAU" in ASCII).
+CHAIN_LOCK_KEY = 0x54584155
+
+#: Records read per batch when verifying a long log.
+_VERIFY_BATCH = 10_000
+
+
+def lock_chain(session: Session) -> None:
+    """Serialise writers: hold the chain's lock until the transaction ends.
+
+    PostgreSQL: ``pg_advisory_xact_lock`` (re-entrant within a transaction, released at commit or
+    rollback). SQLite: nothing to do, the transaction began with ``BEGIN IMMEDIATE``.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
+
+
+def append(
+    session: Session,
+    *,
+    actor_member_id: int | None,
+    kind: str,
+    payload: Mapping[str, Any],
+) -> AuditRecord:
+    """Append one record to the chain in the session's transaction.
+
+    Parameters
+    ----------
+    session : Session
+        The transaction of the change being logged.
+    actor_member_id : int or None
+        Who caused it (None: the platform itself, e.g. a scheduled gate closure).
+    kind : str
+        What happened (``member.created``, ``bid.submitted``, ``interval.cleared``, ...).
+    payload : mapping
+        The accepted message or the change, JSON-serialisable (canonicalised for the hash).
+
+    Returns
+    -------
+    AuditRecord
+        The new record (flushed: ``seq`` and ``hash`` are set).
+
+    """
+    lock_chain(session)
+    head = session.execute(
+        sa.select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+    ).first()
+    seq = 1 if head is None else int(head.seq) + 1
+    prev_hash = audit_chain.GENESIS if head is None else str(head.hash)
+    at = datetime.now(UTC)  # the time of logging (the caller's clock is in the payload)
+    body = dict(payload)
+    payload_json = audit_chain.canonical_json(body)
+    record = AuditRecord(
+        seq=seq,
+        at=at,
+        actor_member_id=actor_member_id,
+        kind=kind,
+        payload=body,
+        prev_hash=prev_hash,
+        hash=audit_chain.record_hash(
+            seq, audit_chain.iso_utc(at), actor_member_id, kind, payload_json, prev_hash
+        ),
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def _chain_records(session: Session) -> Iterator[audit_chain.ChainRecord]:
+    rows = session.execute(
+        sa.select(
+            AuditRecord.seq,
+            AuditRecord.at,
+            AuditRecord.actor_member_id,
+            AuditRecord.kind,
+            AuditRecord.payload,
+            AuditRecord.prev_hash,
+            AuditRecord.hash,
+        )
+        .order_by(AuditRecord.id)
+        .execution_options(yield_per=_VERIFY_BATCH)
+    )
+    for r in rows:
+        yield audit_chain.ChainRecord(
+            seq=int(r.seq),
+            at_iso=audit_chain.iso_utc(r.at),
+            actor=None if r.actor_member_id is None else int(r.actor_member_id),
+            kind=str(r.kind),
+            payload_json=audit_chain.canonical_json(r.payload),
+            prev_hash=str(r.prev_hash),
+            hash=str(r.hash),
+        )
+
+
+def verify_database(session: Session) -> AuditVerification:
+    """Check the whole chain: every edited, removed or reordered record, by its seq.
+
+    The records are read in insertion order (primary key), so a record moved by renumbering
+    shows up out of order, a deleted one as a gap and a broken link, an edited one (any field,
+    the payload included) as a hash that does not match its content.
+    """
+    problems = audit_chain.verify(_chain_records(session))
+    n = int(session.scalar(sa.select(sa.func.count()).select_from(AuditRecord)) or 0)
+    head_hash = session.scalar(
+        sa.select(AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+    )
+    return AuditVerification(
+        ok=not problems, n_records=n, head_hash=head_hash, problems=list(problems)
+    )
+
+
+def list_records(session: Session, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+    """Records with ``seq > after_seq``, oldest first, at most ``limit`` (for paging the log)."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return list(
+        session.scalars(
+            sa.select(AuditRecord)
+            .where(AuditRecord.seq > after_seq)
+            .order_by(AuditRecord.seq)
+            .limit(limit)
+        )
+    )
