@@ -1,4 +1,4 @@
-"""A small but realistic results directory, written exactly in the simulator's format (version 1).
+"""A small but realistic results directory, written exactly in the simulator's format (version 2).
 
 Two runs (baseline, transactive) over 24 hourly intervals of a summer day on case33bw: base load,
 HVAC, water heaters, EVs, rooftop PV and batteries. The transactive run pre-cools, charges its
@@ -155,6 +155,10 @@ def _kpis(
         "voltage_violation_minutes": int((vmin < 0.95).sum() * dt_h * 60),
         "unserved_ev_kwh": 0.0 if with_ev else None,
         "messages_lost": messages_lost,
+        # no hybrid heat pump and no smart appliance in the fixture's homes
+        "gas_kwh": None,
+        "gas_cost": None,
+        "unserved_appliance_kwh": None,
     }
 
 
@@ -232,6 +236,7 @@ def write_results(
             "comfort_min_c": lo,
             "comfort_max_c": hi,
             "ev_mean_soc": soc,
+            "gas_kw": np.zeros_like(h),
             **{f"load_kw:{kind}": v for kind, v in kinds.items()},
         }
         kpis[run] = _kpis(
@@ -251,7 +256,7 @@ def write_results(
     base_peak, te_peak = kpis["baseline"]["peak_kw"], kpis["transactive"]["peak_kw"]
     assert isinstance(base_peak, float) and isinstance(te_peak, float)
     summary: dict[str, Any] = {
-        "format_version": 1,
+        "format_version": 2,
         "scenario": "fixture",
         "seed": 7,
         "package_version": "0.1.0",
@@ -357,6 +362,8 @@ def _write_devices(
         "cost": [],
         "comfort_violation_degree_hours": [],
         "unserved_kwh": [],
+        "gas_kwh": [],
+        "gas_cost": [],
     }
     for run, kinds in loads.items():
         price = 0.10 if run == "transactive" else FLAT_TARIFF_PER_KWH
@@ -378,6 +385,8 @@ def _write_devices(
                     float(rng.uniform(0, 0.5)) if kind == "hvac" else float("nan")
                 )
                 cols["unserved_kwh"].append(0.0 if kind == "ev" else float("nan"))
+                cols["gas_kwh"].append(float("nan"))
+                cols["gas_cost"].append(float("nan"))
     pq.write_table(
         pa.table(
             {
@@ -392,6 +401,8 @@ def _write_devices(
                         "cost",
                         "comfort_violation_degree_hours",
                         "unserved_kwh",
+                        "gas_kwh",
+                        "gas_cost",
                     )
                 },
             }

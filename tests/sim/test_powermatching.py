@@ -14,7 +14,7 @@ from tests.market.strategies import PRICE_CAP, PRICE_FLOOR, bid_curves, volume
 from transactive.errors import ValidationError
 from transactive.market import Supply, clear
 from transactive.sim import SimulationResult, builtin_scenarios, parse_scenario, simulate, summary
-from transactive.sim.engine import powermatcher_clearing, wind_power_pu
+from transactive.sim.engine import _Setup, powermatcher_clearing, wind_power_pu
 from transactive.sim.results import self_sufficiency_pct
 
 PRICE_RESOLUTION = 1e-7
@@ -30,8 +30,15 @@ def _builtin(**replace: str) -> str:
     return text
 
 
-# two hours across the evening price peak (the wholesale price passes the gas turbine's cost)
-SHORT = {"horizon_h = 24": "horizon_h = 2", "T00:00:00+01:00": "T16:00:00+01:00"}
+# three hours across the evening price peak (the wholesale price passes the gas turbine's
+# cost), the smart appliances loaded in the first half hour with 2-3 h to finish
+APPLIANCE = "[population.appliance]\ncount = 25\nparticipation = 1.0\n"
+SHORT = {
+    "horizon_h = 24": "horizon_h = 3",
+    "T00:00:00+01:00": "T16:00:00+01:00",
+    APPLIANCE: APPLIANCE
+    + "options = { morning_share = 1.0, morning_h = [0.0, 0.5], window_h = [2.0, 3.0] }\n",
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +90,10 @@ def test_listed_and_shaped_as_phase_one():
     chp, hp = sc.population.chp, sc.population.heat_pump
     # the micro-CHP homes and the heat-pump homes are different homes
     assert chp.first_home + chp.count <= hp.first_home
+    # phase 1's hybrid heat pumps and a smart appliance in every home, bidding in the tree
+    assert hp.options["hybrid_share"] == 1.0
+    assert sc.population.appliance.count == sc.n_homes
+    assert sc.population.appliance.participation == 1.0
     assert {g.kind for g in sc.supply.generators} == {"wind", "dispatchable"}
 
 
@@ -153,3 +164,29 @@ def test_same_run_as_the_flat_double_auction(pmc):
         a["clearing_price_per_kwh"], b["clearing_price_per_kwh"], atol=PRICE_RESOLUTION
     )
     np.testing.assert_allclose(a["feeder_load_kw"], b["feeder_load_kw"], rtol=1e-6, atol=1e-6)
+
+
+def test_hybrids_and_appliances_in_the_tree(pmc):
+    """Every hybrid is told the flat tariff; every appliance cycle due by the end is served."""
+    groups = {g.kind: g.population for g in _Setup(pmc.scenario, None).groups() if g.participating}
+    hp, app = groups["heat_pump"], groups["appliance"]
+    assert hp.hybrid.all()
+    np.testing.assert_array_equal(hp.electricity_price_per_kwh, 0.0522)
+    horizon_s = pmc.scenario.horizon_s
+    assert (app.latest_finish_s <= horizon_s).all()
+    data = summary(pmc)
+    for name, run in pmc.runs.items():
+        kpis = data["runs"][name]
+        assert kpis["unserved_appliance_kwh"] == 0.0
+        dev = run.devices
+        mine = dev["kind"] == "appliance"
+        np.testing.assert_allclose(dev["energy_kwh"][mine], app.cycle_energy_kwh, rtol=1e-12)
+        assert run.series["load_kw:appliance"].max() > 0
+        # the hybrids' gas is metered and billed (none burns: every price is below their
+        # switch price, gas / 0.9 x COP of about 0.17-0.23 per kWh, and no backup is needed)
+        assert kpis["gas_kwh"] == 0.0 and kpis["gas_cost"] == 0.0
+        np.testing.assert_array_equal(run.series["gas_kw"], 0.0)
+    # the tree moved cycles: the appliances' load is not the baseline's, their energy is
+    base, tr = pmc.runs["baseline"].series, pmc.runs["transactive"].series
+    assert not np.array_equal(base["load_kw:appliance"], tr["load_kw:appliance"])
+    assert tr["load_kw:appliance"].sum() == pytest.approx(base["load_kw:appliance"].sum())

@@ -66,7 +66,7 @@ def test_results_directory_follows_the_format(written: Path, small: SimulationRe
         "peak_network.json",
     }
     data = json.loads((written / "summary.json").read_text())
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
     assert data["scenario"] == "small"
     assert data["seed"] == 7
     assert data["horizon_s"] == 7200
@@ -86,7 +86,14 @@ def test_results_directory_follows_the_format(written: Path, small: SimulationRe
     assert ts["value"].dtype == np.float64
     assert isinstance(ts["time"].dtype, pd.DatetimeTZDtype)
     series = set(ts["series"])
-    assert {"feeder_load_kw", "capacity_kw", "vmin_pu", "losses_kw", "ev_mean_soc"} <= series
+    assert {
+        "feeder_load_kw",
+        "capacity_kw",
+        "vmin_pu",
+        "losses_kw",
+        "ev_mean_soc",
+        "gas_kw",
+    } <= series
     assert {f"load_kw:{k}" for k in ("hvac", "water_heater", "ev", "pv", "battery")} <= series
     assert not ts.query("run == 'baseline'")["series"].str.startswith("clearing_").any()
     per_run = ts.groupby(["run", "series"]).size()
@@ -105,11 +112,17 @@ def test_results_directory_follows_the_format(written: Path, small: SimulationRe
         "cost",
         "comfort_violation_degree_hours",
         "unserved_kwh",
+        "gas_kwh",
+        "gas_cost",
     ]
     assert dev.groupby("run")["device_id"].apply(lambda s: s.is_unique).all()
     assert len(dev) == 2 * (60 + 40 + 20 + 30 + 15 + 60)
     assert dev.query("kind != 'hvac'")["comfort_violation_degree_hours"].isna().all()
     assert dev.query("kind == 'ev'")["unserved_kwh"].notna().all()
+    # no heat pump, so no gas meter: NaN per device, null KPIs, a zero series
+    assert dev[["gas_kwh", "gas_cost"]].isna().all().all()
+    assert data["runs"]["transactive"]["gas_kwh"] is None
+    assert (ts.query("series == 'gas_kw'")["value"] == 0).all()
 
     curves = pd.read_parquet(written / "peak_curves.parquet")
     for side, sign in (("demand", -1), ("supply", 1)):

@@ -533,6 +533,7 @@ _KIND_COLOURS: Mapping[str, str] = {
     "pv": "#f2c12e",
     "chp": "#c0504d",
     "heat_pump": "#6aa84f",
+    "appliance": "#d35fb7",
 }
 
 

@@ -1,7 +1,7 @@
 """The run's report: one self-contained HTML page from a results directory.
 
 :func:`read_results` reads and validates the directory the simulator writes (``summary.json``
-with ``format_version`` 1, ``timeseries.parquet``, ``devices.parquet``, ``peak_curves.parquet``,
+with ``format_version`` 2, ``timeseries.parquet``, ``devices.parquet``, ``peak_curves.parquet``,
 ``peak_network.json`` and ``scenario.toml``), naming every problem at once; :func:`write_report`
 turns it into ``report.html``: figures drawn with :mod:`transactive.report.figures` on the Agg
 canvas and embedded as base64 PNG, the KPI table (the measures TESP's studies report: energy,
@@ -49,6 +49,7 @@ from transactive.report.figures import (
     voltage_day_figure,
 )
 from transactive.results_format import (
+    DEVICE_COLUMNS,
     FILES,
     FORMAT_VERSION,
     KPI_NAMES,
@@ -69,28 +70,21 @@ KPIS: tuple[tuple[str, str, str, int], ...] = (
     ("peak_kw", "Peak feeder load", "kW", 1),
     ("energy_kwh", "Energy", "kWh", 1),
     ("cost", "Customer cost", "", 2),
+    ("gas_kwh", "Gas (hybrid heat pumps)", "kWh", 1),
+    ("gas_cost", "Gas cost (part of the customer cost)", "", 2),
     ("losses_kwh", "Network losses", "kWh", 1),
     ("pv_used_kwh", "PV used", "kWh", 1),
     ("comfort_violation_degree_hours", "Discomfort", "°C·h", 2),
     ("capacity_violation_minutes", "Above feeder capacity", "min", 0),
     ("voltage_violation_minutes", "Voltage outside limits", "min", 0),
     ("unserved_ev_kwh", "Unserved EV energy", "kWh", 1),
+    ("unserved_appliance_kwh", "Unserved appliance energy", "kWh", 1),
     ("messages_lost", "Messages lost", "", 0),
 )
 _KPI_KEYS = KPI_NAMES
 
 _TIMESERIES_COLUMNS = ("run", "interval_start_s", "time", "series", "value")
-_DEVICE_COLUMNS = (
-    "run",
-    "device_id",
-    "kind",
-    "bus",
-    "group",
-    "energy_kwh",
-    "cost",
-    "comfort_violation_degree_hours",
-    "unserved_kwh",
-)
+_DEVICE_COLUMNS = DEVICE_COLUMNS
 _CURVE_COLUMNS = ("side", "price_per_kwh", "power_kw")
 #: Tolerance of the check that ``peak_reduction_pct`` follows from the two peaks (points of %).
 _PEAK_REDUCTION_TOL_PCT = 1e-3
@@ -444,7 +438,7 @@ def _check_network(network: Mapping[str, Any], problems: Problems) -> Feeder | N
 
 
 def read_results(results_dir: str | Path) -> Results:
-    """Read and validate a results directory (format version 1).
+    """Read and validate a results directory (format version 2).
 
     Parameters
     ----------

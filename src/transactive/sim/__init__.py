@@ -4,10 +4,16 @@ Drives the pure layers through time (Hu et al., "Transactive Energy: an Effectiv
 Balancing Electric Energy System", Proc. CSEE 2019, §3.1: bid, clear, the system operator's
 check, respond, meter): :func:`load_scenario` reads a scenario, :func:`simulate` runs it (the
 transactive run and its baseline, same homes and weather), :func:`write_results` writes the
-results directory (format version 1).
+results directory (format version 2).
 """
 
-from transactive.sim.engine import RunResult, SimulationResult, rtp_adder_per_kwh, simulate
+from transactive.sim.engine import (
+    RunResult,
+    SimulationResult,
+    capacity_limit_kw,
+    rtp_adder_per_kwh,
+    simulate,
+)
 from transactive.sim.results import FORMAT_VERSION, KPI_NAMES, summary, write_results
 from transactive.sim.scenario import (
     BUILTIN_SCENARIOS,
@@ -25,6 +31,7 @@ __all__ = [
     "Scenario",
     "SimulationResult",
     "builtin_scenarios",
+    "capacity_limit_kw",
     "load_scenario",
     "parse_scenario",
     "rtp_adder_per_kwh",

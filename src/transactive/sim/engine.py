@@ -93,8 +93,11 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
 - **Baseline**: the same homes, weather and feeder with no mechanism: thermostats (HVAC, water
   heaters) on their deadband controllers, PV at full output, EVs charging at full power from
   arrival until full (their own urgency bid answered at the price floor with a full fill, which
-  is the most they can take), batteries idle (no price to arbitrage against), the base load on
-  its profile; everything billed at the flat tariff.
+  is the most they can take), smart appliances starting their cycle when they are loaded (the
+  same answer to their own bid, :class:`transactive.devices.AppliancePopulation`), batteries
+  idle (no price to arbitrage against), the base load on its profile; everything billed at the
+  flat tariff. Non-participating EVs and appliances run so in the transactive run too (the
+  generic dry run of a non-participant would never start an appliance before its latest start).
 - **The real-time price's adder** (``mechanism.rtp_adder``, :func:`rtp_adder_per_kwh`): the
   substation offers the auction the wholesale price plus a constant adder ``a`` (and buys exports
   back at the same), so the clearing price is a retail real-time price. ``load_weighted``
@@ -134,6 +137,26 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   buffer is full, then following the heat demand). **Heat pumps**
   (:class:`transactive.devices.HeatPumpPopulation`) are thermostats in the baseline; their
   houses' comfort counts with the HVAC houses'.
+- **Hybrid heat pumps** (``heat_pump`` with ``hybrid_share > 0``): each hybrid's controller
+  compares gas with the electricity tariff it is told outside a responded interval, which is
+  the scenario's flat tariff (``electricity_price_per_kwh = mechanism.flat_price_per_kwh``)
+  unless the kind's options give one; so in the baseline (and as a non-participant) the
+  boiler heats when the flat tariff is above the switch price. The boilers' gas is metered
+  per step (:class:`transactive.devices.HeatPumpStepResult`), summed into the series
+  ``gas_kw`` and billed at each house's ``gas_price_per_kwh`` inside the homes' ``cost`` (the
+  same gas price in both runs), with ``gas_kwh`` and ``gas_cost`` (the gas part of ``cost``)
+  beside it: a hybrid that burns gas instead of buying electricity pays for the gas, in the
+  baseline as in the transactive run. The micro-CHP's fuel is not billed (its
+  ``fuel_price_per_kwh`` is a marginal cost it bids with, not a gas meter).
+- **Appliances and the horizon**: every cycle is made due by the horizon's end,
+  ``latest_finish = min(latest_finish, max(horizon end, earliest_start + D))`` with ``D`` the
+  cycle's duration (:func:`_within_horizon`): a cycle that fits between its loading and the
+  horizon's end must be over by then, in both runs, and one loaded later than ``end - D`` must
+  start when it is loaded (as it does in the baseline). So no run can shift a cycle past the
+  horizon and look cheaper for energy it never metered; ``unserved_appliance_kwh`` (the
+  cycles due by the end that had not run in full, :meth:`AppliancePopulation.unserved_kwh`) is
+  then zero whenever the devices kept their deadlines. The summary's notes count the windows
+  cut. The sample's hours count from the run's start, as the EVs' do.
 - **PowerMatcher** mechanism (:func:`powermatcher_clearing`): the bids are summed per home,
   then per neighbourhood concentrator, buyers and sellers apart; the generators join the
   auctioneer at the top, which clears with the grid connection as the supply; each device's
@@ -160,11 +183,13 @@ import numpy.typing as npt
 
 from transactive.curves import BidCurves, default_ids
 from transactive.devices import (
+    AppliancePopulation,
     BaseLoadPopulation,
     BatteryPopulation,
     CHPPopulation,
     EVPopulation,
     HeatPumpPopulation,
+    HeatPumpStepResult,
     HvacPopulation,
     MarketInterval,
     PriceStats,
@@ -202,7 +227,11 @@ _CLASSES: dict[str, Any] = {
     "base_load": BaseLoadPopulation,
     "chp": CHPPopulation,
     "heat_pump": HeatPumpPopulation,
+    "appliance": AppliancePopulation,
 }
+_AT_ONCE = ("ev", "appliance")
+"""Kinds that, left alone, run at once: an EV charges from its arrival, an appliance starts its
+cycle when it is loaded (their own bid answered at the price floor with a full fill)."""
 CAPACITY_MARGIN = 0.01
 """Share of the capacity kept free for metering against the forecast (see the module docstring)."""
 STATS_MIN_SAMPLES_S = 3600
@@ -235,7 +264,10 @@ class _Group:
     last_fill: FloatArray
     energy_kwh: FloatArray
     cost: FloatArray
+    """What each device's electricity cost its home (its gas is billed in :meth:`_Run._result`)."""
     discomfort_dh: FloatArray
+    gas_kwh: FloatArray
+    """Gas each device burnt (a hybrid heat pump's boiler; zero for every other device)."""
 
     @property
     def n(self) -> int:
@@ -286,6 +318,9 @@ class SimulationResult:
     when the scenario has faults; not one of :attr:`runs` (the results files hold two runs)."""
     capacity_kw: float = math.inf
     """The capacity limit both runs applied (:func:`capacity_limit_kw`; ``inf``: none)."""
+    appliance_windows_cut: int = 0
+    """Appliance cycles whose sampled window ended after the horizon, made due by its end
+    (:func:`_within_horizon`)."""
 
 
 _STREAMS = ("placement", "comms", "bid_delay")
@@ -363,11 +398,14 @@ class _Setup:
         self.background_q_kvar = sc.feeder.scale * np.asarray(
             self.feeder.load_q_kvar, dtype=np.float64
         )
+        self.appliance_windows_cut = 0
+        """Set by :meth:`groups` (the same every call): see Appliances and the horizon."""
 
     def groups(self) -> list[_Group]:
         """Fresh populations (the same every call: their generators restart from the seed)."""
         sc = self.scenario
         out = []
+        windows_cut = 0
         t_out = float(self.physics[self.physics_offset].temperature_c)
         for kind in KINDS:
             spec = sc.population.kind(kind)
@@ -380,6 +418,10 @@ class _Setup:
                     options[key] = tuple(value)
             if kind in ("hvac", "heat_pump"):
                 options.setdefault("outdoor_temperature_c", t_out)
+            if kind == "heat_pump" and _positive(options.get("hybrid_share", 0.0)):
+                # a hybrid's controller compares gas with the tariff it is told outside a
+                # market: the scenario's flat tariff unless the options say otherwise
+                options.setdefault("electricity_price_per_kwh", sc.mechanism.flat_price_per_kwh)
             first = spec.first_home
             slices = self._slices(kind, spec.count, spec.participation, first)
             for participating, lo, hi, meta in slices:
@@ -400,6 +442,10 @@ class _Setup:
                         ],
                         subject="scenario",
                     ) from None
+                if kind == "appliance":
+                    cut = pop
+                    pop = _within_horizon(pop, sc.horizon_s)
+                    windows_cut += int(np.sum(pop.latest_finish_s < cut.latest_finish_s))
                 n = hi - lo
                 out.append(
                     _Group(
@@ -415,8 +461,10 @@ class _Setup:
                         energy_kwh=np.zeros(n),
                         cost=np.zeros(n),
                         discomfort_dh=np.zeros(n),
+                        gas_kwh=np.zeros(n),
                     )
                 )
+        self.appliance_windows_cut = windows_cut
         return out
 
     def _slices(
@@ -476,6 +524,32 @@ def _sample(
 ) -> Any:
     """``sample(n, rng, ids=ids, **options)`` of a kind."""
     return _CLASSES[kind].sample(n, rng, ids=ids, **options)
+
+
+def _positive(value: object) -> bool:
+    """Whether an option's value is a number above zero (a bad one is the sample's to report)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _within_horizon(pop: AppliancePopulation, horizon_s: int) -> AppliancePopulation:
+    """The appliances with every cycle due by the horizon's end (see Appliances in the module).
+
+    ``latest_finish = min(latest_finish, max(horizon_s, earliest_start + D))``: a cycle that
+    fits between its loading and the horizon's end is due by that end; one loaded later than
+    ``horizon_s - D`` must start when it is loaded. Everything else of the sample is kept.
+    """
+    due = np.minimum(
+        pop.latest_finish_s, np.maximum(float(horizon_s), pop.earliest_start_s + pop.duration_s)
+    )
+    return AppliancePopulation(
+        phase_power_kw=pop.phase_power_kw,
+        phase_duration_s=pop.phase_duration_s,
+        earliest_start_s=pop.earliest_start_s,
+        latest_finish_s=due,
+        band_k=pop.band_k,
+        labels=list(pop.labels),
+        ids=pop.ids,
+    )
 
 
 def simulate(
@@ -539,6 +613,7 @@ def simulate(
         rtp_adder_per_kwh=adder,
         no_faults=no_faults,
         capacity_kw=capacity,
+        appliance_windows_cut=setup.appliance_windows_cut,
     )
 
 
@@ -895,7 +970,7 @@ class _Run:
             for gi, g in enumerate(self.groups):
                 pop = g.population
                 if not self.market or (g.mode == "own" and not g.in_auction):
-                    if g.kind == "ev":  # charges at full power from arrival (see Baseline)
+                    if g.kind in _AT_ONCE:  # from arrival or loading, at once (see Baseline)
                         pop.bid(stats, interval, forecast)
                         pop.respond(floor, 1.0)
                     elif g.kind == "chp":  # heat-led: as much as its buffer takes (Baseline)
@@ -932,7 +1007,7 @@ class _Run:
                             fallback = _block(g.last_power_kw, cap, floor).with_ids(pop.ids)
                             curves = _where_rows(missed, fallback, curves)
                 else:
-                    if g.kind == "ev":  # a non-participating EV charges as in the baseline
+                    if g.kind in _AT_ONCE:  # a non-participant runs as in the baseline
                         pop.bid(stats, interval, forecast)
                         power = pop.respond(floor, 1.0)
                     elif g.kind == "chp":  # a non-participating CHP runs heat-led
@@ -1068,6 +1143,7 @@ class _Run:
             tic = time.perf_counter()
             node_kwh = np.zeros(n_nodes)
             kind_kwh = dict.fromkeys(kinds_present, 0.0)
+            gas_kwh = 0.0
             temp_sum = 0.0
             for k in range(steps):
                 time_s = start_s + k * dt
@@ -1079,6 +1155,10 @@ class _Run:
                     res = g.population.step(time_s, dt, weather)
                     e = np.asarray(res.energy_kwh, dtype=np.float64)
                     g.energy_kwh += e
+                    if isinstance(res, HeatPumpStepResult):  # a hybrid's boiler burns gas
+                        burnt = np.asarray(res.gas_energy_kwh, dtype=np.float64)
+                        g.gas_kwh += burnt
+                        gas_kwh += float(burnt.sum())
                     g.last_power_kw = (
                         e * 3600.0 / interval_s
                         if k == 0
@@ -1097,6 +1177,7 @@ class _Run:
             series["generator_kw"][t] = gen_kw
             for gen, value in zip(sc.supply.generators, gen_each_kw, strict=True):
                 series[f"generator_kw:{gen.name}"][t] = value
+            series["gas_kw"][t] = gas_kwh * 3600.0 / interval_s
             label_kw = dict.fromkeys(labels, 0.0)
             market_kw = 0.0
             for g in self.groups:
@@ -1223,9 +1304,12 @@ class _Run:
                 "cost",
                 "comfort_violation_degree_hours",
                 "unserved_kwh",
+                "gas_kwh",
+                "gas_cost",
             )
         }
-        unserved_ev = None
+        unserved: dict[str, float | None] = {"ev": None, "appliance": None}
+        gas_kwh = gas_cost = None
         for g in self.groups:
             pop = g.population
             rows["device_id"].append(np.asarray(pop.ids, dtype=str))
@@ -1233,16 +1317,32 @@ class _Run:
             rows["bus"].append(g.bus.astype(np.int64))
             rows["group"].append(np.full(g.n, g.label))
             rows["energy_kwh"].append(g.energy_kwh.copy())
-            rows["cost"].append(g.cost.copy())
             rows["comfort_violation_degree_hours"].append(
                 g.discomfort_dh.copy() if _houses(g) is not None else np.full(g.n, np.nan)
             )
-            if g.kind == "ev":
-                short = np.asarray(pop.shortfall_kwh(horizon_s), dtype=np.float64)
+            if g.kind in unserved:
+                short = np.asarray(
+                    pop.shortfall_kwh(horizon_s) if g.kind == "ev" else pop.unserved_kwh(horizon_s),
+                    dtype=np.float64,
+                )
                 rows["unserved_kwh"].append(short)
-                unserved_ev = (unserved_ev or 0.0) + float(short.sum())
+                unserved[g.kind] = (unserved[g.kind] or 0.0) + float(short.sum())
             else:
                 rows["unserved_kwh"].append(np.full(g.n, np.nan))
+            # gas: a hybrid's boiler at its house's gas price, in the home's cost beside its
+            # electricity (same price in both runs: see Hybrid heat pumps in the module)
+            if g.kind == "heat_pump":
+                billed = g.gas_kwh * np.nan_to_num(np.asarray(pop.gas_price_per_kwh), nan=0.0)
+                rows["gas_kwh"].append(g.gas_kwh.copy())
+                rows["gas_cost"].append(billed)
+                rows["cost"].append(g.cost + billed)
+                if bool(np.any(pop.hybrid)):
+                    gas_kwh = (gas_kwh or 0.0) + float(g.gas_kwh.sum())
+                    gas_cost = (gas_cost or 0.0) + float(billed.sum())
+            else:
+                rows["gas_kwh"].append(np.full(g.n, np.nan))
+                rows["gas_cost"].append(np.full(g.n, np.nan))
+                rows["cost"].append(g.cost.copy())
         devices = {k: np.concatenate(v) if v else np.empty(0) for k, v in rows.items()}
         interval_h = sc.market_interval_s / 3600.0
         load = series["feeder_load_kw"]
@@ -1258,8 +1358,11 @@ class _Run:
             ),
             "capacity_violation_minutes": cap_min if math.isfinite(self.capacity_kw) else None,
             "voltage_violation_minutes": volt_min,
-            "unserved_ev_kwh": unserved_ev,
+            "unserved_ev_kwh": unserved["ev"],
             "messages_lost": float(self.messages_lost),
+            "gas_kwh": gas_kwh,
+            "gas_cost": gas_cost,
+            "unserved_appliance_kwh": unserved["appliance"],
         }
         return RunResult(
             name=self.name,

@@ -1,4 +1,4 @@
-"""The results directory of a simulation (format version 1).
+"""The results directory of a simulation (format version 2, :mod:`transactive.results_format`).
 
 Files (all plain and documented; the report reads them):
 
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transactive.results_format import FORMAT_VERSION, KPI_NAMES
+from transactive.results_format import DEVICE_COLUMNS, FORMAT_VERSION, KPI_NAMES
 from transactive.sim.engine import RunResult, SimulationResult, market_groups
 
 __all__ = [
@@ -62,10 +62,14 @@ def _group_kpis(run: RunResult, group: str) -> dict[str, float | None]:
     comfort = dev["comfort_violation_degree_hours"][mask]
     unserved = dev["unserved_kwh"][mask]
     load = run.series.get(f"group_load_kw:{group}")
+    gas = dev["gas_kwh"][mask]
+    hybrid = run.kpis["gas_kwh"] is not None and "heat_pump" in kinds
     return {
         "peak_kw": float(np.max(load)) if load is not None and load.size else None,
         "energy_kwh": float(dev["energy_kwh"][mask].sum()),
         "cost": float(dev["cost"][mask].sum()),
+        "gas_kwh": float(np.nansum(gas)) if hybrid else None,
+        "gas_cost": float(np.nansum(dev["gas_cost"][mask])) if hybrid else None,
         "losses_kwh": None,
         "pv_used_kwh": None,
         "comfort_violation_degree_hours": (
@@ -73,7 +77,14 @@ def _group_kpis(run: RunResult, group: str) -> dict[str, float | None]:
         ),
         "capacity_violation_minutes": None,
         "voltage_violation_minutes": None,
-        "unserved_ev_kwh": float(np.nansum(unserved)) if "ev" in kinds else None,
+        "unserved_ev_kwh": (
+            float(np.nansum(unserved[dev["kind"][mask] == "ev"])) if "ev" in kinds else None
+        ),
+        "unserved_appliance_kwh": (
+            float(np.nansum(unserved[dev["kind"][mask] == "appliance"]))
+            if "appliance" in kinds
+            else None
+        ),
         "messages_lost": None,
     }
 
@@ -347,6 +358,13 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
             f"brought to our uncoordinated (baseline) peak of {b_peak_limited:.1f} kW "
             f"= {sim.capacity_kw:.1f} kW"
         )
+    if sim.appliance_windows_cut:
+        n_appliances = int(np.sum(tr.devices["kind"] == "appliance"))
+        notes.append(
+            f"{sim.appliance_windows_cut} of {n_appliances} appliance cycles were due after the "
+            f"horizon's end ({sc.horizon_s} s): made due by it in both runs, so every cycle that "
+            "fits runs inside the horizon"
+        )
     if tr.dso_notes:
         notes.append(
             f"the DSO's check was not secure in {len(tr.dso_notes)} intervals; first: "
@@ -455,10 +473,12 @@ def _devices(sim: SimulationResult) -> pd.DataFrame:
                         np.float64
                     ),
                     "unserved_kwh": d["unserved_kwh"].astype(np.float64),
+                    "gas_kwh": d["gas_kwh"].astype(np.float64),
+                    "gas_cost": d["gas_cost"].astype(np.float64),
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)[list(DEVICE_COLUMNS)]
 
 
 def _peak_curves(run: RunResult) -> pd.DataFrame:

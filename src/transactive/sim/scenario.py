@@ -69,7 +69,9 @@ __all__ = [
     "parse_scenario",
 ]
 
-DeviceKind = Literal["hvac", "water_heater", "ev", "pv", "battery", "base_load", "chp", "heat_pump"]
+DeviceKind = Literal[
+    "hvac", "water_heater", "ev", "pv", "battery", "base_load", "chp", "heat_pump", "appliance"
+]
 KINDS: tuple[DeviceKind, ...] = (
     "hvac",
     "water_heater",
@@ -79,6 +81,7 @@ KINDS: tuple[DeviceKind, ...] = (
     "base_load",
     "chp",
     "heat_pump",
+    "appliance",
 )
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -129,7 +132,12 @@ class KindSpec(_Strict):
 
     ``options`` are passed to the kind's ``sample(n, rng, **options)`` (for example HVAC's
     ``comfort_tolerance`` or the EVs' ``arrival_mean_h``); an option the kind does not take is
-    reported with its path.
+    reported with its path. Two are filled in by the simulator when not given: the houses'
+    ``outdoor_temperature_c`` (HVAC, heat pumps: the weather's at the start) and, for heat
+    pumps with ``hybrid_share > 0``, ``electricity_price_per_kwh`` (the tariff a hybrid's
+    controller compares with gas outside a market: ``mechanism.flat_price_per_kwh``). The
+    ``appliance`` kind's hours (``morning_h``, ``evening_h``) count from the run's start, and
+    every cycle is made due by the horizon's end (:mod:`transactive.sim.engine`).
     """
 
     count: Annotated[int, Field(ge=0)] = 0
@@ -161,7 +169,20 @@ _SAMPLE_OPTIONS: dict[str, frozenset[str]] = {
     "battery": frozenset({"capacity_kwh", "c_rate"}),
     "base_load": frozenset({"annual_energy_mean_kwh", "annual_energy_cv", "time_jitter_s"}),
     "chp": frozenset({"fuel_price_per_kwh"}),
-    "heat_pump": frozenset({"outdoor_temperature_c", "floor_heating_share"}),
+    "heat_pump": frozenset(
+        {
+            "outdoor_temperature_c",
+            "floor_heating_share",
+            "hybrid_share",
+            "boiler_kw",
+            "boiler_efficiency",
+            "gas_price_per_kwh",
+            "electricity_price_per_kwh",
+        }
+    ),
+    "appliance": frozenset(
+        {"kind_share", "morning_share", "morning_h", "evening_h", "window_h", "power_scale"}
+    ),
 }
 
 
@@ -177,6 +198,7 @@ class PopulationSpec(_Strict):
     base_load: KindSpec = KindSpec()
     chp: KindSpec = KindSpec()
     heat_pump: KindSpec = KindSpec()
+    appliance: KindSpec = KindSpec()
 
     @model_validator(mode="after")
     def _options_known(self) -> Self:
