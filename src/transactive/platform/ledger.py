@@ -13,7 +13,10 @@ Money and accounts
 Money is ``int`` of the smallest currency unit (``currency_exponent`` digits: 2 for USD; ISO
 4217's minor units). A float amount becomes minor units once per posting, rounded half to even
 (IEEE 754 roundTiesToEven, ``numpy.rint``), so one posting is within half a minor unit of its
-float amount. Account keys are strings: ``"member:<id>"`` (debits minus credits is what the
+float amount; the members' energy amounts are apportioned instead (largest remainder, each
+within one minor unit), so that they add up to what the market pays out and the clearing
+account closes without a rounding residual that grows with the number of members. Account
+keys are strings: ``"member:<id>"`` (debits minus credits is what the
 member owes the platform; negative, what the platform owes it) and ``"market:<id>"``, the
 market's clearing account. Every posting has a debit and a credit account and an amount > 0 (a
 negative amount is posted the other way; zero amounts and postings of an account to itself are
@@ -40,9 +43,11 @@ Rules (signs: positive energy is consumption, as everywhere in the project)
    ``Σ awarded_kwh × (price_per_kwh − clearing_price_per_kwh)`` (the merchandising surplus of
    locational pricing, Kirschen & Strbac, *Fundamentals of Power System Economics*, ch. 6)
    goes from the market to the DSO. No surcharge, no rent.
-7. **Rounding**: what the market account still holds after 1 and 6 is the residual of rounding
-   each posting once (at most half a unit per market posting); it goes to (or comes from) the
-   platform operator, so the market account is exactly 0 after every interval.
+7. **Rounding**: the members' energy amounts are apportioned by the largest-remainder method
+   (Hamilton's, as bills are rounded to a known total) to add up to the supplier's amount plus
+   the rent, so the market account closes by itself; whatever it still holds (only when the
+   apportionment cannot reach that total: a unit or two) goes to (or comes from) the platform
+   operator, so the market account is exactly 0 after every interval.
 
 The awards must balance (``Σ awarded_kwh == supply_kwh`` to :data:`BALANCE_RTOL` of the gross
 energy), as every clearing does; otherwise the market account would hold money no rule assigns.
@@ -418,6 +423,31 @@ def _minor(values: FloatArray) -> list[int]:
     return rounded
 
 
+def _apportion(values: FloatArray, target: int) -> list[int]:
+    """Round float amounts so that they sum to ``target``, each within one unit of its value.
+
+    The largest-remainder (Hamilton) method, started from the amounts rounded half to even: when
+    those miss the target by ``d`` units, the ``|d|`` amounts rounded the furthest the wrong way
+    (down when units are short, up when they are over; ties to the earlier amount) move one unit
+    each. Amounts already on the target are left as rounded. Only an amount rounded that way can
+    move, so when too few can (the target is more than that away, which happens only when the
+    two sides were rounded separately to a total one unit off) the rest stays with the caller.
+    """
+    rounded = np.rint(values)
+    d = target - int(rounded.sum())
+    gap = values - rounded  # in [-0.5, 0.5]: > 0 where rounded down
+    if d > 0:
+        movable = np.flatnonzero(gap > 0.0)
+        order = movable[np.argsort(-gap[movable], kind="stable")]
+        rounded[order[:d]] += 1.0
+    elif d < 0:
+        movable = np.flatnonzero(gap < 0.0)
+        order = movable[np.argsort(gap[movable], kind="stable")]
+        rounded[order[:-d]] -= 1.0
+    out: list[int] = rounded.astype(np.int64).tolist()
+    return out
+
+
 def settle_interval(inp: IntervalSettlementInput) -> tuple[Posting, ...]:
     """Double-entry postings of one interval, by the rules of the module docstring.
 
@@ -472,12 +502,14 @@ def settle_interval(inp: IntervalSettlementInput) -> tuple[Posting, ...]:
     fee_contract, fee_part, fee_minor = _network_fee_rows(inp, a, scale, problems)
     problems.raise_if_any()
 
-    energy_minor = _minor(energy)
+    supply_minor = int(np.rint(supply))
+    rent_minor = int(np.rint(rent))
+    # the members' energy sums to the supply plus the rent (the awards balance), so the market
+    # account closes when the members' rounded amounts add up to the rounded other side
+    energy_minor = _apportion(energy, supply_minor + rent_minor)
     imbalance_minor = _minor(imbalance)
     transaction_minor = _minor(transaction)
     dispatch_minor = _minor(dispatch)
-    supply_minor = int(np.rint(supply))
-    rent_minor = int(np.rint(rent))
 
     # counterparties the non-zero amounts need
     needs_supplier = [k for k in range(m) if imbalance_minor[k] != 0]
