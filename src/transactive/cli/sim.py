@@ -13,7 +13,7 @@ imported inside the commands, so ``transactive --help`` stays light.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -44,45 +44,75 @@ def run_command(
         Path, typer.Option("--out", help="Results directory (created if missing).")
     ] = Path("results"),
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,
+    live: Annotated[
+        str | None,
+        typer.Option(
+            "--live",
+            metavar="URL",
+            help="Clear the transactive run on a running `transactive serve` at URL (the "
+            "devices' agents speak HTTP to it) instead of in this process.",
+        ),
+    ] = None,
+    operator_id: Annotated[
+        str | None,
+        typer.Option(
+            "--operator-id",
+            envvar="TRANSACTIVE_OPERATOR_ID",
+            help="With --live: the platform operator's client id.",
+        ),
+    ] = None,
+    operator_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--operator-secret",
+            envvar="TRANSACTIVE_OPERATOR_SECRET",
+            help="With --live: the platform operator's client secret.",
+        ),
+    ] = None,
 ) -> None:
-    """Run a scenario (its baseline and its transactive run) and write the results directory."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+    """Run a scenario (its baseline and its transactive run) and write the results directory.
 
+    With ``--live URL`` the runs with a market clear on the service at URL
+    (:class:`transactive.sim.live.LiveService`; the baseline has no market): a scenario the live
+    mode does not support, missing credentials or a refusal of the service exit with status 1
+    and the reason.
+    """
     from transactive.cli._paths import check_output_folder  # noqa: PLC0415
     from transactive.errors import ValidationError  # noqa: PLC0415
-    from transactive.sim import load_scenario, simulate, summary, write_results  # noqa: PLC0415
+    from transactive.sim import load_scenario, summary, write_results  # noqa: PLC0415
 
     console = Console()
+    service = None
+    refusals: tuple[type[Exception], ...] = (ValidationError,)
     try:
         sc, base_dir = load_scenario(scenario)
         check_output_folder(out, "--out")  # before the run, which could not be saved otherwise
-    except ValidationError as exc:
+        if live is not None:
+            from transactive.sim.live import (  # noqa: PLC0415
+                LiveService,
+                LiveServiceError,
+                check_live,
+            )
+
+            refusals = (ValidationError, LiveServiceError)
+            check_live(sc)
+            service = LiveService(
+                live, operator_id=operator_id or "", operator_secret=operator_secret or ""
+            )
+        elif operator_id is not None or operator_secret is not None:
+            typer.echo("--operator-id and --operator-secret go with --live URL", err=True)
+            raise typer.Exit(code=1)
+    except refusals as exc:  # a bad scenario or --out; the service not there or refusing
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None
     try:
-        if quiet:
-            sim = simulate(sc, base_dir=base_dir)
-        else:
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as bar:
-                tasks = {
-                    name: bar.add_task(f"{name} run", total=sc.n_intervals)
-                    for name in ("baseline", "transactive")
-                }
-
-                def progress(name: str, done: int, total: int) -> None:
-                    bar.update(tasks[name], completed=done, total=total)
-
-                sim = simulate(sc, base_dir=base_dir, progress=progress)
-    except ValidationError as exc:
+        sim = _simulate(sc, base_dir, quiet=quiet, console=console, market_access=service)
+    except refusals as exc:  # a bad scenario, or the live service refused or is not there
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None
+    finally:
+        if service is not None:
+            service.close()
     from transactive.report import write_report  # noqa: PLC0415
 
     files = write_results(sim, out)
@@ -100,8 +130,43 @@ def run_command(
     console.print(f"peak reduction: {_fmt(data['peak_reduction_pct'], ' %')}")
     for note in data["notes"]:
         console.print(f"note: {escape(note)}")
+    if service is not None:
+        for name, market in service.markets.items():
+            console.print(
+                f"live: the {escape(name)} run cleared on market {market.market_id} of "
+                f"{escape(service.url)} (intervals {market.interval_ids[0]}.."
+                f"{market.interval_ids[-1]}, settled)"
+            )
     console.print(f"results in {escape(str(files['summary'].parent))} ({sim.wall_s:.1f} s)")
     console.print(f"report: {escape(str(report))}")
+
+
+def _simulate(
+    sc: Any, base_dir: Path | None, *, quiet: bool, console: Console, market_access: Any
+) -> Any:
+    """:func:`transactive.sim.simulate`, with a progress bar unless ``quiet``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+
+    from transactive.sim import simulate  # noqa: PLC0415
+
+    if quiet:
+        return simulate(sc, base_dir=base_dir, market_access=market_access)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:  # baseline, transactive (and transactive_no_faults)
+                tasks[name] = bar.add_task(f"{name} run", total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        return simulate(sc, base_dir=base_dir, progress=progress, market_access=market_access)
 
 
 def scenarios_command() -> None:

@@ -157,6 +157,11 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   cycles due by the end that had not run in full, :meth:`AppliancePopulation.unserved_kwh`) is
   then zero whenever the devices kept their deadlines. The summary's notes count the windows
   cut. The sample's hours count from the run's start, as the EVs' do.
+- **Where the market clears**: the loop hands each interval's bids, nodes, homes and supply to
+  a :class:`MarketAccess` and reads back a clearing and the node prices; after the physics it
+  hands over each row's metered energy. :class:`InProcessMarket` (the default) is the
+  mechanism's clearing in this process; :class:`transactive.sim.live.LiveService` clears on a
+  running ``transactive serve`` over HTTP, with the same clearing for the same seed.
 - **PowerMatcher** mechanism (:func:`powermatcher_clearing`): the bids are summed per home,
   then per neighbourhood concentrator, buyers and sellers apart; the generators join the
   auctioneer at the top, which clears with the grid connection as the supply; each device's
@@ -176,7 +181,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -197,11 +202,26 @@ from transactive.devices import (
     WaterHeaterPopulation,
 )
 from transactive.errors import Problem, ValidationError
-from transactive.results_format import LOAD_PREFIX, SERIES_EVERY_RUN, SERIES_MARKET
+from transactive.results_format import (
+    DEVICE_COLUMNS,
+    LOAD_PREFIX,
+    SERIES_EVERY_RUN,
+    SERIES_MARKET,
+)
 from transactive.sim.scenario import KINDS, DeviceKind, Scenario
 from transactive.weather import WeatherSample
 
+if TYPE_CHECKING:
+    from transactive.coordination import SecureClearingOutcome
+    from transactive.market import Supply
+
 __all__ = [
+    "ClearingLike",
+    "InProcessMarket",
+    "MarketAccess",
+    "MarketAccessFactory",
+    "MarketAnswer",
+    "MarketRequest",
     "RunResult",
     "SimulationResult",
     "capacity_limit_kw",
@@ -217,6 +237,162 @@ IntArray = npt.NDArray[np.int64]
 
 ProgressFn = Callable[[str, int, int], None]
 """``progress(run, intervals_done, intervals_total)``."""
+
+
+class ClearingLike(Protocol):
+    """What the loop reads of a clearing (:class:`transactive.market.ClearingResult` has it)."""
+
+    @property
+    def clearing_price(self) -> float:
+        """The uniform price (currency/kWh)."""
+        ...
+
+    @property
+    def clearing_quantity_kw(self) -> float:
+        """Power traded (the sum of allocated purchases)."""
+        ...
+
+    @property
+    def allocation_kw(self) -> FloatArray:
+        """Each bid curve's power at the price (positive bought, negative sold)."""
+        ...
+
+    @property
+    def marginal_fill(self) -> FloatArray:
+        """Each curve's point on its segment at the price (what a device's ``respond`` reads)."""
+        ...
+
+    @property
+    def supply_kw(self) -> float:
+        """Power the supply delivered into the market (positive: imported)."""
+        ...
+
+
+@dataclass(frozen=True, eq=False)
+class MarketRequest:
+    """One interval's clearing as the loop hands it to the market (see :class:`MarketAccess`).
+
+    ``bids`` has one curve per device in the auction (carrying the devices' ids), then one per
+    generator; ``nodes``, ``homes`` (-1 for a generator) and ``billed_at_market`` (whether the
+    run bills the row at its node's price, else at the flat or a group's tariff) are per row.
+    ``supply`` is the substation's offer for this interval (its room changes every interval).
+    """
+
+    t: int
+    start_s: int
+    bids: BidCurves
+    nodes: IntArray
+    homes: IntArray
+    billed_at_market: npt.NDArray[np.bool_]
+    supply: Supply
+    price_cap: float
+    price_floor: float
+
+
+@dataclass(frozen=True, eq=False)
+class MarketAnswer:
+    """A market's answer to a :class:`MarketRequest`.
+
+    ``node_price_per_kwh`` holds the price at every node of the feeder (clearing price plus the
+    DSO's surcharge); ``dso`` the DSO loop's outcome
+    (:class:`transactive.coordination.SecureClearingOutcome`) when the check ran, else None.
+    """
+
+    result: ClearingLike
+    node_price_per_kwh: FloatArray
+    dso: SecureClearingOutcome | None = None
+
+
+class MarketAccess(Protocol):
+    """How the loop reaches the market: in-process, or a live service over HTTP.
+
+    The loop calls :meth:`clear` once per interval that has a clearing and, after the physics of
+    that interval, :meth:`metered` with each row's metered energy (kWh over the interval, the
+    rows of the request: + consumed, - injected). :class:`InProcessMarket` is the in-process
+    market; :class:`transactive.sim.live.LiveMarket` speaks to ``transactive serve``.
+    """
+
+    def clear(self, request: MarketRequest) -> MarketAnswer:
+        """Clear one interval."""
+        ...
+
+    def metered(self, t: int, energy_kwh: FloatArray) -> None:
+        """Take the metered energy of every row of interval ``t``'s request."""
+        ...
+
+
+MarketAccessFactory = Callable[[str, Scenario, Any], MarketAccess]
+"""``factory(run_name, scenario, feeder)``: the market of one run with a market (the runs
+``transactive`` and ``transactive_no_faults``; the baseline has none)."""
+
+
+class InProcessMarket:
+    """The market cleared in this process: the mechanism's clearing, exactly as the loop runs it.
+
+    ``dso_check``: :func:`transactive.coordination.secure_clearing` on the run's power-flow
+    runner; ``powermatcher``: :func:`powermatcher_clearing` over the homes; else
+    :func:`transactive.market.clear` with one price at every node. Metered energy is not used
+    (the run bills it itself).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        feeder: Any,
+        runner: Any,
+        *,
+        limits: Any,
+        background_p_kw: FloatArray,
+        background_q_kvar: FloatArray,
+    ) -> None:
+        self.scenario = scenario
+        self.feeder = feeder
+        self.runner = runner
+        self.limits = limits
+        self.background_p_kw = background_p_kw
+        self.background_q_kvar = background_q_kvar
+
+    def clear(self, request: MarketRequest) -> MarketAnswer:
+        """Clear the interval's bids with the scenario's mechanism."""
+        from transactive.coordination import secure_clearing  # noqa: PLC0415
+        from transactive.market import clear  # noqa: PLC0415
+
+        mech = self.scenario.mechanism
+        cap, floor = request.price_cap, request.price_floor
+        n_nodes = self.feeder.n_nodes
+        if mech.dso_check:
+            outcome = secure_clearing(
+                request.bids,
+                request.nodes,
+                self.feeder,
+                price_cap=cap,
+                price_floor=floor,
+                supply=request.supply,
+                limits=self.limits,
+                background_p_kw=self.background_p_kw,
+                background_q_kvar=self.background_q_kvar,
+                max_rounds=mech.dso_max_rounds,
+                runner=self.runner,
+            )
+            result = outcome.final.clearing
+            node_price = result.clearing_price + np.asarray(outcome.surcharge_per_kwh)
+            return MarketAnswer(result, node_price, outcome)
+        if mech.kind == "powermatcher":
+            result = powermatcher_clearing(
+                request.bids,
+                request.homes,
+                homes_per_concentrator=mech.homes_per_concentrator,
+                price_cap=cap,
+                price_floor=floor,
+                supply=request.supply,
+            )
+            return MarketAnswer(result, np.full(n_nodes, result.clearing_price))
+        result = clear(request.bids, price_cap=cap, price_floor=floor, supply=request.supply)
+        return MarketAnswer(result, np.full(n_nodes, result.clearing_price))
+
+    def metered(self, t: int, energy_kwh: FloatArray) -> None:
+        """Nothing to do: the in-process run bills its devices itself."""
+
 
 _CLASSES: dict[str, Any] = {
     "hvac": HvacPopulation,
@@ -557,6 +733,7 @@ def simulate(
     *,
     base_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    market_access: MarketAccessFactory | None = None,
 ) -> SimulationResult:
     """Run a scenario: its baseline and its transactive run, on the same homes and weather.
 
@@ -571,6 +748,10 @@ def simulate(
         Folder a relative feeder JSON path is read from (the scenario file's folder).
     progress:
         Called after every interval with the run's name, intervals done and the total.
+    market_access:
+        Where the runs with a market clear, ``factory(run_name, scenario, feeder)`` (e.g.
+        :class:`transactive.sim.live.LiveService`, the live service over HTTP); None: in this
+        process (:class:`InProcessMarket`). The baseline has no market.
 
     Raises
     ------
@@ -591,7 +772,12 @@ def simulate(
         baseline = _with_capacity(baseline, scenario, capacity)
     adder = rtp_adder_per_kwh(scenario, baseline)
     transactive = _Run(
-        setup, "transactive", progress, adder_per_kwh=adder, capacity_kw=capacity
+        setup,
+        "transactive",
+        progress,
+        adder_per_kwh=adder,
+        capacity_kw=capacity,
+        market_access=market_access,
     ).run()
     no_faults = None
     if has_faults(scenario):
@@ -602,6 +788,7 @@ def simulate(
             adder_per_kwh=adder,
             faults=False,
             capacity_kw=capacity,
+            market_access=market_access,
         ).run()
     starts = np.arange(scenario.n_intervals, dtype=np.int64) * scenario.market_interval_s
     return SimulationResult(
@@ -756,8 +943,11 @@ class _Run:
         adder_per_kwh: float = 0.0,
         faults: bool = True,
         capacity_kw: float,
+        market_access: MarketAccessFactory | None = None,
     ) -> None:
         self.setup = setup
+        self.market_access = market_access
+        """Where a run with a market clears (None: :class:`InProcessMarket`)."""
         self.capacity_kw = capacity_kw
         """The limit the run applies (:func:`capacity_limit_kw`)."""
         self.faults = faults
@@ -889,8 +1079,7 @@ class _Run:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> RunResult:
-        from transactive.coordination import secure_clearing  # noqa: PLC0415
-        from transactive.market import Supply, aggregate, clear  # noqa: PLC0415
+        from transactive.market import Supply, aggregate  # noqa: PLC0415
         from transactive.network import SecurityLimits  # noqa: PLC0415
 
         setup, sc = self.setup, self.setup.scenario
@@ -913,6 +1102,11 @@ class _Run:
         bg_p, bg_q = setup.background_p_kw, setup.background_q_kvar
         bg_total = float(bg_p.sum())
         n_nodes = feeder.n_nodes
+        access: MarketAccess = InProcessMarket(
+            sc, feeder, self.runner, limits=limits, background_p_kw=bg_p, background_q_kvar=bg_q
+        )
+        if self.market and self.market_access is not None:
+            access = self.market_access(self.name, sc, feeder)
 
         names = [*SERIES_MARKET, *SERIES_EVERY_RUN]
         kinds_present = sorted({g.kind for g in self.groups}, key=KINDS.index)
@@ -964,6 +1158,7 @@ class _Run:
             bids: list[BidCurves] = []
             bid_nodes: list[IntArray] = []
             bid_homes: list[IntArray] = []
+            bid_billed: list[npt.NDArray[np.bool_]] = []
             lost_bid: dict[int, npt.NDArray[np.bool_]] = {}
             auction_rows: dict[int, int] = {}  # group -> its first row in the auction
             n_rows = 0
@@ -1021,15 +1216,17 @@ class _Run:
                 bids.append(curves)
                 bid_nodes.append(g.bus)
                 bid_homes.append(g.home)
+                bid_billed.append(np.full(g.n, g.bill == "market"))
             gen_rows = n_rows
             wind_forecast_kw = _wind_kw(sc.supply.generators, forecast.wind_speed_m_per_s)
             if self.market and bids and sc.supply.generators:
                 bids.append(_generators(sc.supply.generators, wholesale, wind_forecast_kw, floor))
                 bid_nodes.append(np.zeros(len(sc.supply.generators), dtype=np.int64))
                 bid_homes.append(np.full(len(sc.supply.generators), -1, dtype=np.int64))
+                bid_billed.append(np.ones(len(sc.supply.generators), dtype=bool))
             self.timings["bid"] += time.perf_counter() - tic
             tic = time.perf_counter()
-            result = None
+            result: ClearingLike | None = None
             if self.market and bids and mech.kind in ("double_auction", "powermatcher"):
                 all_bids = BidCurves.concat(bids)
                 nodes = np.concatenate(bid_nodes)
@@ -1047,39 +1244,26 @@ class _Run:
                     export_capacity_kw=self.capacity_kw,
                     export_price_per_kwh=rtp,
                 )
-                if mech.dso_check:
-                    outcome = secure_clearing(
-                        all_bids,
-                        nodes,
-                        feeder,
+                answer = access.clear(
+                    MarketRequest(
+                        t=t,
+                        start_s=start_s,
+                        bids=all_bids,
+                        nodes=nodes,
+                        homes=np.concatenate(bid_homes),
+                        billed_at_market=np.concatenate(bid_billed),
+                        supply=supply,
                         price_cap=cap,
                         price_floor=floor,
-                        supply=supply,
-                        limits=limits,
-                        background_p_kw=bg_p,
-                        background_q_kvar=bg_q,
-                        max_rounds=mech.dso_max_rounds,
-                        runner=self.runner,
                     )
+                )
+                result, node_price = answer.result, answer.node_price_per_kwh
+                outcome = answer.dso
+                if outcome is not None:
                     if outcome.n_rounds > 1:
                         self.dso_calls += 1
-                    result = outcome.final.clearing
-                    node_price = result.clearing_price + np.asarray(outcome.surcharge_per_kwh)
                     if not outcome.secure:
                         self.dso_notes.append(f"interval {t} ({start_s} s): {outcome.reason}")
-                elif mech.kind == "powermatcher":
-                    result = powermatcher_clearing(
-                        all_bids,
-                        np.concatenate(bid_homes),
-                        homes_per_concentrator=mech.homes_per_concentrator,
-                        price_cap=cap,
-                        price_floor=floor,
-                        supply=supply,
-                    )
-                    node_price = np.full(n_nodes, result.clearing_price)
-                else:
-                    result = clear(all_bids, price_cap=cap, price_floor=floor, supply=supply)
-                    node_price = np.full(n_nodes, result.clearing_price)
                 interval_curves = all_bids
                 window.append(result.clearing_price)
                 series["clearing_price_per_kwh"][t] = result.clearing_price
@@ -1194,6 +1378,10 @@ class _Run:
                     market_kw += group_kw
             for label in labels:
                 series[f"group_load_kw:{label}"][t] = label_kw[label]
+            if result is not None:  # each auction row's metered energy, to the market
+                metered_kw = [self.groups[gi].last_power_kw for gi in auction_rows]
+                metered_kw.append(-gen_each_kw[: len(result.allocation_kw) - gen_rows])
+                access.metered(t, np.concatenate(metered_kw) * (interval_s / 3600.0))
             series["market_load_kw"][t] = market_kw - gen_kw
             self.timings["physics"] += time.perf_counter() - tic
             # ---------------------------------------------------------- meter
@@ -1293,21 +1481,7 @@ class _Run:
     ) -> RunResult:
         sc = self.setup.scenario
         horizon_s = sc.horizon_s
-        rows: dict[str, list[npt.NDArray[Any]]] = {
-            k: []
-            for k in (
-                "device_id",
-                "kind",
-                "bus",
-                "group",
-                "energy_kwh",
-                "cost",
-                "comfort_violation_degree_hours",
-                "unserved_kwh",
-                "gas_kwh",
-                "gas_cost",
-            )
-        }
+        rows: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in DEVICE_COLUMNS if k != "run"}
         unserved: dict[str, float | None] = {"ev": None, "appliance": None}
         gas_kwh = gas_cost = None
         for g in self.groups:
