@@ -22,7 +22,7 @@ from transactive.platform.ledger import (
     parse_account,
     settle_interval,
 )
-from transactive.platform.schemas import AccountKind, EntryKind
+from transactive.platform.schemas import AccountKind, EntryKind, MarketKind
 from transactive.settlement import NetworkTariff, network_fees
 
 OPERATOR, DSO, OWNER, SUPPLIER = 1, 2, 3, 4
@@ -35,6 +35,7 @@ def _input(**overrides: Any) -> IntervalSettlementInput:
     base: dict[str, Any] = {
         "interval_id": 7,
         "market_id": 1,
+        "market_kind": MarketKind.REAL_TIME,
         "interval_s": 300,
         "start_s": 0.0,
         "clearing_price_per_kwh": 0.10,
@@ -68,8 +69,63 @@ def _contract(
     )
 
 
+ENERGY_KINDS = (MarketKind.REAL_TIME, MarketKind.DAY_AHEAD)
+ALL_KINDS = (*ENERGY_KINDS, MarketKind.FLEXIBILITY)
+
+
 @st.composite
 def markets(
+    draw: st.DrawFn,
+    surcharges: bool | None = None,
+    kinds: Sequence[MarketKind] = ALL_KINDS,
+) -> tuple[IntervalSettlementInput, bool]:
+    """A random interval of any kind (flexibility ones from :func:`flexibility_markets`)."""
+    kind = draw(st.sampled_from(kinds))
+    if kind is MarketKind.FLEXIBILITY:
+        return draw(flexibility_markets()), False
+    inp, with_surcharge = draw(energy_markets(surcharges))
+    return dataclasses.replace(inp, market_kind=kind), with_surcharge
+
+
+@st.composite
+def flexibility_markets(draw: st.DrawFn) -> IntervalSettlementInput:
+    """A random flexibility interval: providers (counterparties among them) selling relief at
+    the uniform price, the DSO buying all of it on one or two contracts, deliveries short of or
+    beyond the awards (the DSO's own included), fees; no supply, no network tariff."""
+    clearing = draw(st.floats(-0.2, 2.0))
+    pool = [10, 11, 12, 13, 14, OPERATOR, OWNER, SUPPLIER]
+    contracts = []
+    for i in range(draw(st.integers(0, 12))):
+        kwh = draw(st.one_of(st.just(0.0), st.floats(-80.0, 0.0)))
+        deviation = draw(st.one_of(st.just(0.0), st.floats(-5.0, 5.0)))
+        contracts.append(
+            _contract(100 + i, draw(st.sampled_from(pool)), kwh, clearing, kwh + deviation)
+        )
+    relief = -math.fsum(c.awarded_kwh for c in contracts)
+    with_dso: bool = bool(contracts) or draw(st.booleans())
+    if with_dso:
+        share = draw(st.sampled_from([1.0, 0.5, 0.3]))
+        parts = [relief * share, relief - relief * share] if share < 1.0 else [relief]
+        for k, kwh in enumerate(parts):
+            deviation = draw(st.one_of(st.just(0.0), st.floats(-5.0, 5.0)))
+            contracts.append(_contract(200 + k, DSO, kwh, clearing, kwh + deviation, bus="b0"))
+    return _input(
+        market_kind=MarketKind.FLEXIBILITY,
+        interval_s=draw(st.sampled_from([300, 900, 3600])),
+        start_s=draw(st.floats(0.0, 86399.0)),
+        clearing_price_per_kwh=clearing,
+        contracts=tuple(draw(st.permutations(contracts))),
+        supply_kwh=0.0,
+        supplier_member_id=draw(st.sampled_from([SUPPLIER, None])),  # not used
+        imbalance_price_per_kwh=draw(st.floats(0.0, 1.0)),
+        transaction_fee_per_kwh=draw(st.floats(0.0, 0.05)),
+        dispatch_fee_per_kwh=draw(st.floats(0.0, 0.05)),
+        currency_exponent=draw(st.sampled_from([0, 2, 3])),
+    )
+
+
+@st.composite
+def energy_markets(
     draw: st.DrawFn, surcharges: bool | None = None
 ) -> tuple[IntervalSettlementInput, bool]:
     """A random interval: buyers, sellers, the supply, surcharges per bus, meter deviations,
@@ -145,6 +201,12 @@ def test_random_markets_balance_and_each_charge_is_its_rounded_amount(case):
     postings = settle_interval(inp)
     scale = 10.0**inp.currency_exponent
     market = market_account(inp.market_id)
+    flexibility = inp.market_kind is MarketKind.FLEXIBILITY
+    # a flexibility market's awards are ancillary services, its deviations settle with the DSO
+    product = EntryKind.ANCILLARY if flexibility else EntryKind.ENERGY
+    balancing = DSO if flexibility else SUPPLIER
+    other_product = EntryKind.ENERGY if flexibility else EntryKind.ANCILLARY
+    assert all(p.kind is not other_product for p in postings)
 
     for p in postings:
         assert isinstance(p.amount_minor, int) and p.amount_minor > 0
@@ -160,8 +222,8 @@ def test_random_markets_balance_and_each_charge_is_its_rounded_amount(case):
     for member_id, cs in by_member.items():
         key = member_account(member_id)
         energy = math.fsum(c.awarded_kwh * c.price_per_kwh for c in cs) * scale
-        charged = _net(postings, EntryKind.ENERGY, key, market)
-        if member_id == SUPPLIER:  # also credited for the supply, rounded on its own
+        charged = _net(postings, product, key, market)
+        if member_id == SUPPLIER and not flexibility:  # also credited for the supply
             assert abs(charged + supply_minor - energy) <= 1.0 + EPS
         else:  # apportioned to close the market account: within one unit
             assert abs(charged - energy) <= 1.0 + EPS
@@ -172,10 +234,12 @@ def test_random_markets_balance_and_each_charge_is_its_rounded_amount(case):
         ):
             if member_id != payee:
                 assert abs(_net(postings, kind, key) - traded * fee * scale) <= 0.5 + EPS
-        if member_id != SUPPLIER:
+        settled = _net(postings, EntryKind.IMBALANCE, key, member_account(balancing))
+        if member_id != balancing:
             deviation = math.fsum(c.metered_kwh - c.awarded_kwh for c in cs)
             expected = deviation * inp.imbalance_price_per_kwh * scale
-            assert abs(_net(postings, EntryKind.IMBALANCE, key) - expected) <= 0.5 + EPS
+            assert abs(settled - expected) <= 0.5 + EPS
+            assert _net(postings, EntryKind.IMBALANCE, key) == settled  # only with that party
 
     rent = math.fsum(
         c.awarded_kwh * (c.price_per_kwh - inp.clearing_price_per_kwh) for c in inp.contracts
@@ -194,7 +258,7 @@ def test_random_markets_balance_and_each_charge_is_its_rounded_amount(case):
         assert all(p.kind is not EntryKind.NETWORK_FEE for p in postings)
 
 
-@given(markets())
+@given(markets(kinds=ENERGY_KINDS))
 def test_network_fees_are_the_settlement_layers_bills_on_metered_energy(case):
     inp, _ = case
     if inp.network_tariff is None or not inp.contracts:
@@ -552,3 +616,94 @@ def test_balances_are_debits_minus_credits():
         Posting(EntryKind.ROUNDING, "market:1", "member:9", 10, ""),
     ]
     assert balances(postings) == {"member:1": 30, "market:1": 0, "member:2": -20, "member:9": -10}
+
+
+# ------------------------------------------------------------------------ flexibility market
+
+
+def _flex(**overrides: Any) -> IntervalSettlementInput:
+    base: dict[str, Any] = {
+        "market_kind": MarketKind.FLEXIBILITY,
+        "clearing_price_per_kwh": 0.30,
+        "supplier_member_id": None,
+        "imbalance_price_per_kwh": 0.40,
+    }
+    base.update(overrides)
+    return _input(**base)
+
+
+def test_a_flexibility_interval_by_hand():
+    # the DSO buys 3 kWh of relief at 0.30 on two contracts; provider 10 sells 2 kWh and delivers
+    # 1.5 (it pays 0.5 kWh x 0.40 = 20 to the DSO), provider 11 sells 1 kWh and delivers 1.2
+    # (the DSO pays it 0.2 x 0.40 = 8); fees as in every market; the DSO's own deviation of
+    # 0.7 kWh would settle with itself: nothing
+    inp = _flex(
+        contracts=(
+            _contract(1, 10, -2.0, 0.30, -1.5),
+            _contract(2, 11, -1.0, 0.30, -1.2),
+            _contract(3, DSO, 2.0, 0.30, 2.7),
+            _contract(4, DSO, 1.0, 0.30, 1.0),
+        ),
+        transaction_fee_per_kwh=0.01,
+        dispatch_fee_per_kwh=0.02,
+    )
+    rows = [(p.kind, p.debit, p.credit, p.amount_minor) for p in settle_interval(inp)]
+    assert rows == [
+        (EntryKind.ANCILLARY, "member:2", "market:1", 90),  # the DSO pays for the relief
+        (EntryKind.ANCILLARY, "market:1", "member:10", 60),
+        (EntryKind.ANCILLARY, "market:1", "member:11", 30),
+        (EntryKind.IMBALANCE, "member:10", "member:2", 20),  # short of relief: pays the DSO
+        (EntryKind.IMBALANCE, "member:2", "member:11", 8),  # relief beyond the award
+        (EntryKind.TRANSACTION_FEE, "member:2", "member:1", 3),  # 3 kWh bought at 0.01
+        (EntryKind.TRANSACTION_FEE, "member:10", "member:1", 2),
+        (EntryKind.TRANSACTION_FEE, "member:11", "member:1", 1),
+        (EntryKind.DISPATCH_FEE, "member:10", "member:2", 4),  # the DSO's own fee: nothing
+        (EntryKind.DISPATCH_FEE, "member:11", "member:2", 2),
+    ]
+    memos = [p.memo for p in settle_interval(inp)]
+    assert "-2 kWh of congestion relief sold, contract 1" in memos[1]
+    assert "relief delivered minus sold -0.5 kWh at 0.4/kWh, contract 1" in memos[3]
+    assert balances(settle_interval(inp))["market:1"] == 0
+
+
+def test_a_flexibility_market_needs_no_supplier_and_posts_no_energy():
+    inp = _flex(
+        contracts=(_contract(1, 10, -1.0, 0.30, -0.5), _contract(2, DSO, 1.0, 0.30, 1.0)),
+        supplier_member_id=SUPPLIER,  # not used: deviations settle with the DSO
+    )
+    postings = settle_interval(inp)
+    assert all(p.kind is not EntryKind.ENERGY for p in postings)
+    assert all(member_account(SUPPLIER) not in (p.debit, p.credit) for p in postings)
+    assert settle_interval(dataclasses.replace(inp, supplier_member_id=None)) == postings
+
+
+def test_a_flexibility_interval_refuses_every_broken_rule_at_once():
+    inp = _flex(
+        contracts=(
+            _contract(1, 10, 1.0, 0.30),  # a provider buying relief
+            _contract(2, DSO, -1.0, 0.30),  # the DSO selling it
+        ),
+        supply_kwh=0.5,
+        network_tariff=NetworkTariff(loss_price_per_kwh=0.0, import_per_kwh=0.01),
+    )
+    with pytest.raises(ValidationError) as err:
+        settle_interval(inp)
+    by_reason = {(p.field, p.reason.split(":")[0]): p.index for p in err.value.problems}
+    assert by_reason == {
+        ("supply_kwh", "a flexibility market has no supply (the DSO buys the relief the "
+         "providers sell), got 0.5 kWh"): (),
+        ("network_tariff", "a flexibility market bills no network fees"): (),
+        ("contracts.awarded_kwh", "the DSO buys relief in a flexibility market"): ("contract 2",),
+        ("contracts.awarded_kwh", "only the DSO buys relief in a flexibility market"): (
+            "contract 1",
+        ),
+        ("supply_kwh", "purchases must equal sales"): (),
+    }  # fmt: skip
+    no_dso = _flex(contracts=(_contract(1, 10, 0.0, 0.30),), dso_member_id=None)
+    with pytest.raises(ValidationError, match="dso_member_id: needed: the DSO is the buyer"):
+        settle_interval(no_dso)
+    # the same awards in a real-time market are a buyer and a seller: nothing to refuse
+    energy = dataclasses.replace(
+        inp, market_kind=MarketKind.REAL_TIME, supply_kwh=0.0, network_tariff=None
+    )
+    assert [p.kind for p in settle_interval(energy)] == [EntryKind.ENERGY] * 2

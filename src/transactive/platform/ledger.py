@@ -1,12 +1,13 @@
 """Settlement of one market interval as double-entry postings in the smallest currency unit.
 
 Hu et al., "Transactive Energy: an Effective Mechanism for Balancing Electric Energy System",
-Proc. CSEE 2019, Table 1 (TE column): per interval and member, energy charges and credits, the
-transaction-management fee to the platform operator, the dispatch-management fee to the system
-operator, the network-service fee to the network owners (§3.4, from the loss allocation), and
-metered deviations settled against the awards. This module is pure (no database, no clock, no
-I/O): :func:`settle_interval` turns one interval's awards and meter readings into
-:class:`Posting` rows that the platform persists, :func:`balances` sums them per account.
+Proc. CSEE 2019, Table 1 (TE column): per interval and member, energy charges and credits,
+ancillary-service payments, the transaction-management fee to the platform operator, the
+dispatch-management fee to the system operator, the network-service fee to the network owners
+(§3.4, from the loss allocation), and metered deviations settled against the awards. This module
+is pure (no database, no clock, no I/O): :func:`settle_interval` turns one interval's awards and
+meter readings into :class:`Posting` rows that the platform persists, :func:`balances` sums them
+per account.
 
 Money and accounts
 ------------------
@@ -49,6 +50,34 @@ Rules (signs: positive energy is consumption, as everywhere in the project)
    apportionment cannot reach that total: a unit or two) goes to (or comes from) the platform
    operator, so the market account is exactly 0 after every interval.
 
+Real-time and day-ahead markets settle by these rules alike (``market_kind`` REAL_TIME or
+DAY_AHEAD). A **flexibility market** (``market_kind`` FLEXIBILITY; Hu et al. 2019, §3.3,
+flexibility services; USEF, *The Framework Specifications* 2021, flexibility trading and its
+settlement, where the DSO is the buyer of flexibility) trades congestion relief: the DSO buys
+it (``awarded_kwh >= 0`` on its contracts), providers sell it (``awarded_kwh <= 0``: kWh of load
+decrease or DG increase against their baseline). Its awards are ancillary services (Table 1,
+"ancillary-service payments"), and the rules change in three places:
+
+1'. **Ancillary service** instead of energy: the same postings as rule 1 with kind ANCILLARY:
+    the DSO is debited and the market credited ``awarded_kwh × price_per_kwh``, each provider
+    credited ``|awarded_kwh| × price_per_kwh``; there is no supply (``supply_kwh`` must be 0:
+    the DSO is the providers' only counterparty), so the DSO's payments are what the
+    providers get, apportioned as in rule 7 so the market account closes.
+2'. **Imbalance against the DSO**: a flexibility contract's ``metered_kwh`` is the relief
+    delivered in the interval, in kWh, as the DSO's measurement and verification states it
+    (USEF's baseline methodology: the provider's metered load against its baseline; negative =
+    relief delivered, the sign of the award). The shortfall or excess
+    ``metered_kwh − awarded_kwh`` settles at ``imbalance_price_per_kwh`` against the DSO, the
+    buyer, not a supplier: a provider that delivered less relief than it sold pays the DSO, one
+    that delivered more is paid by it. The DSO's own contracts would settle with the DSO
+    itself, so they post nothing.
+5'. **No network fees**: relief is a change against a baseline, not a use of the network (the
+    energy itself is billed in the energy markets), so ``network_tariff`` must be None.
+
+Rules 3, 4, 6 and 7 hold unchanged (fees on ``|awarded_kwh|``; with the uniform price of a
+flexibility clearing there is no congestion rent). The DSO (``dso_member_id``) is needed for any
+flexibility interval with contracts; the supplier is not used.
+
 The awards must balance (``Σ awarded_kwh == supply_kwh`` to :data:`BALANCE_RTOL` of the gross
 energy), as every clearing does; otherwise the market account would hold money no rule assigns.
 Counterparties a rule needs for a non-zero amount (the supplier for a supply or an imbalance,
@@ -62,7 +91,8 @@ sells 1 kWh at its bus (no surcharge), the supplier (member 9) supplies the othe
 meters 2.1 kWh; a transaction fee of 0.01/kWh goes to the platform operator (member 5).
 
 >>> inp = IntervalSettlementInput(
-...     interval_id=7, market_id=1, interval_s=300, start_s=0.0, clearing_price_per_kwh=0.10,
+...     interval_id=7, market_id=1, market_kind=MarketKind.REAL_TIME, interval_s=300,
+...     start_s=0.0, clearing_price_per_kwh=0.10,
 ...     contracts=(
 ...         ContractSettlementInput(11, 1, "b5", awarded_kwh=2.0, price_per_kwh=0.12,
 ...                                 metered_kwh=2.1),
@@ -85,10 +115,40 @@ congestion_rent market:1 member:4 4
 >>> balances(settle_interval(inp))["market:1"]
 0
 
+A flexibility interval: the DSO (member 4) buys 3 kWh of relief at the clearing price 0.30;
+provider 1 sells 2 kWh of it and delivers 1.5 (its shortfall of 0.5 kWh pays the imbalance price
+0.40 to the DSO), provider 2 sells 1 kWh and delivers 1.1 (the DSO pays for the excess 0.1 kWh).
+
+>>> flex = IntervalSettlementInput(
+...     interval_id=8, market_id=2, market_kind=MarketKind.FLEXIBILITY, interval_s=300,
+...     start_s=0.0, clearing_price_per_kwh=0.30,
+...     contracts=(
+...         ContractSettlementInput(21, 1, "b5", awarded_kwh=-2.0, price_per_kwh=0.30,
+...                                 metered_kwh=-1.5),
+...         ContractSettlementInput(22, 2, "b7", awarded_kwh=-1.0, price_per_kwh=0.30,
+...                                 metered_kwh=-1.1),
+...         ContractSettlementInput(23, 4, "b0", awarded_kwh=3.0, price_per_kwh=0.30,
+...                                 metered_kwh=3.0),
+...     ),
+...     supply_kwh=0.0, supplier_member_id=None, imbalance_price_per_kwh=0.40,
+...     transaction_fee_per_kwh=0.0, dispatch_fee_per_kwh=0.0, platform_operator_member_id=5,
+...     dso_member_id=4, network_owner_member_id=None, network_tariff=None,
+...     loss_kw_by_contract=None, currency_exponent=2)
+>>> for p in settle_interval(flex):
+...     print(p.kind.value, p.debit, p.credit, p.amount_minor)
+ancillary market:2 member:1 60
+ancillary market:2 member:2 30
+ancillary member:4 market:2 90
+imbalance member:1 member:4 20
+imbalance member:4 member:2 4
+
 References
 ----------
 - Hu, J., et al., "Transactive Energy: an Effective Mechanism for Balancing Electric Energy
-  System", Proceedings of the CSEE 39(21), 2019, Table 1 and §3.4.
+  System", Proceedings of the CSEE 39(21), 2019, Table 1, §3.3 and §3.4.
+- USEF Foundation, *USEF: The Framework Specifications 2021*: flexibility trading (the DSO buys
+  flexibility from aggregators), measurement and verification against a baseline, settlement of
+  flexibility.
 - IEEE 754-2019 §4.3.1 (roundTiesToEven); ISO 4217 (minor units of currencies).
 - D. Kirschen, G. Strbac, *Fundamentals of Power System Economics*, Wiley 2004, ch. 6
   (transmission networks and electricity markets: the merchandising surplus of nodal prices).
@@ -106,7 +166,7 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.errors import Problems
-from transactive.platform.schemas import AccountKind, EntryKind
+from transactive.platform.schemas import AccountKind, EntryKind, MarketKind
 
 if TYPE_CHECKING:
     from transactive.settlement import NetworkTariff
@@ -161,11 +221,15 @@ class ContractSettlementInput:
     bus : str
         The feeder bus of its meter.
     awarded_kwh : float
-        Award power × interval hours (+ bought, − sold).
+        Award power × interval hours (+ bought, − sold). In a flexibility market, relief: the
+        DSO's purchase (+) or a provider's sale (−, kWh of load decrease or DG increase).
     price_per_kwh : float
         Locational price at its bus: the clearing price plus the DSO's surcharge there.
     metered_kwh : float
-        Metered net consumption over the interval (+ consumed, − injected).
+        Metered net consumption over the interval (+ consumed, − injected). In a flexibility
+        market, the relief delivered over the interval (kWh, − delivered, the sign of a
+        provider's award) as the DSO's measurement and verification states it against the
+        provider's baseline.
 
     """
 
@@ -185,6 +249,9 @@ class IntervalSettlementInput:
     ----------
     interval_id, market_id : int
         The interval and its market (whose clearing account is ``"market:<market_id>"``).
+    market_kind : MarketKind
+        The market's kind: real-time and day-ahead settle energy; a flexibility market settles
+        congestion relief as ancillary services (the module's rules 1', 2', 5').
     interval_s : int
         Length of the interval, seconds (> 0).
     start_s : float
@@ -195,10 +262,12 @@ class IntervalSettlementInput:
         Every contract with an award in the interval (unique contract ids).
     supply_kwh : float
         The substation's sale to the market (+) or its purchase from it (−). Purchases equal
-        sales: ``Σ awarded_kwh == supply_kwh`` to :data:`BALANCE_RTOL`.
+        sales: ``Σ awarded_kwh == supply_kwh`` to :data:`BALANCE_RTOL`. 0 in a flexibility
+        market.
     supplier_member_id : int or None
         The substation's counterparty and the balancing party of imbalances (a retailer or the
-        TSO); needed when ``supply_kwh != 0`` or an imbalance amount is not zero.
+        TSO); needed when ``supply_kwh != 0`` or an imbalance amount is not zero. Not used by a
+        flexibility market (its deviations settle with the DSO).
     imbalance_price_per_kwh : float
         Price of metered deviations from the awards.
     transaction_fee_per_kwh, dispatch_fee_per_kwh : float
@@ -207,7 +276,8 @@ class IntervalSettlementInput:
         Receives transaction fees and the rounding residual.
     dso_member_id, network_owner_member_id : int or None
         Receive dispatch fees and congestion rent, and network fees; needed when those are not
-        zero.
+        zero. In a flexibility market the DSO is also the buyer of relief and the counterparty
+        of deviations, needed whenever there are contracts.
     network_tariff : NetworkTariff or None
         The network owner's tariff; None: no network fees.
     loss_kw_by_contract : tuple of float or None
@@ -220,6 +290,7 @@ class IntervalSettlementInput:
 
     interval_id: int
     market_id: int
+    market_kind: MarketKind
     interval_s: int
     start_s: float
     clearing_price_per_kwh: float
@@ -357,6 +428,8 @@ def _validate(inp: IntervalSettlementInput) -> _Arrays:
             f"needed: the network tariff prices losses at {tariff.loss_price_per_kwh}/kWh",
         )
 
+    if inp.market_kind is MarketKind.FLEXIBILITY:
+        _validate_flexibility(inp, problems, mid, awarded, labels)
     if finite and math.isfinite(inp.supply_kwh):
         net = math.fsum(awarded.tolist())
         gross = math.fsum(np.abs(awarded).tolist()) + abs(inp.supply_kwh)
@@ -368,6 +441,50 @@ def _validate(inp: IntervalSettlementInput) -> _Arrays:
             )
     problems.raise_if_any()
     return _Arrays(cid, mid, awarded, price, metered, loss_kw)
+
+
+def _validate_flexibility(
+    inp: IntervalSettlementInput,
+    problems: Problems,
+    member_id: npt.NDArray[np.int64],
+    awarded: FloatArray,
+    labels: Sequence[int | str],
+) -> None:
+    """The rules only a flexibility market has (the module's rules 1', 2', 5')."""
+    if inp.supply_kwh != 0.0:
+        problems.add(
+            "supply_kwh",
+            f"a flexibility market has no supply (the DSO buys the relief the providers sell), "
+            f"got {inp.supply_kwh!r} kWh",
+        )
+    if inp.network_tariff is not None:
+        problems.add(
+            "network_tariff",
+            "a flexibility market bills no network fees: relief is a change against a "
+            "baseline, the energy is billed in the energy markets",
+        )
+    if inp.dso_member_id is None:
+        if member_id.size:
+            problems.add(
+                "dso_member_id",
+                "needed: the DSO is the buyer of a flexibility market's relief and the "
+                "counterparty of the providers' deviations",
+            )
+        return
+    is_dso = member_id == inp.dso_member_id
+    problems.check(
+        is_dso & (awarded < 0),
+        "contracts.awarded_kwh",
+        "the DSO buys relief in a flexibility market: its awards must be >= 0",
+        labels,
+    )
+    problems.check(
+        ~is_dso & (awarded > 0),
+        "contracts.awarded_kwh",
+        "only the DSO buys relief in a flexibility market: a provider's awards must be <= 0 "
+        "(relief sold)",
+        labels,
+    )
 
 
 # ------------------------------------------------------------------------------- settlement
@@ -451,9 +568,9 @@ def _apportion(values: FloatArray, target: int) -> list[int]:
 def settle_interval(inp: IntervalSettlementInput) -> tuple[Posting, ...]:
     """Double-entry postings of one interval, by the rules of the module docstring.
 
-    Postings come in rule order (energy, imbalance, transaction fees, dispatch fees, network
-    fees, congestion rent, rounding), members in ascending id within a rule, network fees in
-    the order of the contracts.
+    Postings come in rule order (energy, or ancillary services in a flexibility market;
+    imbalance, transaction fees, dispatch fees, network fees, congestion rent, rounding),
+    members in ascending id within a rule, network fees in the order of the contracts.
 
     Raises
     ------
@@ -464,6 +581,8 @@ def settle_interval(inp: IntervalSettlementInput) -> tuple[Posting, ...]:
 
     """
     a = _validate(inp)
+    flexibility = inp.market_kind is MarketKind.FLEXIBILITY
+    product = EntryKind.ANCILLARY if flexibility else EntryKind.ENERGY
     scale = 10.0 ** int(inp.currency_exponent)
     iid = inp.interval_id
     market = market_account(inp.market_id)
@@ -490,7 +609,7 @@ def settle_interval(inp: IntervalSettlementInput) -> tuple[Posting, ...]:
     member_labels: list[int | str] = [f"member {x}" for x in members.tolist()]
     too_large = "amount is too large to post exactly (over 2**53 minor units)"
     for name, values in (
-        ("energy", energy),
+        ("ancillary service" if flexibility else "energy", energy),
         ("imbalance", imbalance),
         ("transaction fee", transaction),
         ("dispatch fee", dispatch),
@@ -512,7 +631,8 @@ def settle_interval(inp: IntervalSettlementInput) -> tuple[Posting, ...]:
     dispatch_minor = _minor(dispatch)
 
     # counterparties the non-zero amounts need
-    needs_supplier = [k for k in range(m) if imbalance_minor[k] != 0]
+    # a flexibility market's deviations settle with the DSO, checked by _validate
+    needs_supplier = [] if flexibility else [k for k in range(m) if imbalance_minor[k] != 0]
     if inp.supplier_member_id is None and (inp.supply_kwh != 0.0 or needs_supplier):
         what = []
         if inp.supply_kwh != 0.0:
@@ -551,39 +671,54 @@ def settle_interval(inp: IntervalSettlementInput) -> tuple[Posting, ...]:
     transaction_rate = f"{inp.transaction_fee_per_kwh}/kWh"
     dispatch_rate = f"{inp.dispatch_fee_per_kwh}/kWh"
     out: list[Posting] = []
-    _emit(
-        out,
-        EntryKind.ENERGY,
-        keys,
-        market,
-        energy_minor,
-        lambda k: f"interval {iid} energy: {kwh[k]:+.6g} kWh, {text[k]}",
-    )
-    if inp.supplier_member_id is not None:
-        supplier = member_account(inp.supplier_member_id)
+    if flexibility:
+        _emit(
+            out,
+            product,
+            keys,
+            market,
+            energy_minor,
+            lambda k: (
+                f"interval {iid} ancillary service: {kwh[k]:+.6g} kWh of congestion relief "
+                f"{'bought' if kwh[k] > 0 else 'sold'}, {text[k]}"
+            ),
+        )
+    else:
+        _emit(
+            out,
+            product,
+            keys,
+            market,
+            energy_minor,
+            lambda k: f"interval {iid} energy: {kwh[k]:+.6g} kWh, {text[k]}",
+        )
+    balancing: str | None = None
+    if flexibility and inp.dso_member_id is not None:
+        balancing = member_account(inp.dso_member_id)
+    elif not flexibility and inp.supplier_member_id is not None:
+        balancing = member_account(inp.supplier_member_id)
         _emit(
             out,
             EntryKind.ENERGY,
             [market],
-            supplier,
+            balancing,
             [supply_minor],
             lambda _: (
                 f"interval {iid} energy: {-inp.supply_kwh:+.6g} kWh, the substation's "
                 f"supply at {inp.clearing_price_per_kwh}/kWh"
             ),
         )
+    if balancing is not None:
         deviation = deviation_kwh.tolist()
-        _emit(
-            out,
-            EntryKind.IMBALANCE,
-            keys,
-            supplier,
-            imbalance_minor,
-            lambda k: (
-                f"interval {iid} imbalance: {deviation[k]:+.6g} kWh metered beyond the "
-                f"award at {imbalance_rate}, {text[k]}"
-            ),
-        )
+
+        def imbalance_memo(k: int) -> str:
+            if flexibility:  # relief is negative: delivered minus sold is minus the deviation
+                what = f"relief delivered minus sold {-deviation[k]:+.6g} kWh"
+            else:
+                what = f"{deviation[k]:+.6g} kWh metered beyond the award"
+            return f"interval {iid} imbalance: {what} at {imbalance_rate}, {text[k]}"
+
+        _emit(out, EntryKind.IMBALANCE, keys, balancing, imbalance_minor, imbalance_memo)
     traded = traded_kwh.tolist()
     _emit(
         out,

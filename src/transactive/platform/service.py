@@ -30,6 +30,32 @@ settles with no entries); the DSO's check uses no background load (the market's 
 feeder's load); the network tariff's time-of-use bands are read in UTC; an insecure outcome
 after the loop's last round is recorded as checked with ``secure = False`` (the interval can
 only move forward; the audit record says why).
+
+Market kinds (:mod:`transactive.platform.gates` holds their rules and sources):
+
+- **Real-time** and **day-ahead** intervals go through the same steps. A day-ahead market's
+  intervals share one gate per delivery day (``gate_closes_at`` is set when they are opened,
+  :func:`transactive.platform.gates.gate_closes_at`: midnight UTC of the delivery day minus the
+  lead, the SDAC/EPEX rule) and each clears on its own curves, as the day-ahead auction does with
+  hourly (or quarter-hourly) simple orders.
+- **Flexibility** (Hu et al. 2019, §3.3; USEF's flexibility trading, the DSO buying flexibility):
+  the DSO buys congestion relief from providers. Clearing is
+  :func:`transactive.market.clear` on the DSO's buying curves and the providers' selling
+  curves, with no supply; a curve on the wrong side (a provider buying, the DSO selling) is
+  refused (409 naming the contracts; submission refuses it first with
+  :func:`transactive.platform.gates.bid_side_problems`). The security check does not run, even
+  on a market with a feeder: a relief bid is a change of a provider's power against its
+  baseline, not a dispatch, and a power flow of the changes alone (no baseline load under them)
+  says nothing about the feeder's limits; the DSO runs its own network analysis to decide how
+  much relief it bids for, and one flexibility market serves one congestion point (USEF's), so
+  relief anywhere on it is worth one price. The interval is confirmed as cleared (``secure``
+  None), with that reason in the audit record. Settlement posts the awards as ANCILLARY entries
+  (:mod:`transactive.platform.ledger`, rules 1', 2', 5'): the DSO debited, the providers
+  credited at the clearing price; the providers' meter readings are the relief delivered (kWh,
+  negative, as the DSO's measurement and verification states it against their baselines), and
+  their shortfall or excess settles at the imbalance price against the DSO. The DSO's own
+  contracts need no meter reading (their deviation would settle with the DSO itself); one given
+  is used and posts nothing.
 """
 
 from __future__ import annotations
@@ -51,9 +77,9 @@ from sqlalchemy.orm import Session
 from transactive.coordination import secure_clearing
 from transactive.curves import BidCurves
 from transactive.errors import ValidationError
-from transactive.market import clear
+from transactive.market import Supply, clear
 from transactive.network import branch_current_losses, solve_flows, split_to_meters
-from transactive.platform import audit, crud, ledger
+from transactive.platform import audit, crud, gates, ledger
 from transactive.platform.errors import conflict, wrong_state
 from transactive.platform.models import (
     Account,
@@ -68,7 +94,7 @@ from transactive.platform.models import (
     MeterReading,
     UtcDateTime,
 )
-from transactive.platform.schemas import AccountKind, BidStatus, IntervalState
+from transactive.platform.schemas import AccountKind, BidStatus, IntervalState, MarketKind
 from transactive.settlement import NetworkTariff
 
 __all__ = [
@@ -339,6 +365,51 @@ def _digest(ic: IntervalCurves, power_kw: FloatArray, price_per_kwh: FloatArray)
     return h.hexdigest()
 
 
+# ------------------------------------------------------------------------ market kinds
+
+
+def _clearing_supply(interval: Interval, market: Market) -> Supply | None:
+    """The supply the market clears with: none in a flexibility market (409 if it has one)."""
+    if market.kind is not MarketKind.FLEXIBILITY:
+        return crud.market_supply(market)
+    problems = gates.market_kind_problems(market)
+    if problems:  # the terms are checked when the market is defined; they may have changed
+        raise conflict(
+            f"interval {interval.id} cannot clear: market {market.id}'s terms do not fit a "
+            f"flexibility market: {'; '.join(problems)}",
+            problems,
+        )
+    return None
+
+
+def _refuse_wrong_sides(interval: Interval, market: Market, ic: IntervalCurves) -> None:
+    """409 naming every curve on the wrong side of a flexibility market.
+
+    :func:`transactive.platform.gates.bid_side_problems`' rule over all curves at once: the
+    DSO's curves buy (power >= 0 at every price: the last breakpoint, the least power, is
+    >= 0), every other member's sell (the first breakpoint, the most power, is <= 0).
+    """
+    power = ic.curves.power_kw
+    is_dso = ic.member_id == market.dso_member_id
+    dso_sells = np.flatnonzero(is_dso & (power[:, -1] < 0))
+    provider_buys = np.flatnonzero(~is_dso & (power[:, 0] > 0))
+    problems = [
+        f"contract {c}: the DSO's curve sells relief (power < 0); the DSO only buys"
+        for c in ic.contract_id[dso_sells].tolist()
+    ] + [
+        f"contract {c}: a provider's curve buys (power > 0); only the DSO buys relief"
+        for c in ic.contract_id[provider_buys].tolist()
+    ]
+    if problems:
+        shown = ", ".join(p.split(":", 1)[0] for p in problems[:_SHOWN])
+        more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
+        raise conflict(
+            f"interval {interval.id} cannot clear: curves on the wrong side of flexibility "
+            f"market {market.id} ({shown}{more})",
+            problems,
+        )
+
+
 # ------------------------------------------------------------------------------- the steps
 
 
@@ -378,6 +449,9 @@ def clear_interval(
     _require(interval, IntervalState.GATE_CLOSED, "clearing")
     ic = _closed_interval_curves(session, interval)
     payload: dict[str, object] = {"interval_id": interval.id, "at": now.isoformat()}
+    supply = _clearing_supply(interval, market)
+    if ic is not None and market.kind is MarketKind.FLEXIBILITY:
+        _refuse_wrong_sides(interval, market, ic)
     if ic is None:
         interval.clearing_price_per_kwh = None
         interval.clearing_quantity_kw = 0.0
@@ -390,7 +464,7 @@ def clear_interval(
                 ic.curves,
                 price_cap=market.price_cap_per_kwh,
                 price_floor=market.price_floor_per_kwh,
-                supply=crud.market_supply(market),
+                supply=supply,
             )
         except ValidationError as exc:  # bids or terms changed outside the platform's checks
             raise conflict(
@@ -418,13 +492,29 @@ def clear_interval(
 def check_interval(
     session: Session, *, interval: Interval, now: datetime, actor_member_id: int | None = None
 ) -> Interval:
-    """CLEARED → CHECKED: the DSO's security check on the market's feeder (if it has one)."""
+    """CLEARED → CHECKED: the DSO's security check on the market's feeder (if it has one).
+
+    A flexibility market's clearing is confirmed as it is, feeder or not (the module docstring
+    says why).
+    """
     now = _aware(now)
     market = _start_step(session, interval)
     _require(interval, IntervalState.CLEARED, "the security check")
     payload: dict[str, object] = {"interval_id": interval.id, "at": now.isoformat()}
-    ic = _closed_interval_curves(session, interval) if market.feeder is not None else None
-    if market.feeder is None or ic is None:
+    flexibility = market.kind is MarketKind.FLEXIBILITY
+    network = market.feeder is not None and not flexibility
+    ic = _closed_interval_curves(session, interval) if network else None
+    if flexibility:
+        interval.secure = None
+        interval.n_rounds = 1
+        payload.update(
+            network_checked=False,
+            reason=(
+                "flexibility market: relief is a change against the providers' baselines, not "
+                "a dispatch a power flow can check; confirmed as cleared"
+            ),
+        )
+    elif market.feeder is None or ic is None:
         interval.secure = None
         interval.n_rounds = 0 if ic is None and market.feeder is not None else 1
         payload.update(
@@ -557,8 +647,11 @@ def settle_interval(
 ) -> Interval:
     """CHECKED → SETTLED: Table 1's postings from the awards and meter readings.
 
-    Every contract with an award needs its meter reading (else 409 listing the missing ones).
-    The postings must sum to zero over all accounts and leave the market account at zero.
+    Every contract with an award needs its meter reading (else 409 listing the missing ones),
+    except the DSO's own contracts in a flexibility market: without a reading their relief
+    counts as received as awarded (their deviation would settle with the DSO itself, so no
+    reading changes a posting). The postings must sum to zero over all accounts and leave the
+    market account at zero.
     """
     now = _aware(now)
     market = _start_step(session, interval)
@@ -583,6 +676,11 @@ def settle_interval(
         .where(Award.interval_id == interval.id)
         .order_by(Award.contract_id),
     )
+    if market.kind is MarketKind.FLEXIBILITY and market.dso_member_id is not None:
+        # (contract, member, bus, awarded kWh, price, metered kWh): the DSO's own contracts
+        awards = [
+            (*a[:5], a[3]) if a[5] is None and a[1] == market.dso_member_id else a for a in awards
+        ]
     missing = [int(a[0]) for a in awards if a[5] is None]
     if missing:
         shown = ", ".join(str(c) for c in missing[:_SHOWN])
@@ -650,16 +748,19 @@ def _postings(
     day_start = interval.start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if interval.clearing_price_per_kwh is None:  # pragma: no cover - awards imply a clearing
         raise RuntimeError(f"interval {interval.id} has awards but no clearing price")
+    flexibility = market.kind is MarketKind.FLEXIBILITY
     inp = ledger.IntervalSettlementInput(
         interval_id=interval.id,
         market_id=market.id,
+        market_kind=market.kind,
         interval_s=market.interval_s,
         start_s=(interval.start - day_start) / timedelta(seconds=1),
         clearing_price_per_kwh=interval.clearing_price_per_kwh,
         # the rows are (contract, member, bus, awarded kWh, price, metered kWh), in this order
         contracts=tuple(itertools.starmap(ledger.ContractSettlementInput, awards)),
         supply_kwh=float(interval.supply_kw or 0.0) * hours,
-        supplier_member_id=market.supplier_member_id,
+        # a flexibility market's deviations settle with the DSO (ledger rule 2')
+        supplier_member_id=None if flexibility else market.supplier_member_id,
         imbalance_price_per_kwh=market.imbalance_price_per_kwh,
         transaction_fee_per_kwh=market.transaction_fee_per_kwh,
         dispatch_fee_per_kwh=market.dispatch_fee_per_kwh,
