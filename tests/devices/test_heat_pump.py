@@ -131,15 +131,38 @@ def test_willingness_rises_as_the_house_cools(cap, floor):
     temps = np.linspace(16.0, 24.0, 81)
     pop = HeatPumpPopulation(houses(81, air_temperature_c=temps), supply_temperature_c=35.0)
     bids = pop.bid(PriceStats(0.1, 0.03, cap, price_floor_per_kwh=floor), INTERVAL, COLD)
-    price, power = bids.price_per_kwh[:, 0], bids.power_kw[:, 0]
-    assert (np.diff(price) <= 1e-12).all()
-    assert ((price >= floor) & (price <= cap)).all()
-    np.testing.assert_array_equal(price[temps <= 18.0], cap)  # must run below Tmin
-    assert (bids.power_kw[temps < 18.0, 1] > 0).all()
-    np.testing.assert_array_equal(power[temps >= 22.0], 0.0)  # no bid at or above Tmax
-    inside = (temps > 18.0) & (temps < 22.0)
-    expected = floor + (cap - floor) * (22.0 - temps) / 4.0
-    np.testing.assert_allclose(price[inside], expected[inside])
+    prices, powers = bids.price_per_kwh, bids.power_kw
+    assert ((prices >= floor) & (prices <= cap)).all()
+    assert (np.diff(prices, axis=1) >= 0).all() and (np.diff(powers, axis=1) <= 0).all()
+    np.testing.assert_array_equal(prices[:, -2:], cap)  # the must-run block at the maximum
+    grid = np.linspace(floor, cap, 41)
+    most = np.array([bids.bounds_at(p)[1] for p in grid])
+    assert (np.diff(most, axis=1) <= 1e-9).all()  # a colder house bids more at every price
+    assert (powers[temps < 18.0, -2] > 0).all()  # must run below Tmin
+    np.testing.assert_array_equal(powers[temps >= 22.0, 0], 0.0)  # no bid at or above Tmax
+    assert (powers[temps < 22.0, 0] > 0).all()
+
+
+def test_at_the_setpoints_willingness_the_house_ends_at_its_setpoint():
+    """The middle point: the willingness of the base setpoint, and the power that reaches it.
+
+    ``p = floor + (cap - floor) (Tmax - T) / (Tmax - Tmin)`` of 20 °C is half the cap; a house
+    below the setpoint heats to it by the interval's end, one above it floats (must-run only).
+    """
+    pop = HeatPumpPopulation(
+        houses(3, air_temperature_c=[19.7, 19.85, 21.0], mass_temperature_c=20.0),
+        supply_temperature_c=35.0,
+    )
+    bids = pop.bid(STATS, INTERVAL, COLD)
+    cap = STATS.price_cap_per_kwh
+    expected = np.broadcast_to([0.0, cap / 2, cap], (3, 3))
+    np.testing.assert_allclose(bids.price_per_kwh[:, :3], expected)
+    power = pop.respond(cap / 2, 0.5)
+    np.testing.assert_array_equal(power, bids.power_kw[:, 1])
+    for t in range(0, 300, 60):
+        pop.step(t, 60, COLD)
+    assert power[0] > power[1] > 0.0 == power[2]
+    np.testing.assert_allclose(pop.air_temperature_c[:2], 20.0, atol=1e-5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -162,10 +185,10 @@ def test_allocation_is_held_for_the_interval_and_guarded_by_the_band():
     )
     interval = MarketInterval(0, 900)
     bids = pop.bid(STATS, interval, COLD)
-    assert bids.price_per_kwh[1, 0] > bids.price_per_kwh[0, 0]  # colder house pays more
-    price = 0.5 * (bids.price_per_kwh[0, 0] + bids.price_per_kwh[1, 0])
+    price = 0.125 * STATS.price_cap_per_kwh  # the willingness of 21.5 °C
     power = pop.respond(price, 0.0)
-    assert power[0] == bids.power_kw[0, 1] and power[1] == bids.power_kw[1, 0] > 0.0
+    np.testing.assert_allclose(power, bids.power_at(price, 0.0))
+    assert power[1] > power[0] > 0.0  # the colder house buys more to get there
     energy = np.sum([pop.step(t, 60, COLD).energy_kwh for t in range(0, 900, 60)], axis=0)
     np.testing.assert_allclose(energy * 3600 / 900, power, rtol=1e-6, atol=1e-9)  # held
     for minute in range(15, 255):  # unattended: the thermostat keeps the band
@@ -310,7 +333,7 @@ def test_the_heat_pump_buys_below_the_switch_price_and_the_boiler_heats_above(ab
     assert 0.1 < switch < STATS.price_cap_per_kwh
     np.testing.assert_array_less(bids.price_per_kwh, switch + 1e-12)  # capped at the switch
     assert bids.price_per_kwh[0, -1] == pytest.approx(switch)  # the must-run block sits there
-    assert bids.power_kw[0, 1] > 0  # the cool house must run within the interval
+    assert bids.power_kw[0, -2] > 0  # the cool house must run within the interval
     price = switch * (1.001 if above else 0.999)
     power = pop.respond(price, 0.0)
     electric, gas = run_interval(pop, 0, 1800, weather)
@@ -336,10 +359,10 @@ def test_at_the_switch_price_the_must_run_block_is_taken_whole_or_left_to_the_bo
     # a cap just above the switch price (~0.24), so the willingness (0.85 x cap) is below it
     stats = PriceStats(mean_per_kwh=0.10, std_per_kwh=0.03, price_cap_per_kwh=0.25)
     bids = pop.bid(stats, MarketInterval(0, 1800), weather)
-    must = float(bids.power_kw[0, 2])
+    must = float(bids.power_kw[0, -2])
     switch = float(pop.switch_price_per_kwh(weather)[0])
-    assert bids.price_per_kwh[0, 0] < switch == pytest.approx(bids.price_per_kwh[0, 2])
-    assert 0 < must < bids.power_kw[0, 0]  # two blocks: the must-run one at the switch price
+    assert bids.price_per_kwh[0, 0] < switch == pytest.approx(bids.price_per_kwh[0, -2])
+    assert 0 < must < bids.power_kw[0, 0]  # the must-run block sits at the switch price
     power = pop.respond(switch, fill)
     assert power[0] == pytest.approx(must if whole else 0.0)
     electric, gas = run_interval(pop, 0, 1800, weather)

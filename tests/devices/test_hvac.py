@@ -203,23 +203,90 @@ def test_bids_are_monotone_in_temperature_and_within_floor_and_cap(mean, std, ca
     pop = one_house(81, air_temperature_c=temps, mode=mode)
     stats = PriceStats(mean, std, cap, price_floor_per_kwh=0.0)
     bids = pop.bid(stats, INTERVAL, WeatherSample(30.0 if mode == COOLING else 0.0))
-    price = bids.price_per_kwh[:, 0]  # the can-run block's price
-    power = bids.power_kw[:, 0]  # average power below it
-    must = bids.power_kw[:, 1]  # average power bid at the cap
-    assert ((price >= 0.0) & (price <= cap)).all()
-    np.testing.assert_array_equal(bids.price_per_kwh[:, 2], cap)
-    steps = np.diff(price) * mode
-    assert (steps >= -1e-12).all()  # cooling: warmer pays more; heating: colder pays more
+    prices, powers = bids.price_per_kwh, bids.power_kw
+    assert ((prices >= 0.0) & (prices <= cap)).all()
+    assert (np.diff(prices, axis=1) >= 0).all() and (np.diff(powers, axis=1) <= 0).all()
+    np.testing.assert_array_equal(prices[:, -2:], cap)  # the must-run block at the cap
+    # the points' prices are ramp prices of setpoints in the band, k = 2, half-band 2 K
+    assert (prices[:, :-2] <= np.clip(mean + 2.0 * std, 0.0, cap) + 1e-12).all()
+    assert (prices[:, :-2] >= np.clip(mean - 2.0 * std, 0.0, cap) - 1e-12).all()
+    # cooling: a warmer house bids at least as much at every price; heating: a colder one
+    grid = np.linspace(0.0, cap, 41)
+    most = np.array([bids.bounds_at(p)[1] for p in grid])
+    assert (np.diff(most, axis=1) * mode >= -1e-9).all()
+    must, can = powers[:, -2], powers[:, 0]
+    np.testing.assert_array_equal(powers[:, -3], must)  # the curve's last point: the must-run
     uncomfortable = temps > 25.0 if mode == COOLING else temps < 21.0
     comfortable = temps <= 21.0 if mode == COOLING else temps >= 25.0  # at or past the edge
     assert (must[uncomfortable] > 0).all()  # beyond the band it must run, at any price
-    np.testing.assert_array_equal(power[comfortable], 0.0)
-    assert (power[~comfortable] > 0).all()
-    assert (must <= power + 1e-12).all()
-    # inside the band the price is the controller's ramp: mean + k sigma (T - Tset) / half-band
-    inside = (temps > 21.0) & (temps < 25.0)
-    expected = np.clip(mean + mode * (temps - 23.0) * 2.0 * std / 2.0, 0.0, cap)
-    np.testing.assert_allclose(price[inside], expected[inside], atol=1e-12)
+    np.testing.assert_array_equal(can[comfortable], 0.0)
+    assert (can[~comfortable] > 0).all()
+
+
+@pytest.mark.parametrize("mode", [COOLING, HEATING])
+def test_a_price_brings_the_air_to_the_setpoint_it_shifts_the_house_to(mode):
+    """The points: the band's edges and the base setpoint, each at its ramp price.
+
+    At the mean price every house that can reach its base setpoint by the interval's end does
+    (the base setpoint's point); the comfortable edge's point is all it can run towards that
+    edge, the uncomfortable edge's its must-run; between, a lower price ends every house at
+    least as far towards the comfortable edge.
+    """
+    pop = HvacPopulation.sample(300, np.random.default_rng(4), mode=mode)
+    weather = HOT if mode == COOLING else WeatherSample(-2.0)
+    for minute in range(40):
+        pop.step(60 * minute, 60, weather)
+    interval = MarketInterval(2400, 300)
+    bids = pop.bid(STATS, interval, weather)
+    mean, sigma = STATS.mean_per_kwh, STATS.std_per_kwh
+    np.testing.assert_allclose(bids.price_per_kwh[:, 1], mean)
+    k_comf = np.where(pop.direction > 0, pop.ramp_low, pop.ramp_high)
+    k_unc = np.where(pop.direction > 0, pop.ramp_high, pop.ramp_low)
+    np.testing.assert_allclose(bids.price_per_kwh[:, 0], np.maximum(mean - k_comf * sigma, 0.0))
+    np.testing.assert_allclose(bids.price_per_kwh[:, 2], mean + k_unc * sigma)
+    must, can = bids.power_kw[:, -2], bids.power_kw[:, 0]
+    np.testing.assert_array_equal(bids.power_kw[:, 2], must)
+
+    def respond_and_step(price: float) -> tuple[np.ndarray, np.ndarray]:
+        houses = copy.deepcopy(pop)
+        power = houses.respond(price, 0.5)
+        for t in range(interval.start_s, interval.end_s, 60):
+            houses.step(t, 60, weather)
+        return power, houses.air_temperature_c
+
+    power, air = respond_and_step(mean)
+    reachable = (power > must + 1e-9) & (power < can - 1e-9)  # neither end of the curve
+    assert reachable.sum() > 200  # most houses can reach their setpoint in five minutes
+    np.testing.assert_allclose(air[reachable], pop.setpoint_c[reachable], atol=1e-5)
+    # all it can towards the comfortable edge: run until it reaches it, at most the interval
+    power, air = respond_and_step(0.0)
+    np.testing.assert_allclose(power, can)
+    assert (power <= pop.running_power_kw(weather) + 1e-9).all()
+    assert ((air - pop.comfort_min_c >= -1e-6) & (pop.comfort_max_c - air >= -1e-6)).all()
+    ends = [respond_and_step(p)[1] for p in np.linspace(0.0, 0.25, 11)]
+    assert (np.diff(ends, axis=0) * mode >= -1e-9).all()  # dearer: warmer (cooling)
+
+
+def test_a_falling_price_brings_houses_in_gradually():
+    """Below the cap every curve is a line through its points: no block for a price to cross.
+
+    The aggregate power rises continuously as the price falls, each house by its own setpoint
+    and comfort settings, instead of all of them at their ramp prices at once.
+    """
+    pop = HvacPopulation.sample(400, np.random.default_rng(9))
+    for minute in range(30):
+        pop.step(60 * minute, 60, HOT)
+    stats = PriceStats(0.10, 0.03, 1.0, price_floor_per_kwh=-1.0)
+    bids = pop.bid(stats, MarketInterval(1800, 300), HOT)
+    prices = np.linspace(0.0, 0.25, 251)  # steps of 1/1000 of the cap
+    lo, hi = (np.array(b) for b in zip(*(bids.bounds_at(p) for p in prices), strict=True))
+    np.testing.assert_allclose(lo, hi, atol=1e-9)  # no block below the cap
+    assert (np.diff(hi, axis=0) <= 1e-9).all()
+    # each house's power moves by a small part of its range per step: no jump (the two-block
+    # curve of a ramp price jumped by all of it)
+    span = bids.power_kw[:, 0] - bids.power_kw[:, -2]
+    assert (span > 0).sum() > 300
+    assert (np.abs(np.diff(hi, axis=0)) <= 0.25 * span + 1e-9).all()
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 
+from transactive.curves import BidCurves
 from transactive.devices.base import Horizon, PriceStats
 from transactive.devices.flexibility import BestResponse, Flexibility, FlexiblePopulation
 from transactive.devices.heat_pump import HeatPumpPopulation, staffell_ashp_cop
@@ -59,14 +60,38 @@ def tanks(n: int = 2, **overrides: object) -> WaterHeaterPopulation:
     return WaterHeaterPopulation(**arrays)  # type: ignore[arg-type]
 
 
-def respond_with_energy(pop: WaterHeaterPopulation, horizon: Horizon, t: int, kw: np.ndarray):
-    """Bid period t, then respond so that each tank's curve gives its scheduled power."""
-    curves = pop.bid(STATS, horizon.interval(t), MILD)
-    price = curves.price_per_kwh[:, 0]  # the ramp price: the curve's vertical segment there
+def price_and_fill_for(curves: BidCurves, kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The price (and fill) below the cap at which each curve gives ``kw``, clipped into range.
+
+    The range is from the must-run power (column -2; less, the block at the cap, the tank's
+    band would override) to the curve's most. The curves are monotone and linear between
+    breakpoints: on a sloped segment the price is the line's, on a vertical one (a block) the
+    segment's price with the fill that picks ``kw``.
+    """
+    p, q = curves.price_per_kwh, curves.power_kw
+    kw = np.clip(kw, q[:, -2], q[:, 0])
+    price = p[:, 0].copy()
+    found = kw >= q[:, 0]  # at or above the curve's most: its lowest price
+    for j in range(p.shape[1] - 1):
+        here = ~found & (kw <= q[:, j]) & (kw >= q[:, j + 1])
+        drop = q[:, j] - q[:, j + 1]
+        share = np.where(drop > 0, (q[:, j] - kw) / np.where(drop > 0, drop, 1.0), 0.0)
+        price = np.where(here, p[:, j] + share * (p[:, j + 1] - p[:, j]), price)
+        found |= here
     lo, hi = curves.bounds_at(price)
     span = hi - lo
     fill = np.clip((kw - lo) / np.where(span > 0, span, 1.0), 0.0, 1.0)
-    return pop.respond(price, np.where(span > 0, fill, 0.0))
+    return price, np.where(span > 0, fill, 0.0)
+
+
+def respond_with_energy(pop: WaterHeaterPopulation, horizon: Horizon, t: int, kw: np.ndarray):
+    """Bid period t, then respond so that each tank's curve gives its scheduled power."""
+    curves = pop.bid(STATS, horizon.interval(t), MILD)
+    price, fill = price_and_fill_for(curves, kw)
+    power = pop.respond(price, fill)
+    wanted = np.clip(kw, curves.power_kw[:, -2], curves.power_kw[:, 0])
+    np.testing.assert_allclose(power, wanted, rtol=1e-9, atol=1e-12)
+    return power
 
 
 # ---------------------------------------------------------------------------- water heaters

@@ -110,11 +110,36 @@ def test_colder_tanks_bid_more_and_bids_stay_within_the_cap(mean, std, cap):
     temps = np.linspace(40.0, 60.0, 81)
     pop = tanks(81, temperature_c=temps)
     bids = pop.bid(PriceStats(mean, std, cap), INTERVAL, INDOORS)
-    price, power = bids.price_per_kwh[:, 0], bids.power_kw[:, 0]
-    assert (np.diff(price) <= 1e-12).all()
-    assert ((price >= 0) & (price <= cap)).all()
-    assert (bids.power_kw[temps < 45.0, 1] > 0).all()  # must run below Tmin, at the cap
-    np.testing.assert_array_equal(power[temps >= 55.0], 0.0)
+    prices, powers = bids.price_per_kwh, bids.power_kw
+    assert ((prices >= 0) & (prices <= cap)).all()
+    assert (np.diff(prices, axis=1) >= 0).all() and (np.diff(powers, axis=1) <= 0).all()
+    np.testing.assert_array_equal(prices[:, -2:], cap)
+    grid = np.linspace(0.0, cap, 41)
+    most = np.array([bids.bounds_at(p)[1] for p in grid])
+    assert (np.diff(most, axis=1) <= 1e-9).all()  # a colder tank bids more at every price
+    assert (powers[temps < 45.0, -2] > 0).all()  # must run below Tmin, at the cap
+    np.testing.assert_array_equal(powers[temps >= 55.0, 0], 0.0)
+
+
+def test_at_the_mean_price_a_tank_heats_to_its_setpoint():
+    """The middle point: the mean price, and the power that heats the tank to its setpoint."""
+    pop = WaterHeaterPopulation.sample(200, np.random.default_rng(6))
+    for minute in range(60):
+        pop.step(60 * minute, 60, INDOORS)
+    interval = MarketInterval(3600, 300)
+    bids = pop.bid(STATS, interval, INDOORS)
+    np.testing.assert_allclose(bids.price_per_kwh[:, 1], STATS.mean_per_kwh)
+    power = pop.respond(STATS.mean_per_kwh, 0.5)
+    for t in range(interval.start_s, interval.end_s, 60):
+        pop.step(t, 60, INDOORS)
+    must, can = bids.power_kw[:, -2], bids.power_kw[:, 0]
+    heated = (power > must + 1e-9) & (power < can - 1e-9)
+    assert heated.sum() > 20
+    np.testing.assert_allclose(pop.temperature_c[heated], pop.setpoint_c[heated], atol=1e-5)
+    # the others float above it, or heat all they can and stay below it
+    above = pop.temperature_c - pop.setpoint_c
+    assert (above[~heated & (power <= must + 1e-9)] >= -1e-5).all()
+    assert (above[~heated & (power >= can - 1e-9)] <= 1e-5).all()
 
 
 @settings(max_examples=40, deadline=None)

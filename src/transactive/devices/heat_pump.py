@@ -17,13 +17,17 @@ Bidding: a PowerMatcher device agent for an on/off device with a thermal buffer 
 Kamphuis, "PowerMatcher: multiagent control in the electricity infrastructure", AAMAS 2005; the
 heat-pump agents of PowerMatching City, Bliek et al., 2010): its price willingness rises linearly
 from the market basis' minimum to its maximum as the indoor temperature falls from the top to the
-bottom of the comfort band, ``p = p_min + (p_max - p_min) (Tmax - Ta) / (Tmax - Tmin)``. The
-quantity is the average power over the market interval (Widergren et al., PNNL-27235 Part II), as
-for :class:`~transactive.devices.hvac.HvacPopulation` in heating mode: the must-run on-time (the
-least that keeps the house above ``Tmin`` to the interval's end) as a block at the maximum, the
-can-run on-time (the most before ``Tmax``) at the willingness, each as the power the house then
-draws. A PowerMatcher agent commits to its allocation: after ``respond`` the heat pump runs the
-on-time that draws it from the interval's start, then stays off, and only the comfort band's edges
+bottom of the comfort band, ``p = p_min + (p_max - p_min) (Tmax - Ta) / (Tmax - Tmin)``. Read
+the other way, a price ``p`` is the willingness of one temperature, the one the agent then heats
+to. The quantity is the average power over the market interval (Widergren et al., PNNL-27235
+Part II), as for :class:`~transactive.devices.hvac.HvacPopulation` in heating mode: the curve
+runs through one point per bid setpoint (``Tmax``, the base setpoint, ``Tmin``), each at that
+temperature's willingness, with the power that brings the house to it at the interval's end
+(within the must-run on-time, the least that keeps the house above ``Tmin`` to the interval's
+end, and the can-run one, the most before ``Tmax``), linear between them, then the must-run power
+as a block at the maximum; each the power the house then draws. A PowerMatcher agent commits to
+its allocation: after ``respond`` the heat pump runs the on-time that draws it from the
+interval's start, then stays off, and only the comfort band's edges
 override; per house the interval energy is the allocation on the model under the forecast weather.
 Outside a responded interval it is a deadband thermostat around the setpoint.
 
@@ -97,6 +101,7 @@ from transactive.devices.hvac import (
     HvacPopulation,
     heating_capacity_factor,
 )
+from transactive.devices.ramp import _band_setpoints_c
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
 
@@ -107,6 +112,28 @@ BoolArray = npt.NDArray[np.bool_]
 StrArray = npt.NDArray[np.str_]
 
 _SECONDS_PER_HOUR = 3600.0
+
+
+def _willingness_per_kwh(
+    temperature_c: FloatArray,
+    comfort_min_c: FloatArray,
+    comfort_max_c: FloatArray,
+    floor_per_kwh: float,
+    cap_per_kwh: float,
+) -> FloatArray:
+    """A PowerMatcher heat-pump agent's price willingness at an indoor temperature.
+
+    ``p = p_min + (p_max - p_min) (Tmax - T) / (Tmax - Tmin)`` with the urgency clipped to
+    ``[0, 1]`` (Kok et al., AAMAS 2005; module docstring): the floor at the top of the band, the
+    cap at its bottom. Interpolated from both ends, so that full urgency is exactly the cap.
+    ``temperature_c`` may be ``(N, J)`` with the band as ``(N,)`` (one row per house).
+    """
+    t = np.asarray(temperature_c, dtype=np.float64)
+    column = (slice(None), None) if t.ndim == 2 else slice(None)
+    tmin, tmax = comfort_min_c[column], comfort_max_c[column]
+    urgency = np.clip((tmax - t) / (tmax - tmin), 0.0, 1.0)
+    price = floor_per_kwh * (1.0 - urgency) + cap_per_kwh * urgency
+    return np.asarray(np.clip(price, floor_per_kwh, cap_per_kwh), dtype=np.float64)
 
 
 def staffell_ashp_cop(
@@ -393,25 +420,25 @@ class HeatPumpPopulation:
     def bid(
         self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
     ) -> BidCurves:
-        """PowerMatcher bid of each heat pump's average power over ``interval`` (two blocks).
+        """PowerMatcher bid of each heat pump's average power over ``interval``.
 
-        The must-run part at the maximum price, the rest at a willingness rising as the house
-        cools; the state now is taken as the state at ``interval.start_s`` and ``weather`` is the
-        forecast for the interval. A hybrid caps both prices at its switch price and predicts
-        with its boiler's backup heat (module docstring). The curves carry :attr:`ids`.
+        The must-run part at the maximum price; below it a line through points, each the power
+        that brings the house to a temperature by the interval's end at that temperature's
+        willingness (module docstring). The state now is taken as the state at
+        ``interval.start_s`` and ``weather`` is the forecast for the interval. A hybrid caps
+        every price at its switch price and predicts with its boiler's backup heat (module
+        docstring). The curves carry :attr:`ids`.
         """
         stats, interval = _check_bid_args(price_stats, interval, weather)
         h = self.houses
-        t = h.air_temperature_c
         floor, cap = stats.price_floor_per_kwh, stats.price_cap_per_kwh
-        urgency = np.clip((h.comfort_max_c - t) / (h.comfort_max_c - h.comfort_min_c), 0.0, 1.0)
-        # Interpolate from both ends so that full urgency is exactly the cap (must run).
-        price = np.clip(floor * (1.0 - urgency) + cap * urgency, floor, cap)
+        setpoints = _band_setpoints_c(h.setpoint_c, h.comfort_max_c, h.comfort_min_c)
+        price = _willingness_per_kwh(setpoints, h.comfort_min_c, h.comfort_max_c, floor, cap)
         if not h.hybrid:
-            h._plan = h._interval_plan(stats, interval, weather, price, self._ids)
+            h._plan = h._interval_plan(stats, interval, weather, setpoints, price, self._ids)
             return h._plan.curves
         h.boiler_heating = np.zeros(self.n_devices, dtype=bool)  # predict the heat pump's run
-        plan = h._interval_plan(stats, interval, weather, price, self._ids)
+        plan = h._interval_plan(stats, interval, weather, setpoints, price, self._ids)
         switch = self._switch_price(plan.heat)
         prices = np.clip(np.minimum(plan.curves.price_per_kwh, switch[:, None]), floor, cap)
         powers = np.where((switch < floor)[:, None], 0.0, plan.curves.power_kw)
@@ -440,7 +467,7 @@ class HeatPumpPopulation:
         curves = h._plan.curves
         p = np.broadcast_to(price, (n,))
         power = curves.power_at(p, np.broadcast_to(fill, (n,)))
-        must = curves.power_kw[:, 2]
+        must = curves.power_kw[:, -2]  # the must-run power (the block at the cap, or switch)
         switch = self._switch_per_kwh
         # A source is one or the other: at the switch price, the must-run block whole or none.
         split = (p >= switch) & (power < must)

@@ -58,29 +58,37 @@ switching times up to whole seconds.
 
 Market (GridLAB-D ``market/controller.cpp``, ramp mode; Hammerstrom et al., "Pacific Northwest
 GridWise Testbed Demonstration Projects, Part I: Olympic Peninsula Project", PNNL-17167, 2007):
-the comfort band ``[Tmin, Tmax]`` around the base setpoint, ramps ``k_low``, ``k_high``; the
-ramp price is ``mean + k sigma (Ta - Tset) / |T_lim - Tset|`` (sign flipped for heating),
-clipped to ``[floor, cap]``. The quantity is the **average power over the market interval**, as
-Widergren et al. (PNNL-27235, Part II) recast the gridSMART bid, because an instantaneous power
-is not what a thermostat then draws. With the exact ETP solution under the forecast weather, a
-run-first-then-off schedule gives two on-times: the must-run ``tau_lo`` (the least after which
-the air, left off, stays inside the uncomfortable edge, ``Tmax`` when cooling, to the interval's
-end) and the can-run ``tau_hi`` (the most before the air reaches the comfortable edge, at most
-the interval). The curve is two blocks: what the house draws on schedule ``tau_lo`` at the cap,
-and the rest up to what it draws on schedule ``tau_hi`` at its ramp price. "What it draws" is
-exactly the scheduled on-time for a house whose band holds on every schedule in
-``[tau_lo, tau_hi]`` (``tau_lo`` keeps the air 1e-9 K inside the uncomfortable edge, found by
-bracketed Newton iteration on the closed form, and only for the few houses that need it); for the
-others (the band cannot be held) it is a dry run of :meth:`HvacPopulation.step`'s own policy,
-band overrides included. The reported
-setpoint after the response is the controller's shift
-``Tset' = Tset + (p - mean) |T_lim - Tset| / (k sigma)``, clipped to the band (the side chosen
-so the shift is the exact inverse of the ramp price).
+the comfort band ``[Tmin, Tmax]`` around the base setpoint, ramps ``k_low``, ``k_high``; a
+cleared price ``p`` shifts the setpoint to ``Tset(p) = Tset + (p - mean) |T_lim - Tset| /
+(k sigma)``, clipped to the band (sign flipped for heating), and the ramp price of a temperature
+``T``, ``mean + k sigma (T - Tset) / |T_lim - Tset|``, is the price whose shifted setpoint is
+``T``. The quantity is the **average power over the market interval**, as Widergren et al.
+(PNNL-27235, Part II) recast the gridSMART bid, because an instantaneous power is not what a
+thermostat then draws. With the exact ETP solution under the forecast weather, a
+run-first-then-off schedule gives two bounding on-times: the must-run ``tau_lo`` (the least after
+which the air, left off, stays inside the uncomfortable edge, ``Tmax`` when cooling, to the
+interval's end) and the can-run ``tau_hi`` (the most before the air reaches the comfortable edge,
+at most the interval). The curve follows the setpoint the price shifts the house to: one point
+per bid setpoint (:data:`transactive.devices.ramp.BID_SETPOINT_SHARES`: the comfortable edge, the
+base setpoint, the uncomfortable edge), each at the ramp price of that setpoint, with the power of
+the on-time in ``[tau_lo, tau_hi]`` that brings the air to the setpoint at the interval's end
+(closed form, :meth:`HvacPopulation._end_of_interval_c`, bracketed Newton iteration): the
+uncomfortable edge's point is the must-run power, the comfortable edge's the can-run power (less
+only where the air, left off there, drifts on past the edge). Linear between the points, then the
+must-run power as a block at the cap (the shape of the four-point bid of PNNL's DSO+T study,
+2022, OSTI 1842489). A falling price thus brings houses in gradually, each by its own
+temperature, band and ramps, instead of running every house whose ramp price it crosses to the
+comfortable edge at once. "What it draws" is exactly the scheduled on-time for a house whose band
+holds on every schedule in ``[tau_lo, tau_hi]`` (``tau_lo`` keeps the air 1e-9 K inside the
+uncomfortable edge, found by bracketed Newton iteration on the closed form, and only for the few
+houses that need it); for the others (the band cannot be held: ``tau_lo = tau_hi``, the whole
+curve is the must-run power) it is a dry run of :meth:`HvacPopulation.step`'s own policy, band
+overrides included. The reported setpoint after the response is the controller's shift
+``Tset(p)`` (the side chosen so the shift is the exact inverse of the ramp price).
 
 Response: a house reads its average power ``a`` off its own curve, ``power_at(p, fill)``, and
-runs from the interval's start for the on-time that draws ``a`` on the model (the bid's schedule
-at a block's end; a marginal house's own share of its can-run block where the band holds, else by
-bisection on dry runs), then stays off. ``step`` follows
+runs from the interval's start for the on-time that draws ``a`` on the model (its own on-time
+where the band holds, else by bisection on dry runs), then stays off. ``step`` follows
 the schedule, switching at the exact scheduled instant inside a physics step, overridden only at
 the band: a scheduled-off house switches on at the uncomfortable edge (off again a deadband
 inside it), a scheduled-on house off at the comfortable edge. What holds: per house, the
@@ -89,8 +97,8 @@ the interval is stepped (the overrides are in the prediction); with other weathe
 what the weather changes (in aggregate 0.02 % or less over 2,000 houses on TMY minute weather
 against the 5-minute forecast). A single thermostat cycling inside its deadband could not do
 this: it draws its duty cycle whatever it was allocated. Past the interval's end (no new
-response), the deadband thermostat around ``Tset'`` governs, as GridLAB-D's controller holds its
-setpoint until the next clearing.
+response), the deadband thermostat around ``Tset(p)`` governs, as GridLAB-D's controller holds
+its setpoint until the next clearing.
 
 Without a market (never calling ``respond``) the population is a plain thermostat around the base
 setpoint. ``command`` gives direct load control (used by the virtual-battery tracker): the
@@ -127,9 +135,12 @@ from transactive.devices.flexibility import (
     widened_to_way_back,
 )
 from transactive.devices.ramp import (
+    _band_setpoints_c,
     _follow_schedule,
     _interval_curves,
+    _least_on_time_s,
     _on_time_for_s,
+    _setpoint_on_times_s,
     ramp_bid_price,
     ramp_setpoint,
 )
@@ -280,6 +291,9 @@ _ROOT_TOLERANCE_S = 1e-6
 _ON_TIME_TOLERANCE_S = 1e-9
 _BAND_MARGIN_C = 1e-9
 _NEWTON_STEPS = 12
+#: The bid setpoints' on-times are found to a millisecond: what the air then misses the setpoint
+#: by is a few 1e-6 K, and the response draws whatever the curve says exactly either way.
+_SETPOINT_TOLERANCE_S = 1e-3
 
 
 # ---------------------------------------------------------------------------- equipment curves
@@ -1460,28 +1474,32 @@ class HvacPopulation:
     def bid(
         self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
     ) -> BidCurves:
-        """Each house's average HVAC power over ``interval`` at each price (two blocks).
+        """Each house's average HVAC power over ``interval`` at each price (the setpoints' curve).
 
         The state now is taken as the state at ``interval.start_s``; ``weather`` is the
         forecast for the interval. The must-run block (at the price cap) is what keeps the air
-        inside the band's uncomfortable edge to the interval's end, the can-run block (at the
-        ramp controller's price) the rest up to what brings it to the comfortable edge; both are
-        the power the model then draws under the schedule :meth:`respond` sets (see the class
-        docstring). The curves carry :attr:`ids`.
+        inside the band's uncomfortable edge to the interval's end; below the cap the curve runs
+        through one point per bid setpoint (the band's edges and the base setpoint), each the
+        power that brings the air to that setpoint by the interval's end, at the ramp price
+        whose shifted setpoint it is; all of them the power the model then draws under the
+        schedule :meth:`respond` sets (see the class docstring). The curves carry :attr:`ids`.
         """
         stats, interval = _check_bid_args(price_stats, interval, weather)
+        unc, comf, _ = self._band_edges_c(slice(None))
+        setpoints = _band_setpoints_c(self.setpoint_c, comf, unc)
+        column = (slice(None), None)
         price = ramp_bid_price(
-            self.air_temperature_c,
-            self.setpoint_c,
-            self.direction,
-            self.comfort_min_c,
-            self.comfort_max_c,
-            self.ramp_low,
-            self.ramp_high,
+            setpoints,
+            self.setpoint_c[column],
+            self.direction[column],
+            self.comfort_min_c[column],
+            self.comfort_max_c[column],
+            self.ramp_low[column],
+            self.ramp_high[column],
             stats.mean_per_kwh,
             stats.std_per_kwh,
         )
-        self._plan = self._interval_plan(stats, interval, weather, price, self.ids)
+        self._plan = self._interval_plan(stats, interval, weather, setpoints, price, self.ids)
         return self._plan.curves
 
     def _interval_plan(
@@ -1489,13 +1507,19 @@ class HvacPopulation:
         stats: PriceStats,
         interval: MarketInterval,
         weather: WeatherSample,
-        flexible_price: FloatArray,
+        point_setpoint_c: FloatArray,
+        point_price: FloatArray,
         ids: npt.NDArray[np.str_],
     ) -> _IntervalPlan:
-        """Predict the interval (on-time bounds, dry runs) and build the two-block curves.
+        """Predict the interval (on-time bounds, dry runs) and build the curve through the points.
 
-        ``flexible_price`` is each house's price for its can-run block (clipped to the floor and
-        cap here); the must-run block is bid at the cap. Shared with the heat pump's agent.
+        ``point_setpoint_c`` is ``(N, J)``: each house's bid setpoints from the comfortable edge
+        to the uncomfortable one, and ``point_price`` their prices, non-decreasing along a row
+        (the ramp price here, the PowerMatcher willingness for the heat pump's agent; clipped to
+        the floor and cap here); the must-run block is bid at the cap. A point's power is that
+        of the on-time that brings the air to its setpoint at the interval's end (on the closed
+        form, :func:`transactive.devices.ramp._setpoint_on_times_s`), within the must-run and
+        the can-run on-time. Shared with the heat pump's agent.
         """
         heat = self._heat_inputs(weather)
         outdoor = float(weather.temperature_c)
@@ -1515,10 +1539,16 @@ class HvacPopulation:
         worse = run_lo > run_hi
         tau_lo = np.where(worse, tau_hi, tau_lo)
         run_lo = np.where(worse, run_hi, run_lo)
+        # A linear house's point runs its on-time exactly; the others bid their must-run alone.
+        tau_points = _setpoint_on_times_s(
+            self._end_of_interval_c(ta, tm, heat, outdoor, duration), point_setpoint_c,
+            self.direction, tau_lo, tau_hi, linear, tolerance_s=_SETPOINT_TOLERANCE_S,
+        )  # fmt: skip
+        run_points = np.where(linear[:, None], tau_points, run_lo[:, None])
         p_on = heat.electric_on_kw
-        price = np.clip(flexible_price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
+        price = np.clip(point_price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
         curves = _interval_curves(
-            price, p_on * run_lo / duration, p_on * run_hi / duration,
+            price, p_on[:, None] * run_points / duration, p_on * run_lo / duration,
             stats.price_cap_per_kwh, ids,
         )  # fmt: skip
         return _IntervalPlan(
@@ -1526,6 +1556,47 @@ class HvacPopulation:
             air_c=ta, mass_c=tm, on=on, tau_lo_s=tau_lo, tau_hi_s=tau_hi,
             run_lo_s=run_lo, run_hi_s=run_hi, linear=linear,
         )  # fmt: skip
+
+    def _end_of_interval_c(
+        self,
+        ta: FloatArray,
+        tm: FloatArray,
+        heat: HeatInputs,
+        outdoor_c: float,
+        duration_s: float,
+    ) -> Callable[[slice | IntArray, FloatArray], tuple[FloatArray, FloatArray]]:
+        """``end(index, tau) -> (Ta(end), dTa(end)/dtau)`` of a run-first-then-off schedule.
+
+        Houses ``index`` from ``x0 = (ta, tm)`` run at full output for ``tau`` and are then off
+        to the interval's end ``D``, on the exact ETP solution (no thresholds: for a house that
+        holds its band on the schedule). The system is linear, so with ``x_on*`` and ``x_off*``
+        the steady states on and off, ``x(D) = x_off* + exp(A D) (x0 - x_on*) +
+        exp(A (D - tau)) (x_on* - x_off*)``: only the last term moves with ``tau``, and the
+        steady states differ by ``q_on / UA`` at both nodes (the running HVAC's heat leaves
+        through ``UA``). Hence, with ``s = D - tau`` and ``c1 = (ka + km) q_on / UA``,
+        ``c2 = q_on / UA - c1`` (the modal amplitudes of :class:`EtpCoefficients`),
+        ``Ta(D) = C0 + c1 e^{r1 s} + c2 e^{r2 s}`` with ``C0`` fixed per house, and the slope
+        ``-(r1 c1 e^{r1 s} + r2 c2 e^{r2 s})``, which is ``q_on / Ca x exp(A s)_11`` (moving the
+        switch-off later by ``dtau`` adds ``q_on dtau`` to the air node). Two exponentials per
+        evaluation.
+        """
+        k = self._etp
+        _, _, a1, a2, _, _ = _etp_modes(
+            k, slice(None), ta, tm, heat.q_air_kw + heat.q_on_kw, heat.q_mass_kw, outdoor_c
+        )
+        off_air = outdoor_c + (heat.q_air_kw + heat.q_mass_kw) * k.inv_ua
+        c0 = off_air + a1 * np.exp(k.r1 * duration_s) + a2 * np.exp(k.r2 * duration_s)
+        shift = heat.q_on_kw * k.inv_ua
+        c1 = (k.ka + k.km) * shift
+        c2 = shift - c1
+
+        def end(sel: slice | IntArray, tau: FloatArray) -> tuple[FloatArray, FloatArray]:
+            r1, r2 = k.r1[sel], k.r2[sel]
+            rest = duration_s - tau
+            m1, m2 = c1[sel] * np.exp(r1 * rest), c2[sel] * np.exp(r2 * rest)
+            return np.asarray(c0[sel] + m1 + m2), np.asarray(-(r1 * m1 + r2 * m2))
+
+        return end
 
     def respond(
         self,
@@ -1683,56 +1754,19 @@ class HvacPopulation:
         linear[needs[~feasible]] = False
         search = needs[feasible]
         if search.size:
-            tau_lo[search] = self._least_on_time_s(
-                excess_c, search, hi_all[feasible], h0[search], h_hi[feasible]
-            )
+
+            def with_margin(
+                pos: slice | IntArray, tau: FloatArray
+            ) -> tuple[FloatArray, FloatArray]:
+                value, slope = excess_c(search[pos], tau)
+                return value + _BAND_MARGIN_C, slope
+
+            tau_lo[search] = _least_on_time_s(
+                with_margin, np.zeros(search.size), hi_all[feasible],
+                h0[search] + _BAND_MARGIN_C, h_hi[feasible] + _BAND_MARGIN_C,
+                tolerance_s=_ON_TIME_TOLERANCE_S, newton_steps=_NEWTON_STEPS,
+            )  # fmt: skip
         return tau_lo, tau_hi, linear
-
-    @staticmethod
-    def _least_on_time_s(
-        excess_c: Callable[[slice | IntArray, FloatArray], tuple[FloatArray, FloatArray]],
-        index: IntArray,
-        hi: FloatArray,
-        h_lo: FloatArray,
-        h_hi: FloatArray,
-    ) -> FloatArray:
-        """The least ``tau`` in ``[0, hi]`` with ``excess_c(tau) + margin <= 0``, per house.
-
-        ``h + margin`` is positive at 0 and not at ``hi``. Bracketed Newton iteration on the
-        closed form (the first guess the secant of the bracket); a Newton step is nudged half the
-        tolerance towards the side not yet sampled, so the bracket closes from both sides once
-        Newton has converged, and a step outside the bracket is a bisection. After
-        :data:`_NEWTON_STEPS` iterations only bisections are taken, so the loop ends for any
-        bracket; the answer is the bracket's upper end, a point where the band holds.
-        """
-        tol = _ON_TIME_TOLERANCE_S
-        lo = np.zeros(index.size)
-        hi = hi.copy()
-        g_lo = h_lo + _BAND_MARGIN_C
-        g_hi = h_hi + _BAND_MARGIN_C
-        t = lo + (hi - lo) * g_lo / (g_lo - g_hi)
-        active = np.arange(index.size)
-        iteration = 0
-        while active.size:
-            ta_, lo_, hi_ = t[active], lo[active], hi[active]
-            g, slope = excess_c(index[active], ta_)
-            g = g + _BAND_MARGIN_C
-            ok = g <= 0
-            hi_ = np.where(ok, ta_, hi_)
-            lo_ = np.where(ok, lo_, ta_)
-            mid = 0.5 * (lo_ + hi_)
-            if iteration < _NEWTON_STEPS:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    newton = ta_ - g / slope + np.where(ok, -0.5 * tol, 0.5 * tol)
-                inside = np.isfinite(newton) & (newton > lo_) & (newton < hi_)
-                nxt = np.where(inside, newton, mid)
-            else:
-                nxt = mid
-            lo[active], hi[active], t[active] = lo_, hi_, nxt
-            done = (hi_ - lo_ <= tol) | (mid <= lo_) | (mid >= hi_)  # or no float left between
-            active = active[~done]
-            iteration += 1
-        return hi
 
     def _scheduled_run_s(
         self,

@@ -3,10 +3,22 @@
 A thermostatic device bids at a price set by how far its temperature is from its setpoint,
 within ``mean ± k sigma`` of recent prices; the cleared price moves its setpoint by the inverse
 rule (Hammerstrom et al., "Pacific Northwest GridWise Testbed Demonstration Projects, Part I:
-Olympic Peninsula Project", PNNL-17167, 2007). The quantity is the average power over the market
-interval (as Widergren et al., PNNL-27235 Part II, recast the gridSMART bid): two blocks, what
-the device must run at the price cap and what it can run besides at its ramp price
-(:func:`_interval_curves`). Shared by the HVAC, water-heater and heat-pump populations.
+Olympic Peninsula Project", PNNL-17167, 2007; GridLAB-D ``controller`` ramp mode, as TESP runs
+it, Pratt et al. 2016). The quantity is the average power over the market interval (as
+Widergren et al., PNNL-27235 Part II, recast the gridSMART bid), and the curve follows the
+shifted setpoint: at a price ``p`` the controller moves the setpoint to ``Tset(p)``
+(:func:`ramp_setpoint`), and the power it bids at ``p`` is what holding ``Tset(p)`` takes over
+the interval. The curve is monotone through a few such points, each a setpoint of the band
+(:func:`_band_setpoints_c`: the comfortable edge, the base setpoint, the uncomfortable edge)
+priced at the ramp price whose shifted setpoint it is (:func:`ramp_bid_price` of that
+temperature), with the must-run energy as a block at the cap (:func:`_interval_curves`; the
+shape of the four-point bid of PNNL's DSO+T study, its Transactive Mechanism report, 2022, OSTI
+1842489, as TESP documents it). So a falling price brings devices in gradually, each by its own
+temperature and comfort settings, instead of all of them to the comfortable edge at once.
+Shared by the HVAC, water-heater and heat-pump populations, with the interval plan's pieces:
+the schedule a responded device follows (:func:`_follow_schedule`), the on-time that draws an
+allocation (:func:`_on_time_for_s`) and the bracketed root finder of the on-times
+(:func:`_least_on_time_s`).
 """
 
 from __future__ import annotations
@@ -81,24 +93,187 @@ def ramp_setpoint(
     return np.asarray(np.clip(shifted, comfort_min_c, comfort_max_c), dtype=np.float64)
 
 
+#: Where an interval bid's points sit in the comfort band, as shares of the way from the base
+#: setpoint to an edge: -1 the comfortable edge (the most energy, the lowest price), 0 the base
+#: setpoint (the mean price), +1 the uncomfortable edge (the least: the must-run energy, at
+#: ``mean + k sigma``). With the must-run block at the cap, PNNL's four-point bid: the curve is
+#: linear between these setpoints' energies, as the DSO+T agents interpolate between the
+#: energies of the band's two limits (a denser grid of setpoints follows the controller's
+#: response more closely and is steeper around the mean: an hourly price step then moves every
+#: device to its new setpoint within one interval, the synchronized rebound this smooths).
+BID_SETPOINT_SHARES = (-1.0, 0.0, 1.0)
+
+
+def _band_setpoints_c(
+    setpoint_c: FloatArray,
+    comfortable_c: FloatArray,
+    uncomfortable_c: FloatArray,
+    shares: tuple[float, ...] = BID_SETPOINT_SHARES,
+) -> FloatArray:
+    """The bid's setpoints, ``(N, J)``: ``Tset + |s| (edge - Tset)`` for each share ``s``.
+
+    A negative share goes towards the comfortable edge, a positive one towards the uncomfortable
+    edge; ordered as ``shares`` (from the comfortable edge to the uncomfortable one, so their
+    ramp prices rise along a row).
+    """
+    s = np.asarray(shares, dtype=np.float64)[None, :]
+    sp = setpoint_c[:, None]
+    edge = np.where(s < 0, comfortable_c[:, None], uncomfortable_c[:, None])
+    return np.asarray(sp + np.abs(s) * (edge - sp), dtype=np.float64)
+
+
 def _interval_curves(
-    ramp_price: FloatArray,
+    point_price: FloatArray,
+    point_kw: FloatArray,
     must_kw: FloatArray,
-    can_kw: FloatArray,
     price_cap: float,
     ids: StrArray | None,
 ) -> BidCurves:
-    """Two blocks per device: ``must_kw`` at the cap, the rest up to ``can_kw`` at its ramp price.
+    """A monotone curve through the setpoints' points, then the must-run block at the cap.
 
-    Breakpoints ``(p, can), (p, must), (cap, must), (cap, 0)``: at a price below ``p`` the device
-    takes ``can_kw``, between ``p`` and the cap ``must_kw``; both blocks are vertical segments,
-    so ``power_at(price, fill)`` shares each pro rata. Arrays are built valid (``p <= cap``,
-    ``can >= must >= 0``).
+    ``point_price`` and ``point_kw`` are ``(N, J)``: row ``i``'s points in order of rising price
+    (already within the floor and the cap) and non-increasing power, the last of which is at
+    least ``must_kw``. Breakpoints ``(p_0, q_0) ... (p_{J-1}, q_{J-1}), (cap, must), (cap, 0)``:
+    below ``p_0`` the device takes ``q_0``, between two points the line through them (the
+    interval's power for the setpoint in between, linearly), from ``p_{J-1}`` to the cap
+    ``must_kw`` (a setpoint beyond the uncomfortable edge is clipped to it), and the block at
+    the cap, which ``power_at(price, fill)`` shares pro rata. Column ``-2`` is the must-run
+    power. Arrays are built valid (callers guarantee the order).
     """
-    cap = np.full_like(ramp_price, price_cap)
-    prices = np.stack([ramp_price, ramp_price, cap, cap], axis=1)
-    powers = np.stack([can_kw, must_kw, must_kw, np.zeros_like(must_kw)], axis=1)
+    cap = np.full((must_kw.size, 2), price_cap)
+    prices = np.concatenate([point_price, cap], axis=1)
+    powers = np.concatenate([point_kw, np.stack([must_kw, np.zeros_like(must_kw)], axis=1)], axis=1)
     return BidCurves._trusted(prices, powers, ids)
+
+
+def _least_on_time_s(
+    g: Callable[[slice | IntArray, FloatArray], tuple[FloatArray, FloatArray]],
+    lo: FloatArray,
+    hi: FloatArray,
+    g_lo: FloatArray,
+    g_hi: FloatArray,
+    *,
+    tolerance_s: float,
+    newton_steps: int = 12,
+    one_sided: bool = True,
+) -> FloatArray:
+    """The least ``tau`` in ``[lo, hi]`` with ``g(tau) <= 0``, for each of ``m`` problems.
+
+    ``g(positions, tau) -> (value, slope)`` evaluates the problems ``positions`` (a slice of all
+    of them on the first pass, then the indices of those still open), each continuous and
+    non-increasing in ``tau``, positive at ``lo`` (``g_lo``) and not at ``hi`` (``g_hi``).
+    Bracketed Newton iteration on the closed form (the first guess the secant of the bracket);
+    a Newton step is nudged half the tolerance towards the side not yet sampled, so the bracket
+    closes from both sides once Newton has converged, and a step outside the bracket is a
+    bisection. After ``newton_steps`` iterations only bisections are taken, so the loop ends for
+    any bracket; the answer is the bracket's upper end, a point where ``g <= 0`` holds.
+
+    With ``one_sided=False`` the root is wanted within ``tolerance_s`` on either side: a problem
+    is also done when its (unnudged) Newton step is inside the bracket and shorter than the
+    tolerance, and its answer is that Newton iterate (two evaluations fewer than closing the
+    bracket, for a smooth ``g``).
+    """
+    tol = tolerance_s
+    lo = lo.copy()
+    hi = hi.copy()
+    t = lo + (hi - lo) * g_lo / (g_lo - g_hi)  # inside [lo, hi]: g_lo > 0 >= g_hi
+    sel: slice | IntArray = slice(None)
+    iteration = 0
+    while True:
+        ta_, lo_, hi_ = t[sel], lo[sel], hi[sel]
+        value, slope = g(sel, ta_)
+        ok = value <= 0
+        hi_ = np.where(ok, ta_, hi_)
+        lo_ = np.where(ok, lo_, ta_)
+        mid = 0.5 * (lo_ + hi_)
+        converged = np.zeros(ok.size, dtype=bool)
+        if iteration < newton_steps:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = -value / slope
+            newton = ta_ + step + np.where(ok, -0.5 * tol, 0.5 * tol)
+            inside = np.isfinite(newton) & (newton > lo_) & (newton < hi_)
+            nxt = np.where(inside, newton, mid)
+            if not one_sided:
+                landed = ta_ + step
+                converged = (np.abs(step) <= tol) & (landed >= lo_) & (landed <= hi_)
+                hi_ = np.where(converged, landed, hi_)
+        else:
+            nxt = mid
+        lo[sel], hi[sel], t[sel] = lo_, hi_, nxt
+        done = converged | (hi_ - lo_ <= tol) | (mid <= lo_) | (mid >= hi_)  # or no float left
+        keep = np.flatnonzero(~done)
+        if keep.size == 0:
+            return hi
+        sel = keep if isinstance(sel, slice) else sel[keep]
+        iteration += 1
+
+
+def _setpoint_on_times_s(
+    end_c: Callable[[slice | IntArray, FloatArray], tuple[FloatArray, FloatArray]],
+    setpoints_c: FloatArray,
+    direction: FloatArray,
+    tau_lo_s: FloatArray,
+    tau_hi_s: FloatArray,
+    solvable: BoolArray,
+    *,
+    tolerance_s: float,
+) -> FloatArray:
+    """The scheduled on-time that brings each device to each setpoint by the interval's end.
+
+    ``end_c(index, tau) -> (T_end, dT_end/dtau)`` is the temperature at the interval's end of
+    the devices ``index`` (a slice of all of them, or indices) run first for ``tau`` and then
+    off, on the closed form (monotone in ``tau``: it falls for a device that cools,
+    ``direction`` +1, and rises for one that heats). ``setpoints_c`` is ``(N, J)``. For each
+    setpoint the answer is the least on-time in ``[tau_lo, tau_hi]`` after which
+    ``direction (T_end - T_set) <= 0``: ``tau_lo`` where even that ends past the setpoint on the
+    comfortable side, ``tau_hi`` where even that does not reach it, else the root
+    (:func:`_least_on_time_s`, to ``tolerance_s`` on either side). Only the devices ``solvable``
+    are solved (the others, which cannot hold their band without overrides, get ``tau_lo``
+    throughout). The end temperature at ``tau_lo`` and ``tau_hi`` is computed once for every
+    setpoint. Returns ``(N, J)`` on-times, non-increasing along a row (the setpoints go from the
+    comfortable edge to the uncomfortable one).
+    """
+    n, j_count = setpoints_c.shape
+    tau = np.repeat(tau_lo_s[:, None], j_count, axis=1)
+    cand = np.flatnonzero(solvable & (tau_hi_s > tau_lo_s))
+    if cand.size == 0:
+        return tau
+    # Every device a candidate (the common case): slices, no gathers.
+    dev: slice | IntArray = slice(None) if cand.size == n else cand
+    d, lo, hi = direction[dev], tau_lo_s[dev], tau_hi_s[dev]
+    f_lo, _ = end_c(dev, lo)
+    f_hi, _ = end_c(dev, hi)
+    for j in range(j_count):
+        target = setpoints_c[dev, j]
+        g_lo = d * (f_lo - target)
+        g_hi = d * (f_hi - target)
+        column = np.where(g_lo <= 0, lo, hi)
+        root = np.flatnonzero((g_lo > 0) & (g_hi < 0))
+        if root.size:
+            devices: slice | IntArray = slice(None) if root.size == n else cand[root]
+            goal, sign = target[root], d[root]
+
+            def g(
+                pos: slice | IntArray,
+                t: FloatArray,
+                devices: slice | IntArray = devices,
+                goal: FloatArray = goal,
+                sign: FloatArray = sign,
+            ) -> tuple[FloatArray, FloatArray]:
+                if isinstance(pos, slice):
+                    at = devices
+                else:
+                    at = pos if isinstance(devices, slice) else devices[pos]
+                end, slope = end_c(at, t)
+                return sign[pos] * (end - goal[pos]), sign[pos] * slope
+
+            column[root] = _least_on_time_s(
+                g, lo[root], hi[root], g_lo[root], g_hi[root], tolerance_s=tolerance_s,
+                one_sided=False,
+            )  # fmt: skip
+        tau[dev, j] = column
+    # The roots are exact to the tolerance; keep the row monotone to the last bit.
+    return np.asarray(np.maximum.accumulate(tau[:, ::-1], axis=1)[:, ::-1], dtype=np.float64)
 
 
 def _follow_schedule(

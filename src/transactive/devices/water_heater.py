@@ -23,24 +23,31 @@ and known in advance, which is what the interval bid predicts with. ``step(..., 
 replaces the profile for one step by the litres drawn over it (drawn evenly), which the bid
 cannot have known.
 
-Market: the GridLAB-D / Olympic Peninsula ramp controller on tank temperature (a colder tank bids
-more; Hammerstrom et al., PNNL-17167), bidding the average element power over the market interval
-(Widergren et al., PNNL-27235 Part II) as :mod:`transactive.devices.hvac` does in heating mode:
-must-run on-time (run first, the least that keeps the tank above ``Tmin`` to the interval's end
-under the profile's draws) as a block at the cap, can-run on-time (the most before it reaches
-``Tmax``) as a block at the ramp price, both as what the tank then draws under the schedule
-:meth:`WaterHeaterPopulation.respond` sets (a dry run of :meth:`WaterHeaterPopulation.step`'s
-policy: band overrides included). After ``respond`` the tank runs its on-time from the interval's
-start, then stays off; the band's edges override (on at ``Tmin``, off again a deadband above it;
-off at ``Tmax``). Per tank, the interval energy is its allocation exactly on the model under the
-profile's draws (a marginal tank's on-time is solved for by bisection on dry runs); with other
-draws it differs by what the draws change. Outside a responded interval the deadband thermostat
-around ``thermostat_setpoint_c`` (the ramp controller's shifted setpoint, or the base one) governs.
+Market: the GridLAB-D / Olympic Peninsula ramp controller on tank temperature (a price below
+the mean shifts the setpoint up, one above it down; Hammerstrom et al., PNNL-17167), bidding the
+average element power over the market interval (Widergren et al., PNNL-27235 Part II) as
+:mod:`transactive.devices.hvac` does in heating mode. Two bounding on-times of a
+run-first-then-off schedule under the profile's draws: the must-run (the least that keeps the
+tank above ``Tmin`` to the interval's end) and the can-run (the most before it reaches
+``Tmax``). The curve runs through one point per bid setpoint (``Tmax``, the base setpoint,
+``Tmin``: :data:`transactive.devices.ramp.BID_SETPOINT_SHARES`), each at the ramp price whose
+shifted setpoint it is, with the power of the on-time in ``[must, can]`` that brings the tank to
+that setpoint at the interval's end (closed form: :meth:`WaterHeaterPopulation._end_of_interval_c`,
+bracketed Newton iteration), linear between them, then the must-run power as a block at the cap;
+each the power the tank then draws under the schedule :meth:`WaterHeaterPopulation.respond`
+sets (a dry run of :meth:`WaterHeaterPopulation.step`'s policy where the band cannot be held:
+band overrides included; the whole curve is then the must-run power). After ``respond`` the tank
+runs its on-time from the interval's start, then stays off; the band's edges override (on at
+``Tmin``, off again a deadband above it; off at ``Tmax``). Per tank, the interval energy is its
+allocation exactly on the model under the profile's draws (a tank that cannot hold its band has
+its on-time solved for by bisection on dry runs); with other draws it differs by what the draws
+change. Outside a responded interval the deadband thermostat around ``thermostat_setpoint_c``
+(the ramp controller's shifted setpoint, or the base one) governs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -68,9 +75,11 @@ from transactive.devices.flexibility import (
 )
 from transactive.devices.hvac import HEATING
 from transactive.devices.ramp import (
+    _band_setpoints_c,
     _follow_schedule,
     _interval_curves,
     _on_time_for_s,
+    _setpoint_on_times_s,
     ramp_bid_price,
     ramp_setpoint,
 )
@@ -88,6 +97,9 @@ StrArray = npt.NDArray[np.str_]
 WATER_KJ_PER_L_K = 4.178
 _SECONDS_PER_HOUR = 3600.0
 _ROOT_TOLERANCE_S = 1e-6
+#: The base setpoint's on-time is found to a millisecond (the response draws the curve exactly
+#: either way).
+_SETPOINT_TOLERANCE_S = 1e-3
 #: The must-run on-time's tolerance and the margin above ``Tmin`` it keeps.
 _ON_TIME_TOLERANCE_S = 1e-9
 _BAND_MARGIN_C = 1e-9
@@ -189,6 +201,11 @@ def _tank_advance(
         remaining[nxt] -= tau[k]
         state[nxt] = ~state[nxt]
         sel = nxt
+
+
+def _exp_to(t0: FloatArray, t_inf: FloatArray, lam: FloatArray, span: FloatArray) -> FloatArray:
+    """The one-node tank's exact trajectory: ``T_inf + (T0 - T_inf) exp(-lambda span)``."""
+    return np.asarray(t_inf + (t0 - t_inf) * np.exp(-lam * span))
 
 
 def synthetic_draw_profile_l_per_h(
@@ -379,7 +396,7 @@ class WaterHeaterPopulation:
     def bid(
         self, price_stats: PriceStats, interval: MarketInterval, weather: WeatherSample
     ) -> BidCurves:
-        """Each tank's average element power over ``interval`` at each price (two blocks).
+        """Each tank's average element power over ``interval`` at each price (setpoints' curve).
 
         The state now is taken as the state at ``interval.start_s``; the draws are the profile's
         over the interval (``weather`` is checked, not used: the tank sits indoors). See the
@@ -398,20 +415,30 @@ class WaterHeaterPopulation:
         worse = run_lo > run_hi  # never bid a curve that rises with the price
         tau_lo = np.where(worse, tau_hi, tau_lo)
         run_lo = np.where(worse, run_hi, run_lo)
+        # The points: Tmax (comfortable), the base setpoint, Tmin, at their ramp prices; each the
+        # on-time that brings the tank to that setpoint by the interval's end.
+        setpoints = _band_setpoints_c(self.setpoint_c, self.comfort_max_c, self.comfort_min_c)
+        column = (slice(None), None)
         price = ramp_bid_price(
-            temp,
-            self.setpoint_c,
-            self._direction,
-            self.comfort_min_c,
-            self.comfort_max_c,
-            self.ramp_low,
-            self.ramp_high,
+            setpoints,
+            self.setpoint_c[column],
+            self._direction[column],
+            self.comfort_min_c[column],
+            self.comfort_max_c[column],
+            self.ramp_low[column],
+            self.ramp_high[column],
             stats.mean_per_kwh,
             stats.std_per_kwh,
         )
         price = np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
+        tau_points = _setpoint_on_times_s(
+            self._end_of_interval_c(temp, interval), setpoints, self._direction,
+            tau_lo, tau_hi, linear, tolerance_s=_SETPOINT_TOLERANCE_S,
+        )  # fmt: skip
+        run_points = np.where(linear[:, None], tau_points, run_lo[:, None])
+        element = self.element_kw
         curves = _interval_curves(
-            price, self.element_kw * run_lo / duration, self.element_kw * run_hi / duration,
+            price, element[:, None] * run_points / duration, element * run_lo / duration,
             stats.price_cap_per_kwh, self._ids,
         )  # fmt: skip
         self._plan = _TankPlan(
@@ -593,18 +620,9 @@ class WaterHeaterPopulation:
         n = self._n
         ua, c, q_on = self.ua_kw_per_k, self.capacity_kj_per_k, self.element_kw
         tmin, tmax, _ = self._band(slice(None))
-        start = float(interval.start_s)
         duration = float(interval.duration_s)
-        pieces = [
-            (a - start, length, flow * WATER_KJ_PER_L_K)
-            for a, length, flow in self._pieces(start, duration, None)
-        ]
-        base = [ua * self.ambient_temperature_c + g * self.inlet_temperature_c for *_, g in pieces]
-
-        def exp_to(
-            t0: FloatArray, t_inf: FloatArray, lam: FloatArray, span: FloatArray
-        ) -> FloatArray:
-            return np.asarray(t_inf + (t0 - t_inf) * np.exp(-lam * span))
+        pieces, base = self._interval_pieces(interval)
+        exp_to = _exp_to
 
         # tau_hi: walk the pieces fully on
         t = temperature_c.copy()
@@ -661,6 +679,52 @@ class WaterHeaterPopulation:
                 active = active[~done]
             tau_lo[search] = hi
         return tau_lo, tau_hi, linear
+
+    def _interval_pieces(
+        self, interval: MarketInterval
+    ) -> tuple[list[tuple[float, float, FloatArray]], list[FloatArray]]:
+        """The interval cut at the profile's slots, and each piece's ``UA T_amb + G T_in`` (kW).
+
+        A piece is ``(start from the interval's start, length, draw conductance kW/K)``.
+        """
+        ua = self.ua_kw_per_k
+        start = float(interval.start_s)
+        pieces = [
+            (a - start, length, flow * WATER_KJ_PER_L_K)
+            for a, length, flow in self._pieces(start, float(interval.duration_s), None)
+        ]
+        base = [ua * self.ambient_temperature_c + g * self.inlet_temperature_c for *_, g in pieces]
+        return pieces, base
+
+    def _end_of_interval_c(
+        self, temperature_c: FloatArray, interval: MarketInterval
+    ) -> Callable[[slice | IntArray, FloatArray], tuple[FloatArray, FloatArray]]:
+        """``end(index, tau) -> (T(end), dT(end)/dtau)`` of a run-first-then-off schedule.
+
+        Tanks ``index`` from ``temperature_c`` heat for ``tau`` and are then off to the
+        interval's end under the profile's draws, each draw piece solved exactly (no
+        thresholds: for a tank that holds its band on the schedule). Moving the switch-off later
+        by ``dtau`` adds ``Q dtau / C`` at ``tau``, which decays by ``exp(-lambda s)`` over each
+        piece ``s`` of the off part (the one-node tank is linear), so the slope is
+        ``Q / C x exp(-sum lambda_k off_k)``.
+        """
+        ua, c, q_on = self.ua_kw_per_k, self.capacity_kj_per_k, self.element_kw
+        pieces, base = self._interval_pieces(interval)
+
+        def end(sel: slice | IntArray, tau: FloatArray) -> tuple[FloatArray, FloatArray]:
+            ua_s, c_s, q_s = ua[sel], c[sel], q_on[sel]
+            t = temperature_c[sel]
+            decay = np.zeros(t.size)  # sum over the pieces of lambda x off-time
+            for (a, length, g), b in zip(pieces, base, strict=True):
+                g_s, b_s = g[sel], b[sel]
+                lam = (ua_s + g_s) / c_s
+                on_s = np.clip(tau - a, 0.0, length)
+                t = _exp_to(t, (b_s + q_s) / (ua_s + g_s), lam, on_s)
+                t = _exp_to(t, b_s / (ua_s + g_s), lam, length - on_s)
+                decay += lam * (length - on_s)
+            return t, np.asarray(q_s / c_s * np.exp(-decay))
+
+        return end
 
     def _scheduled_run_s(
         self,
