@@ -6,7 +6,9 @@ the same transaction as the change itself (so a change is durable and logged, or
 record's hash covers its sequence number, time, actor, kind, canonical payload and the previous
 record's hash (:mod:`transactive.platform.audit_chain`, the pure part). :func:`verify_database`
 reads the log in insertion order (primary key) and reports every record that was edited, removed
-or reordered, by its sequence number.
+or reordered, by its sequence number. :func:`append_many` appends a batch's records in one bulk
+insert (the links computed in memory from the head, in order; the payload stored as the
+canonical text its hash covers): the chain is the one :func:`append` would make one by one.
 
 Writers are serialised: :func:`lock_chain` takes PostgreSQL's transaction-scoped advisory lock
 (``pg_advisory_xact_lock``, PostgreSQL manual §9.27.10) before a writing transaction reads what
@@ -17,7 +19,7 @@ already holds the database's write lock. So the chain has no forks and check-the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +27,24 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from transactive.platform import audit_chain
+from transactive.platform import db as platform_db
 from transactive.platform.models import AuditRecord
 from transactive.platform.schemas import AuditVerification
 
-__all__ = ["CHAIN_LOCK_KEY", "append", "list_records", "lock_chain", "verify_database"]
+__all__ = [
+    "CHAIN_LOCK_KEY",
+    "append",
+    "append_many",
+    "list_records",
+    "lock_chain",
+    "verify_database",
+]
 
 #: The advisory lock key of the audit chain on PostgreSQL (any constant; "TXAU" in ASCII).
 CHAIN_LOCK_KEY = 0x54584155
+
+#: The chain's last record (built once: building a statement costs more than running it).
+_HEAD = sa.select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
 
 #: Records read per batch when verifying a long log.
 _VERIFY_BATCH = 10_000
@@ -45,6 +58,14 @@ def lock_chain(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
+
+
+def _head(session: Session) -> audit_chain.ChainRecord | None:
+    """The last record of the chain (only its ``seq`` and ``hash`` are read), None when empty."""
+    head = session.execute(_HEAD).first()
+    if head is None:
+        return None
+    return audit_chain.ChainRecord(int(head.seq), "", None, "", "", "", str(head.hash))
 
 
 def append(
@@ -74,28 +95,70 @@ def append(
 
     """
     lock_chain(session)
-    head = session.execute(
-        sa.select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
-    ).first()
-    seq = 1 if head is None else int(head.seq) + 1
-    prev_hash = audit_chain.GENESIS if head is None else str(head.hash)
     at = datetime.now(UTC)  # the time of logging (the caller's clock is in the payload)
     body = dict(payload)
-    payload_json = audit_chain.canonical_json(body)
+    link = audit_chain.next_record(
+        _head(session),
+        at_iso=audit_chain.iso_utc(at),
+        actor=actor_member_id,
+        kind=kind,
+        payload=body,
+    )
     record = AuditRecord(
-        seq=seq,
+        seq=link.seq,
         at=at,
         actor_member_id=actor_member_id,
         kind=kind,
         payload=body,
-        prev_hash=prev_hash,
-        hash=audit_chain.record_hash(
-            seq, audit_chain.iso_utc(at), actor_member_id, kind, payload_json, prev_hash
-        ),
+        prev_hash=link.prev_hash,
+        hash=link.hash,
     )
     session.add(record)
     session.flush()
     return record
+
+
+def append_many(
+    session: Session, records: Sequence[tuple[int | None, str, Mapping[str, Any]]]
+) -> list[str]:
+    """Append records to the chain in the given order, in one INSERT, in the session's transaction.
+
+    The same chain as :func:`append` called once per record (the links are computed in memory
+    from the head, in order): a batch of bids is logged as its submissions would be one by one.
+
+    Parameters
+    ----------
+    session : Session
+        The transaction of the changes being logged.
+    records : sequence of (actor_member_id, kind, payload)
+        As the arguments of :func:`append`.
+
+    Returns
+    -------
+    list of str
+        The hash of each new record (the last is the chain's new head).
+
+    """
+    if not records:
+        return []
+    lock_chain(session)
+    at = datetime.now(UTC)
+    at_iso = audit_chain.iso_utc(at)
+    at_db = platform_db.driver_time(session)(at)
+    prev = _head(session)
+    rows: list[tuple[Any, ...]] = []
+    for actor, kind, payload in records:
+        prev = audit_chain.next_record(prev, at_iso=at_iso, actor=actor, kind=kind, payload=payload)
+        # the payload is stored as its canonical text (what the hash covers)
+        rows.append(
+            (prev.seq, at_db, actor, kind, prev.payload_json, prev.prev_hash, prev.hash, at_db)
+        )
+    platform_db.bulk_insert(session, AuditRecord.__table__, _COLUMNS, rows)
+    return [str(r[6]) for r in rows]
+
+
+#: The columns :func:`append_many` writes, in its rows' order.
+_COLUMNS = ("seq", "at", "actor_member_id", "kind", "payload", "prev_hash", "hash", "created_at")
 
 
 def _chain_records(session: Session) -> Iterator[audit_chain.ChainRecord]:

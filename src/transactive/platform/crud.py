@@ -35,10 +35,11 @@ import base64
 import binascii
 import functools
 import hashlib
+import json
 import math
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,7 @@ from transactive.errors import ValidationError
 from transactive.market import Supply
 from transactive.network import Feeder, PowerFlowRunner, load_feeder
 from transactive.platform import audit, audit_chain, ledger
+from transactive.platform import db as platform_db
 from transactive.platform.errors import (
     PlatformError,
     conflict,
@@ -73,10 +75,12 @@ from transactive.platform.models import (
     Market,
     Member,
     MeterReading,
+    utc_now,
 )
 from transactive.platform.schemas import (
     AccountKind,
     BidCreate,
+    BidPublic,
     BidStatus,
     ContractCreate,
     ContractUpdate,
@@ -93,6 +97,8 @@ from transactive.platform.schemas import (
 
 __all__ = [
     "ISO_4217_EXPONENT",
+    "BidOutcome",
+    "BidSubmission",
     "FeederContext",
     "bid_content_hash",
     "create_contract",
@@ -120,6 +126,7 @@ __all__ = [
     "platform_operator",
     "record_meter_reading",
     "submit_bid",
+    "submit_bids",
     "update_contract",
     "update_market",
     "update_member",
@@ -701,7 +708,11 @@ def bid_content_hash(bid_in: BidCreate) -> str:
     return hashlib.sha256(audit_chain.canonical_json(content).encode("utf-8")).hexdigest()
 
 
-def _check_curve(bid_in: BidCreate, market: Market, contract: Contract) -> None:
+def _check_curve(
+    bid_in: BidCreate,
+    market: Market | sa.Row[int, float, float],
+    contract: Contract | sa.Row[int, int, int, bool, float],
+) -> None:
     prices = np.array([p.price_per_kwh for p in bid_in.points], dtype=np.float64)
     powers = np.array([p.power_kw for p in bid_in.points], dtype=np.float64)
     problems: list[str] = []
@@ -722,47 +733,417 @@ def _check_curve(bid_in: BidCreate, market: Market, contract: Contract) -> None:
         raise invalid("bid curve refused", problems)
 
 
-def submit_bid(
-    session: Session,
-    *,
-    member: Member,
-    bid_in: BidCreate,
-    idempotency_key: str,
-    now: datetime,
-) -> tuple[Bid, bool]:
-    """Accept a bid, replay an earlier answer, or refuse.
+@dataclass(frozen=True, eq=False)
+class BidSubmission:
+    """One bid message for :func:`submit_bids`: who sent it, the bid, its key, when it arrived.
+
+    Attributes
+    ----------
+    member : Member
+        The sender, read in the transaction that writes the batch.
+    bid_in : BidCreate
+        The bid as received.
+    idempotency_key : str
+        The message's key (unique per member).
+    now : datetime
+        When the message arrived (timezone-aware): the gate is checked against it and it is the
+        bid's ``submitted_at``.
+
+    """
+
+    member: Member
+    bid_in: BidCreate
+    idempotency_key: str
+    now: datetime
+
+
+@dataclass(frozen=True, eq=False)
+class BidOutcome:
+    """The answer to one submission: the bid as it stood when answered, or the refusal.
+
+    Attributes
+    ----------
+    bid : BidPublic or None
+        The new bid (``created``) or the first bid of a replayed key; None when refused.
+    created : bool
+        Whether this submission created the bid.
+    error : PlatformError or None
+        The refusal (nothing was written for this submission).
+
+    """
+
+    bid: BidPublic | None
+    created: bool
+    error: PlatformError | None
+
+
+@dataclass(eq=False)
+class _KnownBid:
+    """A bid the batch knows of: stored, or created by an earlier submission of the batch.
+
+    ``public`` is its answer (None for a stored bid read only for its version and status: one
+    that no submission of the batch replays); ``status`` is its status as the batch goes on.
+    """
+
+    id: int
+    version: int
+    status: BidStatus
+    content_hash: str
+    public: BidPublic | None
+    stored: bool
+
+    @classmethod
+    def of(cls, row: Bid) -> _KnownBid:
+        return cls(
+            row.id, row.version, row.status, row.content_hash, BidPublic.model_validate(row), True
+        )
+
+    def answer(self) -> BidPublic:
+        """The bid as the API shows it now."""
+        assert self.public is not None  # a replayed bid was read whole (its key matched)
+        if self.public.status is self.status:
+            return self.public
+        return self.public.model_copy(update={"status": self.status})
+
+
+def _curve_summaries(submissions: Sequence[BidSubmission]) -> list[tuple[float, float, float]]:
+    """Every curve's lowest and highest price and largest |power|, read as one ``BidCurves``.
+
+    Empty when some curve of the batch is refused by :meth:`BidCurves.from_points`: then each
+    submission's curve is checked on its own (:func:`_check_curve`, which names its problems).
+    """
+    idx: list[int] = []
+    prices: list[float] = []
+    powers: list[float] = []
+    for k, sub in enumerate(submissions):
+        for point in sub.bid_in.points:
+            idx.append(k)
+            prices.append(point.price_per_kwh)
+            powers.append(point.power_kw)
+    try:
+        curves = BidCurves.from_points(
+            np.asarray(idx, dtype=np.int64), prices, powers, n_curves=len(submissions)
+        )
+    except ValidationError:
+        return []
+    low, high = curves.price_bounds()
+    counts = np.bincount(np.asarray(idx, dtype=np.int64), minlength=len(submissions))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    biggest = np.maximum.reduceat(np.abs(np.asarray(powers, dtype=np.float64)), starts)
+    return list(zip(low.tolist(), high.tolist(), biggest.tolist(), strict=True))
+
+
+#: The columns :func:`submit_bids` writes, in its rows' order.
+_BID_COLUMNS = (
+    "id",
+    "interval_id",
+    "contract_id",
+    "member_id",
+    "idempotency_key",
+    "content_hash",
+    "points",
+    "signature",
+    "status",
+    "version",
+    "submitted_at",
+    "created_at",
+)
+
+
+@dataclass(frozen=True)
+class _BidQueries:
+    """The statements of :func:`submit_bids`, built once (building one costs more than its run)."""
+
+    by_key: sa.Select[Bid]
+    intervals: sa.Select[int, int, IntervalState, datetime]
+    contracts: sa.Select[int, int, int, bool, float]
+    markets: sa.Select[int, float, float]
+    latest: sa.Select[int, int, int, int, BidStatus, str]
+    max_id: sa.Select[int]
+    next_ids: sa.TextClause
+
+
+@functools.cache
+def _bid_queries() -> _BidQueries:
+    def ids(name: str) -> sa.BindParameter[Any]:
+        return sa.bindparam(name, expanding=True)
+
+    top = (
+        sa.select(Bid.interval_id, Bid.contract_id, sa.func.max(Bid.version).label("version"))
+        .where(Bid.interval_id.in_(ids("interval_ids")), Bid.contract_id.in_(ids("contract_ids")))
+        .group_by(Bid.interval_id, Bid.contract_id)
+        .subquery()
+    )
+    return _BidQueries(
+        # (member, key) IN (...) asked as member IN (...) AND key IN (...): lists of scalars bind
+        # far faster than a list of row values; the few extra rows are dropped by the caller
+        by_key=sa.select(Bid).where(
+            Bid.member_id.in_(ids("member_ids")), Bid.idempotency_key.in_(ids("keys"))
+        ),
+        # the columns the rules read (Core rows: an ORM object costs more than its checks)
+        intervals=sa.select(
+            Interval.id, Interval.market_id, Interval.state, Interval.gate_closes_at
+        ).where(Interval.id.in_(ids("ids"))),
+        contracts=sa.select(
+            Contract.id,
+            Contract.member_id,
+            Contract.market_id,
+            Contract.active,
+            Contract.max_power_kw,
+        ).where(Contract.id.in_(ids("ids"))),
+        markets=sa.select(Market.id, Market.price_floor_per_kwh, Market.price_cap_per_kwh).where(
+            Market.id.in_(ids("ids"))
+        ),
+        # each (interval, contract)'s latest bid: its largest version (read off the index
+        # ix_bid_interval_id_contract_id_version), joined back to its row
+        latest=sa.select(
+            Bid.id, Bid.interval_id, Bid.contract_id, Bid.version, Bid.status, Bid.content_hash
+        ).join(
+            top,
+            sa.and_(
+                Bid.interval_id == top.c.interval_id,
+                Bid.contract_id == top.c.contract_id,
+                Bid.version == top.c.version,
+            ),
+        ),
+        # no coalesce() around it: SQLite answers a bare max() of the key from the index
+        max_id=sa.select(sa.func.max(Bid.id)),
+        next_ids=sa.text(
+            "SELECT nextval(pg_get_serial_sequence('bid', 'id')) FROM generate_series(1, :n)"
+        ),
+    )
+
+
+def _bid_ids(session: Session, n: int) -> Iterator[int]:
+    """``n`` unused bid ids, in increasing order (the chain's lock is held).
+
+    PostgreSQL: values of the table's sequence (a refused submission leaves a gap, as a rolled
+    back insert does). SQLite: the ids its ``INTEGER PRIMARY KEY`` would give (the largest plus
+    one, SQLite manual "Autoincrement" §3), safe since the write lock is held.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        values = session.scalars(_bid_queries().next_ids, {"n": n})
+        yield from sorted(int(v) for v in values)
+        return
+    top = session.scalar(_bid_queries().max_id)
+    start = 1 if top is None else int(top) + 1
+    yield from range(start, start + n)
+
+
+def submit_bids(session: Session, *, submissions: Sequence[BidSubmission]) -> list[BidOutcome]:
+    """Accept, replay or refuse a batch of bids in one transaction, as if one after the other.
+
+    Group commit (issue 13's 2,000 bids/s): every rule of :func:`submit_bid` applies to each
+    submission in order, and two submissions of the batch with one key, or for one contract in
+    one interval, meet exactly as they would in two transactions (the second replays, conflicts
+    or replaces). What is stored is read set-wise (one query per table for the batch), the
+    curves are read as one :class:`~transactive.curves.BidCurves`, and the new bids, their
+    points and their audit records (one per accepted bid, in order) are written in bulk. A
+    refused submission writes nothing; the others are unaffected by it.
 
     Returns
     -------
-    (Bid, bool)
-        The bid and whether it was created now (False: the same key and content were accepted
-        before, and that first bid is returned unchanged).
-
-    Raises
-    ------
-    PlatformError
-        409 the key was used for other content, the interval is not open or past its gate;
-        404 unknown interval or contract; 403 another member's contract, or a member not
-        admitted; 422 a contract of another market, an inactive contract, a bad curve.
+    list of BidOutcome
+        One per submission, in order.
 
     """
-    now = _aware(now)
+    nows = [_aware(sub.now) for sub in submissions]
     audit.lock_chain(session)
-    content_hash = bid_content_hash(bid_in)
-    earlier = session.scalar(
-        sa.select(Bid).where(Bid.member_id == member.id, Bid.idempotency_key == idempotency_key)
-    )
-    if earlier is not None:
-        if earlier.content_hash == content_hash:
-            return earlier, False
-        raise conflict(
-            f"idempotency key {idempotency_key!r} was already used by member {member.id} for "
-            f"bid {earlier.id} with other content"
+    if not submissions:
+        return []
+    hashes = [bid_content_hash(sub.bid_in) for sub in submissions]
+    known: dict[int, _KnownBid] = {}
+
+    def remember(row: Bid) -> _KnownBid:
+        return known.setdefault(row.id, _KnownBid.of(row))
+
+    queries = _bid_queries()
+    keys = {(sub.member.id, sub.idempotency_key) for sub in submissions}
+    by_key = {
+        (row.member_id, row.idempotency_key): remember(row)
+        for row in session.scalars(
+            queries.by_key,
+            {"member_ids": list({m for m, _ in keys}), "keys": list({k for _, k in keys})},
         )
-    if member.status is not MemberStatus.ADMITTED:
-        raise forbidden(f"member {member.id} is {member.status.value}: it may not bid")
-    interval = get_interval(session, interval_id=bid_in.interval_id)
-    contract = get_contract(session, contract_id=bid_in.contract_id)
+        if (row.member_id, row.idempotency_key) in keys
+    }
+    iv_ids = list({sub.bid_in.interval_id for sub in submissions})
+    intervals = {r.id: r for r in session.execute(queries.intervals, {"ids": iv_ids})}
+    c_ids = list({sub.bid_in.contract_id for sub in submissions})
+    contracts = {r.id: r for r in session.execute(queries.contracts, {"ids": c_ids})}
+    m_ids = list({iv.market_id for iv in intervals.values()})
+    markets = {r.id: r for r in session.execute(queries.markets, {"ids": m_ids})} if m_ids else {}
+    pairs = {
+        (sub.bid_in.interval_id, sub.bid_in.contract_id)
+        for sub in submissions
+        if sub.bid_in.interval_id in intervals and sub.bid_in.contract_id in contracts
+    }
+    # each pair's latest bid: every new bid gets the next version, so the active bid, if any,
+    # is always the latest
+    latest: dict[tuple[int, int], _KnownBid] = {}
+    if pairs:
+        found = session.execute(
+            queries.latest,
+            {
+                "interval_ids": list({i for i, _ in pairs}),
+                "contract_ids": list({c for _, c in pairs}),
+            },
+        )
+        for r in found:
+            if (r.interval_id, r.contract_id) in pairs:
+                latest[(r.interval_id, r.contract_id)] = known.get(r.id) or _KnownBid(
+                    r.id, r.version, r.status, r.content_hash, None, True
+                )
+    summaries = _curve_summaries(submissions)
+    n_new = sum(1 for key in keys if key not in by_key)
+    ids = _bid_ids(session, n_new)
+
+    outcomes: list[BidOutcome] = []
+    created: list[_KnownBid] = []
+    new_rows: list[dict[str, Any]] = []
+    replaced: list[int] = []
+    records: list[tuple[int | None, str, dict[str, Any]]] = []
+    for k, sub in enumerate(submissions):
+        member, bid_in, key, now = sub.member, sub.bid_in, sub.idempotency_key, nows[k]
+        try:
+            earlier = by_key.get((member.id, key))
+            if earlier is not None:
+                if earlier.content_hash == hashes[k]:
+                    outcomes.append(BidOutcome(earlier.answer(), False, None))
+                    continue
+                raise conflict(
+                    f"idempotency key {key!r} was already used by member {member.id} for "
+                    f"bid {earlier.id} with other content"
+                )
+            if member.status is not MemberStatus.ADMITTED:
+                raise forbidden(f"member {member.id} is {member.status.value}: it may not bid")
+            interval = intervals.get(bid_in.interval_id)
+            if interval is None:
+                raise not_found("interval", bid_in.interval_id)
+            contract = contracts.get(bid_in.contract_id)
+            if contract is None:
+                raise not_found("contract", bid_in.contract_id)
+            _check_bid_terms(member, interval, contract, now)
+            market = markets[interval.market_id]
+            if not (
+                summaries
+                and summaries[k][0] >= market.price_floor_per_kwh
+                and summaries[k][1] <= market.price_cap_per_kwh
+                and summaries[k][2] <= contract.max_power_kw
+            ):
+                _check_curve(bid_in, market, contract)  # raises naming every problem
+        except PlatformError as exc:
+            outcomes.append(BidOutcome(None, False, exc))
+            continue
+        pair = (interval.id, contract.id)
+        last = latest.get(pair)
+        active = last if last is not None and last.status is BidStatus.ACTIVE else None
+        if active is not None:
+            active.status = BidStatus.REPLACED
+            if active.stored:
+                replaced.append(active.id)
+        points = [p.model_dump() for p in bid_in.points]
+        public = BidPublic(
+            id=next(ids),
+            interval_id=interval.id,
+            contract_id=contract.id,
+            member_id=member.id,
+            idempotency_key=key,
+            points=bid_in.points,
+            status=BidStatus.ACTIVE,
+            version=1 if last is None else last.version + 1,
+            submitted_at=now,
+        )
+        bid = _KnownBid(public.id, public.version, BidStatus.ACTIVE, hashes[k], public, False)
+        latest[pair] = by_key[(member.id, key)] = bid
+        created.append(bid)
+        new_rows.append(
+            {
+                "id": public.id,
+                "interval_id": interval.id,
+                "contract_id": contract.id,
+                "member_id": member.id,
+                "idempotency_key": key,
+                "content_hash": hashes[k],
+                "points": points,
+                "signature": bid_in.signature,
+                "version": public.version,
+                "submitted_at": now,
+            }
+        )
+        outcomes.append(BidOutcome(public, True, None))
+        records.append(
+            (
+                member.id,
+                "bid.replaced" if active is not None else "bid.submitted",
+                {
+                    "bid_id": bid.id,
+                    "interval_id": interval.id,
+                    "contract_id": contract.id,
+                    "member_id": member.id,
+                    "idempotency_key": key,
+                    "content_hash": bid.content_hash,
+                    "points": points,
+                    "signature": bid_in.signature,
+                    "version": bid.version,
+                    "replaced_bid_id": None if active is None else active.id,
+                    "submitted_at": now.isoformat(),
+                },
+            )
+        )
+    if not created:
+        return outcomes
+    if replaced:
+        # before the new bids' INSERT, so the partial unique index sees one active bid at a time
+        session.execute(
+            sa.update(Bid).where(Bid.id.in_(replaced)).values(status=BidStatus.REPLACED)
+        )
+    at = utc_now()
+    to_db = platform_db.driver_time(session)
+    created_at = to_db(at)
+    platform_db.bulk_insert(
+        session,
+        Bid.__table__,
+        _BID_COLUMNS,
+        [
+            (
+                row["id"],
+                row["interval_id"],
+                row["contract_id"],
+                row["member_id"],
+                row["idempotency_key"],
+                row["content_hash"],
+                json.dumps(row["points"]),
+                row["signature"],
+                bid.status.value,  # replaced already when a later submission replaced it
+                row["version"],
+                to_db(row["submitted_at"]),
+                created_at,
+            )
+            for row, bid in zip(new_rows, created, strict=True)
+        ],
+    )
+    platform_db.bulk_insert(
+        session,
+        BidPointRow.__table__,
+        ("bid_id", "seq", "price_per_kwh", "power_kw", "created_at"),
+        [
+            (row["id"], j, p["price_per_kwh"], p["power_kw"], created_at)
+            for row in new_rows
+            for j, p in enumerate(row["points"])
+        ],
+    )
+    audit.append_many(session, records)
+    return outcomes
+
+
+def _check_bid_terms(
+    member: Member,
+    interval: Interval | sa.Row[int, int, IntervalState, datetime],
+    contract: Contract | sa.Row[int, int, int, bool, float],
+    now: datetime,
+) -> None:
+    """The contract is the member's, of the interval's market and active; the interval open."""
     if contract.member_id != member.id:
         raise forbidden(f"contract {contract.id} is not a contract of member {member.id}")
     if contract.market_id != interval.market_id:
@@ -779,64 +1160,39 @@ def submit_bid(
             f"interval {interval.id} is open but its gate closed at "
             f"{interval.gate_closes_at.isoformat()} (now {now.isoformat()}): it takes no bids"
         )
-    market = session.get_one(Market, interval.market_id)
-    _check_curve(bid_in, market, contract)
 
-    # the contract's latest bid in the interval: every new bid gets the next version, so the
-    # active bid, if any, is always the latest
-    latest = session.scalar(
-        sa.select(Bid)
-        .where(Bid.interval_id == interval.id, Bid.contract_id == contract.id)
-        .order_by(Bid.version.desc())
-        .limit(1)
+
+def submit_bid(
+    session: Session,
+    *,
+    member: Member,
+    bid_in: BidCreate,
+    idempotency_key: str,
+    now: datetime,
+) -> tuple[Bid, bool]:
+    """Accept a bid, replay an earlier answer, or refuse (:func:`submit_bids` of one).
+
+    Returns
+    -------
+    (Bid, bool)
+        The bid and whether it was created now (False: the same key and content were accepted
+        before, and that first bid is returned unchanged).
+
+    Raises
+    ------
+    PlatformError
+        409 the key was used for other content, the interval is not open or past its gate;
+        404 unknown interval or contract; 403 another member's contract, or a member not
+        admitted; 422 a contract of another market, an inactive contract, a bad curve.
+
+    """
+    (outcome,) = submit_bids(
+        session, submissions=[BidSubmission(member, bid_in, idempotency_key, now)]
     )
-    last_version = 0 if latest is None else latest.version
-    active = latest if latest is not None and latest.status is BidStatus.ACTIVE else None
-    if active is not None:
-        # flushed before the new bid's INSERT (the unit of work updates before it inserts), so
-        # the partial unique index sees one active bid at a time
-        active.status = BidStatus.REPLACED
-    points = [p.model_dump() for p in bid_in.points]
-    bid = Bid(
-        interval_id=interval.id,
-        contract_id=contract.id,
-        member_id=member.id,
-        idempotency_key=idempotency_key,
-        content_hash=content_hash,
-        points=points,
-        signature=bid_in.signature,
-        status=BidStatus.ACTIVE,
-        version=last_version + 1,
-        submitted_at=now,
-    )
-    session.add(bid)
-    session.flush()
-    session.execute(
-        sa.insert(BidPointRow),
-        [
-            {"bid_id": bid.id, "seq": k, "price_per_kwh": p.price_per_kwh, "power_kw": p.power_kw}
-            for k, p in enumerate(bid_in.points)
-        ],
-    )
-    audit.append(
-        session,
-        actor_member_id=member.id,
-        kind="bid.replaced" if active is not None else "bid.submitted",
-        payload={
-            "bid_id": bid.id,
-            "interval_id": interval.id,
-            "contract_id": contract.id,
-            "member_id": member.id,
-            "idempotency_key": idempotency_key,
-            "content_hash": content_hash,
-            "points": points,
-            "signature": bid_in.signature,
-            "version": bid.version,
-            "replaced_bid_id": None if active is None else active.id,
-            "submitted_at": now.isoformat(),
-        },
-    )
-    return bid, True
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.bid is not None
+    return session.get_one(Bid, outcome.bid.id), outcome.created
 
 
 def get_bid(session: Session, *, bid_id: int) -> Bid:

@@ -223,6 +223,8 @@ class Bid(Base):
     __table_args__ = (
         sa.UniqueConstraint("member_id", "idempotency_key"),
         sa.Index("ix_bid_interval_id_status", "interval_id", "status"),
+        # a contract's latest bid in an interval, read by every submission (revision 0002)
+        sa.Index("ix_bid_interval_id_contract_id_version", "interval_id", "contract_id", "version"),
         # at most one active bid per contract and interval (partial unique index)
         sa.Index(
             "uq_bid_active_interval_contract",

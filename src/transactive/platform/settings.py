@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     #: this many members; smaller buses are pooled into one "*" aggregate, shown under the same
     #: rule. The platform operator sees every bus.
     aggregate_min_members: int = Field(default=2, ge=1)
+    #: The most bid submissions the server writes in one transaction (group commit,
+    #: :mod:`transactive.platform.api.bid_writer`): a batch is what arrived while the previous
+    #: one was written, up to this many. It bounds a batch's latency, never changes an answer.
+    bid_batch_max: int = Field(default=256, ge=1, le=10_000)
 
     @field_validator("database_url")
     @classmethod

@@ -36,7 +36,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from transactive.errors import ValidationError
-from transactive.platform.api.deps import API_PREFIX, Clock
+from transactive.platform.api.bid_writer import BidWriter
+from transactive.platform.api.deps import API_PREFIX, Clock, TokenCache
 from transactive.platform.api.limits import BodySizeLimit
 from transactive.platform.api.routes import (
     accounts,
@@ -83,9 +84,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     secret_key = settings.resolve_secret_key()
     engine = make_engine(settings.database_url)
 
+    sessions = make_session_factory(engine)
+    bid_writer = BidWriter(sessions, max_batch=settings.bid_batch_max)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        bid_writer.close()
         engine.dispose()
 
     app = FastAPI(
@@ -104,7 +109,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.settings = settings
     app.state.secret_key = secret_key
     app.state.engine = engine
-    app.state.sessions = make_session_factory(engine)
+    app.state.sessions = sessions
+    app.state.bid_writer = bid_writer
+    app.state.token_cache = TokenCache()
     app.state.clock = clock or _utc_now
     for module in (
         token,

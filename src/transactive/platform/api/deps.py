@@ -7,10 +7,15 @@ Shaped like FastAPI's full-stack template (``app/api/deps.py``): ``SessionDep``,
   ``"function"``): it commits when the route returns and before the response is sent, so an
   acknowledged message is durable (and audited, :mod:`transactive.platform.crud`), and rolls back
   when the route raises, so a refused one leaves nothing.
-- :func:`current_member` reads the bearer token (RFC 6750 §2.1), checks it
-  (:func:`transactive.platform.auth.decode_token`) and then the member in the database on every
-  request: a suspended or removed member's tokens stop working at once, before they expire.
-  Refusals are 401 with ``WWW-Authenticate: Bearer`` (RFC 6750 §3).
+- :func:`token_claims` reads the bearer token (RFC 6750 §2.1) and checks it
+  (:func:`transactive.platform.auth.decode_token`; a token seen before is not verified again,
+  its expiry is, see :class:`TokenCache`); :func:`current_member` then checks the member in the
+  database on every request (:func:`check_member`): a suspended or removed member's tokens stop
+  working at once, before they expire. Refusals are 401 with ``WWW-Authenticate: Bearer``
+  (RFC 6750 §3). The bid route checks the member in the transaction that writes the bid
+  (:mod:`transactive.platform.api.bid_writer`), with the same :func:`check_member`.
+- Dependencies that do not touch the database are ``async``, so FastAPI runs them on the event
+  loop, not in its thread pool.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
 from sqlalchemy.orm import Session, sessionmaker
 
-from transactive.platform.auth import InvalidTokenError, decode_token
+from transactive.platform.auth import InvalidTokenError, TokenClaims, decode_token
 from transactive.platform.errors import PlatformError, forbidden
 from transactive.platform.models import Member
 from transactive.platform.schemas import MemberStatus, Role
@@ -32,6 +37,7 @@ from transactive.platform.settings import Settings
 
 __all__ = [
     "API_PREFIX",
+    "Claims",
     "Clock",
     "CurrentMember",
     "DsoOrOperator",
@@ -39,9 +45,12 @@ __all__ = [
     "Operator",
     "SessionDep",
     "SettingsDep",
+    "TokenCache",
+    "check_member",
     "current_member",
     "get_session",
     "is_operator",
+    "token_claims",
     "unauthorized",
 ]
 
@@ -64,7 +73,7 @@ def unauthorized(message: str, *, error: str | None = "invalid_token") -> Platfo
     return PlatformError(401, error or "not_authenticated", message)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
@@ -75,7 +84,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 Clock = Callable[[], datetime]
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     """The time of this request, from the app's clock (timezone-aware UTC)."""
     clock: Clock = request.app.state.clock
     return clock()
@@ -94,24 +103,55 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def current_member(
+class TokenCache:
+    """The claims of tokens already verified by this app, so each is verified once.
+
+    An HS256 signature (RFC 7518 §3.2) verifies or not for good under the app's one key, so a
+    token's claims are kept after the first check; its expiry depends on the clock and is checked
+    on every request. At most ``size`` tokens are kept (all are forgotten when it is full, and
+    verified again when seen).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._claims: dict[str, TokenClaims] = {}
+
+    def claims(self, token: str, *, secret_key: str, now: datetime) -> TokenClaims:
+        """The token's claims at ``now``; raises :class:`InvalidTokenError` as ``decode_token``."""
+        known = self._claims.get(token)
+        if known is not None and known.expires_at > now:
+            return known
+        claims = decode_token(token, secret_key=secret_key, now=now)  # raises when expired
+        if len(self._claims) >= self.size:
+            self._claims.clear()
+        self._claims[token] = claims
+        return claims
+
+
+async def token_claims(
     request: Request,
-    session: SessionDep,
     now: Now,
     authorization: Annotated[str | None, Depends(oauth2_scheme)],
-) -> Member:
-    """The member behind the bearer token, admitted, or 401."""
+) -> TokenClaims:
+    """The claims of the request's bearer token, checked, or 401 (the member is not read)."""
     if not authorization:
         raise unauthorized("an access token is required (Authorization: Bearer ...)", error=None)
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("the Authorization header must be 'Bearer <access token>'")
+    cache: TokenCache = request.app.state.token_cache
     secret_key: str = request.app.state.secret_key
     try:
-        claims = decode_token(token.strip(), secret_key=secret_key, now=now)
+        return cache.claims(token.strip(), secret_key=secret_key, now=now)
     except InvalidTokenError as exc:
         raise unauthorized(str(exc)) from None
-    member = session.get(Member, claims.member_id)
+
+
+Claims = Annotated[TokenClaims, Depends(token_claims)]
+
+
+def check_member(member: Member | None, claims: TokenClaims) -> Member:
+    """The token's member, if it exists, is admitted and still has the token's role, else 401."""
     if member is None:
         raise unauthorized(f"the token's member {claims.member_id} does not exist")
     if member.status is not MemberStatus.ADMITTED:
@@ -119,6 +159,11 @@ def current_member(
     if member.role is not claims.role:
         raise unauthorized(f"member {member.id} is no longer a {claims.role.value}")
     return member
+
+
+def current_member(session: SessionDep, claims: Claims) -> Member:
+    """The member behind the bearer token, admitted, or 401."""
+    return check_member(session.get(Member, claims.member_id), claims)
 
 
 CurrentMember = Annotated[Member, Depends(current_member)]

@@ -8,17 +8,22 @@ Ed25519 public key must sign each bid over :func:`transactive.platform.auth.bid_
 (422 when missing or not verifying). A member sees only its own bids; the platform operator all;
 nobody else (the DSO included) sees a member's curve (Hu et al. 2019 §3.2), only per-bus
 aggregates (``/intervals/{id}/aggregates``).
+
+``POST /bids`` is asynchronous and touches no database on the request path: it checks the token
+and the body, then waits for the app's :class:`~transactive.platform.api.bid_writer.BidWriter`,
+which checks the member and the signature and writes the bid with the others that arrived
+meanwhile, in one transaction, before the answer is sent.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from transactive.platform import crud
-from transactive.platform.api.deps import CurrentMember, Now, SessionDep, is_operator
-from transactive.platform.auth import verify_bid_signature
+from transactive.platform.api.bid_writer import BidWriter
+from transactive.platform.api.deps import Claims, CurrentMember, Now, SessionDep, is_operator
 from transactive.platform.errors import forbidden
 from transactive.platform.schemas import BidCreate, BidPublic, BidStatus
 
@@ -44,25 +49,22 @@ IdempotencyKey = Annotated[
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": BidPublic, "description": "A replay: the first answer"}},
 )
-def submit_bid(
+async def submit_bid(
     bid_in: BidCreate,
     idempotency_key: IdempotencyKey,
     response: Response,
-    session: SessionDep,
-    me: CurrentMember,
+    request: Request,
+    claims: Claims,
     now: Now,
 ) -> BidPublic:
     """Submit (or replace) the bid of one of the caller's contracts for an open interval."""
-    if me.public_key_ed25519 is not None:
-        verify_bid_signature(
-            public_key_b64=me.public_key_ed25519, bid_in=bid_in, idempotency_key=idempotency_key
-        )
-    bid, created = crud.submit_bid(
-        session, member=me, bid_in=bid_in, idempotency_key=idempotency_key, now=now
+    writer: BidWriter = request.app.state.bid_writer
+    bid, created = await writer.submit(
+        claims=claims, bid_in=bid_in, idempotency_key=idempotency_key, now=now
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return BidPublic.model_validate(bid)
+    return bid
 
 
 @router.get("", response_model=list[BidPublic])

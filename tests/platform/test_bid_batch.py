@@ -1,0 +1,256 @@
+"""Group commit of bids: a batch behaves exactly as its submissions one after the other.
+
+:func:`transactive.platform.crud.submit_bids` on both back ends against the same submissions
+sent one per transaction (:func:`~transactive.platform.crud.submit_bid`), and the API's writer
+(:mod:`transactive.platform.api.bid_writer`) batching concurrent requests on one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.platform.conftest import NOW, START, PlatformDb, World, make_market
+from tests.platform.test_api_common import API, SECRET_KEY, api_platform
+from transactive.platform import audit, crud
+from transactive.platform.api.deps import TokenCache
+from transactive.platform.auth import InvalidTokenError, issue_token
+from transactive.platform.errors import PlatformError
+from transactive.platform.models import AuditRecord, Bid, BidPointRow
+from transactive.platform.schemas import (
+    BidCreate,
+    BidPoint,
+    BidPublic,
+    BidStatus,
+    ContractCreate,
+    IntervalsCreate,
+    Role,
+)
+
+
+def _bid(interval: int, contract: int, *pq: tuple[float, float]) -> BidCreate:
+    points = [BidPoint(price_per_kwh=p, power_kw=q) for p, q in pq]
+    return BidCreate(interval_id=interval, contract_id=contract, points=points)
+
+
+def _script(interval: int, mine: list[int], theirs: int) -> list[tuple[int, BidCreate, str]]:
+    """(member index, bid, key): every way two submissions of one batch can meet."""
+    a, b = mine
+    return [
+        (0, _bid(interval, a, (0.1, 2.0), (0.3, 0.0)), "k1"),  # first bid of a
+        (0, _bid(interval, a, (0.1, 2.0), (0.3, 0.0)), "k1"),  # replay
+        (0, _bid(interval, a, (0.1, 5.0)), "k1"),  # same key, other content: 409
+        (0, _bid(interval, a, (0.2, 3.0)), "k2"),  # replaces k1's bid: version 2
+        (0, _bid(interval, a, (0.1, 2.0), (0.3, 0.0)), "k1"),  # replay: k1's bid, now replaced
+        (0, _bid(interval, theirs, (0.2, 1.0)), "k3"),  # another member's contract: 403
+        (0, _bid(interval, b, (0.1, 1.0), (0.2, 4.0)), "k4"),  # power rises: 422
+        (0, _bid(interval, b, (0.1, 99.0)), "k5"),  # beyond the contract's 50 kW: 422
+        (0, _bid(interval, b, (0.1, 1.0)), "k4"),  # the refused key is free: first bid of b
+        (0, _bid(interval, a, (0.25, 1.0)), "k6"),  # replaces k2's bid: version 3
+        (1, _bid(interval, theirs, (0.2, 1.0)), "k1"),  # another member's own key space
+        (0, _bid(interval + 10_000, a, (0.1, 1.0)), "k7"),  # unknown interval: 404
+    ]
+
+
+def _setup(db: PlatformDb, world: World) -> tuple[list[int], list[int], int]:
+    """Two open intervals, two contracts of prosumer 0 and one of prosumer 1."""
+    market_id = make_market(db, world)
+    with db.begin() as s:
+        market = crud.get_market(s, market_id=market_id)
+        intervals = crud.open_intervals(
+            s, market=market, intervals_in=IntervalsCreate(start=START, count=2)
+        )
+        contracts = [
+            crud.create_contract(
+                s,
+                contract_in=ContractCreate(
+                    member_id=m, market_id=market_id, bus="1", meter_id=f"m{k}", max_power_kw=50.0
+                ),
+            ).id
+            for k, m in enumerate((world.prosumers[0], world.prosumers[0], world.prosumers[1]))
+        ]
+    return [i.id for i in intervals], contracts[:2], contracts[2]
+
+
+def _summary(answer: Any) -> tuple[Any, ...]:
+    """What must agree between a batch and one-by-one: status or refusal, and the bid's shape."""
+    if isinstance(answer, PlatformError):
+        return ("refused", answer.status, answer.code)
+    bid, created = answer
+    return ("ok", created, bid.version, bid.status, bid.idempotency_key.split("-", 1)[1])
+
+
+def test_a_batch_behaves_as_its_submissions_one_after_the_other(
+    db: PlatformDb, world: World
+) -> None:
+    (batch_iv, seq_iv), mine, theirs = _setup(db, world)
+    members = (world.prosumers[0], world.prosumers[1])
+    # one after the other, one transaction each
+    one_by_one: list[Any] = []
+    for who, bid_in, key in _script(seq_iv, mine, theirs):
+        with db.begin() as s:
+            member = crud.get_member(s, member_id=members[who])
+            try:
+                bid, created = crud.submit_bid(
+                    s, member=member, bid_in=bid_in, idempotency_key=f"seq-{key}", now=NOW
+                )
+                one_by_one.append((BidPublic.model_validate(bid), created))
+            except PlatformError as exc:
+                one_by_one.append(exc)
+    # all in one batch
+    with db.begin() as s:
+        rows = {m: crud.get_member(s, member_id=m) for m in members}
+        outcomes = crud.submit_bids(
+            s,
+            submissions=[
+                crud.BidSubmission(rows[members[who]], bid_in, f"batch-{key}", NOW)
+                for who, bid_in, key in _script(batch_iv, mine, theirs)
+            ],
+        )
+    batched = [o.error if o.error is not None else (o.bid, o.created) for o in outcomes]
+    assert [_summary(a) for a in batched] == [_summary(a) for a in one_by_one]
+    assert [_summary(a)[:3] for a in batched][:4] == [
+        ("ok", True, 1),
+        ("ok", False, 1),
+        ("refused", 409, "conflict"),
+        ("ok", True, 2),
+    ]
+    # the replay answers with the first bid; the conflict names it
+    first, replay, late_replay = (outcomes[k].bid for k in (0, 1, 4))
+    assert first is not None and replay is not None and late_replay is not None
+    assert replay.id == first.id and late_replay.id == first.id
+    assert late_replay.status is BidStatus.REPLACED  # replaced by k2 before this replay
+    conflict = outcomes[2].error
+    assert conflict is not None and f"bid {first.id}" in conflict.message
+    # what is stored is the same too: versions and statuses per contract, points, audit
+    with db.begin() as s:
+        stored = {
+            iv: sorted(
+                (b.contract_id, b.version, b.status.value, len(b.points))
+                for b in s.scalars(sa.select(Bid).where(Bid.interval_id == iv))
+            )
+            for iv in (batch_iv, seq_iv)
+        }
+        assert stored[batch_iv] == stored[seq_iv]
+        assert len(stored[batch_iv]) == 5
+        points = s.scalar(
+            sa.select(sa.func.count())
+            .select_from(BidPointRow)
+            .join(Bid, Bid.id == BidPointRow.bid_id)
+            .where(Bid.interval_id == batch_iv)
+        )
+        assert points == sum(n for *_, n in stored[batch_iv])
+        kinds = list(
+            s.scalars(
+                sa.select(AuditRecord.kind)
+                .where(AuditRecord.kind.like("bid.%"))
+                .order_by(AuditRecord.seq)
+            )
+        )
+        per_run = [
+            "bid.submitted",
+            "bid.replaced",
+            "bid.submitted",
+            "bid.replaced",
+            "bid.submitted",
+        ]
+        assert kinds == per_run + per_run
+        replaced = s.scalars(
+            sa.select(AuditRecord.payload).where(AuditRecord.kind == "bid.replaced")
+        ).all()
+        assert replaced[-2]["replaced_bid_id"] == first.id  # the batch's k2 replaced its k1
+        assert audit.verify_database(s).ok
+
+
+def test_a_batch_of_refusals_writes_nothing(db: PlatformDb, world: World) -> None:
+    (iv, _), mine, theirs = _setup(db, world)
+    with db.begin() as s:
+        before = s.scalar(sa.select(sa.func.count()).select_from(AuditRecord))
+        member = crud.get_member(s, member_id=world.prosumers[0])
+        outcomes = crud.submit_bids(
+            s,
+            submissions=[
+                crud.BidSubmission(member, _bid(iv, theirs, (0.1, 1.0)), "x", NOW),
+                crud.BidSubmission(
+                    member, _bid(iv, mine[0], (0.1, 1.0)), "y", NOW + timedelta(hours=2)
+                ),
+            ],
+        )
+    assert [o.error.status for o in outcomes if o.error is not None] == [403, 409]
+    assert "gate closed" in outcomes[1].error.message  # type: ignore[union-attr]
+    with db.begin() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Bid)) == 0
+        assert s.scalar(sa.select(sa.func.count()).select_from(AuditRecord)) == before
+
+
+def test_concurrent_requests_are_committed_together_and_each_answered(tmp_path: Any) -> None:
+    api = api_platform(f"sqlite:///{tmp_path / 'p.db'}")
+    app = api.client.app
+    interval = api.demo.interval_ids[1]
+    names = ("home-1", "home-2", "home-3", "home-4")
+
+    async def send() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{API}/bids",
+                        json={
+                            "interval_id": interval,
+                            "contract_id": api.contract(names[k % 4]),
+                            "points": [{"price_per_kwh": 0.1 + 0.01 * k, "power_kw": 1.0}],
+                        },
+                        headers={**api.auth(names[k % 4]), "Idempotency-Key": f"c{k}"},
+                    )
+                    for k in range(40)
+                )
+            )
+
+    responses = asyncio.run(send())
+    assert [r.status_code for r in responses] == [201] * 40, responses[0].text
+    versions: dict[int, list[int]] = {}
+    for r in responses:
+        versions.setdefault(r.json()["contract_id"], []).append(r.json()["version"])
+    assert sorted(len(v) for v in versions.values()) == [10, 10, 10, 10]
+    assert all(sorted(v) == list(range(1, 11)) for v in versions.values())
+    verified = api.client.get(f"{API}/audit/verify", headers=api.auth("operator")).json()
+    assert verified["ok"], verified
+    records = api.client.get(
+        f"{API}/audit/records", params={"limit": 1000}, headers=api.auth("operator")
+    ).json()
+    batch_times = {r["at"] for r in records if r["kind"].startswith("bid.")}
+    assert len(batch_times) < 40  # several bids shared a transaction (one time per batch)
+
+
+def test_a_suspended_members_bids_are_refused_in_the_writers_transaction(tmp_path: Any) -> None:
+    api = api_platform(f"sqlite:///{tmp_path / 'p.db'}")
+    me = api.member_id("home-1")
+    ok = api.bid("home-1", [(0.1, 1.0)], key="before")
+    assert ok.status_code == 201, ok.text
+    suspend = api.client.patch(
+        f"{API}/members/{me}", json={"status": "suspended"}, headers=api.auth("operator")
+    )
+    assert suspend.status_code == 200, suspend.text
+    refused = api.bid("home-1", [(0.1, 1.0)], key="after")
+    assert refused.status_code == 401
+    assert "suspended" in refused.json()["detail"]["message"]
+
+
+def test_the_token_cache_checks_expiry_on_every_use() -> None:
+    cache = TokenCache(size=2)
+    token = issue_token(
+        member_id=7, role=Role.PROSUMER, secret_key=SECRET_KEY, expire_s=60, now=NOW
+    )
+    claims = cache.claims(token, secret_key=SECRET_KEY, now=NOW)
+    assert cache.claims(token, secret_key=SECRET_KEY, now=NOW) is claims  # not verified again
+    with pytest.raises(InvalidTokenError, match="expired"):
+        cache.claims(token, secret_key=SECRET_KEY, now=NOW + timedelta(seconds=61))
+    for k in range(3):  # more tokens than the cache holds: still each one's own claims
+        other = issue_token(member_id=k, role=Role.DSO, secret_key=SECRET_KEY, expire_s=60, now=NOW)
+        assert cache.claims(other, secret_key=SECRET_KEY, now=NOW).member_id == k
