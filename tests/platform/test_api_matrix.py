@@ -177,6 +177,7 @@ def _new_market(s: Setup, who: str) -> dict[str, Any]:
         "kind": "flexibility",
         "price_cap_per_kwh": 2.0,
         "imbalance_price_per_kwh": 0.0,
+        "dso_member_id": s.api.member_id("dso"),  # the buyer of relief a flexibility market needs
     }
 
 

@@ -53,7 +53,7 @@ from transactive.curves import BidCurves
 from transactive.errors import ValidationError
 from transactive.market import Supply
 from transactive.network import Feeder, PowerFlowRunner, load_feeder
-from transactive.platform import audit, audit_chain, ledger
+from transactive.platform import audit, audit_chain, gates, ledger
 from transactive.platform import db as platform_db
 from transactive.platform.errors import (
     PlatformError,
@@ -87,6 +87,7 @@ from transactive.platform.schemas import (
     IntervalsCreate,
     IntervalState,
     MarketCreate,
+    MarketKind,
     MarketUpdate,
     MemberCreate,
     MemberStatus,
@@ -412,6 +413,7 @@ def _check_market_terms(session: Session, market: Market | MarketCreate) -> list
         market.supplier_member_id,
         {Role.RETAILER, Role.TSO, Role.AGGREGATOR},
     )
+    problems.extend(gates.market_kind_problems(market))
     return problems
 
 
@@ -574,16 +576,22 @@ def open_intervals(
             f"market {market.id} already has {len(taken)} of these intervals "
             f"(starting {_listed([t.isoformat() for t in taken])})"
         )
-    lead = timedelta(seconds=int(market.gate_closure_lead_s))
+    lead_s = int(market.gate_closure_lead_s)
+    try:  # the market kind's gate rule (a day-ahead market closes once per delivery day)
+        closes = [
+            gates.gate_closes_at(market.kind, s, step, lead_s, market_id=market.id) for s in starts
+        ]
+    except ValidationError as exc:
+        raise from_validation(f"intervals of market {market.id} refused", exc) from exc
     rows = [
         Interval(
             market_id=market.id,
             start=s,
             end=s + timedelta(seconds=step),
-            gate_closes_at=s - lead,
+            gate_closes_at=g,
             state=IntervalState.OPEN,
         )
-        for s in starts
+        for s, g in zip(starts, closes, strict=True)
     ]
     session.add_all(rows)
     session.flush()
@@ -710,7 +718,7 @@ def bid_content_hash(bid_in: BidCreate) -> str:
 
 def _check_curve(
     bid_in: BidCreate,
-    market: Market | sa.Row[int, float, float],
+    market: Market | sa.Row[int, float, float, MarketKind, int | None],
     contract: Contract | sa.Row[int, int, int, bool, float],
 ) -> None:
     prices = np.array([p.price_per_kwh for p in bid_in.points], dtype=np.float64)
@@ -729,6 +737,14 @@ def _check_curve(
             f"points.power_kw: beyond the contract's maximum power {contract.max_power_kw} kW "
             f"(points {_listed(over.tolist())})"
         )
+    problems.extend(
+        gates.bid_side_problems(
+            MarketKind(market.kind),
+            dso_member_id=market.dso_member_id,
+            member_id=contract.member_id,
+            power_kw=powers,
+        )
+    )
     if problems:
         raise invalid("bid curve refused", problems)
 
@@ -857,7 +873,7 @@ class _BidQueries:
     by_key: sa.Select[Bid]
     intervals: sa.Select[int, int, IntervalState, datetime]
     contracts: sa.Select[int, int, int, bool, float]
-    markets: sa.Select[int, float, float]
+    markets: sa.Select[int, float, float, MarketKind, int | None]
     latest: sa.Select[int, int, int, int, BidStatus, str]
     max_id: sa.Select[int]
     next_ids: sa.TextClause
@@ -891,9 +907,13 @@ def _bid_queries() -> _BidQueries:
             Contract.active,
             Contract.max_power_kw,
         ).where(Contract.id.in_(ids("ids"))),
-        markets=sa.select(Market.id, Market.price_floor_per_kwh, Market.price_cap_per_kwh).where(
-            Market.id.in_(ids("ids"))
-        ),
+        markets=sa.select(
+            Market.id,
+            Market.price_floor_per_kwh,
+            Market.price_cap_per_kwh,
+            Market.kind,
+            Market.dso_member_id,
+        ).where(Market.id.in_(ids("ids"))),
         # each (interval, contract)'s latest bid: its largest version (read off the index
         # ix_bid_interval_id_contract_id_version), joined back to its row
         latest=sa.select(
@@ -1027,6 +1047,7 @@ def submit_bids(session: Session, *, submissions: Sequence[BidSubmission]) -> li
             market = markets[interval.market_id]
             if not (
                 summaries
+                and market.kind != MarketKind.FLEXIBILITY  # whose sides are checked per bid
                 and summaries[k][0] >= market.price_floor_per_kwh
                 and summaries[k][1] <= market.price_cap_per_kwh
                 and summaries[k][2] <= contract.max_power_kw

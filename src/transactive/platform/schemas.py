@@ -144,7 +144,7 @@ class MarketKind(StrEnum):
     """The markets the operator can define (issue 13)."""
 
     REAL_TIME = "real_time"  # a 5-minute double auction per feeder
-    DAY_AHEAD = "day_ahead"  # hourly intervals of the next day
+    DAY_AHEAD = "day_ahead"  # hourly or quarter-hourly intervals; one gate per delivery day
     FLEXIBILITY = "flexibility"  # the DSO buys congestion relief (load decrease / DG increase)
 
 
