@@ -80,6 +80,7 @@ from transactive.errors import ValidationError
 from transactive.market import Supply, clear
 from transactive.network import branch_current_losses, solve_flows, split_to_meters
 from transactive.platform import audit, crud, gates, ledger
+from transactive.platform.db import bulk_insert, driver_time
 from transactive.platform.errors import conflict, wrong_state
 from transactive.platform.models import (
     Account,
@@ -92,7 +93,6 @@ from transactive.platform.models import (
     Interval,
     Market,
     MeterReading,
-    UtcDateTime,
 )
 from transactive.platform.schemas import AccountKind, BidStatus, IntervalState, MarketKind
 from transactive.settlement import NetworkTariff
@@ -195,39 +195,6 @@ def _raw_rows(session: Session, statement: sa.ClauseElement) -> list[tuple[Any, 
         return list(cursor.fetchall())
     finally:
         cursor.close()
-
-
-def _bulk_insert(
-    session: Session, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert many rows through the driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
-
-    ``rows`` hold driver-ready values (str, int, float; timestamps from :func:`_db_time`).
-    """
-    if not rows:
-        return
-    connection = session.connection()
-    names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
-    quoted = connection.dialect.identifier_preparer.format_table(table)
-    cursor = connection.connection.cursor()
-    try:
-        if connection.dialect.name == "postgresql":
-            with cursor.copy(f"COPY {quoted} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join("?" for _ in columns)
-            cursor.executemany(f"INSERT INTO {quoted} ({names}) VALUES ({marks})", rows)
-    finally:
-        cursor.close()
-
-
-def _db_time(session: Session, at: datetime) -> Any:
-    """A timestamp as the driver takes it for a :class:`UtcDateTime` column."""
-    dialect = session.connection().dialect
-    value = UtcDateTime().process_bind_param(at, dialect)
-    processor = sa.DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
-    return value if processor is None else processor(value)
 
 
 #: Curves of intervals past their gate, by database URL and interval: their bids can no longer
@@ -333,7 +300,7 @@ def _replace_awards(
     table = _table(Award)
     if session.scalar(sa.select(Award.id).where(Award.interval_id == interval.id).limit(1)):
         session.execute(sa.delete(table).where(table.c.interval_id == interval.id))
-    created = _db_time(session, now)
+    created = driver_time(session)(now)
     energy = (power_kw * hours).tolist()
     rows = list(
         zip(
@@ -348,7 +315,7 @@ def _replace_awards(
             strict=False,
         )
     )
-    _bulk_insert(session, table, _AWARD_COLUMNS, rows)
+    bulk_insert(session, table, _AWARD_COLUMNS, rows)
 
 
 def _bus_prices(bus: npt.NDArray[np.str_], price_per_kwh: FloatArray) -> dict[str, float]:
@@ -702,8 +669,8 @@ def settle_interval(
             )
         keys = {p.debit for p in postings} | {p.credit for p in postings}
         account_id = _accounts(session, market, keys, now)
-        created = _db_time(session, now)
-        _bulk_insert(
+        created = driver_time(session)(now)
+        bulk_insert(
             session,
             _table(Entry),
             _ENTRY_COLUMNS,
