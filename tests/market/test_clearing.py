@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from transactive import ValidationError
-from transactive.market import BidCurves, ClearingType, Supply, allocate, clear
+from transactive.market import (
+    BidCurves,
+    ClearingType,
+    Supply,
+    allocate,
+    clear,
+    fill_of_allocation,
+    market_curves,
+)
 
 
 def test_exact_crossing_of_sloped_curves():
@@ -238,3 +246,30 @@ def test_a_large_random_market_balances_exactly():
     # the price is where the exact net demand crosses zero
     lo, hi = bids.net_power_at(result.clearing_price)
     assert lo <= 1e-6 and hi >= -1e-6
+
+
+def test_market_curves_clear_as_the_bids_with_their_supply():
+    # a service whose supplier bids the substation's offer must clear exactly as clear(supply=)
+    bids = BidCurves.from_steps([0.30, 0.25, 0.12, 0.05], [4.0, 6.0, 3.0, -2.0]).with_ids(
+        ["a", "b", "c", "d"]
+    )
+    supply = Supply(price_per_kwh=0.10, capacity_kw=7.0, export_capacity_kw=5.0)
+    with_supply = clear(bids, price_cap=1.0, supply=supply)
+    curves = market_curves(bids, price_cap=1.0, supply=supply)
+    assert len(curves) == len(bids) + 1
+    as_bids = clear(curves, price_cap=1.0)
+    assert as_bids.clearing_price == with_supply.clearing_price
+    np.testing.assert_array_equal(as_bids.allocation_kw[:-1], with_supply.allocation_kw)
+
+
+def test_fill_of_allocation_inverts_power_at():
+    bids = BidCurves.from_steps([0.30, 0.20, 0.20, 0.05], [4.0, 6.0, 2.0, -9.0])
+    result = clear(bids, price_cap=1.0)
+    fill = fill_of_allocation(
+        bids, result.clearing_price, result.allocation_kw, price_cap=1.0, price_floor=0.0
+    )
+    np.testing.assert_allclose(
+        bids.power_at(result.clearing_price, fill), result.allocation_kw, rtol=0, atol=1e-12
+    )
+    # a curve with no block at the price has fill 0
+    assert fill[0] == 0.0

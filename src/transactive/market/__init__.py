@@ -17,6 +17,8 @@ from transactive.market.clearing import (
     allocate,
     allocate_by_id,
     clear,
+    fill_of_allocation,
+    market_curves,
 )
 
 __all__ = [
@@ -29,4 +31,6 @@ __all__ = [
     "allocate",
     "allocate_by_id",
     "clear",
+    "fill_of_allocation",
+    "market_curves",
 ]

@@ -44,7 +44,16 @@ import numpy.typing as npt
 from transactive.curves import BidCurves, FloatArray, _power_limit
 from transactive.errors import Problem, Problems, ValidationError
 
-__all__ = ["ClearingResult", "ClearingType", "Supply", "allocate", "allocate_by_id", "clear"]
+__all__ = [
+    "ClearingResult",
+    "ClearingType",
+    "Supply",
+    "allocate",
+    "allocate_by_id",
+    "clear",
+    "fill_of_allocation",
+    "market_curves",
+]
 
 #: Net power below this share of the market's volume counts as zero (float noise of the sums).
 _POWER_TOLERANCE = 1e-12
@@ -336,6 +345,48 @@ def allocate(bids: BidCurves, result: ClearingResult) -> FloatArray:
     )
     buy_part, sell_part = _sides(lo, hi)
     return lo + result.buyer_fill * buy_part + (1.0 - result.seller_fill) * sell_part
+
+
+def market_curves(
+    bids: BidCurves,
+    *,
+    price_cap: float,
+    price_floor: float = 0.0,
+    supply: Supply | None = None,
+) -> BidCurves:
+    """The curves :func:`clear` clears: the bids, then the supply's curve (anonymous, last).
+
+    What a market that takes the substation's offer as one more bid (a service whose supplier
+    bids) must receive to clear exactly as :func:`clear` does with ``supply``. Validated as
+    :func:`clear` validates (one ValidationError naming every problem).
+    """
+    curves, _floor, _cap = _checked_market(bids, price_cap, price_floor, supply, "midpoint")
+    return curves
+
+
+def fill_of_allocation(
+    bids: BidCurves,
+    clearing_price: float,
+    allocation_kw: npt.ArrayLike,
+    *,
+    price_cap: float,
+    price_floor: float = 0.0,
+) -> FloatArray:
+    """Each curve's marginal fill for an allocation at a price: the inverse of ``power_at``.
+
+    ``(allocation − lo) / (hi − lo)`` on the curve's block at the price, with :func:`clear`'s
+    limits (demand all flexible at the cap, supply at the floor), clipped to [0, 1]; 0 where the
+    curve has no block there. What a device told only its award and the price passes to
+    ``respond``.
+    """
+    lo, hi = _bounds_clamped(
+        bids.price_per_kwh, bids.power_kw, float(clearing_price), price_floor, price_cap
+    )
+    width = hi - lo
+    allocation = np.asarray(allocation_kw, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(width > 0, np.clip((allocation - lo) / width, 0.0, 1.0), 0.0)
+    return np.asarray(fill + 0.0, dtype=np.float64)
 
 
 def allocate_by_id(bids: BidCurves, result: ClearingResult) -> dict[str, float]:

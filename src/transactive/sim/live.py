@@ -25,9 +25,9 @@ holds its bill. The substation's supply is the retailer's last contract.
 Per interval (:meth:`LiveMarket.clear`): each device's curve is POSTed by its owner as a bid
 with the idempotency key ``<device id>@<interval id>``; the retailer bids the interval's
 :class:`~transactive.market.Supply` as its curve, exactly the curve
-:func:`transactive.market.clear` appends for it (built by the market layer's own
-``_checked_market``); the operator advances the interval (gate closed early, ``force``, as the
-simulator runs faster than the service's clock; cleared; checked, which without a feeder
+:func:`transactive.market.clear` appends for it (:func:`transactive.market.market_curves`);
+the operator advances the interval (gate closed early, ``force``, as the simulator runs faster
+than the service's clock; cleared; checked, which without a feeder
 confirms the clearing); the agents read the published price and their awards. The loop gets
 back each row's allocation (its award) and its marginal fill from its own curve's bounds at
 the price, ``fill = (award - lo) / (hi - lo)``, 0 where ``hi == lo`` (the rule of
@@ -477,7 +477,7 @@ class LiveMarket:
 
     def clear(self, request: MarketRequest) -> MarketAnswer:
         """Bid every row and the supply, advance to checked, read the prices and awards."""
-        from transactive.market.clearing import _bounds_clamped, _checked_market  # noqa: PLC0415
+        from transactive.market import fill_of_allocation, market_curves  # noqa: PLC0415
 
         if request.t >= len(self.interval_ids):
             raise ValueError(f"interval {request.t} is beyond the {len(self.interval_ids)} opened")
@@ -491,8 +491,8 @@ class LiveMarket:
         interval_id = self.interval_ids[request.t]
         cap, floor = request.price_cap, request.price_floor
         # the bids and, last, the supply's curve exactly as clear() appends it
-        with_supply, _floor, _cap = _checked_market(
-            request.bids, cap, floor, request.supply, "midpoint"
+        with_supply = market_curves(
+            request.bids, price_cap=cap, price_floor=floor, supply=request.supply
         )
         rows, prices, powers = with_supply.to_points()
         starts = np.searchsorted(rows, np.arange(len(request.bids) + 2))
@@ -528,12 +528,7 @@ class LiveMarket:
             )
         allocation = np.array([award[c] for c in self.contract_ids], dtype=np.float64)
         # each device's fill on its own curve at the price, clear()'s rule
-        lo_kw, hi_kw = _bounds_clamped(
-            request.bids.price_per_kwh, request.bids.power_kw, price, floor, cap
-        )
-        width = hi_kw - lo_kw
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fill = np.where(width > 0, np.clip((allocation - lo_kw) / width, 0.0, 1.0), 0.0) + 0.0
+        fill = fill_of_allocation(request.bids, price, allocation, price_cap=cap, price_floor=floor)
         assert self.supply_contract_id is not None
         result = LiveClearing(
             clearing_price=price,
