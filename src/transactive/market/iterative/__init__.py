@@ -1,0 +1,36 @@
+"""Iterative value discovery: price–power iterations between a coordinator and agents.
+
+Hu et al., "Transactive Energy: an Effective Mechanism for Balancing Electric Energy System",
+Proc. CSEE 2019, §1.4 and §2.2: parties keep their cost functions private, send schedules, are
+answered with prices, and iterate until supply and demand balance. :mod:`.framework` holds what
+every algorithm shares (stopping rules, faulty channels, round records, the centralized
+reference); each algorithm has its own module, citing its paper.
+
+Pure computation: arrays in, arrays and frozen dataclasses out.
+"""
+
+from transactive.market.iterative.ev_fleet import EvFleet
+from transactive.market.iterative.framework import (
+    CentralizedOptimum,
+    Channel,
+    CommsFaults,
+    IterativeResult,
+    Recorder,
+    StepSizeWarning,
+    StoppingRule,
+    checked_step_size,
+    relative_gap,
+)
+
+__all__ = [
+    "CentralizedOptimum",
+    "Channel",
+    "CommsFaults",
+    "EvFleet",
+    "IterativeResult",
+    "Recorder",
+    "StepSizeWarning",
+    "StoppingRule",
+    "checked_step_size",
+    "relative_gap",
+]
