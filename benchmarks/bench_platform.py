@@ -263,14 +263,28 @@ def _server_stack() -> str:
     return f"uvicorn http={http} loop={loop}"
 
 
+def _workers(n: int) -> list[str]:
+    return ["--workers", str(n)]
+
+
 def _start(
-    url: str, env_extra: dict[str, str]
+    url: str, env_extra: dict[str, str], workers: int = 1
 ) -> tuple[subprocess.Popen[str], str, dict[str, Any], int]:
     port = _free_port()
     exe = str(Path(sys.executable).with_name("transactive"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
     proc = subprocess.Popen(
-        [exe, "serve", "--demo", "--port", str(port), "--database-url", url],
+        [
+            exe,
+            "serve",
+            "--demo",
+            "--port",
+            str(port),
+            "--database-url",
+            url,
+            "--workers",
+            str(workers),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -379,8 +393,10 @@ def _summary(lat_s: list[float], ok: int, elapsed: float) -> str:
     )
 
 
-def bench_http(url: str, label: str, seconds: float, connections: int, env: dict[str, str]) -> None:
-    proc, base, members, port = _start(url, env)
+def bench_http(
+    url: str, label: str, seconds: float, connections: int, env: dict[str, str], workers: int
+) -> None:
+    proc, base, members, port = _start(url, env, workers)
     try:
         with httpx.Client(base_url=base, timeout=30.0) as http:
 
@@ -481,6 +497,7 @@ def main() -> None:
     parser.add_argument("--bids", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-interval", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
@@ -501,7 +518,14 @@ def main() -> None:
                 finally:
                     drop()
         if not args.skip_http:
-            bench_http(f"sqlite:///{tmp}/http.db", "SQLite", args.seconds, args.connections, {})
+            bench_http(
+                f"sqlite:///{tmp}/http.db",
+                "SQLite",
+                args.seconds,
+                args.connections,
+                {},
+                args.workers,
+            )
             if not args.skip_postgres:
                 url, drop = _postgres_schema()
                 try:
@@ -511,6 +535,7 @@ def main() -> None:
                         args.seconds,
                         args.connections,
                         {"TRANSACTIVE_SECRET_KEY": "b" * 40},
+                        args.workers,
                     )
                 finally:
                     drop()

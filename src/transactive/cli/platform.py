@@ -141,6 +141,15 @@ def serve_command(
             "file unless --database-url is given) and print their credentials.",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes sharing the port (uvicorn's workers). Each has its own bid "
+            "writer; writers of all processes take turns on the database.",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Run the platform's REST API (OpenAPI at /docs) on the database, migrating it first."""
     import sqlalchemy.exc  # noqa: PLC0415 (light start-up)
@@ -178,7 +187,21 @@ def serve_command(
             console, "First platform operator (client credentials, shown once):", (operator,)
         )
     console.print(f"API: {base}  (docs: http://{host}:{port}/docs)", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        return
+    # every worker builds its own app from the same settings (the environment it inherits)
+    os.environ["TRANSACTIVE_DATABASE_URL"] = url
+    engine.dispose()
+    uvicorn.run(
+        "transactive.platform.api.app:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+    )
 
 
 def audit_verify_command(

@@ -1116,8 +1116,10 @@ def submit_bids(session: Session, *, submissions: Sequence[BidSubmission]) -> li
         return outcomes
     if replaced:
         # before the new bids' INSERT, so the partial unique index sees one active bid at a time
+        # (the table, not the ORM entity: no session objects to synchronise, several times faster)
+        bids = sa.table("bid", sa.column("id"), sa.column("status"))
         session.execute(
-            sa.update(Bid).where(Bid.id.in_(replaced)).values(status=BidStatus.REPLACED)
+            sa.update(bids).where(bids.c.id.in_(replaced)).values(status=BidStatus.REPLACED.value)
         )
     at = utc_now()
     to_db = platform_db.driver_time(session)

@@ -22,6 +22,7 @@ The app does not migrate the database: ``transactive serve`` runs
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -54,7 +55,7 @@ from transactive.platform.db import make_engine, make_session_factory
 from transactive.platform.errors import PlatformError
 from transactive.platform.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 _log = logging.getLogger("transactive.platform.api")
 
@@ -89,8 +90,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # what start-up made lives as long as the server: kept out of the collector's full
+        # passes, whose pauses over every module, route and model showed in the p99 latency
+        gc.freeze()
         yield
-        bid_writer.close()
         engine.dispose()
 
     app = FastAPI(
@@ -113,13 +116,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.bid_writer = bid_writer
     app.state.token_cache = TokenCache()
     app.state.clock = clock or _utc_now
+    # the bid route first: a request is matched against the routers in this order, and bids are
+    # most of the traffic (FastAPI 0.165 tries every included router's routes in turn)
     for module in (
+        bids,
         token,
         members,
         markets,
         intervals,
         contracts,
-        bids,
         meter_readings,
         accounts,
         audit,
@@ -128,6 +133,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     _add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app on the settings of the environment (each worker of ``transactive serve``)."""
+    return create_app(Settings())
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -52,19 +52,21 @@ IdempotencyKey = Annotated[
 async def submit_bid(
     bid_in: BidCreate,
     idempotency_key: IdempotencyKey,
-    response: Response,
     request: Request,
     claims: Claims,
     now: Now,
-) -> BidPublic:
+) -> Response:
     """Submit (or replace) the bid of one of the caller's contracts for an open interval."""
     writer: BidWriter = request.app.state.bid_writer
     bid, created = await writer.submit(
         claims=claims, bid_in=bid_in, idempotency_key=idempotency_key, now=now
     )
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return bid
+    # the writer built ``bid`` as a validated BidPublic: serialised once, not validated again
+    return Response(
+        content=bid.model_dump_json(),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
+    )
 
 
 @router.get("", response_model=list[BidPublic])
