@@ -178,3 +178,25 @@ def test_fleet_refuses_batteries() -> None:
     flex = BatteryPopulation.sample(3, rng).flexibility(horizon, weather)
     with pytest.raises(ValidationError, match="an EV only charges"):
         EvFleet.from_flexibility(flex)
+
+
+def test_per_agent_prices_gather_each_agents_row_and_old_rounds_are_freed() -> None:
+    channel = Channel(CommsFaults(max_delay_rounds=1, seed=2), 4)
+    channel.register(np.tile(np.arange(4.0)[:, None], (1, 2)), None, per_agent=True)
+    for k in range(1, 20):
+        prices = np.full((4, 2), float(k)) + np.arange(4.0)[:, None]
+        held = channel.prices_held(k, prices)
+        got = channel.gather(held)
+        np.testing.assert_array_equal(got[:, 0], held + np.arange(4.0))
+    assert channel.price_history[0].size == 0  # long forgotten: no agent holds it
+    # nothing goes up: registration without schedules counts only the prices
+    assert channel.messages_up == 0
+    with pytest.raises(RuntimeError, match="without schedules"):
+        channel.schedules_held(np.zeros((2, 4)))
+
+
+def test_zero_agents() -> None:
+    channel = Channel(CommsFaults(loss_probability=0.1), 0)
+    channel.register(np.zeros((0, 3)), np.zeros((3, 0)), per_agent=True)
+    held = channel.prices_held(1, np.zeros((0, 3)))
+    assert held.shape == (0,) and channel.gather(held).shape == (0, 3)

@@ -55,6 +55,10 @@ IntArray = npt.NDArray[np.int64]
 StrArray = npt.NDArray[np.str_]
 
 
+#: What a forgotten round's prices are replaced with in ``Channel.price_history``.
+_FORGOTTEN: FloatArray = np.empty(0)
+
+
 class StepSizeWarning(UserWarning):
     """A step size lies outside the range an algorithm's convergence proof covers."""
 
@@ -182,6 +186,7 @@ class Channel:
     _rng: np.random.Generator = field(init=False)
     _pending: list[tuple[int, IntArray]] = field(init=False, default_factory=list)
     _per_agent_prices: bool = field(init=False, default=False)
+    _forgotten_below: int = field(init=False, default=0)
     messages_down: int = field(init=False, default=0)
     messages_up: int = field(init=False, default=0)
     numbers_down: int = field(init=False, default=0)
@@ -198,21 +203,27 @@ class Channel:
     def register(
         self,
         first_prices: npt.ArrayLike,
-        first_schedules: npt.ArrayLike,
+        first_schedules: npt.ArrayLike | None,
         *,
         per_agent: bool = False,
     ) -> None:
         """Round 0: the first prices and every agent's first schedule, delivered reliably.
 
-        ``first_schedules`` has the agents on its *last* axis (``(T, N)``, time first);
-        ``per_agent`` says that ``first_prices`` holds one price vector per agent (first axis N).
+        ``first_schedules`` has the agents on its *last* axis (``(T, N)``, time first); None for
+        an algorithm whose agents send nothing up (a consensus among peers): then
+        :meth:`schedules_held` is not used. ``per_agent`` says that ``first_prices`` holds one
+        price vector per agent (first axis N).
         """
         prices = np.array(first_prices, dtype=np.float64)
         self._per_agent_prices = per_agent
         self.price_history = [prices]
+        self._forgotten_below = 0
         self._held_round[:] = 0
-        self._schedules = np.array(first_schedules, dtype=np.float64)
         self._count_down(prices, np.ones(self.n_agents, dtype=bool))
+        if first_schedules is None:
+            self._schedules = None
+            return
+        self._schedules = np.array(first_schedules, dtype=np.float64)
         self._count_up(self._schedules, np.ones(self.n_agents, dtype=bool))
 
     # ------------------------------------------------------------------ downlink
@@ -237,6 +248,7 @@ class Channel:
         if self.faults.perfect:
             self._held_round[:] = round_index
             self._count_down(prices_arr, np.ones(n, dtype=bool))
+            self._forget_older_than(round_index)
             return self._held_round.copy()
         sent = self._rng.random(n) >= float(self.faults.loss_probability)
         self._count_down(prices_arr, np.ones(n, dtype=bool))
@@ -255,7 +267,14 @@ class Channel:
             if (arrival_round > round_index).any():
                 still.append((sent_round, np.where(arrived, -1, arrival_round)))
         self._pending = still
+        self._forget_older_than(int(self._held_round.min()) if n else round_index)
         return self._held_round.copy()
+
+    def _forget_older_than(self, oldest_held: int) -> None:
+        """Free the prices no agent holds any more (a late copy of them would not be used)."""
+        for r in range(self._forgotten_below, oldest_held):
+            self.price_history[r] = _FORGOTTEN
+        self._forgotten_below = max(self._forgotten_below, oldest_held)
 
     def gather(self, held_round: IntArray) -> FloatArray:
         """The prices each agent holds, stacked on a first axis of length N.
@@ -264,13 +283,23 @@ class Channel:
         ``(N, ...)`` it is each agent's own row of the round it holds.
         """
         rounds = np.asarray(held_round, dtype=np.int64)
+        if rounds.size == 0:
+            shape = self.price_history[-1].shape
+            return np.empty((0, *(shape[1:] if self._per_agent_prices else shape)))
+        unique, inverse = np.unique(rounds, return_inverse=True)
         if self._per_agent_prices:
-            history = np.stack(self.price_history)  # (K, N, ...)
-            return np.asarray(history[rounds, np.arange(self.n_agents)], dtype=np.float64)
-        if (rounds == rounds[0]).all() if rounds.size else True:
-            base = self.price_history[int(rounds[0])] if rounds.size else self.price_history[-1]
+            if unique.size == 1:
+                return self.price_history[int(unique[0])].copy()
+            rows = np.arange(self.n_agents)
+            out = np.empty_like(self.price_history[int(unique[-1])])
+            for j, r in enumerate(unique):
+                pick = inverse == j
+                out[pick] = self.price_history[int(r)][rows[pick]]
+            return out
+        if unique.size == 1:
+            base = self.price_history[int(unique[0])]
             return np.broadcast_to(base, (self.n_agents, *base.shape))
-        return np.stack(self.price_history)[rounds]
+        return np.stack([self.price_history[int(r)] for r in unique])[inverse]
 
     # ------------------------------------------------------------------ uplink
 
@@ -280,7 +309,9 @@ class Channel:
         A lost schedule leaves the coordinator with the last one it received from that agent.
         """
         if self._schedules is None:
-            raise RuntimeError("register() the first prices and schedules before round 1")
+            raise RuntimeError(
+                "register() the first schedules before round 1 (registered without schedules)"
+            )
         new = np.asarray(schedules, dtype=np.float64)
         if new.shape != self._schedules.shape:
             raise ValueError(
@@ -299,7 +330,10 @@ class Channel:
     # ------------------------------------------------------------------ accounting
 
     def _count_down(self, prices: FloatArray, mask: npt.NDArray[np.bool_]) -> None:
-        per_message = prices[0].size if self._per_agent_prices and prices.ndim else prices.size
+        if self._per_agent_prices:
+            per_message = prices[0].size if prices.ndim and prices.shape[0] else 0
+        else:
+            per_message = prices.size
         sent = int(mask.sum())
         self.messages_down += sent
         self.numbers_down += sent * int(per_message)
