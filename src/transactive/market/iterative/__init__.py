@@ -9,6 +9,15 @@ reference); each algorithm has its own module, citing its paper.
 Pure computation: arrays in, arrays and frozen dataclasses out.
 """
 
+from transactive.market.iterative.consensus import (
+    CommunicationGraph,
+    DispatchProblem,
+    StorageUnits,
+    centralized_dispatch,
+    dispatch_cost_per_h,
+    epsilon_bound,
+    incremental_cost_consensus,
+)
 from transactive.market.iterative.ev_fleet import EvFleet
 from transactive.market.iterative.framework import (
     CentralizedOptimum,
@@ -26,11 +35,18 @@ __all__ = [
     "CentralizedOptimum",
     "Channel",
     "CommsFaults",
+    "CommunicationGraph",
+    "DispatchProblem",
     "EvFleet",
     "IterativeResult",
     "Recorder",
     "StepSizeWarning",
     "StoppingRule",
+    "StorageUnits",
+    "centralized_dispatch",
     "checked_step_size",
+    "dispatch_cost_per_h",
+    "epsilon_bound",
+    "incremental_cost_consensus",
     "relative_gap",
 ]
