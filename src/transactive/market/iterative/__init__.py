@@ -9,6 +9,7 @@ reference); each algorithm has its own module, citing its paper.
 Pure computation: arrays in, arrays and frozen dataclasses out.
 """
 
+from transactive.market.iterative.admm import admm_exchange
 from transactive.market.iterative.consensus import (
     CommunicationGraph,
     DispatchProblem,
@@ -18,6 +19,13 @@ from transactive.market.iterative.consensus import (
     epsilon_bound,
     incremental_cost_consensus,
 )
+from transactive.market.iterative.day_ahead import (
+    DayAheadProblem,
+    LeastCostDispatch,
+    centralized_day_ahead,
+    least_cost_dispatch,
+)
+from transactive.market.iterative.dual_decomposition import dual_decomposition, water_filling
 from transactive.market.iterative.ev_fleet import EvFleet
 from transactive.market.iterative.framework import (
     CentralizedOptimum,
@@ -36,17 +44,24 @@ __all__ = [
     "Channel",
     "CommsFaults",
     "CommunicationGraph",
+    "DayAheadProblem",
     "DispatchProblem",
     "EvFleet",
     "IterativeResult",
+    "LeastCostDispatch",
     "Recorder",
     "StepSizeWarning",
     "StoppingRule",
     "StorageUnits",
+    "admm_exchange",
+    "centralized_day_ahead",
     "centralized_dispatch",
     "checked_step_size",
     "dispatch_cost_per_h",
+    "dual_decomposition",
     "epsilon_bound",
     "incremental_cost_consensus",
+    "least_cost_dispatch",
     "relative_gap",
+    "water_filling",
 ]
