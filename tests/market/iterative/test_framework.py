@@ -200,3 +200,15 @@ def test_zero_agents() -> None:
     channel.register(np.zeros((0, 3)), np.zeros((3, 0)), per_agent=True)
     held = channel.prices_held(1, np.zeros((0, 3)))
     assert held.shape == (0,) and channel.gather(held).shape == (0, 3)
+
+
+def test_projection_of_an_ev_that_needs_nothing_is_zero() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        rate = rng.uniform(0.0, 7.0, (24, 5))
+        energy = np.array([0.0, 1.0, 0.0, 2.0, 0.0])
+        fleet = EvFleet(ids=np.array([f"e{i}" for i in range(5)]), rate_max_kw=rate,
+                        energy_kwh=energy, period_h=0.5)  # fmt: skip
+        x = fleet.project(rng.normal(0.0, 5.0, (24, 5)))
+        np.testing.assert_array_equal(x[:, energy == 0], 0.0)
+        np.testing.assert_allclose(x.sum(axis=0) * 0.5, energy, atol=1e-9)

@@ -38,6 +38,13 @@ from transactive.market.iterative.framework import (
     checked_step_size,
     relative_gap,
 )
+from transactive.market.iterative.valley_filling import (
+    centralized_valley_filling,
+    gan_valley_filling,
+    ma_callaway_hiskens,
+    valley_objective_kw2,
+    warm_projection,
+)
 
 __all__ = [
     "CentralizedOptimum",
@@ -56,12 +63,17 @@ __all__ = [
     "admm_exchange",
     "centralized_day_ahead",
     "centralized_dispatch",
+    "centralized_valley_filling",
     "checked_step_size",
     "dispatch_cost_per_h",
     "dual_decomposition",
     "epsilon_bound",
+    "gan_valley_filling",
     "incremental_cost_consensus",
     "least_cost_dispatch",
+    "ma_callaway_hiskens",
     "relative_gap",
+    "valley_objective_kw2",
+    "warm_projection",
     "water_filling",
 ]

@@ -142,6 +142,7 @@ class EvFleet:
         f_at = np.empty_like(sorted_points)
         f_at[0] = rbar.sum(axis=0)  # at the smallest breakpoint every period is saturated
         f_at[1:] = f_at[0] + np.cumsum(slope[:-1] * gaps, axis=0)
+        f_at[-1] = 0.0  # past every breakpoint nothing is drawn: exact, not the cumsum's round-off
         # The first breakpoint at which f has fallen to the need; nu lies before it.
         below = f_at <= need_kw[None, :] + 0.0
         k = np.argmax(below, axis=0)  # f_at[-1] == 0 <= need always, so k is defined
@@ -154,4 +155,6 @@ class EvFleet:
             nu = np.where(s < 0, p0 + (f0 - need_kw) / -s, sorted_points[k, cols])
         nu = np.where(k == 0, sorted_points[0, cols] - 0.0, nu)
         # k == 0: the need is the whole box; nu at the lowest breakpoint saturates every period.
-        return np.asarray(np.clip(y - nu[None, :], 0.0, rbar), dtype=np.float64)
+        x = np.clip(y - nu[None, :], 0.0, rbar)
+        x[:, need_kw <= 0.0] = 0.0  # nothing to take: nothing drawn, whatever the round-off
+        return np.asarray(x, dtype=np.float64)
