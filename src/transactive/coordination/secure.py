@@ -404,15 +404,8 @@ class _Sensitivity:
     def __init__(self, feeder: Feeder, tan_phi: FloatArray) -> None:
         self.feeder = feeder
         self.tan_phi = tan_phi
-        n, nb = feeder.n_nodes, feeder.n_branches
-        parent = np.asarray(feeder.parent)
-        pbranch = np.asarray(feeder.parent_branch)
         # below[m, b]: node m is fed through branch b (b lies on m's path to the slack)
-        below = np.zeros((n, nb))
-        for nodes in feeder.levels[1:]:
-            below[nodes] = below[parent[nodes]]
-            below[nodes, pbranch[nodes]] = 1.0
-        self.below = below
+        self.below = feeder.path_matrix
 
     def elements(
         self,

@@ -289,6 +289,22 @@ class Feeder:
         return np.asarray(self.load_q_kvar - self.gen_q_kvar, dtype=np.float64)
 
     @cached_property
+    def path_matrix(self) -> FloatArray:
+        """``(n_nodes, n_branches)``: 1 where the node is fed through the branch, else 0.
+
+        Row m marks the branches on node m's path to the slack (so column b marks the nodes
+        downstream of branch b): the incidence behind linearised DistFlow's sensitivities of
+        branch flows and voltages to nodal injections (Baran & Wu 1989). Read-only.
+        """
+        parent = np.asarray(self.parent)
+        pbranch = np.asarray(self.parent_branch)
+        below = np.zeros((self.n_nodes, self.n_branches))
+        for nodes in self.levels[1:]:
+            below[nodes] = below[parent[nodes]]
+            below[nodes, pbranch[nodes]] = 1.0
+        return _ro(below)
+
+    @cached_property
     def levels(self) -> tuple[IntArray, ...]:
         """Nodes grouped by depth from the slack: level 0 is the slack alone, then its children...
 
