@@ -298,7 +298,7 @@ def test_bids_from_a_sampled_population_use_its_heat_inputs():
     )  # fmt: skip
     with pytest.raises(ValidationError, match="solar gains"):
         tcl_model_from_hvac(houses, outdoor_temperature_c=32.0, dt_s=300.0)
-    heat = houses._heat_inputs(weather)
+    heat = houses.heat_inputs(weather)
     model = tcl_model_from_hvac(houses, outdoor_temperature_c=32.0, dt_s=300.0, heat=heat)
     state = np.stack([houses.air_temperature_c, houses.mass_temperature_c], axis=1)
     off = model.advance(state, outdoor_temperature_c=32.0, on=0.0, steps=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from transactive.cli import market, network, platform, sim
+from transactive.cli import market, mechanisms, network, platform, sim
 
 app = typer.Typer(
     name="transactive",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 
 market.register(app)
+mechanisms.register(app)
 network.register(app)
 platform.register(app)
 sim.register(app)

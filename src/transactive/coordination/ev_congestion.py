@@ -86,7 +86,9 @@ fits every feeder and fleet size:
   over the EVs plugged in there) over the energy price's largest magnitude.
 
 A plan changing little because the steps are small does not pass for converged: both residuals
-divide the changes by the steps.
+divide the changes by the steps. Nor does a round in which messages were lost: with faults each
+residual recorded is the largest of the last ``max_delay_rounds + 2`` rounds, since a round whose
+schedules were all lost or whose prices all arrived late changes nothing by accident.
 
 The objective (currency over the horizon) is ``Σ_t c_t (P0_t − Σ_m p_base,tm) Δt``: the energy
 the feeder imports beyond its base load, the EVs' energy and every network loss, at the energy
@@ -728,6 +730,8 @@ def network_constrained_ev_charging(
     # a price message carries the bus prices and the proximal step τ the FOs are to use
     channel.register(np.append(np.broadcast_to(price[:, None], (t, n)), tau), per_fo_bus(x))
     rec = Recorder(_NAME, rule)
+    window = 1 if faults.perfect else int(faults.max_delay_rounds) + 2
+    recent: list[tuple[float, float]] = []
     t_index = np.arange(t)[:, None] * n + bus[None, :]  # (T, N): message entry of each EV
     k = 0
     while True:
@@ -757,6 +761,9 @@ def network_constrained_ev_charging(
             * problem.period_h
         )
         held_kw, y, prices, parts = new_held_kw, new_y, new_prices, new_parts
+        recent = [*recent[-(window - 1) :], (primal, dual)] if window > 1 else [(primal, dual)]
+        primal = max(p for p, _ in recent)
+        dual = max(d for _, d in recent)
         if rec.record(primal, dual, objective):
             break
 

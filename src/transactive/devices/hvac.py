@@ -1837,6 +1837,16 @@ class HvacPopulation:
 
     # ------------------------------------------------------------------ physics
 
+    def heat_inputs(self, weather: WeatherSample) -> HeatInputs:
+        """The heat flows of every house under ``weather``: what its physics step uses.
+
+        For models of the houses built outside this class (a market's thermal model of each
+        TCL, Li et al. 2016; the TCL batteries), so that they see the very heat flows ``step``
+        does. Side-effect free.
+        """
+        _check_weather(weather)
+        return self._heat_inputs(weather)
+
     def _heat_inputs(self, weather: WeatherSample) -> HeatInputs:
         """The heat flows of every house under ``weather`` (the one place that computes them).
 
