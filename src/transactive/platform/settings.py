@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     #: :mod:`transactive.platform.api.bid_writer`): a batch is what arrived while the previous
     #: one was written, up to this many. It bounds a batch's latency, never changes an answer.
     bid_batch_max: int = Field(default=256, ge=1, le=10_000)
+    #: Well-formed bid submissions skip FastAPI's routing and dependency machinery
+    #: (:mod:`transactive.platform.api.fast_lane`); the answers are the same either way.
+    bid_fast_lane: bool = True
 
     @field_validator("database_url")
     @classmethod

@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse
 from transactive.errors import ValidationError
 from transactive.platform.api.bid_writer import BidWriter
 from transactive.platform.api.deps import API_PREFIX, Clock, TokenCache
+from transactive.platform.api.fast_lane import BidFastLane
 from transactive.platform.api.limits import BodySizeLimit
 from transactive.platform.api.routes import (
     accounts,
@@ -132,6 +133,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.include_router(module.router, prefix=API_PREFIX)
     _add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    if settings.bid_fast_lane:  # outside the body limit: it checks the size itself
+        app.add_middleware(
+            BidFastLane,
+            max_body_bytes=settings.max_body_bytes,
+            key_pattern=bids.IDEMPOTENCY_KEY_PATTERN,
+        )
     return app
 
 

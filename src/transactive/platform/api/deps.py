@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -47,6 +47,7 @@ __all__ = [
     "SettingsDep",
     "TokenCache",
     "check_member",
+    "claims_of",
     "current_member",
     "get_session",
     "is_operator",
@@ -128,23 +129,32 @@ class TokenCache:
         return claims
 
 
+def claims_of(state: Any, authorization: str | None, now: datetime) -> TokenClaims:
+    """The claims of an ``Authorization`` header's bearer token on the app ``state``, or 401.
+
+    The one check of a token: the route dependency :func:`token_claims` and the bid route's
+    fast lane (:mod:`transactive.platform.api.fast_lane`) both call it.
+    """
+    if not authorization:
+        raise unauthorized("an access token is required (Authorization: Bearer ...)", error=None)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("the Authorization header must be 'Bearer <access token>'")
+    cache: TokenCache = state.token_cache
+    secret_key: str = state.secret_key
+    try:
+        return cache.claims(token.strip(), secret_key=secret_key, now=now)
+    except InvalidTokenError as exc:
+        raise unauthorized(str(exc)) from None
+
+
 async def token_claims(
     request: Request,
     now: Now,
     authorization: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> TokenClaims:
     """The claims of the request's bearer token, checked, or 401 (the member is not read)."""
-    if not authorization:
-        raise unauthorized("an access token is required (Authorization: Bearer ...)", error=None)
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("the Authorization header must be 'Bearer <access token>'")
-    cache: TokenCache = request.app.state.token_cache
-    secret_key: str = request.app.state.secret_key
-    try:
-        return cache.claims(token.strip(), secret_key=secret_key, now=now)
-    except InvalidTokenError as exc:
-        raise unauthorized(str(exc)) from None
+    return claims_of(request.app.state, authorization, now)
 
 
 Claims = Annotated[TokenClaims, Depends(token_claims)]

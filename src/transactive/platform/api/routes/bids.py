@@ -27,9 +27,12 @@ from transactive.platform.api.deps import Claims, CurrentMember, Now, SessionDep
 from transactive.platform.errors import forbidden
 from transactive.platform.schemas import BidCreate, BidPublic, BidStatus
 
-__all__ = ["router"]
+__all__ = ["IDEMPOTENCY_KEY_PATTERN", "router"]
 
 router = APIRouter(prefix="/bids", tags=["bids"])
+
+#: An idempotency key: 1 to 200 printable ASCII characters (the route and its fast lane).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
 
 IdempotencyKey = Annotated[
     str,
@@ -37,7 +40,7 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Unique per member and bid message (printable ASCII, at most 200).",
     ),
 ]
