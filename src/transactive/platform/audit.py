@@ -37,6 +37,7 @@ __all__ = [
     "append_many",
     "list_records",
     "lock_chain",
+    "try_lock_chain",
     "verify_database",
 ]
 
@@ -53,11 +54,39 @@ _VERIFY_BATCH = 10_000
 def lock_chain(session: Session) -> None:
     """Serialise writers: hold the chain's lock until the transaction ends.
 
-    PostgreSQL: ``pg_advisory_xact_lock`` (re-entrant within a transaction, released at commit or
-    rollback). SQLite: nothing to do, the transaction began with ``BEGIN IMMEDIATE``.
+    PostgreSQL: ``pg_advisory_xact_lock`` (released at commit or rollback), asked once per
+    transaction (a batch's steps each make sure of it; every ask is a round trip). SQLite:
+    nothing to do, the transaction began with ``BEGIN IMMEDIATE``.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
+    if session.get_bind().dialect.name != "postgresql" or _holds_chain_lock(session):
+        return
+    session.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
+    session.info[_CHAIN_LOCKED] = session.get_transaction()
+
+
+def try_lock_chain(session: Session) -> bool:
+    """Take the chain's lock if it is free, without waiting (PostgreSQL); True when held.
+
+    ``pg_try_advisory_xact_lock``: a writer polling for its turn without blocking its event loop
+    (:mod:`transactive.platform.api.bid_writer`). SQLite: True (``BEGIN IMMEDIATE`` holds it).
+    """
+    if session.get_bind().dialect.name != "postgresql" or _holds_chain_lock(session):
+        return True
+    got = bool(
+        session.execute(sa.select(sa.func.pg_try_advisory_xact_lock(CHAIN_LOCK_KEY))).scalar_one()
+    )
+    if got:
+        session.info[_CHAIN_LOCKED] = session.get_transaction()
+    return got
+
+
+#: ``session.info`` key: the transaction that holds the chain's lock.
+_CHAIN_LOCKED = "transactive.chain_locked"
+
+
+def _holds_chain_lock(session: Session) -> bool:
+    transaction = session.get_transaction()
+    return transaction is not None and session.info.get(_CHAIN_LOCKED) is transaction
 
 
 def _head(session: Session) -> audit_chain.ChainRecord | None:

@@ -18,8 +18,9 @@
 (no ``alembic.ini`` needed), to the newest revision; running it again changes nothing.
 
 :func:`bulk_insert` writes many rows in the session's transaction through the driver:
-``executemany`` on SQLite (one prepared statement), ``COPY ... FROM STDIN`` on PostgreSQL
-(PostgreSQL manual, "COPY" and §14.4.2 "Use COPY": the fastest way to load rows; psycopg 3's
+``executemany`` on SQLite (one prepared statement); on PostgreSQL one multi-row ``INSERT`` for
+what a batch of bids writes (one round trip) and ``COPY ... FROM STDIN`` for more (PostgreSQL
+manual, "COPY" and §14.4.2 "Use COPY": the fastest way to load many rows; psycopg 3's
 ``Cursor.copy``). The bid path writes a batch's bids, points and audit records this way: row by
 row through SQLAlchemy's type processing, or as PostgreSQL statements one per row, cost more than
 the checks themselves.
@@ -158,6 +159,10 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) ->
     return sa.create_engine(normalized, pool_pre_ping=True, **kwargs)
 
 
+#: The most values one PostgreSQL INSERT of :func:`bulk_insert` carries; more go by COPY.
+_VALUES_MAX = 20_000
+
+
 def bulk_insert(
     session: Session, table: sa.FromClause, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
@@ -177,7 +182,15 @@ def bulk_insert(
     target = connection.dialect.identifier_preparer.format_table(table)
     cursor = connection.connection.cursor()
     try:
-        if connection.dialect.name == "postgresql":
+        if connection.dialect.name == "postgresql" and len(rows) * len(columns) <= _VALUES_MAX:
+            # one round trip (COPY takes two: its start, then its data and end); what a batch
+            # of bids writes is far below the limit of 65,535 parameters a statement
+            marks = "(" + ", ".join("%s" for _ in columns) + ")"
+            cursor.execute(
+                f"INSERT INTO {target} ({names}) VALUES {', '.join(marks for _ in rows)}",
+                [value for row in rows for value in row],
+            )
+        elif connection.dialect.name == "postgresql":
             with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)

@@ -135,9 +135,8 @@ class _WriterTurn:
                     waited, pause = waited + pause, min(pause * 1.5, _TURN_POLL_S[1])
         session.begin()
         if self._dialect == "postgresql":
-            try_lock = sa.select(sa.func.pg_try_advisory_xact_lock(audit.CHAIN_LOCK_KEY))
             pause = _TURN_POLL_S[0]
-            while not session.execute(try_lock).scalar_one():
+            while not audit.try_lock_chain(session):
                 await asyncio.sleep(pause)
                 pause = min(pause * 1.5, _TURN_POLL_S[1])
 
