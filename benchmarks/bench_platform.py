@@ -7,15 +7,16 @@
     timed), as are the meter readings between check and settle. Baseline, same run:
     :func:`transactive.market.clear` alone on the same curves, so the ratio is the platform's
     overhead (reading rows, the DSO's check, awards, postings, audit).
-(b) Bid submission over HTTP to a ``transactive serve`` subprocess (uvicorn, one process) on
-    SQLite and on PostgreSQL: the demo's members and 200 extra contracts, ``--clients``
-    concurrent asyncio httpx clients for ``--seconds``; each bid a new Idempotency-Key (a first
-    bid or a replacement). Prints sustained bids/s and p50/p99 latency (targets 2,000 bids/s,
-    p99 < 50 ms) and the database. The client runs on the same machine (2 cores here) and takes
-    CPU from the server; the figure is printed with that said.
+(b) Bid submission over HTTP to a ``transactive serve`` subprocess (uvicorn; ``--workers``
+    processes, 1 by default) on SQLite and on PostgreSQL: the demo's members and 200 extra
+    contracts, ``--connections`` keep-alive connections of a minimal asyncio HTTP/1.1 client for
+    ``--seconds``; each bid a new Idempotency-Key (a first bid or a replacement). Prints
+    sustained bids/s and p50/p99 latency (targets 2,000 bids/s, p99 < 50 ms) and the database.
+    The client runs on the same machine (2 cores here) and takes CPU from the server; the figure
+    is printed with that said.
 
-    python benchmarks/bench_platform.py [--bids 100000] [--seconds 10] [--clients 16]
-        [--skip-http] [--postgres]
+    python benchmarks/bench_platform.py [--bids 100000] [--seconds 10] [--connections 32]
+        [--workers 1] [--skip-http] [--skip-interval] [--skip-postgres]
 """
 
 from __future__ import annotations
