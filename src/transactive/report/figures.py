@@ -20,6 +20,10 @@
     The aggregate demand and supply of one interval with the clearing point.
 :func:`published_figure`
     Our figures beside the published ones, one small panel per quantity.
+:func:`convergence_figure`, :func:`schedule_figure`, :func:`iterative_price_figure`
+    An iterative mechanism's run: residuals per round (log scale) with the gap to the
+    centralized optimum, the day-ahead schedules on top of the base load against the limit,
+    and the final prices per period (a heat map per node when they are locational).
 :func:`save_png`
     Write a figure to a PNG file.
 
@@ -50,13 +54,16 @@ from transactive.network.layout import feeder_coordinates, has_geodata, is_geogr
 
 __all__ = [
     "bid_curves_figure",
+    "convergence_figure",
     "ev_soc_figure",
     "feeder_load_figure",
     "feeder_map",
+    "iterative_price_figure",
     "load_stack_figure",
     "price_figure",
     "published_figure",
     "save_png",
+    "schedule_figure",
     "temperature_figure",
     "voltage_day_figure",
 ]
@@ -1207,4 +1214,335 @@ def published_figure(
     for ax in axes[len(items) :]:
         ax.set_visible(False)
     fig.suptitle(title if title is not None else "Our results beside the published ones")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Iterative mechanisms: convergence, the day-ahead schedules, the prices.
+# ---------------------------------------------------------------------------------------------
+
+RESIDUAL_COLOURS: Mapping[str, str] = {"primal": "#1f6fb4", "dual": "#e39b3a"}
+TOLERANCE_GID = "tolerance"
+GAP_GID = "relative-gap"
+PRICE_MAP_GID = "price-map"
+
+
+def _positive_or_nan(v: FloatArray) -> FloatArray:
+    """``v`` where it is finite and > 0, else NaN (a gap on a log axis)."""
+    return np.where(np.isfinite(v) & (v > 0), v, np.nan)
+
+
+def convergence_figure(
+    primal_residual: npt.ArrayLike,
+    dual_residual: npt.ArrayLike,
+    relative_gap: npt.ArrayLike,
+    *,
+    tolerance: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """An iterative mechanism's convergence: residuals per round and the gap to the optimum.
+
+    Two panels over the rounds, both on log scales: the primal and dual residuals (relative, as
+    the algorithm defines them) with the stopping rule's tolerance, and the absolute relative
+    gap ``|objective - optimum| / |optimum|`` of every round's objective to the centralized
+    optimum (Gan, Topcu and Low, IEEE Trans. Power Systems 28(2), 2013, Fig. 3, plot the same
+    kind of convergence). Values that are zero, negative (on the residual panel) or not finite
+    (an objective of ``inf`` while the schedules cannot be served) leave gaps.
+
+    Parameters
+    ----------
+    primal_residual, dual_residual, relative_gap : (K,) float
+        One value per round (round 1 first).
+    tolerance : float, optional
+        The stopping rule's tolerance, drawn dashed on the residual panel.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes; lines ``gid="residual:primal"``, ``gid="residual:dual"``,
+        ``gid="tolerance"`` and ``gid="relative-gap"``.
+
+    Raises
+    ------
+    ValidationError
+        No round, arrays of different lengths, NaN residuals, a tolerance that is not > 0.
+
+    """
+    problems = Problems(subject="convergence figure")
+    arrays = {}
+    for name, raw in (
+        ("primal_residual", primal_residual),
+        ("dual_residual", dual_residual),
+        ("relative_gap", relative_gap),
+    ):
+        v = np.asarray(raw, dtype=np.float64)
+        if v.ndim != 1 or v.size == 0:
+            problems.add(name, f"must be one-dimensional and not empty, got shape {v.shape}")
+        arrays[name] = v
+    sizes = {v.shape for v in arrays.values()}
+    if len(sizes) > 1:
+        problems.add("relative_gap", f"all three need one value per round, got shapes {sizes}")
+    for name in ("primal_residual", "dual_residual"):
+        problems.check(np.isnan(arrays[name]), name, "must not be NaN")
+    if tolerance is not None and not (np.isfinite(tolerance) and tolerance > 0):
+        problems.add("tolerance", f"must be a finite number > 0, got {tolerance!r}")
+    problems.raise_if_any()
+    k = np.arange(1, arrays["primal_residual"].size + 1)
+    fig = Figure(figsize=(9.0, 5.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for side in ("primal", "dual"):
+        v = arrays[f"{side}_residual"]
+        top.plot(
+            k,
+            _positive_or_nan(v),
+            color=RESIDUAL_COLOURS[side],
+            linewidth=1.5,
+            label=f"{side} residual (last {v[-1]:.2e})",
+            gid=f"residual:{side}",
+        )
+    if tolerance is not None:
+        top.axhline(
+            tolerance,
+            color="#d62c2c",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"tolerance {tolerance:g}",
+            gid=TOLERANCE_GID,
+        )
+    top.set_yscale("log")
+    top.set_ylabel("relative residual")
+    top.grid(visible=True, which="both", linewidth=0.4, alpha=0.5)
+    top.legend(loc="upper right", fontsize=8)
+    gap = np.abs(arrays["relative_gap"])
+    last = arrays["relative_gap"][-1]
+    bottom.plot(
+        k,
+        _positive_or_nan(gap),
+        color="#2a9d8f",
+        linewidth=1.5,
+        label=f"|gap| to the centralized optimum (last {last:+.2e})",
+        gid=GAP_GID,
+    )
+    bottom.set_yscale("log")
+    bottom.set_xlabel("round")
+    bottom.set_ylabel("|relative gap|")
+    bottom.grid(visible=True, which="both", linewidth=0.4, alpha=0.5)
+    bottom.legend(loc="upper right", fontsize=8)
+    fig.suptitle(title if title is not None else "Convergence of the iterative mechanism")
+    return fig
+
+
+def schedule_figure(
+    time_h: npt.ArrayLike,
+    base_load_kw: npt.ArrayLike,
+    scheduled_kw: npt.ArrayLike,
+    *,
+    centralized_kw: npt.ArrayLike | None = None,
+    baseline_kw: npt.ArrayLike | None = None,
+    limit: float | None = None,
+    limit_unit: str = "kW",
+    title: str | None = None,
+) -> Figure:
+    """The day-ahead schedules per period: the EVs' total on top of the base load, the limit.
+
+    Parameters
+    ----------
+    time_h : (T,) float
+        Start of every period in hours, increasing.
+    base_load_kw : (T,) float
+        The forecast load without the coordinated EVs (drawn filled).
+    scheduled_kw : (T,) float
+        The coordinated EVs' scheduled total, drawn on top of the base load.
+    centralized_kw : (T,) float, optional
+        The centralized optimum's EV total, drawn (on top of the base load) dashed.
+    baseline_kw : (T,) float, optional
+        The same EVs' load in the baseline (charging at once), on top of the base load.
+    limit : float, optional
+        The limit the schedules are planned against (the capacity, the transformer's kVA, the
+        generators' total), drawn dashed red; ``inf`` or None draws none.
+    limit_unit : str
+        Its unit, for the legend.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Lines ``gid="series:base"``, ``gid="series:scheduled"``, ``gid="series:centralized"``,
+        ``gid="series:baseline"`` (those given) and ``gid="capacity"`` (the limit).
+
+    Raises
+    ------
+    ValidationError
+        A bad ``time_h``, series of another length or infinite, a limit that is not > 0.
+
+    """
+    series: dict[str, npt.ArrayLike] = {"base": base_load_kw, "scheduled": scheduled_kw}
+    if centralized_kw is not None:
+        series["centralized"] = centralized_kw
+    if baseline_kw is not None:
+        series["baseline"] = baseline_kw
+    t, values, problems = _checked_series("schedule figure", time_h, series)
+    if limit is not None and not (np.isnan(limit) or limit > 0):
+        problems.add("limit", f"must be > 0 (or inf / NaN for none), got {limit!r}")
+    problems.raise_if_any()
+    fig, ax = _day_axes()
+    base = values["base"]
+    x, y = _steps(t, base)
+    ax.fill_between(x, 0.0, y, step="post", color="#d9d9d9", linewidth=0)
+    ax.plot(
+        x,
+        y,
+        drawstyle="steps-post",
+        color="#6b6b6b",
+        linewidth=1.0,
+        label="base load (forecast)",
+        gid="series:base",
+    )
+    styles = {
+        "baseline": ("#8a8a8a", ":", "base + EVs charging at once (baseline)"),
+        "centralized": ("#2a9d8f", "--", "base + EVs, centralized optimum"),
+        "scheduled": (RUN_COLOURS["transactive"], "-", "base + EVs, iterative schedule"),
+    }
+    for key in ("baseline", "centralized", "scheduled"):
+        if key not in values:
+            continue
+        colour, style, label = styles[key]
+        total = base + values[key]
+        peak = int(np.nanargmax(total)) if np.isfinite(total).any() else 0
+        x, y = _steps(t, total)
+        ax.plot(
+            x,
+            y,
+            drawstyle="steps-post",
+            color=colour,
+            linestyle=style,
+            linewidth=1.9 if key == "scheduled" else 1.4,
+            label=f"{label} (peak {total[peak]:,.0f} kW at {_clock(t[peak])})",
+            gid=f"series:{key}",
+        )
+    if limit is not None and np.isfinite(limit):
+        ax.axhline(
+            limit,
+            color="#d62c2c",
+            linestyle="--",
+            linewidth=1.3,
+            label=f"limit {limit:,.0f} {limit_unit}",
+            gid=CAPACITY_GID,
+        )
+    _time_axis(ax, t)
+    ax.set_ylabel("average power per period (kW)")
+    ax.set_ylim(bottom=0.0)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title if title is not None else "Day-ahead schedules against the base load")
+    return fig
+
+
+def iterative_price_figure(
+    time_h: npt.ArrayLike,
+    prices: npt.ArrayLike,
+    *,
+    unit: str,
+    title: str | None = None,
+) -> Figure:
+    """An iterative mechanism's final prices per period: one line, or a heat map per node.
+
+    Parameters
+    ----------
+    time_h : (T,) float
+        Start of every period in hours, increasing.
+    prices : (T,) or (T, B) float
+        One price per period (a staircase), or one per period and node (a heat map, periods
+        across and nodes up, with the lowest and highest node price in a panel above).
+    unit : str
+        The prices' unit (e.g. ``"currency/kWh"``), for the axis or the colour bar.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``gid="series:price"`` (one price) or an image ``gid="price-map"`` with the band's lines
+        ``gid="series:price-min"`` and ``gid="series:price-max"`` (per node).
+
+    Raises
+    ------
+    ValidationError
+        A bad ``time_h``, prices of another shape or not finite.
+
+    """
+    t, _, problems = _checked_series("price figure", time_h, {}, need_one=False)
+    p = np.asarray(prices, dtype=np.float64)
+    if p.ndim not in (1, 2) or p.shape[0] != t.shape[0] or (p.ndim == 2 and p.shape[1] == 0):
+        problems.add("prices", f"needs shape (T,) or (T, B) with T = {t.shape[0]}, got {p.shape}")
+    else:
+        problems.check(
+            ~np.isfinite(p).all(axis=-1) if p.ndim == 2 else ~np.isfinite(p),
+            "prices",
+            "must be finite",
+        )
+    problems.raise_if_any()
+    if p.ndim == 1:
+        fig, ax = _day_axes()
+        x, y = _steps(t, p)
+        ax.plot(
+            x,
+            y,
+            drawstyle="steps-post",
+            color=RUN_COLOURS["transactive"],
+            linewidth=1.8,
+            label=f"price (from {p.min():.4g} to {p.max():.4g})",
+            gid="series:price",
+        )
+        _time_axis(ax, t)
+        ax.set_ylabel(f"price ({unit})")
+        ax.legend(loc="upper left", fontsize=8)
+        ax.set_title(title if title is not None else "Final prices per period")
+        return fig
+    fig = Figure(figsize=(9.0, 5.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    band, heat = fig.subplots(2, 1, sharex=True, height_ratios=(1.0, 2.2))
+    lo, hi = p.min(axis=1), p.max(axis=1)
+    x, y_lo = _steps(t, lo)
+    _, y_hi = _steps(t, hi)
+    band.fill_between(x, y_lo, y_hi, step="post", color="#1f6fb4", alpha=0.2, linewidth=0)
+    band.plot(
+        x,
+        y_lo,
+        drawstyle="steps-post",
+        color="#1f6fb4",
+        linewidth=1.0,
+        label="lowest node",
+        gid="series:price-min",
+    )
+    band.plot(
+        x,
+        y_hi,
+        drawstyle="steps-post",
+        color="#b3261e",
+        linewidth=1.0,
+        label="highest node",
+        gid="series:price-max",
+    )
+    band.set_ylabel(unit, fontsize=8)
+    band.grid(visible=True, linewidth=0.5, alpha=0.5)
+    band.legend(loc="upper left", fontsize=8)
+    step = _step_of(t)
+    image = heat.imshow(
+        p.T,
+        aspect="auto",
+        origin="lower",
+        interpolation="nearest",
+        extent=(float(t[0]), float(t[-1]) + step, -0.5, p.shape[1] - 0.5),
+        cmap="viridis",
+        gid=PRICE_MAP_GID,
+    )
+    fig.colorbar(image, ax=heat, label=f"price ({unit})")
+    heat.set_ylabel("node")
+    _time_axis(heat, t)
+    heat.grid(visible=False)
+    fig.suptitle(title if title is not None else "Final prices per period and node")
     return fig

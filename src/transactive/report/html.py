@@ -10,6 +10,15 @@ feeder-limit and peak figures of the Olympic Peninsula demonstration), per-group
 figures beside the published ones. The page loads nothing: no script, no font, no stylesheet
 and no image from anywhere but itself.
 
+A run whose mechanism is iterative (its summary has an ``iterative`` block) also has
+``iterative.parquet``, ``iterative_periods.parquet`` and, with prices per node,
+``iterative_prices.parquet`` (:mod:`transactive.results_format`), checked as strictly; its page
+gains a section on the mechanism: the exchange's figures (rounds, residuals, gap to the
+centralized optimum, messages), its convergence
+(:func:`~transactive.report.figures.convergence_figure`), the day-ahead schedules against the
+base load and the limit (:func:`~transactive.report.figures.schedule_figure`) and the final prices
+(:func:`~transactive.report.figures.iterative_price_figure`, a heat map per node).
+
 A figure without data (no EVs, no houses, no clearing at the peak) is left out with a one-line
 note saying why, never drawn empty.
 """
@@ -39,12 +48,15 @@ from transactive.network.feeders import Feeder, load_feeder
 from transactive.report.figures import (
     RUN_COLOURS,
     bid_curves_figure,
+    convergence_figure,
     ev_soc_figure,
     feeder_load_figure,
     feeder_map,
+    iterative_price_figure,
     load_stack_figure,
     price_figure,
     published_figure,
+    schedule_figure,
     temperature_figure,
     voltage_day_figure,
 )
@@ -52,6 +64,12 @@ from transactive.results_format import (
     DEVICE_COLUMNS,
     FILES,
     FORMAT_VERSION,
+    ITERATIVE_FILES,
+    ITERATIVE_KEYS,
+    ITERATIVE_PERIOD_COLUMNS,
+    ITERATIVE_PRICE_COLUMNS,
+    ITERATIVE_PRICES_FILE,
+    ITERATIVE_ROUND_COLUMNS,
     KPI_NAMES,
     LOAD_PREFIX,
     SERIES_EVERY_RUN,
@@ -109,6 +127,12 @@ class Results:
     peak_network: Mapping[str, Any]
     feeder: Feeder
     scenario_toml: str
+    iterative_rounds: pd.DataFrame | None = None
+    """``iterative.parquet`` of an iterative mechanism's run (None for the other runs)."""
+    iterative_periods: pd.DataFrame | None = None
+    """``iterative_periods.parquet`` of such a run."""
+    iterative_prices: pd.DataFrame | None = None
+    """``iterative_prices.parquet`` of such a run with prices per node."""
 
     @property
     def start(self) -> datetime:
@@ -457,7 +481,9 @@ def read_results(results_dir: str | Path) -> Results:
         wrong ``format_version``, missing keys, KPIs or series, a series without a row at some
         interval, runs over different intervals, curves that are not monotone, a network
         result that does not match its feeder, a device kind without its load series (or EVs
-        without ``ev_mean_soc``, houses without a temperature), ...
+        without ``ev_mean_soc``, houses without a temperature), an ``iterative`` block without
+        its keys or its tables (or tables that do not match it: rounds out of order, NaN
+        residuals, periods missing, a price missing for a node), ...
 
     """
     directory = Path(results_dir)
@@ -509,6 +535,10 @@ def read_results(results_dir: str | Path) -> Results:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.add("scenario.toml", f"cannot be read as TOML: {exc}")
 
+    iterative: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None] | None = None
+    if summary is not None and "iterative" in summary:
+        iterative = _read_iterative(directory, summary["iterative"], problems)
+
     if checked is not None and devices is not None:
         _check_kinds(devices, checked[1], problems)
     if (
@@ -535,7 +565,148 @@ def read_results(results_dir: str | Path) -> Results:
         peak_network=network,
         feeder=feeder,
         scenario_toml=scenario_toml,
+        iterative_rounds=None if iterative is None else iterative[0],
+        iterative_periods=None if iterative is None else iterative[1],
+        iterative_prices=None if iterative is None else iterative[2],
     )
+
+
+def _check_iterative_block(block: object, problems: Problems) -> bool:
+    """The summary's ``iterative`` block has its keys, with numbers where numbers belong."""
+    where = "summary.json: iterative"
+    if not isinstance(block, dict):
+        problems.add(where, "must be an object")
+        return False
+    missing = [k for k in ITERATIVE_KEYS if k not in block]
+    if missing:
+        problems.add(where, f"lacks the keys {', '.join(missing)}")
+        return False
+    ok = True
+    for key in ("period_s", "n_periods", "n_evs", "rounds", "max_rounds"):
+        if not _is_int(block[key]) or block[key] < 1:
+            problems.add(f"{where}.{key}", f"must be a positive integer, got {block[key]!r}")
+            ok = False
+    for key in ("converged", "prices_per_node"):
+        if not isinstance(block[key], bool):
+            problems.add(f"{where}.{key}", f"must be true or false, got {block[key]!r}")
+            ok = False
+    for key in ("mechanism", "algorithm", "stop_reason", "objective_unit", "price_unit"):
+        if not isinstance(block[key], str):
+            problems.add(f"{where}.{key}", "must be a string")
+            ok = False
+    for key in ("tolerance", "primal_residual", "dual_residual", "relative_gap", "objective"):
+        if block[key] is not None and not _is_number(block[key]):
+            problems.add(f"{where}.{key}", f"must be a finite number or null, got {block[key]!r}")
+            ok = False
+    central = block["centralized"]
+    if not isinstance(central, dict) or not _is_number(central.get("objective")):
+        problems.add(f"{where}.centralized", "must be an object with a finite objective")
+        ok = False
+    limit = block["limit"]
+    if not isinstance(limit, dict) or not isinstance(limit.get("unit"), str):
+        problems.add(f"{where}.limit", "must be an object with a value (or null) and a unit")
+        ok = False
+    elif limit.get("value") is not None and not (_is_number(limit["value"]) and limit["value"] > 0):
+        problems.add(
+            f"{where}.limit.value", f"must be a number > 0 or null, got {limit['value']!r}"
+        )
+        ok = False
+    return ok
+
+
+def _read_iterative(
+    directory: Path, block: object, problems: Problems
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None] | None:
+    """An iterative mechanism's tables, checked against its summary block (None if unusable).
+
+    Every table present is checked, so a missing one and a broken one are named together.
+    """
+    if not _check_iterative_block(block, problems):
+        return None
+    assert isinstance(block, dict)
+    found_before = len(problems.found)
+    rounds_name, periods_name = ITERATIVE_FILES
+    per_node = bool(block["prices_per_node"])
+    names = [rounds_name, periods_name] + ([ITERATIVE_PRICES_FILE] if per_node else [])
+    for name in names:
+        if not (directory / name).is_file():
+            problems.add(name, "is missing (the summary has an iterative block)")
+    tables: dict[str, pd.DataFrame | None] = {}
+    for name, columns in (
+        (rounds_name, ITERATIVE_ROUND_COLUMNS),
+        (periods_name, ITERATIVE_PERIOD_COLUMNS),
+        (ITERATIVE_PRICES_FILE, ITERATIVE_PRICE_COLUMNS),
+    ):
+        present = name in names and (directory / name).is_file()
+        tables[name] = _read_parquet(directory / name, columns, problems) if present else None
+    rounds, periods, prices = (
+        tables[n] for n in (rounds_name, periods_name, ITERATIVE_PRICES_FILE)
+    )
+    ok = len(problems.found) == found_before  # every table there and readable
+    if rounds is not None:
+        ok &= _check_iterative_rounds(rounds, rounds_name, block, problems)
+    if periods is not None:
+        ok &= _check_iterative_periods(periods, periods_name, block, per_node, problems)
+    if prices is not None and periods is not None:
+        full = prices.pivot_table(index="period_start_s", columns="node", values="price")
+        if full.shape[0] != len(periods) or full.isna().to_numpy().any():
+            problems.add(
+                ITERATIVE_PRICES_FILE, "needs one finite price per period and node, every period"
+            )
+            ok = False
+    if not ok or rounds is None or periods is None or (per_node and prices is None):
+        return None
+    return rounds, periods, prices
+
+
+def _check_iterative_rounds(
+    rounds: pd.DataFrame, where: str, block: dict[str, Any], problems: Problems
+) -> bool:
+    ok = True
+    k = rounds["round"].to_numpy()
+    if not pd.api.types.is_integer_dtype(rounds["round"]) or not np.array_equal(
+        k, np.arange(1, len(rounds) + 1)
+    ):
+        problems.add(f"{where}: round", "must count the rounds 1, 2, ... in order")
+        ok = False
+    if len(rounds) != block["rounds"]:
+        problems.add(where, f"has {len(rounds)} rows, the summary {block['rounds']} rounds")
+        ok = False
+    for col in ("primal_residual", "dual_residual"):
+        v = pd.to_numeric(rounds[col], errors="coerce").to_numpy(dtype=np.float64)
+        ok &= problems.check(
+            ~(np.isfinite(v) & (v >= 0)), f"{where}: {col}", "must be finite numbers >= 0"
+        )
+    for col in ("objective", "relative_gap"):  # inf while a plan cannot be served, never NaN
+        v = pd.to_numeric(rounds[col], errors="coerce").to_numpy(dtype=np.float64)
+        ok &= problems.check(np.isnan(v), f"{where}: {col}", "must not be NaN")
+    return ok
+
+
+def _check_iterative_periods(
+    periods: pd.DataFrame,
+    where: str,
+    block: dict[str, Any],
+    per_node: bool,
+    problems: Problems,
+) -> bool:
+    ok = True
+    if len(periods) != block["n_periods"]:
+        problems.add(where, f"has {len(periods)} rows, the summary {block['n_periods']} periods")
+        ok = False
+    starts = periods["period_start_s"].to_numpy()
+    if not pd.api.types.is_integer_dtype(periods["period_start_s"]) or not np.array_equal(
+        starts, np.arange(len(periods)) * block["period_s"]
+    ):
+        problems.add(f"{where}: period_start_s", "must be the periods' starts in order")
+        ok = False
+    for col in ("base_load_kw", "ev_scheduled_kw", "ev_centralized_kw", "total_kw"):
+        v = pd.to_numeric(periods[col], errors="coerce").to_numpy(dtype=np.float64)
+        ok &= problems.check(~np.isfinite(v), f"{where}: {col}", "must be finite")
+    if not per_node and not np.isfinite(periods["price"].to_numpy(dtype=np.float64)).all():
+        problems.add(f"{where}: price", "must be finite (the prices are not per node)")
+        ok = False
+    return ok
 
 
 def _check_kinds(
@@ -624,6 +795,15 @@ def _figures(res: Results) -> list[_Figure]:
                 ),
             )
         )
+    elif "iterative" in summary:
+        out.append(
+            _Figure(
+                "price",
+                "Clearing price",
+                note="No auction clears under an iterative mechanism: its prices are in the "
+                "section on the mechanism.",
+            )
+        )
     else:
         out.append(_Figure("price", "Clearing price", note="No interval of the run cleared."))
 
@@ -694,6 +874,135 @@ def _figures(res: Results) -> list[_Figure]:
             )
         )
     return out
+
+
+def _period_hours(res: Results, period_start_s: npt.ArrayLike) -> FloatArray:
+    """Start of every period in hours of the start's local day (as :attr:`Results.time_h`)."""
+    s = res.start
+    offset_h = s.hour + s.minute / 60.0 + s.second / 3600.0
+    return offset_h + np.asarray(period_start_s, dtype=np.float64) / 3600.0
+
+
+def _iterative_figures(res: Results) -> list[_Figure]:
+    """The convergence, the day-ahead schedules and the prices of an iterative mechanism."""
+    block = res.summary["iterative"]
+    rounds, periods = res.iterative_rounds, res.iterative_periods
+    assert rounds is not None and periods is not None  # read_results checked them
+    algorithm = str(block["algorithm"])
+    gap = block["relative_gap"]
+    gap_text = "n/a" if gap is None else f"{gap:+.2e}"
+    conv = _Figure(
+        "iterative-convergence",
+        f"Convergence of {algorithm}: relative residuals per round against the tolerance, and "
+        f"the gap of every round's objective to the centralized optimum (final {gap_text}).",
+        _png(
+            convergence_figure(
+                rounds["primal_residual"].to_numpy(np.float64),
+                rounds["dual_residual"].to_numpy(np.float64),
+                rounds["relative_gap"].to_numpy(np.float64),
+                tolerance=float(block["tolerance"]),
+                title=f"{block['mechanism']}: {block['rounds']} rounds, "
+                f"{'converged' if block['converged'] else 'not converged'} "
+                f"({block['stop_reason']})",
+            )
+        ),
+        wide=True,
+    )
+    t = _period_hours(res, periods["period_start_s"].to_numpy())
+    limit = block["limit"]
+    limit_text = "none" if limit["value"] is None else f"{limit['value']:,.0f} {limit['unit']}"
+    baseline = periods["ev_baseline_kw"].to_numpy(np.float64)
+    schedules = _Figure(
+        "iterative-schedules",
+        "The day-ahead plan per period: the EVs' schedule (iterative and centralized) and their "
+        "baseline charging on top of the forecast base load, against the limit "
+        f"({limit_text}).",
+        _png(
+            schedule_figure(
+                t,
+                periods["base_load_kw"].to_numpy(np.float64),
+                periods["ev_scheduled_kw"].to_numpy(np.float64),
+                centralized_kw=periods["ev_centralized_kw"].to_numpy(np.float64),
+                baseline_kw=baseline if np.isfinite(baseline).all() else None,
+                limit=None if limit["value"] is None else float(limit["value"]),
+                limit_unit=str(limit["unit"]),
+            )
+        ),
+        wide=True,
+    )
+    if res.iterative_prices is not None:
+        wide = res.iterative_prices.pivot_table(
+            index="period_start_s", columns="node", values="price"
+        ).sort_index()
+        price_values: FloatArray = wide.to_numpy(np.float64)
+        caption = (
+            f"Final prices per period and node ({block['price_unit']}): the lowest and highest "
+            "node price, and every node's."
+        )
+    else:
+        price_values = np.asarray(periods["price"].to_numpy(np.float64), dtype=np.float64)
+        caption = f"Final prices per period ({block['price_unit']})."
+    prices = _Figure(
+        "iterative-prices",
+        caption,
+        _png(iterative_price_figure(t, price_values, unit=str(block["price_unit"]))),
+        wide=True,
+    )
+    return [conv, schedules, prices]
+
+
+def _iterative_table(res: Results) -> str:
+    """The exchange's figures as a table (``data-iterative`` names each row's key)."""
+    b = res.summary["iterative"]
+    central = b["centralized"]
+
+    def num(value: object, spec: str) -> str:
+        return "n/a" if not _is_number(value) else format(float(value), spec)
+
+    energy = b["ev_energy"] if isinstance(b["ev_energy"], dict) else {}
+    minutes = b["limit"].get("minutes_above") or {}
+    rows = [
+        ("algorithm", "Algorithm", html.escape(str(b["algorithm"]))),
+        ("period_s", "Periods", f"{b['n_periods']} × {b['period_s'] / 60:g} min"),
+        ("n_evs", "Coordinated EVs", f"{b['n_evs']:,}"),
+        ("rounds", "Rounds", f"{b['rounds']:,} of at most {b['max_rounds']:,}"),
+        ("converged", "Converged", f"{'yes' if b['converged'] else 'no'} ({b['stop_reason']})"),
+        ("primal_residual", "Final primal residual", num(b["primal_residual"], ".3e")),
+        ("dual_residual", "Final dual residual", num(b["dual_residual"], ".3e")),
+        ("tolerance", "Tolerance", num(b["tolerance"], "g")),
+        ("objective", f"Objective ({b['objective_unit']})", num(b["objective"], ",.6g")),
+        ("centralized", "Centralized objective", num(central.get("objective"), ",.6g")),
+        ("relative_gap", "Relative gap", num(b["relative_gap"], "+.3e")),
+        ("wall_s", "Time of the exchange (s)", num(b["wall_s"], ".2f")),
+        ("solve_time_s", "Centralized solve time (s)", num(central.get("solve_time_s"), ".2f")),
+        ("messages_per_agent", "Messages per agent", num(b["messages_per_agent"], ",.0f")),
+        ("numbers_per_agent", "Numbers per agent", num(b["numbers_per_agent"], ",.0f")),
+        ("loss_probability", "Message loss probability", num(b["loss_probability"], "g")),
+        (
+            "ev_energy",
+            "EV energy scheduled / metered (kWh)",
+            f"{num(energy.get('scheduled_kwh'), ',.1f')} / "
+            f"{num(energy.get('metered_kwh'), ',.1f')}",
+        ),
+        (
+            "minutes_above",
+            "Minutes above the limit (baseline / transactive)",
+            " / ".join(num(minutes.get(r), ",.0f") for r in RUNS),
+        ),
+    ]
+    body = "".join(
+        f'<tr data-iterative="{key}"><th scope="row">{html.escape(label)}</th>'
+        f'<td class="num">{value}</td></tr>'
+        for key, label, value in rows
+    )
+    notes = (
+        f"<p class='note'>Forecast: {html.escape(str(b['forecast']))}. "
+        f"Billing: {html.escape(str(b['billing']))}.</p>"
+    )
+    return (
+        '<table class="iterative"><caption>The iterative exchange before the day, against the '
+        f"same problem solved in one piece</caption><tbody>{body}</tbody></table>{notes}"
+    )
 
 
 def _run_coloured(fig: Figure) -> Figure:
@@ -998,6 +1307,9 @@ footer { color:var(--muted); font-size:12px; margin-top:30px; }
 def _page(res: Results) -> str:
     s = res.summary
     figures = _figures(res)
+    iterative = "iterative" in s
+    if iterative:
+        figures += _iterative_figures(res)
     published_table, published_fig = _published(res)
     by_key = {f.key: f for f in figures}
     esc = html.escape
@@ -1014,6 +1326,16 @@ def _page(res: Results) -> str:
     groups = _groups_table(res)
     sections = [
         f"<section><h2>At a glance</h2><div class='cards'>{_cards(res)}</div></section>",
+        *(
+            [
+                "<section><h2>The iterative mechanism</h2>"
+                + _iterative_table(res)
+                + grid("iterative-convergence", "iterative-schedules", "iterative-prices")
+                + "</section>"
+            ]
+            if iterative
+            else []
+        ),
         "<section><h2>Feeder load</h2>" + grid("feeder-load", "load-stack") + "</section>",
         "<section><h2>The market</h2>" + grid("price", "peak-curves") + "</section>",
         "<section><h2>Customers' devices</h2>" + grid("temperature", "ev-soc") + "</section>",

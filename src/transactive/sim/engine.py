@@ -162,6 +162,36 @@ Rules this loop states (each one is a modelling choice, not a default hidden in 
   hands over each row's metered energy. :class:`InProcessMarket` (the default) is the
   mechanism's clearing in this process; :class:`transactive.sim.live.LiveService` clears on a
   running ``transactive serve`` over HTTP, with the same clearing for the same seed.
+- **Iterative mechanisms** (``ev-valley-filling``, ``ev-congestion``, ``day-ahead-flex``;
+  :mod:`transactive.sim.iterative`). Only EVs take part (every other kind must have
+  ``participation = 0``): the first ``round(share x count)`` EVs are coordinated, the others
+  charge at once as in the baseline. The baseline runs as for every mechanism; then, before
+  the transactive day, the coordinator runs the iterative exchange over the whole horizon in
+  periods of ``mechanism.iterative.period_s`` with the coordinated EVs' flexibility at the
+  start (:meth:`transactive.devices.EVPopulation.flexibility`, nothing delivered yet) and, as
+  its forecast of everything else, the baseline run's metered load of every device but the
+  coordinated EVs plus the background load, per period (and per node for ``ev-congestion``,
+  with the background's reactive power; devices draw none): a **perfect forecast**, since
+  those devices run in the transactive run exactly as in the baseline (same homes, seeds and
+  weather, the flat tariff). The losses are not in the forecast (valley filling and the
+  day-ahead pool have no network; ``ev-congestion`` computes them on its own AC power flow).
+  The same problem is solved in one piece (the algorithm's centralized twin) and the relative
+  gap of the exchange's last objective to it recorded. The scenario's ``comms.loss_probability``
+  applies to the exchange's messages (:class:`transactive.market.iterative.CommsFaults`, seeded
+  from its own stream); with loss the no-faults run follows a plan made without it.
+  **During the day** the coordinated EVs follow their schedules: in each market interval each
+  one bids as always and is answered with the price and fill at which its own curve reads its
+  scheduled average power for that interval (:func:`transactive.sim.iterative.price_and_fill_for`;
+  a period's power spread over its intervals at a constant rate while plugged in), so it meters
+  its schedule. Every other device runs as in the baseline at the flat tariff, so the
+  difference to the baseline is the EVs' coordination. No auction clears (no clearing price,
+  no DSO check: the scenario must say ``dso_check = false``). **Billing**: a coordinated EV pays
+  the mechanism's price of its period for its metered energy where the mechanism has one (the
+  day-ahead pool's clearing price; ``ev-congestion``'s price of the EV's node: energy, losses,
+  congestion and voltage), the flat tariff under valley filling (whose control signal is in kW,
+  no price); everything else pays the flat tariff. The series ``substation_kva`` (the feeder
+  head's apparent power in the AC power flow, every run) and ``ev_scheduled_kw`` (the
+  coordinated EVs' scheduled power, the transactive runs) are added for such scenarios.
 - **PowerMatcher** mechanism (:func:`powermatcher_clearing`): the bids are summed per home,
   then per neighbourhood concentrator, buyers and sellers apart; the generators join the
   auctioneer at the top, which clears with the grid connection as the supply; each device's
@@ -208,12 +238,14 @@ from transactive.results_format import (
     SERIES_EVERY_RUN,
     SERIES_MARKET,
 )
+from transactive.sim.iterative import price_and_fill_for
 from transactive.sim.scenario import KINDS, DeviceKind, Scenario
 from transactive.weather import WeatherSample
 
 if TYPE_CHECKING:
     from transactive.coordination import SecureClearingOutcome
     from transactive.market import Supply
+    from transactive.sim.iterative import IterativePlan
 
 __all__ = [
     "ClearingLike",
@@ -476,6 +508,10 @@ class RunResult:
     messages: dict[str, dict[str, int]] = field(default_factory=dict)
     """Messages between the market and the auction's devices: ``{"bids": {"sent": n, "lost":
     n}, "prices": {...}}`` (empty for the baseline, which has no market)."""
+    other_node_kw: FloatArray | None = None
+    """``(I, B)`` per interval and node, the metered load of everything but the EVs an
+    iterative mechanism coordinates, background included (None without such a mechanism):
+    the baseline's is the coordinator's forecast (see Iterative mechanisms in the module)."""
 
 
 @dataclass
@@ -497,9 +533,15 @@ class SimulationResult:
     appliance_windows_cut: int = 0
     """Appliance cycles whose sampled window ended after the horizon, made due by its end
     (:func:`_within_horizon`)."""
+    iterative: IterativePlan | None = None
+    """The iterative mechanism's day-ahead plan the transactive run followed (None for the other
+    mechanisms; :mod:`transactive.sim.iterative`)."""
+    iterative_no_faults: IterativePlan | None = None
+    """The same plan made without communication faults, which the no-faults run followed (only
+    for an iterative mechanism with faults)."""
 
 
-_STREAMS = ("placement", "comms", "bid_delay")
+_STREAMS = ("placement", "comms", "bid_delay", "iterative")
 """The random streams beside the device kinds' (see :func:`_stream`)."""
 _KINDS_BEFORE_STREAMS = 8
 """Kinds numbered before :data:`_STREAMS` (the kinds there were when the streams were added)."""
@@ -511,7 +553,8 @@ def _stream(seed: int, name: str) -> np.random.SeedSequence:
     """The seed of one random stream: child ``i`` of the scenario's :class:`SeedSequence`.
 
     The first :data:`_KINDS_BEFORE_STREAMS` kinds of :data:`KINDS` are children 0-7, the
-    streams of :data:`_STREAMS` (placement, message loss, bid delays) the children from 8 on,
+    streams of :data:`_STREAMS` (placement, message loss, bid delays, the iterative exchange's
+    faults) the children from 8 on,
     and a kind added to :data:`KINDS` later a child after the :data:`_STREAM_SLOTS`, so adding a
     kind (or a stream, at the end of :data:`_STREAMS`) leaves every other stream, and every run
     without the new kind, bit for bit as it was. ``SeedSequence(seed, spawn_key=(i,))`` is
@@ -562,6 +605,8 @@ class _Setup:
         self.placement_seed = _stream(seed, "placement")
         self.comms_seed = _stream(seed, "comms")
         self.bid_delay_seed = _stream(seed, "bid_delay")
+        self.iterative_seed = int(_stream(seed, "iterative").generate_state(1)[0])
+        """The seed of the iterative exchange's :class:`CommsFaults` (its own stream)."""
         n_homes = sc.n_homes
         rng = np.random.default_rng(self.placement_seed)
         if sc.feeder.spread_over_load_buses == "random":
@@ -658,6 +703,23 @@ class _Setup:
         sc = self.scenario
         mech = sc.mechanism
         out: list[tuple[bool, int, int, dict[str, Any]]] = []
+        if mech.is_iterative:  # the EVs follow the plan; everything else runs on its own
+            n_part = round(participation * count) if kind == "ev" else 0
+            plan = {
+                "label": "participant",
+                "mode": "schedule",
+                "bill": "schedule",
+                "tariff": mech,
+                "in_auction": False,
+            }
+            alone = {
+                "label": "non-participant",
+                "mode": "own",
+                "bill": "flat",
+                "tariff": mech,
+                "in_auction": False,
+            }
+            return [(True, 0, n_part, plan), (False, n_part, count, alone)]
         if not sc.groups:
             n_part = round(participation * count)
             in_auction = mech.kind in ("double_auction", "powermatcher")
@@ -771,6 +833,11 @@ def simulate(
     if scaled:
         baseline = _with_capacity(baseline, scenario, capacity)
     adder = rtp_adder_per_kwh(scenario, baseline)
+    plan = plan_no_faults = None
+    if scenario.mechanism.is_iterative:  # the coordination before the day (see the module)
+        plan = _plan(setup, baseline, capacity, faults=True)
+        if has_faults(scenario):
+            plan_no_faults = _plan(setup, baseline, capacity, faults=False)
     transactive = _Run(
         setup,
         "transactive",
@@ -778,6 +845,7 @@ def simulate(
         adder_per_kwh=adder,
         capacity_kw=capacity,
         market_access=market_access,
+        plan=plan,
     ).run()
     no_faults = None
     if has_faults(scenario):
@@ -789,6 +857,7 @@ def simulate(
             faults=False,
             capacity_kw=capacity,
             market_access=market_access,
+            plan=plan_no_faults,
         ).run()
     starts = np.arange(scenario.n_intervals, dtype=np.int64) * scenario.market_interval_s
     return SimulationResult(
@@ -801,6 +870,41 @@ def simulate(
         no_faults=no_faults,
         capacity_kw=capacity,
         appliance_windows_cut=setup.appliance_windows_cut,
+        iterative=plan,
+        iterative_no_faults=plan_no_faults,
+    )
+
+
+def _plan(setup: _Setup, baseline: RunResult, capacity_kw: float, *, faults: bool) -> IterativePlan:
+    """The iterative mechanism's plan for the day (see Iterative mechanisms in the module).
+
+    The coordinated EVs as the day starts (fresh populations: the same sample as both runs'),
+    the baseline's metered load of everything else as the forecast, one forecast weather sample
+    per period; with ``faults`` the scenario's message loss on the exchange
+    (:class:`transactive.market.iterative.CommsFaults` from its own seeded stream).
+    """
+    from transactive.market.iterative import CommsFaults  # noqa: PLC0415
+    from transactive.sim.iterative import plan_day  # noqa: PLC0415
+
+    sc = setup.scenario
+    group = next(g for g in setup.groups() if g.mode == "schedule")
+    period_s = sc.mechanism.iterative_spec.period_s
+    per = period_s // sc.market_interval_s
+    n_periods = sc.horizon_s // period_s
+    weather = [setup.forecast[setup.forecast_offset + k * per] for k in range(n_periods)]
+    assert baseline.other_node_kw is not None  # recorded by every run of such a scenario
+    loss = sc.comms.loss_probability if faults else 0.0
+    return plan_day(
+        sc,
+        setup.feeder,
+        group.population,
+        group.bus,
+        weather,
+        baseline.other_node_kw,
+        setup.background_q_kvar,
+        wholesale_per_interval(sc),
+        capacity_kw=capacity_kw,
+        faults=CommsFaults(loss_probability=loss, seed=setup.iterative_seed),
     )
 
 
@@ -944,8 +1048,11 @@ class _Run:
         faults: bool = True,
         capacity_kw: float,
         market_access: MarketAccessFactory | None = None,
+        plan: IterativePlan | None = None,
     ) -> None:
         self.setup = setup
+        self.plan = plan
+        """The iterative mechanism's plan the coordinated EVs follow (the runs with a market)."""
         self.market_access = market_access
         """Where a run with a market clears (None: :class:`InProcessMarket`)."""
         self.capacity_kw = capacity_kw
@@ -1115,6 +1222,16 @@ class _Run:
         names += [f"group_load_kw:{label}" for label in labels]
         names += ["market_load_kw", "generator_kw"]
         names += [f"generator_kw:{gen.name}" for gen in sc.supply.generators]
+        iterative = mech.is_iterative
+        if iterative:
+            names += ["substation_kva", *(["ev_scheduled_kw"] if self.market else [])]
+            if self.market and self.plan is None:
+                raise ValueError(f"the {self.name} run of an iterative mechanism needs its plan")
+            if self.market and self.plan is not None:
+                followers = [g.population.ids for g in self.groups if g.mode == "schedule"]
+                if len(followers) != 1 or not np.array_equal(followers[0], self.plan.ev_ids):
+                    raise ValueError(f"the {self.name} run's EVs are not the plan's EVs")
+        other_node_kw = np.zeros((n_int, n_nodes)) if iterative else None
         is_wind = np.array([gen.kind == "wind" for gen in sc.supply.generators], dtype=bool)
         series = {k: np.full(n_int, np.nan) for k in names}
         series["capacity_kw"][:] = self.capacity_kw
@@ -1162,8 +1279,16 @@ class _Run:
             lost_bid: dict[int, npt.NDArray[np.bool_]] = {}
             auction_rows: dict[int, int] = {}  # group -> its first row in the auction
             n_rows = 0
+            scheduled_kw = 0.0
             for gi, g in enumerate(self.groups):
                 pop = g.population
+                if self.market and g.mode == "schedule":  # follow the plan (Iterative mechanisms)
+                    assert self.plan is not None
+                    target = self.plan.interval_power_kw(pop, t, interval_s)
+                    price, fill, _ = price_and_fill_for(pop.bid(stats, interval, forecast), target)
+                    pop.respond(price, fill)
+                    scheduled_kw += float(target.sum())
+                    continue
                 if not self.market or (g.mode == "own" and not g.in_auction):
                     if g.kind in _AT_ONCE:  # from arrival or loading, at once (see Baseline)
                         pop.bid(stats, interval, forecast)
@@ -1348,7 +1473,10 @@ class _Run:
                         if k == 0
                         else g.last_power_kw + (e * 3600.0 / interval_s)
                     )
-                    node_kwh += np.bincount(g.bus, weights=e, minlength=n_nodes)
+                    at_nodes = np.bincount(g.bus, weights=e, minlength=n_nodes)
+                    node_kwh += at_nodes
+                    if other_node_kw is not None and g.mode != "schedule":
+                        other_node_kw[t] += at_nodes * (3600.0 / interval_s)
                     kind_kwh[g.kind] += float(e.sum())
                     house = _houses(g)
                     if house is not None:
@@ -1368,6 +1496,11 @@ class _Run:
                 interval_kwh = g.last_power_kw * interval_s / 3600.0
                 if not self.market or g.bill == "flat":
                     g.cost += interval_kwh * mech.flat_price_per_kwh
+                elif g.bill == "schedule":  # the mechanism's price where it has one (module)
+                    assert self.plan is not None
+                    plan_price = self.plan.interval_price_per_kwh(t, interval_s)
+                    flat = mech.flat_price_per_kwh
+                    g.cost += interval_kwh * (flat if plan_price is None else plan_price)
                 elif g.bill == "market" and node_price is not None:
                     g.cost += interval_kwh * node_price[g.bus]
                 else:
@@ -1401,6 +1534,12 @@ class _Run:
             elif result is not None:  # metered against planned: the reserve the next ones keep
                 reserve.append(load - (result.supply_kw + bg_total + planned_losses))
             series["feeder_load_kw"][t] = load
+            if iterative:
+                series["substation_kva"][t] = math.hypot(load, float(flow.q_slack_kvar))
+                if other_node_kw is not None:
+                    other_node_kw[t] += bg_p
+                if self.market:
+                    series["ev_scheduled_kw"][t] = scheduled_kw
             series["vmin_pu"][t] = flow.vmin_pu
             series["max_loading_pct"][t] = (
                 np.nanmax(flow.branch_loading_pct) if flow.any_rated else np.nan
@@ -1452,7 +1591,7 @@ class _Run:
             if self.progress is not None:
                 self.progress(self.name, t + 1, n_int)
 
-        return self._result(
+        result_ = self._result(
             series,
             peak_index,
             peak_vm,
@@ -1464,6 +1603,7 @@ class _Run:
             volt_min=volt_min,
             cap_min=cap_min,
         )
+        return dataclasses.replace(result_, other_node_kw=other_node_kw)
 
     def _result(
         self,

@@ -15,7 +15,12 @@ Files (all plain and documented; the report reads them):
   when the feeder is unconstrained);
 - ``devices.parquet``: one row per run and device;
 - ``peak_curves.parquet``: the aggregate demand and supply curves at the transactive peak;
-- ``peak_network.json``: node voltages and branch loadings at each run's peak.
+- ``peak_network.json``: node voltages and branch loadings at each run's peak;
+- for an iterative mechanism (:func:`iterative_block`): the summary's ``iterative`` block,
+  ``iterative.parquet`` (one row per round: residuals, objective, gap to the centralized
+  optimum), ``iterative_periods.parquet`` (one row per period: the forecast, the schedules, the
+  EVs' metered load, the limit, the prices) and, with prices per node,
+  ``iterative_prices.parquet``.
 
 KPIs follow the ones TESP's studies report (energy, cost, losses, PV used, peak, discomfort;
 Huang et al., "A Design and Evaluation Methodology for Transactive Energy Systems", PNNL-27235
@@ -32,14 +37,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transactive.results_format import DEVICE_COLUMNS, FORMAT_VERSION, KPI_NAMES
+from transactive.results_format import (
+    DEVICE_COLUMNS,
+    FORMAT_VERSION,
+    ITERATIVE_FILES,
+    ITERATIVE_PERIOD_COLUMNS,
+    ITERATIVE_PRICE_COLUMNS,
+    ITERATIVE_PRICES_FILE,
+    ITERATIVE_ROUND_COLUMNS,
+    KPI_NAMES,
+)
 from transactive.sim.engine import RunResult, SimulationResult, market_groups
+from transactive.sim.iterative import IterativePlan
 
 __all__ = [
     "FAULT_COST_KPIS",
     "FORMAT_VERSION",
     "KPI_NAMES",
     "comms_block",
+    "iterative_block",
     "summary",
     "write_results",
 ]
@@ -310,6 +326,196 @@ def comms_block(sim: SimulationResult) -> dict[str, Any]:
     return block
 
 
+_FORECAST_NOTE = (
+    "the baseline run's metered load of every device but the coordinated EVs plus the "
+    "background load, per period{per_node}: a perfect forecast, since those devices run in the "
+    "transactive run exactly as in the baseline; losses are not in it"
+)
+_BILLING_NOTES = {
+    "ev-valley-filling": (
+        "the valley filling's control signal is in kW, not a price: the coordinated EVs pay the "
+        "flat tariff, like every other device"
+    ),
+    "ev-congestion": (
+        "each coordinated EV pays, for its metered energy, the final price of its node in its "
+        "period (energy + losses + congestion + voltage); every other device the flat tariff"
+    ),
+    "day-ahead-flex": (
+        "each coordinated EV pays, for its metered energy, the day-ahead pool's final price of "
+        "its period; every other device the flat tariff"
+    ),
+}
+
+
+def _ev_energy(plan: IterativePlan, run: RunResult) -> dict[str, float | None]:
+    """The coordinated EVs' scheduled and metered energy (kWh), and the worst EV's difference."""
+    dev = run.devices
+    rows = {str(i): k for k, i in enumerate(dev["device_id"].tolist())}
+    metered = np.array([float(dev["energy_kwh"][rows[str(i)]]) for i in plan.ev_ids.tolist()])
+    unserved = np.array([float(dev["unserved_kwh"][rows[str(i)]]) for i in plan.ev_ids.tolist()])
+    scheduled = plan.ev_kw.sum(axis=0) * plan.period_s / 3600.0
+    return {
+        "scheduled_kwh": _num(float(scheduled.sum())),
+        "metered_kwh": _num(float(metered.sum())),
+        "max_abs_deviation_kwh": _num(float(np.max(np.abs(metered - scheduled), initial=0.0))),
+        "unserved_kwh": _num(float(np.nansum(unserved))),
+    }
+
+
+def _above_limit_minutes(sim: SimulationResult, plan: IterativePlan) -> dict[str, float | None]:
+    """Per run, the minutes the feeder head was above the plan's limit in the AC power flow.
+
+    Against the substation's apparent power for a kVA limit (the transformer's), its import for
+    a kW one, above the limit by more than the stopping rule's tolerance (relative: the
+    violation an exchange may end with, :class:`transactive.market.iterative.StoppingRule`);
+    ``None`` without a limit.
+    """
+    if not math.isfinite(plan.limit_kw):
+        return dict.fromkeys(sim.runs)
+    key = "substation_kva" if plan.limit_unit == "kVA" else "feeder_load_kw"
+    minutes = sim.scenario.market_interval_s / 60.0
+    above = plan.limit_kw * (1.0 + plan.rule.tolerance)
+    return {
+        name: float(np.sum(run.series[key] > above)) * minutes for name, run in sim.runs.items()
+    }
+
+
+def iterative_block(sim: SimulationResult) -> dict[str, Any] | None:
+    """The summary's ``iterative`` block (None unless the mechanism is iterative).
+
+    ``mechanism`` and ``algorithm``; the plan's ``period_s``, ``n_periods`` and ``n_evs``; the
+    exchange's ``rounds``, ``converged``, ``stop_reason``, stopping rule (``tolerance``,
+    ``max_rounds``) and final ``primal_residual`` and ``dual_residual`` (the algorithm's
+    relative ones), its last ``objective`` (in ``objective_unit``), the ``centralized``
+    optimum (``objective``, ``solver``, the solver's ``solve_time_s`` and the ``wall_s`` of the
+    whole centralized step) and ``relative_gap`` to it; ``wall_s`` of the exchange; the
+    messages and numbers per agent (both ways, registration included) and the exchange's
+    ``loss_probability``; the prices' unit and whether they are per node; the ``limit``
+    (``value``, ``unit``, and the minutes each run's AC power flow was above it by more than
+    the tolerance, ``minutes_above``); ``ev_energy`` (scheduled and metered energy of the
+    coordinated EVs in the transactive run, the largest difference of one EV, and their
+    unserved energy); ``leaving_after_horizon``, the coordinated EVs that leave after the
+    horizon's end (their need after it is outside the plan); the
+    ``forecast`` and ``billing`` rules in words; ``no_faults``: with faults, the same of the
+    plan made without them (rounds, converged, objective, relative gap), else None.
+    """
+    plan = sim.iterative
+    if plan is None:
+        return None
+    res, opt = plan.result, plan.optimum
+    tr = sim.runs["transactive"]
+    ref = sim.iterative_no_faults
+    return {
+        "mechanism": plan.kind,
+        "algorithm": res.algorithm,
+        "period_s": plan.period_s,
+        "n_periods": plan.n_periods,
+        "n_evs": int(plan.ev_ids.size),
+        "rounds": res.n_rounds,
+        "converged": bool(res.converged),
+        "stop_reason": res.stop_reason,
+        "tolerance": plan.rule.tolerance,
+        "max_rounds": plan.rule.max_rounds,
+        "primal_residual": _num(float(res.primal_residual[-1])),
+        "dual_residual": _num(float(res.dual_residual[-1])),
+        "objective": _num(float(res.objective[-1])),
+        "objective_unit": plan.objective_unit,
+        "centralized": {
+            "objective": _num(opt.objective),
+            "solver": opt.solver,
+            "solve_time_s": _num(opt.solve_time_s),
+            "wall_s": _num(plan.centralized_wall_s),
+        },
+        "relative_gap": _num(plan.relative_gap),
+        "wall_s": _num(plan.wall_s),
+        "messages_per_agent": _num(res.messages_per_agent),
+        "numbers_per_agent": _num(res.numbers_per_agent),
+        "loss_probability": float(plan.faults.loss_probability),
+        "price_unit": plan.price_unit,
+        "prices_per_node": bool(plan.prices.ndim == 2),
+        "limit": {
+            "value": _num(plan.limit_kw),
+            "unit": plan.limit_unit,
+            "minutes_above": _above_limit_minutes(sim, plan),
+        },
+        "ev_energy": _ev_energy(plan, tr),
+        "forecast": _FORECAST_NOTE.format(
+            per_node=" and node" if plan.kind == "ev-congestion" else ""
+        ),
+        "billing": _BILLING_NOTES[plan.kind],
+        "leaving_after_horizon": plan.leaving_after_horizon,
+        "no_faults": None
+        if ref is None
+        else {
+            "rounds": ref.result.n_rounds,
+            "converged": bool(ref.result.converged),
+            "objective": _num(float(ref.result.objective[-1])),
+            "relative_gap": _num(ref.relative_gap),
+        },
+    }
+
+
+def _iterative_rounds(plan: IterativePlan) -> pd.DataFrame:
+    res = plan.result
+    objective = np.asarray(res.objective, dtype=np.float64)
+    best = plan.optimum.objective
+    frame = pd.DataFrame(
+        {
+            "round": np.arange(1, res.n_rounds + 1, dtype=np.int64),
+            "primal_residual": np.asarray(res.primal_residual, dtype=np.float64),
+            "dual_residual": np.asarray(res.dual_residual, dtype=np.float64),
+            "objective": objective,
+            "relative_gap": (objective - best) / max(abs(best), 1e-12),
+        }
+    )
+    return frame[list(ITERATIVE_ROUND_COLUMNS)]
+
+
+def _per_period(sim: SimulationResult, plan: IterativePlan, run: str) -> np.ndarray:
+    """The coordinated EVs' load of one run, averaged over every period of the plan (kW)."""
+    series = sim.runs[run].series["group_load_kw:participant"]
+    per = plan.period_s // sim.scenario.market_interval_s
+    values = np.asarray(series, dtype=np.float64).reshape(plan.n_periods, per)
+    return np.asarray(values.mean(axis=1), dtype=np.float64)
+
+
+def _iterative_periods(sim: SimulationResult, plan: IterativePlan) -> pd.DataFrame:
+    scheduled = plan.ev_kw.sum(axis=1)
+    per_node = plan.prices.ndim == 2
+    t = plan.n_periods
+    frame = pd.DataFrame(
+        {
+            "period_start_s": plan.period_start_s.astype(np.int64),
+            "base_load_kw": plan.base_load_kw,
+            "ev_scheduled_kw": scheduled,
+            "ev_centralized_kw": plan.ev_centralized_kw.sum(axis=1),
+            "ev_metered_kw": _per_period(sim, plan, "transactive"),
+            "ev_baseline_kw": _per_period(sim, plan, "baseline"),
+            "total_kw": plan.base_load_kw + scheduled,
+            "limit": np.full(t, plan.limit_kw if math.isfinite(plan.limit_kw) else np.nan),
+            "price": np.full(t, np.nan) if per_node else plan.prices,
+            "price_min": plan.prices.min(axis=1) if per_node else plan.prices,
+            "price_max": plan.prices.max(axis=1) if per_node else plan.prices,
+            "generation_kw": np.full(t, np.nan)
+            if plan.generation_kw is None
+            else plan.generation_kw,
+        }
+    )
+    return frame[list(ITERATIVE_PERIOD_COLUMNS)]
+
+
+def _iterative_prices(plan: IterativePlan) -> pd.DataFrame:
+    t, b = plan.prices.shape
+    frame = pd.DataFrame(
+        {
+            "period_start_s": np.repeat(plan.period_start_s.astype(np.int64), b),
+            "node": np.tile(np.arange(b, dtype=np.int64), t),
+            "price": plan.prices.reshape(-1),
+        }
+    )
+    return frame[list(ITERATIVE_PRICE_COLUMNS)]
+
+
 def _lookup(data: dict[str, Any], path: str) -> float | None:
     """The number at a dotted path of the summary (``None`` when absent or not a number)."""
     node: Any = data
@@ -365,6 +571,12 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
             f"horizon's end ({sc.horizon_s} s): made due by it in both runs, so every cycle that "
             "fits runs inside the horizon"
         )
+    if sim.iterative is not None and sim.iterative.leaving_after_horizon:
+        notes.append(
+            f"{sim.iterative.leaving_after_horizon} of {sim.iterative.ev_ids.size} coordinated "
+            "EVs leave after the horizon's end: the plan gives them the least energy that still "
+            "lets them finish at full power after it, and nothing charges them after the horizon"
+        )
     if tr.dso_notes:
         notes.append(
             f"the DSO's check was not secure in {len(tr.dso_notes)} intervals; first: "
@@ -406,6 +618,7 @@ def summary(sim: SimulationResult) -> dict[str, Any]:
         "price_response": _price_response(sim),
         "comms": comms_block(sim),
         **({"powermatching": _powermatching(sim)} if sc.mechanism.kind == "powermatcher" else {}),
+        **({"iterative": iterative_block(sim)} if sim.iterative is not None else {}),
         "peak_interval": {
             "run": "transactive",
             "start_s": int(sim.interval_start_s[i]),
@@ -539,4 +752,14 @@ def write_results(sim: SimulationResult, out: Path) -> dict[str, Path]:
         files["peak_network"].write_text(
             json.dumps(network, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
+    plan = sim.iterative
+    if plan is not None:
+        rounds_file, periods_file = ITERATIVE_FILES
+        files["iterative"] = out / rounds_file
+        _write_parquet(_iterative_rounds(plan), files["iterative"])
+        files["iterative_periods"] = out / periods_file
+        _write_parquet(_iterative_periods(sim, plan), files["iterative_periods"])
+        if plan.prices.ndim == 2:
+            files["iterative_prices"] = out / ITERATIVE_PRICES_FILE
+            _write_parquet(_iterative_prices(plan), files["iterative_prices"])
     return files

@@ -19,6 +19,14 @@ The sections follow what a transactive-energy study states about its set-up (Hu 
   ``sample()`` options, plus the ``seed`` of the whole run;
 - ``mechanism``: ``fixed`` price, ``tou`` periods or the ``double_auction`` (price cap and floor,
   the price-statistics window), the flat tariff the baseline is billed at, and the DSO's check;
+  or an iterative mechanism run once before the day for the EVs (``ev-valley-filling``,
+  ``ev-congestion``, ``day-ahead-flex``) with its parameters in ``mechanism.iterative``
+  (:class:`IterativeSpec`: period, tolerance, round limit, optional step sizes, the transformer
+  limit, the fleets, the generators, the algorithm). The baseline runs as for every mechanism;
+  the coordinator's forecast of everything but the coordinated EVs is the baseline run's metered
+  load (per period, and per node for ``ev-congestion``), a perfect forecast since those devices
+  run exactly as in the baseline; the EVs follow their schedules through the day
+  (:mod:`transactive.sim.iterative`, the rules in :mod:`transactive.sim.engine`);
 - ``supply``: the wholesale price (constant or per hour) and the feeder's ``capacity_kw``;
 - ``comms``: message loss probability, the prices' delay in intervals, the bids' delay (fixed
   or exponential) against the lead they are sent with before the gate closure;
@@ -49,12 +57,15 @@ from transactive.errors import Problem, ValidationError
 
 __all__ = [
     "BUILTIN_SCENARIOS",
+    "ITERATIVE_KINDS",
     "Comms",
     "CustomerGroup",
+    "DayAheadGenerator",
     "DeviceKind",
     "FeederSpec",
     "Generator",
     "GroupMechanism",
+    "IterativeSpec",
     "Mechanism",
     "Outputs",
     "PopulationSpec",
@@ -264,10 +275,140 @@ def _tou_price(tou: tuple[TouPeriod, ...], local_hour: float) -> float:
     return max(tou, key=lambda p: p.end_h).price_per_kwh  # local_hour == 24.0 exactly
 
 
+ITERATIVE_KINDS = ("ev-valley-filling", "ev-congestion", "day-ahead-flex")
+"""Mechanism kinds that coordinate the EVs by an iterative price-power exchange run once before
+the transactive day (:mod:`transactive.sim.iterative`)."""
+
+#: The step-size keys of ``mechanism.iterative`` and the (kind, algorithm) pairs each applies to.
+_STEP_KEYS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "gamma": (("ev-valley-filling", None),),
+    "step": (("day-ahead-flex", "dual-decomposition"), ("ev-congestion", None)),
+    "response_step": (("day-ahead-flex", "dual-decomposition"),),
+    "rho": (("day-ahead-flex", "admm"),),
+    "fo_step": (("ev-congestion", None),),
+}
+
+
+class DayAheadGenerator(_Strict):
+    """A generator of the ``day-ahead-flex`` pool market, with a convex quadratic cost.
+
+    Its cost rate is ``a g + b g^2 / 2`` (``a = cost_linear_per_kwh`` in currency/kWh, ``b =
+    cost_quadratic_per_kwh_per_kw`` in currency/kWh per kW, so its marginal cost ``a + b g`` is
+    a price), between ``power_min_kw`` and ``power_max_kw``
+    (:class:`transactive.market.iterative.day_ahead.DayAheadProblem`, after Papadaskalopoulos
+    and Strbac, IEEE Trans. Power Systems 28(4), 2013, without unit commitment).
+    """
+
+    name: str
+    cost_linear_per_kwh: float
+    cost_quadratic_per_kwh_per_kw: Positive
+    power_min_kw: NonNegative = 0.0
+    power_max_kw: Positive
+
+    @model_validator(mode="after")
+    def _limits(self) -> Self:
+        if not math.isfinite(self.cost_linear_per_kwh):
+            raise ValueError("cost_linear_per_kwh must be finite")
+        if self.power_min_kw > self.power_max_kw:
+            raise ValueError("power_min_kw exceeds power_max_kw")
+        return self
+
+
+class IterativeSpec(_Strict):
+    """The parameters of an iterative mechanism (``mechanism.iterative``).
+
+    Every mechanism of :data:`ITERATIVE_KINDS` runs over the transactive day's horizon cut into
+    periods of ``period_s`` (a whole number of market intervals; the horizon a whole number of
+    periods) until both of its relative residuals are at most ``tolerance`` or ``max_rounds``
+    rounds have run (:class:`transactive.market.iterative.StoppingRule`; a run stopped by the
+    limit is reported as not converged). Step sizes are optional: without one the algorithm
+    takes its default, derived from its paper's bound.
+
+    - ``ev-valley-filling``: ``gamma``, Gan, Topcu and Low's step (``0 < gamma < 1/N`` for N
+      EVs, refused otherwise).
+    - ``ev-congestion``: ``transformer_kva`` (required: the substation transformer's limit on
+      the feeder head's apparent power), ``fleets`` (fleet operators the EVs are dealt to in
+      consecutive blocks of ids; default 1), ``step`` (the price coordinator's) and
+      ``fo_step`` (the fleet operators' proximal step). The energy price is the supply's
+      wholesale price of each period (``supply.price_per_kwh`` or ``hourly_price_per_kwh``).
+    - ``day-ahead-flex``: ``algorithm`` (required: ``dual-decomposition`` or ``admm``),
+      ``generators`` (required, at least one), and ``step`` and ``response_step``
+      (dual decomposition) or ``rho`` (ADMM).
+    """
+
+    period_s: PositiveInt = 900
+    tolerance: Positive = 1e-4
+    max_rounds: PositiveInt = 2000
+    algorithm: Literal["dual-decomposition", "admm"] | None = None
+    gamma: Positive | None = None
+    step: Positive | None = None
+    response_step: Positive | None = None
+    rho: Positive | None = None
+    fo_step: Positive | None = None
+    transformer_kva: Positive | None = None
+    fleets: PositiveInt | None = None
+    generators: tuple[DayAheadGenerator, ...] = ()
+
+    def problems_for(self, kind: str) -> list[str]:
+        """What does not fit the mechanism ``kind`` (each ``key: reason``)."""
+        problems = []
+        if kind == "day-ahead-flex":
+            if self.algorithm is None:
+                problems.append(
+                    "algorithm: day-ahead-flex needs an algorithm, 'dual-decomposition' or 'admm'"
+                )
+            if not self.generators:
+                problems.append("generators: day-ahead-flex needs at least one generator")
+            names = [g.name for g in self.generators]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                problems.append(f"generators: names must be unique, repeated {repeated}")
+        else:
+            if self.algorithm is not None:
+                problems.append(f"algorithm: only day-ahead-flex takes one, not {kind!r}")
+            if self.generators:
+                problems.append(f"generators: only day-ahead-flex has generators, not {kind!r}")
+        if kind == "ev-congestion":
+            if self.transformer_kva is None:
+                problems.append(
+                    "transformer_kva: ev-congestion needs the transformer limit (kVA) of the "
+                    "feeder head"
+                )
+        else:
+            for key in ("transformer_kva", "fleets"):
+                if getattr(self, key) is not None:
+                    problems.append(f"{key}: only ev-congestion takes it, not {kind!r}")
+        for key, uses in _STEP_KEYS.items():
+            if getattr(self, key) is None:
+                continue
+            if not any(k == kind and a in (None, self.algorithm) for k, a in uses):
+                takers = ", ".join(k if a is None else f"{k} with {a}" for k, a in uses)
+                what = kind if self.algorithm is None else f"{kind} with {self.algorithm}"
+                problems.append(f"{key}: a step of {takers}, not of {what}")
+        return problems
+
+
 class Mechanism(_Strict):
     """How devices are coordinated in the transactive run, and the baseline's flat tariff."""
 
-    kind: Literal["fixed", "tou", "double_auction", "powermatcher"] = "double_auction"
+    kind: Literal[
+        "fixed",
+        "tou",
+        "double_auction",
+        "powermatcher",
+        "ev-valley-filling",
+        "ev-congestion",
+        "day-ahead-flex",
+    ] = "double_auction"
+    """The iterative kinds (:data:`ITERATIVE_KINDS`): before the transactive day the coordinator
+    runs an iterative mechanism over the day's horizon with the EVs' flexibility and the
+    baseline run's metered load of everything else as its forecast, and the EVs follow the
+    schedules it ends with (:mod:`transactive.sim.iterative`): ``ev-valley-filling`` (Gan,
+    Topcu and Low, IEEE Trans. Power Systems 28(2), 2013), ``ev-congestion`` (Hu, Yang, Bindner
+    and Xue, IEEE Trans. Sustainable Energy 8(2), 2017, on the feeder with its transformer
+    limit), ``day-ahead-flex`` (a day-ahead pool of generators with quadratic costs and the EVs
+    as flexible demand, Papadaskalopoulos and Strbac, IEEE Trans. Power Systems 28(4), 2013,
+    cleared by dual decomposition or ADMM). Their parameters are ``iterative``."""
     """``powermatcher``: the devices' bids are summed per home, then per neighbourhood
     concentrator (``homes_per_concentrator`` homes each), buyers and sellers apart
     (:func:`transactive.market.aggregate` with ``by_side=True``); the auctioneer clears the top
@@ -302,6 +443,8 @@ class Mechanism(_Strict):
     homes_per_concentrator: PositiveInt = 5
     """PowerMatcher only: homes under each neighbourhood concentrator (homes ``c k`` to
     ``(c + 1) k - 1`` under concentrator ``c``)."""
+    iterative: IterativeSpec | None = None
+    """The iterative kinds' parameters (:class:`IterativeSpec`); only with such a kind."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -310,6 +453,18 @@ class Mechanism(_Strict):
             problems.append(
                 "dso_check: the PowerMatcher tree has no DSO check in this simulator; "
                 "set dso_check = false"
+            )
+        if self.kind in ITERATIVE_KINDS:
+            if self.dso_check:
+                problems.append(
+                    f"dso_check: {self.kind!r} has no clearing to check (its coordination runs "
+                    "before the day), so set dso_check = false"
+                )
+            spec = self.iterative if self.iterative is not None else IterativeSpec()
+            problems += [f"iterative.{p}" for p in spec.problems_for(self.kind)]
+        elif self.iterative is not None:
+            problems.append(
+                f"iterative: parameters of an iterative mechanism, but the kind is {self.kind!r}"
             )
         if not self.price_cap_per_kwh > self.price_floor_per_kwh:
             problems.append("price_cap_per_kwh must exceed price_floor_per_kwh")
@@ -323,8 +478,24 @@ class Mechanism(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @property
+    def is_iterative(self) -> bool:
+        """Whether the kind is one of :data:`ITERATIVE_KINDS`."""
+        return self.kind in ITERATIVE_KINDS
+
+    @property
+    def iterative_spec(self) -> IterativeSpec:
+        """The iterative parameters (every default filled in when the table is absent)."""
+        return self.iterative if self.iterative is not None else IterativeSpec()
+
     def tariff_per_kwh(self, local_hour: float) -> float:
-        """The fixed or time-of-use price at an hour of the local day."""
+        """The fixed or time-of-use price at an hour of the local day.
+
+        An iterative kind has no tariff of its own: outside the EVs' schedules everything runs
+        at the flat tariff, which this gives.
+        """
+        if self.kind in ITERATIVE_KINDS:
+            return self.flat_price_per_kwh
         if self.kind == "fixed":
             return (
                 self.flat_price_per_kwh
@@ -637,9 +808,67 @@ class Scenario(_Strict):
             g.mechanism.kind == "double_auction" for g in self.groups.values()
         ):
             problems.append("supply.capacity_scope: 'market' needs a double_auction group")
+        if self.mechanism.is_iterative:
+            problems += self._iterative_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _iterative_problems(self) -> list[str]:
+        """What an iterative mechanism needs of the rest of the scenario (paths from the top)."""
+        kind = self.mechanism.kind
+        spec = self.mechanism.iterative_spec
+        problems = []
+        period = spec.period_s
+        if period % self.market_interval_s:
+            problems.append(
+                f"mechanism.iterative.period_s: {period} s must be a whole number of market "
+                f"intervals ({self.market_interval_s} s)"
+            )
+        elif round(self.horizon_h * 3600.0) % period:
+            problems.append(
+                f"mechanism.iterative.period_s: the horizon ({self.horizon_h:g} h) must be a "
+                f"whole number of periods ({period} s)"
+            )
+        ev = self.population.ev
+        n_evs = round(ev.participation * ev.count)
+        if n_evs == 0:
+            problems.append(
+                f"population.ev: {kind!r} coordinates EVs, but no EV takes part (count x "
+                "participation rounds to 0)"
+            )
+        for other in KINDS:
+            spec_k = self.population.kind(other)
+            if other != "ev" and spec_k.count and spec_k.participation > 0:
+                problems.append(
+                    f"population.{other}.participation: only EVs take part in {kind!r} (every "
+                    "other device runs as in the baseline), so set it to 0"
+                )
+        if spec.gamma is not None and n_evs and spec.gamma >= 1.0 / n_evs:
+            problems.append(
+                f"mechanism.iterative.gamma: must be < 1/N = {1.0 / n_evs:.6g} for N = {n_evs} "
+                f"EVs (Gan, Topcu and Low 2013, §IV), got {spec.gamma:g}"
+            )
+        if self.groups:
+            problems.append(f"groups: customer groups are not supported with {kind!r}")
+        if self.supply.generators:
+            where = " (its generators are mechanism.iterative.generators)"
+            problems.append(
+                f"supply.generators: {kind!r} has no auction for them to offer into"
+                + (where if kind == "day-ahead-flex" else "")
+            )
+        comms = self.comms
+        if comms.loss_probability >= 1.0:
+            problems.append(
+                "comms.loss_probability: the iterative exchange needs it below 1 (a total "
+                "outage never delivers a schedule)"
+            )
+        if comms.delay_intervals or comms.bid_delay_s:
+            problems.append(
+                f"comms: {kind!r} runs its exchange before the day, so only loss_probability "
+                "applies (delay_intervals and bid_delay_s must be 0)"
+            )
+        return problems
 
     def group_home_counts(self) -> dict[str, int]:
         """Homes per customer group: largest-remainder apportionment of the shares."""
@@ -790,7 +1019,15 @@ def builtin_scenarios() -> dict[str, str]:
     return out
 
 
-BUILTIN_SCENARIOS = ("default", "gridsmart", "olympic", "powermatching-city")
+BUILTIN_SCENARIOS = (
+    "day-ahead-flex",
+    "default",
+    "ev-congestion",
+    "ev-valley-filling",
+    "gridsmart",
+    "olympic",
+    "powermatching-city",
+)
 
 
 def load_scenario(name_or_path: str | Path) -> tuple[Scenario, Path | None]:
