@@ -7,13 +7,14 @@ of them. Nothing is half-accepted: a function that raises has not changed any st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Problem", "Problems", "ValidationError"]
+__all__ = ["Problem", "Problems", "ValidationError", "is_count", "is_real"]
 
 #: How many offending indices one line of the message lists before it counts the rest.
 _SHOWN_INDICES = 20
@@ -96,3 +97,17 @@ class Problems:
         """Raise one ValidationError naming every problem collected so far."""
         if self.found:
             raise ValidationError(self.found, subject=self.subject)
+
+
+def is_real(value: object) -> bool:
+    """A finite real number given as a number (``bool`` is not one, nor a numeric string)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float | np.integer | np.floating)
+        and math.isfinite(float(value))
+    )
+
+
+def is_count(value: object) -> bool:
+    """An integer given as an integer (``bool`` is not one, nor ``2.0``)."""
+    return not isinstance(value, bool) and isinstance(value, int | np.integer)

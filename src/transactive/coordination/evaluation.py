@@ -112,7 +112,7 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves
-from transactive.errors import Problem, Problems, ValidationError
+from transactive.errors import Problem, Problems, ValidationError, is_count, is_real
 from transactive.market.clearing import ClearingResult, Supply, allocate, clear, fill_of_allocation
 from transactive.market.iterative.consensus import (
     CommunicationGraph,
@@ -178,18 +178,6 @@ _MIN_SLACK_PERIODS = 2
 _ENERGY_RTOL = 1e-9
 
 
-def _is_real(value: object) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float | np.integer | np.floating)
-        and math.isfinite(float(value))
-    )
-
-
-def _is_count(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | np.integer)
-
-
 # ---------------------------------------------------------------------------------- the case
 
 
@@ -237,13 +225,13 @@ class AuctionCase:
             problems.add("homes", f"must be {n} integer home indices, got {homes.shape}")
         elif n:
             problems.check(homes < 0, "homes", "must be >= 0")
-        if not _is_count(self.homes_per_concentrator) or int(self.homes_per_concentrator) < 1:
+        if not is_count(self.homes_per_concentrator) or int(self.homes_per_concentrator) < 1:
             problems.add(
                 "homes_per_concentrator",
                 f"must be an integer >= 1, got {self.homes_per_concentrator!r}",
             )
         for name in ("price_cap", "price_floor", "duration_h"):
-            if not _is_real(getattr(self, name)):
+            if not is_real(getattr(self, name)):
                 problems.add(name, f"must be a finite number, got {getattr(self, name)!r}")
         problems.raise_if_any()
         if float(self.price_cap) <= float(self.price_floor):
@@ -289,7 +277,7 @@ class TclMarketCase:
         if not isinstance(given, TclBids):
             problems.add("bids", f"must be TclBids, got {type(given).__name__}")
         for name in ("capacity_kw", "base_load_kw", "reserve_price_per_kwh", "duration_h"):
-            if not _is_real(getattr(self, name)):
+            if not is_real(getattr(self, name)):
                 problems.add(name, f"must be a finite number, got {getattr(self, name)!r}")
         problems.raise_if_any()
         if not 0 <= float(self.base_load_kw) < float(self.capacity_kw):
@@ -369,7 +357,7 @@ class ComparisonCase:
                 problems.add(
                     "network", f"must be a NetworkEvProblem or None, got {type(network).__name__}"
                 )
-        if not _is_real(self.price_slope_per_kwh_per_kw) or self.price_slope_per_kwh_per_kw <= 0:
+        if not is_real(self.price_slope_per_kwh_per_kw) or self.price_slope_per_kwh_per_kw <= 0:
             problems.add("price_slope_per_kwh_per_kw", "must be a finite number > 0")
         problems.raise_if_any()
         base = np.asarray(self.base_load_kw, dtype=np.float64)
@@ -1720,10 +1708,10 @@ def compare_mechanisms(
     except TypeError:
         problems.add("losses", f"must be a sequence of probabilities, got {losses!r}")
         values = []
-    bad = [i for i, p in enumerate(values) if not _is_real(p) or not 0.0 <= float(p) < 1.0]
+    bad = [i for i, p in enumerate(values) if not is_real(p) or not 0.0 <= float(p) < 1.0]
     if bad:
         problems.add("losses", "must each be a probability in [0, 1)", bad)
-    if not _is_count(seed):
+    if not is_count(seed):
         problems.add("seed", f"must be an integer, got {seed!r}")
     given_rule: object = rule
     if given_rule is not None and not isinstance(given_rule, StoppingRule):
@@ -1997,7 +1985,7 @@ def case_from_scenario(
     """
     problems = Problems(subject="comparison case")
     for name, value, least in (("evs", evs, 1), ("homes", homes, 1), ("hvac", hvac, 0)):
-        if value is not None and (not _is_count(value) or int(value) < least):
+        if value is not None and (not is_count(value) or int(value) < least):
             problems.add(name, f"must be an integer >= {least}, got {value!r}")
     for name, value, least in (
         ("period_s", period_s, 1),
@@ -2006,11 +1994,11 @@ def case_from_scenario(
         ("dispatch_units", dispatch_units, 3),
         ("fleet_operators", fleet_operators, 1),
     ):
-        if not _is_count(value) or int(value) < least:
+        if not is_count(value) or int(value) < least:
             problems.add(name, f"must be an integer >= {least}, got {value!r}")
-    if not _is_real(comfort_weight_per_k2) or comfort_weight_per_k2 < 0:
+    if not is_real(comfort_weight_per_k2) or comfort_weight_per_k2 < 0:
         problems.add("comfort_weight_per_k2", "must be a finite number >= 0")
-    if not _is_real(transformer_share) or not 0 < transformer_share < 1:
+    if not is_real(transformer_share) or not 0 < transformer_share < 1:
         problems.add("transformer_share", "must lie in (0, 1)")
     problems.raise_if_any()
     sc = scenario

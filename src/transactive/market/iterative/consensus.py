@@ -104,7 +104,7 @@ from scipy.optimize import brentq
 from scipy.sparse.csgraph import connected_components
 
 from transactive.curves import checked_ids, default_ids
-from transactive.errors import Problems
+from transactive.errors import Problems, is_count, is_real
 from transactive.market.iterative.framework import (
     CentralizedOptimum,
     Channel,
@@ -165,18 +165,6 @@ def _checked_problem(problem: object, subject: str) -> DispatchProblem:
     return problem
 
 
-def _is_count(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | np.integer)
-
-
-def _is_real(value: object) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float | np.integer | np.floating)
-        and math.isfinite(float(value))
-    )
-
-
 # ---------------------------------------------------------------------------------- the graph
 
 
@@ -207,7 +195,7 @@ class CommunicationGraph:
     def __post_init__(self) -> None:
         problems = Problems(subject="communication graph")
         n = self.n_nodes
-        if not _is_count(n) or int(n) < 1:
+        if not is_count(n) or int(n) < 1:
             problems.add("n_nodes", f"must be an integer >= 1, got {n!r}")
             problems.raise_if_any()
         n = int(n)
@@ -302,9 +290,9 @@ class CommunicationGraph:
         """
         _check_size("random_connected", n, 1)
         problems = Problems(subject="random graph")
-        if not _is_real(p) or not 0.0 <= float(p) <= 1.0:
+        if not is_real(p) or not 0.0 <= float(p) <= 1.0:
             problems.add("p", f"must be a probability in [0, 1], got {p!r}")
-        if not _is_count(seed):
+        if not is_count(seed):
             problems.add("seed", f"must be an integer, got {seed!r}")
         problems.raise_if_any()
         n = int(n)
@@ -408,7 +396,7 @@ class CommunicationGraph:
 
 
 def _check_size(name: str, n: object, least: int) -> None:
-    if not _is_count(n) or int(n) < least:  # type: ignore[call-overload]
+    if not is_count(n) or int(n) < least:  # type: ignore[call-overload]
         problems = Problems(subject=f"{name} graph")
         problems.add("n", f"must be an integer >= {least}, got {n!r}")
         problems.raise_if_any()
@@ -481,7 +469,7 @@ class StorageUnits:
             if m >= 1 and values.shape != (m,):
                 problems.add(name, f"must have shape (M,) = {(m,)}, got {values.shape}")
         h = self.period_h
-        if not _is_real(h) or float(h) <= 0:
+        if not is_real(h) or float(h) <= 0:
             problems.add("period_h", f"must be a finite number > 0, got {h!r}")
         problems.raise_if_any()
         ids = (
@@ -613,10 +601,10 @@ class DispatchProblem:
             problems.add(
                 "graph", f"must have one node per unit ({n}), got {self.graph.n_nodes} nodes"
             )
-        if not _is_count(self.leader) or not 0 <= int(self.leader) < max(n, 0):
+        if not is_count(self.leader) or not 0 <= int(self.leader) < max(n, 0):
             problems.add("leader", f"must be a unit index in 0..{n - 1}, got {self.leader!r}")
         demand = self.demand_kw
-        if not _is_real(demand) or float(demand) <= 0:
+        if not is_real(demand) or float(demand) <= 0:
             problems.add(
                 "demand_kw",
                 f"must be a finite number > 0 (the residual is relative to it), got {demand!r}",

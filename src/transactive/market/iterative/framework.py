@@ -29,14 +29,13 @@ faults' seed.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from transactive.errors import Problems
+from transactive.errors import Problems, is_count, is_real
 
 __all__ = [
     "CentralizedOptimum",
@@ -63,18 +62,6 @@ class StepSizeWarning(UserWarning):
     """A step size lies outside the range an algorithm's convergence proof covers."""
 
 
-def _is_real(value: object) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float | np.integer | np.floating)
-        and math.isfinite(float(value))
-    )
-
-
-def _is_count(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | np.integer)
-
-
 @dataclass(frozen=True)
 class StoppingRule:
     """When an iteration stops.
@@ -99,15 +86,15 @@ class StoppingRule:
 
     def __post_init__(self) -> None:
         problems = Problems(subject="stopping rule")
-        if not _is_real(self.tolerance) or float(self.tolerance) <= 0:
+        if not is_real(self.tolerance) or float(self.tolerance) <= 0:
             problems.add("tolerance", f"must be a finite number > 0, got {self.tolerance!r}")
         for name in ("max_rounds", "min_rounds"):
             value = getattr(self, name)
-            if not _is_count(value) or int(value) < 1:
+            if not is_count(value) or int(value) < 1:
                 problems.add(name, f"must be an integer >= 1, got {value!r}")
         if (
-            _is_count(self.max_rounds)
-            and _is_count(self.min_rounds)
+            is_count(self.max_rounds)
+            and is_count(self.min_rounds)
             and self.min_rounds > self.max_rounds
         ):
             problems.add(
@@ -148,13 +135,13 @@ class CommsFaults:
     def __post_init__(self) -> None:
         problems = Problems(subject="communication faults")
         p = self.loss_probability
-        if not _is_real(p) or not 0.0 <= float(p) < 1.0:
+        if not is_real(p) or not 0.0 <= float(p) < 1.0:
             problems.add("loss_probability", f"must lie in [0, 1), got {p!r}")
-        if not _is_count(self.max_delay_rounds) or int(self.max_delay_rounds) < 0:
+        if not is_count(self.max_delay_rounds) or int(self.max_delay_rounds) < 0:
             problems.add(
                 "max_delay_rounds", f"must be an integer >= 0, got {self.max_delay_rounds!r}"
             )
-        if not _is_count(self.seed):
+        if not is_count(self.seed):
             problems.add("seed", f"must be an integer, got {self.seed!r}")
         problems.raise_if_any()
 
@@ -193,7 +180,7 @@ class Channel:
     numbers_up: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        if not _is_count(self.n_agents) or self.n_agents < 0:
+        if not is_count(self.n_agents) or self.n_agents < 0:
             raise ValueError(f"n_agents must be an integer >= 0, got {self.n_agents!r}")
         self._held_round = np.zeros(self.n_agents, dtype=np.int64)
         self._rng = np.random.default_rng(int(self.faults.seed))
@@ -497,7 +484,7 @@ def checked_step_size(
     is only sufficient (the method may still converge, the proof no longer covers it).
     """
     problems = Problems(subject="step size")
-    if not _is_real(value) or float(value) <= 0:  # type: ignore[arg-type]
+    if not is_real(value) or float(value) <= 0:  # type: ignore[arg-type]
         problems.add(name, f"must be a finite number > 0, got {value!r}")
         problems.raise_if_any()
     step = float(value)  # type: ignore[arg-type]
