@@ -13,10 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
-from tests.platform.conftest import PlatformDb
 from tests.platform.test_cli_platform import _login, _read_credentials, _serve, _stop, _wait_for
 from transactive.platform import db as platform_db
 from transactive.platform.api.bid_writer import _WriterTurn
@@ -116,36 +114,3 @@ def test_a_writer_waits_for_the_other_processes_turn_without_blocking_its_loop(
     assert events[0] == "first has its turn"
     assert events[1:6] == ["loop ran"] * 5
     assert events[-1] == "second has its turn"
-
-
-@pytest.mark.postgres
-def test_writer_turn_on_postgres_holds_the_chain_lock(postgres_db: PlatformDb) -> None:
-    sessions = postgres_db.factory
-    first, second = _WriterTurn(postgres_db.engine), _WriterTurn(postgres_db.engine)
-
-    async def scenario() -> list[str]:
-        events: list[str] = []
-        s1 = sessions()
-        await first.take(s1)
-        events.append("first")
-
-        async def other() -> None:
-            s2 = sessions()
-            try:
-                await second.take(s2)
-                events.append("second")
-                s2.commit()
-            finally:
-                s2.close()
-                second.give()
-
-        task = asyncio.create_task(other())
-        await asyncio.sleep(0.02)
-        events.append("first commits")
-        s1.commit()
-        s1.close()
-        first.give()
-        await asyncio.wait_for(task, 5.0)
-        return events
-
-    assert asyncio.run(scenario()) == ["first", "first commits", "second"]

@@ -37,7 +37,6 @@ __all__ = [
     "append_many",
     "list_records",
     "lock_chain",
-    "try_lock_chain",
     "verify_database",
 ]
 
@@ -62,22 +61,6 @@ def lock_chain(session: Session) -> None:
         return
     session.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
     session.info[_CHAIN_LOCKED] = session.get_transaction()
-
-
-def try_lock_chain(session: Session) -> bool:
-    """Take the chain's lock if it is free, without waiting (PostgreSQL); True when held.
-
-    ``pg_try_advisory_xact_lock``: a writer polling for its turn without blocking its event loop
-    (:mod:`transactive.platform.api.bid_writer`). SQLite: True (``BEGIN IMMEDIATE`` holds it).
-    """
-    if session.get_bind().dialect.name != "postgresql" or _holds_chain_lock(session):
-        return True
-    got = bool(
-        session.execute(sa.select(sa.func.pg_try_advisory_xact_lock(CHAIN_LOCK_KEY))).scalar_one()
-    )
-    if got:
-        session.info[_CHAIN_LOCKED] = session.get_transaction()
-    return got
 
 
 #: ``session.info`` key: the transaction that holds the chain's lock.
