@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             BidFastLane,
             max_body_bytes=settings.max_body_bytes,
             key_pattern=bids.IDEMPOTENCY_KEY_PATTERN,
+            key_max=bids.IDEMPOTENCY_KEY_MAX,
         )
     return app
 

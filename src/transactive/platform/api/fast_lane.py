@@ -50,10 +50,13 @@ _JSON = re.compile(rb"^application/json\s*(;.*)?$", re.IGNORECASE)
 class BidFastLane:
     """ASGI middleware: well-formed bid submissions go straight to the bid writer."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, key_pattern: str) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, key_pattern: str, key_max: int
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self._key = re.compile(key_pattern)
+        self._key_max = key_max
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a well-formed bid submission; pass every other request on unchanged."""
@@ -101,7 +104,7 @@ class BidFastLane:
             auth_text = authorization.decode("latin-1")
         except UnicodeDecodeError:
             return False
-        if not (1 <= len(key) <= 200) or not self._key.match(key):
+        if not (1 <= len(key) <= self._key_max) or not self._key.fullmatch(key):
             return False
         now = app_state.clock()
         try:

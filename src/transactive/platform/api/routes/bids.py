@@ -27,19 +27,20 @@ from transactive.platform.api.deps import Claims, CurrentMember, Now, SessionDep
 from transactive.platform.errors import forbidden
 from transactive.platform.schemas import BidCreate, BidPublic, BidStatus
 
-__all__ = ["IDEMPOTENCY_KEY_PATTERN", "router"]
+__all__ = ["IDEMPOTENCY_KEY_MAX", "IDEMPOTENCY_KEY_PATTERN", "router"]
 
 router = APIRouter(prefix="/bids", tags=["bids"])
 
 #: An idempotency key: 1 to 200 printable ASCII characters (the route and its fast lane).
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
+IDEMPOTENCY_KEY_MAX = 200
 
 IdempotencyKey = Annotated[
     str,
     Header(
         alias="Idempotency-Key",
         min_length=1,
-        max_length=200,
+        max_length=IDEMPOTENCY_KEY_MAX,
         pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Unique per member and bid message (printable ASCII, at most 200).",
     ),
