@@ -346,7 +346,9 @@ class BidCurves:
         finite_q = np.isfinite(powers).all(axis=1)
         problems.check(~finite_p, "price_per_kwh", "not a finite number (NaN or infinite)", labels)
         problems.check(~finite_q, "power_kw", "not a finite number (NaN or infinite)", labels)
-        with np.errstate(invalid="ignore"):
+        # a difference beyond the float range (finite prices near ±1.8e308) overflows to ±inf,
+        # which keeps its sign: the comparisons below stay right
+        with np.errstate(invalid="ignore", over="ignore"):
             unsorted = finite_p & (np.diff(prices, axis=1) < 0).any(axis=1)
             rising = finite_p & finite_q & ~unsorted & (np.diff(powers, axis=1) > 0).any(axis=1)
         problems.check(unsorted, "price_per_kwh", "breakpoints not sorted by price", labels)

@@ -98,14 +98,14 @@ def normalize_url(url: str) -> str:
 SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
 
 
-def _sqlite_on_connect(synchronous: str) -> Any:
+def _sqlite_on_connect(synchronous: str, busy_timeout_ms: int) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        _on_sqlite_connect(dbapi_connection, synchronous)
+        _on_sqlite_connect(dbapi_connection, synchronous, busy_timeout_ms)
 
     return on_connect
 
 
-def _on_sqlite_connect(dbapi_connection: Any, synchronous: str) -> None:
+def _on_sqlite_connect(dbapi_connection: Any, synchronous: str, busy_timeout_ms: int) -> None:
     # pysqlite's own transaction handling is switched off; SQLAlchemy's "begin" event below
     # emits BEGIN IMMEDIATE instead (SQLAlchemy SQLite dialect docs, pysqlite recipe).
     dbapi_connection.isolation_level = None
@@ -114,7 +114,7 @@ def _on_sqlite_connect(dbapi_connection: Any, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     finally:
         cursor.close()
@@ -124,7 +124,13 @@ def _on_sqlite_begin(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    **kwargs: Any,
+) -> Engine:
     """An engine for the platform's database at ``url`` (SQLite or PostgreSQL).
 
     SQLite connections get WAL, foreign keys, ``synchronous``, ``busy_timeout`` and
@@ -138,6 +144,10 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) ->
     may roll back after a power loss or an operating-system crash (SQLite manual, "PRAGMA
     synchronous" and "Write-Ahead Logging" §"Performance Considerations"). About 3 ms less per
     commit on this machine's disk.
+
+    ``sqlite_busy_timeout_ms``: how long a connection waits for another writer before SQLite
+    answers "database is locked" (0: at once, for a caller that waits elsewhere, as the bid
+    writer does on its event loop).
     """
     if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise ValueError(
@@ -153,7 +163,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) ->
                 "platform's connections; give a file (sqlite:///path/to/platform.db)"
             )
         engine = sa.create_engine(normalized, **kwargs)
-        sa.event.listen(engine, "connect", _sqlite_on_connect(sqlite_synchronous))
+        sa.event.listen(
+            engine, "connect", _sqlite_on_connect(sqlite_synchronous, sqlite_busy_timeout_ms)
+        )
         sa.event.listen(engine, "begin", _on_sqlite_begin)
         return engine
     return sa.create_engine(normalized, pool_pre_ping=True, **kwargs)

@@ -15,11 +15,11 @@ non-increasing; a single point is a block bid.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 __all__ = [
     "AccountKind",
@@ -52,12 +52,18 @@ __all__ = [
     "MeterReadingCreate",
     "MeterReadingPublic",
     "PricePublic",
+    "Refusal",
     "Role",
     "Token",
+    "Unprocessable",
+    "ValidationIssue",
 ]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+#: A row id: the tables key rows by SQL INTEGER (32 bits on PostgreSQL, 64 on SQLite), so a
+#: number outside 32 bits names no row and is refused (422) before it reaches the database
+RowId = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 class _Model(BaseModel):
@@ -175,10 +181,10 @@ class MarketCreate(_Model):
     network_import_per_kwh: float = Field(default=0.0, ge=0)
     network_export_per_kwh: float = 0.0
     loss_price_per_kwh: float = Field(default=0.0, ge=0)
-    dso_member_id: int | None = None
-    network_owner_member_id: int | None = None
+    dso_member_id: RowId | None = None
+    network_owner_member_id: RowId | None = None
     #: The counterparty of the substation's supply and of imbalances (a retailer or the TSO).
-    supplier_member_id: int | None = None
+    supplier_member_id: RowId | None = None
 
 
 class MarketUpdate(_Model):
@@ -209,9 +215,9 @@ class MarketPublic(_Public):
     network_import_per_kwh: float
     network_export_per_kwh: float
     loss_price_per_kwh: float
-    dso_member_id: int | None
-    network_owner_member_id: int | None
-    supplier_member_id: int | None
+    dso_member_id: RowId | None
+    network_owner_member_id: RowId | None
+    supplier_member_id: RowId | None
     currency: str
 
 
@@ -225,18 +231,33 @@ class IntervalState(StrEnum):
     SETTLED = "settled"
 
 
+#: The years an interval may start in (UTC).
+START_YEARS = (1970, 9000)
+
+
 class IntervalsCreate(_Model):
     """Open ``count`` consecutive intervals of the market from ``start`` (aligned to interval_s)."""
 
     start: AwareDatetime
     count: int = Field(default=1, ge=1, le=10000)
 
+    @field_validator("start")
+    @classmethod
+    def _within_the_calendar(cls, start: datetime) -> datetime:
+        # the gate (start less the lead) and the ends (start plus count intervals) must stay
+        # inside the calendar; no market runs outside these years
+        if not START_YEARS[0] <= start.astimezone(UTC).year <= START_YEARS[1]:
+            raise ValueError(
+                f"must lie between the years {START_YEARS[0]} and {START_YEARS[1]} (UTC)"
+            )
+        return start
+
 
 class IntervalPublic(_Public):
     """One market interval and the outcome of its clearing."""
 
     id: int
-    market_id: int
+    market_id: RowId
     start: datetime
     end: datetime
     gate_closes_at: datetime
@@ -253,8 +274,8 @@ class IntervalPublic(_Public):
 class ContractCreate(_Model):
     """A member's standing terms in one market: its bus, meter and limit."""
 
-    member_id: int
-    market_id: int
+    member_id: RowId
+    market_id: RowId
     #: The feeder bus (pandapower bus name or index as a string) the meter is connected to.
     bus: Name
     meter_id: Name
@@ -275,8 +296,8 @@ class ContractPublic(_Public):
     """A contract as the API shows it."""
 
     id: int
-    member_id: int
-    market_id: int
+    member_id: RowId
+    market_id: RowId
     bus: str
     meter_id: str
     max_power_kw: float
@@ -297,8 +318,8 @@ class BidPoint(_Model):
 class BidCreate(_Model):
     """A bid curve for an open interval, under one of the member's contracts."""
 
-    interval_id: int
-    contract_id: int
+    interval_id: RowId
+    contract_id: RowId
     points: list[BidPoint] = Field(min_length=1, max_length=64)
     #: base64 Ed25519 signature of :func:`transactive.platform.auth.bid_signing_bytes` of this bid.
     signature: str | None = None
@@ -316,9 +337,9 @@ class BidPublic(_Public):
     """A bid as the API shows it (to its member and the operator only)."""
 
     id: int
-    interval_id: int
-    contract_id: int
-    member_id: int
+    interval_id: RowId
+    contract_id: RowId
+    member_id: RowId
     idempotency_key: str
     points: list[BidPoint]
     status: BidStatus
@@ -329,9 +350,9 @@ class BidPublic(_Public):
 class AwardPublic(_Public):
     """What a contract was awarded in a cleared (and checked) interval."""
 
-    interval_id: int
-    contract_id: int
-    member_id: int
+    interval_id: RowId
+    contract_id: RowId
+    member_id: RowId
     bus: str
     power_kw: float
     energy_kwh: float
@@ -341,7 +362,7 @@ class AwardPublic(_Public):
 class PricePublic(_Public):
     """What is published to every member once an interval is cleared."""
 
-    interval_id: int
+    interval_id: RowId
     state: IntervalState
     clearing_price_per_kwh: float
     locational_price_per_kwh: dict[str, float]  # bus -> price
@@ -358,8 +379,8 @@ class BusAggregatePublic(_Public):
 class MeterReadingCreate(_Model):
     """A contract's metered energy over one interval (+ consumed, − injected)."""
 
-    interval_id: int
-    contract_id: int
+    interval_id: RowId
+    contract_id: RowId
     energy_kwh: float = Field(allow_inf_nan=False)
 
 
@@ -367,9 +388,9 @@ class MeterReadingPublic(_Public):
     """A meter reading as the API shows it."""
 
     id: int
-    interval_id: int
-    contract_id: int
-    member_id: int
+    interval_id: RowId
+    contract_id: RowId
+    member_id: RowId
     energy_kwh: float
     received_at: datetime
 
@@ -402,8 +423,8 @@ class AccountPublic(_Public):
 
     id: int
     kind: AccountKind
-    member_id: int | None
-    market_id: int | None
+    member_id: RowId | None
+    market_id: RowId | None
     name: str
     balance_minor: int  # sum of debits minus sum of credits
     currency: str
@@ -413,10 +434,10 @@ class EntryPublic(_Public):
     """One double-entry posting: the amount moves from the credit to the debit account."""
 
     id: int
-    interval_id: int
+    interval_id: RowId
     kind: EntryKind
-    debit_account_id: int
-    credit_account_id: int
+    debit_account_id: RowId
+    credit_account_id: RowId
     amount_minor: int = Field(gt=0)
     memo: str
 
@@ -429,7 +450,7 @@ class AuditRecordPublic(_Public):
 
     seq: int
     at: datetime
-    actor_member_id: int | None
+    actor_member_id: RowId | None
     kind: str
     payload: dict[str, object]
     prev_hash: str
@@ -445,3 +466,32 @@ class AuditVerification(BaseModel):
     #: Every problem found: the sequence number and what is wrong there (edited, removed,
     #: reordered, broken link).
     problems: list[str]
+
+
+# ------------------------------------------------------------------------------ 422 answers
+
+
+class ValidationIssue(BaseModel):
+    """One problem of a malformed request, as FastAPI's request validation reports it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class Refusal(BaseModel):
+    """The platform's own refusal (:class:`~transactive.platform.errors.PlatformError`)."""
+
+    code: str
+    message: str
+    problems: list[str] = []
+
+
+class Unprocessable(BaseModel):
+    """A 422 answer: the request's validation issues, or the platform's refusal of its content."""
+
+    detail: list[ValidationIssue] | Refusal

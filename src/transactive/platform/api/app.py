@@ -54,6 +54,7 @@ from transactive.platform.api.routes import (
 )
 from transactive.platform.db import make_engine, make_session_factory
 from transactive.platform.errors import PlatformError
+from transactive.platform.schemas import Unprocessable
 from transactive.platform.settings import Settings
 
 __all__ = ["app_from_environment", "create_app"]
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         # passes, whose pauses over every module, route and model showed in the p99 latency
         gc.freeze()
         yield
+        bid_writer.close()
         engine.dispose()
 
     app = FastAPI(
@@ -130,7 +132,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         accounts,
         audit,
     ):
-        app.include_router(module.router, prefix=API_PREFIX)
+        # every 422 is either FastAPI's list of issues or the platform's refusal: the document
+        # says both (FastAPI would declare only the first)
+        app.include_router(
+            module.router,
+            prefix=API_PREFIX,
+            responses={422: {"model": Unprocessable, "description": "Unprocessable request"}},
+        )
     _add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     if settings.bid_fast_lane:  # outside the body limit: it checks the size itself

@@ -107,45 +107,74 @@ def _settle(future: asyncio.Future[tuple[BidPublic, bool]], answer: _Answer) -> 
 
 
 class _WriterTurn:
-    """The SQLite bid writers of several server processes take turns, none blocking its loop.
+    """SQLite: the bid writer takes the database's write lock without ever blocking its loop.
 
-    An exclusive ``flock`` on a file beside the database (``<db>.writers``), tried without
-    blocking and tried again after a growing pause on the loop (``asyncio.sleep``), then
-    ``BEGIN IMMEDIATE``, which finds the write lock free unless a writer other than a bid writer
-    holds it (it then waits for SQLite's busy timeout, as every other writer does). Where
-    ``fcntl`` does not exist (Windows), SQLite's own busy wait serialises the writers.
-    PostgreSQL's writers take turns on the audit chain's advisory lock in their own threads
-    (:meth:`BidWriter._write_blocking`).
+    Every other request's transaction also begins with ``BEGIN IMMEDIATE`` (in FastAPI's thread
+    pool) and holds the write lock across its awaits, which need the event loop to go on. A
+    writer that waited for that lock on the loop, in SQLite's busy handler, would stop the very
+    loop the lock holder needs: the server stalled for the busy timeout times the batch (found
+    by the crash-safety test's gate closure under load). So the writer's connections have no
+    busy wait (their own engine, ``busy_timeout=0``): ``BEGIN IMMEDIATE`` answers "database is
+    locked" at once, and the writer tries again after a growing pause on the loop
+    (``asyncio.sleep``), for at most the platform's busy timeout (then the batch is answered
+    503, as a busy database is everywhere). Bid writers of other server processes are taken
+    turns with first through an exclusive ``flock`` on a file beside the database
+    (``<db>.writers``), tried the same way. PostgreSQL's writers take turns on the audit chain's
+    advisory lock in their own threads (:meth:`BidWriter._write_blocking`).
     """
 
     def __init__(self, engine: sa.Engine | None) -> None:
         self.dialect = engine.dialect.name if engine is not None else ""
         self._fd: int | None = None
-        if engine is not None and self.dialect == "sqlite" and fcntl is not None:
+        self.sessions: sessionmaker[Session] | None = None
+        if engine is not None and self.dialect == "sqlite":
+            nowait = platform_db.make_engine(
+                engine.url.render_as_string(hide_password=False), sqlite_busy_timeout_ms=0
+            )
+            self.sessions = platform_db.make_session_factory(nowait)
             database = engine.url.database
-            if database:
+            if database and fcntl is not None:
                 self._fd = os.open(f"{database}.writers", os.O_RDWR | os.O_CREAT, 0o600)
-        self._sqlite_timeout_s = platform_db.SQLITE_BUSY_TIMEOUT_MS / 1000.0
+        self._timeout_s = platform_db.SQLITE_BUSY_TIMEOUT_MS / 1000.0
 
     async def take(self, session: Session) -> None:
-        """Wait for this process's turn, then begin the batch's transaction in ``session``."""
-        if self._fd is not None and fcntl is not None:
-            waited, pause = 0.0, _TURN_POLL_S[0]
-            while True:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        """Wait for this writer's turn, then begin the batch's transaction in ``session``."""
+        waited, pause = 0.0, _TURN_POLL_S[0]
+        while self._fd is not None and fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited > self._timeout_s:  # the database's own refusal decides below
                     break
-                except BlockingIOError:
-                    if waited > self._sqlite_timeout_s:  # let SQLite's busy timeout decide
-                        break
-                    await asyncio.sleep(pause)
-                    waited, pause = waited + pause, min(pause * 1.5, _TURN_POLL_S[1])
-        session.begin()
+                await asyncio.sleep(pause)
+                waited, pause = waited + pause, min(pause * 1.5, _TURN_POLL_S[1])
+        while True:
+            try:
+                session.begin()
+                session.connection()  # BEGIN IMMEDIATE: the write lock, or "locked" at once
+                return
+            except sa.exc.OperationalError as exc:
+                session.rollback()
+                if "locked" not in str(exc.orig) or waited > self._timeout_s:
+                    raise
+                await asyncio.sleep(pause)
+                waited, pause = waited + pause, min(pause * 1.5, _TURN_POLL_S[1])
 
     def give(self) -> None:
         """End this process's turn (after the commit or the rollback)."""
         if self._fd is not None and fcntl is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the writer's own connections and lock file."""
+        if self.sessions is not None:
+            bind = self.sessions.kw.get("bind")
+            if isinstance(bind, sa.Engine):
+                bind.dispose()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class BidWriter:
@@ -174,6 +203,11 @@ class BidWriter:
         bind = sessions.kw.get("bind")
         self._turn = _WriterTurn(bind if isinstance(bind, sa.Engine) else None)
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bid-writer")
+
+    def close(self) -> None:
+        """Release the writer's own connections (the app's shutdown)."""
+        self._turn.close()
+        self._db_thread.shutdown(wait=True)
 
     async def submit(
         self, *, claims: TokenClaims, bid_in: BidCreate, idempotency_key: str, now: datetime
@@ -236,7 +270,7 @@ class BidWriter:
                 return written
             return [a for pending in batch for a in await self._write(loop, [pending])]
         with self._lock:
-            session = self._sessions()
+            session = (self._turn.sessions or self._sessions)()
             try:
                 await self._turn.take(session)
                 answers = self._apply(session, batch)

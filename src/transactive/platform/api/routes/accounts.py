@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from transactive.platform import crud
 from transactive.platform.api.deps import CurrentMember, SessionDep, is_operator
 from transactive.platform.errors import forbidden
-from transactive.platform.schemas import AccountPublic, EntryPublic
+from transactive.platform.schemas import AccountPublic, EntryPublic, RowId
 
 __all__ = ["router"]
 
@@ -28,7 +28,7 @@ def list_accounts(session: SessionDep, me: CurrentMember) -> list[AccountPublic]
 
 
 @router.get("/{account_id}/entries", response_model=list[EntryPublic])
-def list_entries(account_id: int, session: SessionDep, me: CurrentMember) -> list[EntryPublic]:
+def list_entries(account_id: RowId, session: SessionDep, me: CurrentMember) -> list[EntryPublic]:
     """Every entry on an account: the caller's own (the operator: any)."""
     account = crud.get_account(session, account_id=account_id)
     if not is_operator(me) and account.member_id != me.id:

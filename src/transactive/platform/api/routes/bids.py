@@ -25,7 +25,7 @@ from transactive.platform import crud
 from transactive.platform.api.bid_writer import BidWriter
 from transactive.platform.api.deps import Claims, CurrentMember, Now, SessionDep, is_operator
 from transactive.platform.errors import forbidden
-from transactive.platform.schemas import BidCreate, BidPublic, BidStatus
+from transactive.platform.schemas import BidCreate, BidPublic, BidStatus, RowId
 
 __all__ = ["IDEMPOTENCY_KEY_MAX", "IDEMPOTENCY_KEY_PATTERN", "router"]
 
@@ -77,7 +77,7 @@ async def submit_bid(
 def list_bids(
     session: SessionDep,
     me: CurrentMember,
-    interval_id: int | None = None,
+    interval_id: RowId | None = None,
     bid_status: Annotated[BidStatus | None, Query(alias="status")] = None,
 ) -> list[BidPublic]:
     """The caller's bids (the operator: everyone's), by interval and status."""
@@ -91,7 +91,7 @@ def list_bids(
 
 
 @router.get("/{bid_id}", response_model=BidPublic)
-def read_bid(bid_id: int, session: SessionDep, me: CurrentMember) -> BidPublic:
+def read_bid(bid_id: RowId, session: SessionDep, me: CurrentMember) -> BidPublic:
     """One of the caller's bids (the operator: any)."""
     bid = crud.get_bid(session, bid_id=bid_id)
     if not is_operator(me) and bid.member_id != me.id:
@@ -100,6 +100,6 @@ def read_bid(bid_id: int, session: SessionDep, me: CurrentMember) -> BidPublic:
 
 
 @router.delete("/{bid_id}", response_model=BidPublic)
-def withdraw_bid(bid_id: int, session: SessionDep, me: CurrentMember, now: Now) -> BidPublic:
+def withdraw_bid(bid_id: RowId, session: SessionDep, me: CurrentMember, now: Now) -> BidPublic:
     """Withdraw one of the caller's active bids before the gate closes."""
     return BidPublic.model_validate(crud.withdraw_bid(session, member=me, bid_id=bid_id, now=now))

@@ -11,7 +11,7 @@ from fastapi import APIRouter, status
 from transactive.platform import crud
 from transactive.platform.api.deps import CurrentMember, Operator, SessionDep, is_operator
 from transactive.platform.errors import forbidden
-from transactive.platform.schemas import ContractCreate, ContractPublic, ContractUpdate
+from transactive.platform.schemas import ContractCreate, ContractPublic, ContractUpdate, RowId
 
 __all__ = ["router"]
 
@@ -34,7 +34,7 @@ def list_contracts(session: SessionDep, me: CurrentMember) -> list[ContractPubli
 
 
 @router.get("/{contract_id}", response_model=ContractPublic)
-def read_contract(contract_id: int, session: SessionDep, me: CurrentMember) -> ContractPublic:
+def read_contract(contract_id: RowId, session: SessionDep, me: CurrentMember) -> ContractPublic:
     """One contract: the caller's own (the operator: any)."""
     contract = crud.get_contract(session, contract_id=contract_id)
     if not is_operator(me) and contract.member_id != me.id:
@@ -44,7 +44,7 @@ def read_contract(contract_id: int, session: SessionDep, me: CurrentMember) -> C
 
 @router.patch("/{contract_id}", response_model=ContractPublic)
 def update_contract(
-    contract_id: int, contract_in: ContractUpdate, session: SessionDep, _op: Operator
+    contract_id: RowId, contract_in: ContractUpdate, session: SessionDep, _op: Operator
 ) -> ContractPublic:
     """Change a contract's power limit or represented parties, or deactivate it (operator)."""
     contract = crud.get_contract(session, contract_id=contract_id)

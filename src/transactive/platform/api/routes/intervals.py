@@ -36,6 +36,7 @@ from transactive.platform.schemas import (
     IntervalPublic,
     IntervalState,
     PricePublic,
+    RowId,
 )
 
 __all__ = ["POOLED_BUS", "router"]
@@ -49,14 +50,14 @@ _PUBLISHED = (IntervalState.CLEARED, IntervalState.CHECKED, IntervalState.SETTLE
 
 
 @router.get("/{interval_id}", response_model=IntervalPublic)
-def read_interval(interval_id: int, session: SessionDep, _me: CurrentMember) -> IntervalPublic:
+def read_interval(interval_id: RowId, session: SessionDep, _me: CurrentMember) -> IntervalPublic:
     """An interval and its state (any member)."""
     return IntervalPublic.model_validate(crud.get_interval(session, interval_id=interval_id))
 
 
 @router.post("/{interval_id}/advance", response_model=IntervalPublic)
 def advance(
-    interval_id: int,
+    interval_id: RowId,
     session: SessionDep,
     _op: Operator,
     now: Now,
@@ -72,7 +73,7 @@ def advance(
 
 
 @router.get("/{interval_id}/prices", response_model=PricePublic)
-def read_prices(interval_id: int, session: SessionDep, _me: CurrentMember) -> PricePublic:
+def read_prices(interval_id: RowId, session: SessionDep, _me: CurrentMember) -> PricePublic:
     """The clearing price and the locational price at every bus with an award (any member)."""
     interval = crud.get_interval(session, interval_id=interval_id)
     if interval.state not in _PUBLISHED:
@@ -93,7 +94,7 @@ def read_prices(interval_id: int, session: SessionDep, _me: CurrentMember) -> Pr
 
 
 @router.get("/{interval_id}/awards", response_model=list[AwardPublic])
-def list_awards(interval_id: int, session: SessionDep, me: CurrentMember) -> list[AwardPublic]:
+def list_awards(interval_id: RowId, session: SessionDep, me: CurrentMember) -> list[AwardPublic]:
     """The caller's awards in the interval (the operator: all), once cleared."""
     interval = crud.get_interval(session, interval_id=interval_id)
     if interval.state not in _PUBLISHED:
@@ -108,7 +109,7 @@ def list_awards(interval_id: int, session: SessionDep, me: CurrentMember) -> lis
 
 @router.get("/{interval_id}/aggregates", response_model=list[BusAggregatePublic])
 def read_aggregates(
-    interval_id: int, session: SessionDep, settings: SettingsDep, me: DsoOrOperator
+    interval_id: RowId, session: SessionDep, settings: SettingsDep, me: DsoOrOperator
 ) -> list[BusAggregatePublic]:
     """Per bus, the sum of the active bids' curves (the DSO and the operator), by bus name."""
     from transactive.aggregation import aggregate  # noqa: PLC0415 (numpy-heavy, on demand)

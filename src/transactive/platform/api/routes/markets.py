@@ -19,6 +19,7 @@ from transactive.platform.schemas import (
     MarketCreate,
     MarketPublic,
     MarketUpdate,
+    RowId,
 )
 
 __all__ = ["router"]
@@ -42,14 +43,14 @@ def list_markets(session: SessionDep, _me: CurrentMember) -> list[MarketPublic]:
 
 
 @router.get("/{market_id}", response_model=MarketPublic)
-def read_market(market_id: int, session: SessionDep, _me: CurrentMember) -> MarketPublic:
+def read_market(market_id: RowId, session: SessionDep, _me: CurrentMember) -> MarketPublic:
     """One market (any member)."""
     return MarketPublic.model_validate(crud.get_market(session, market_id=market_id))
 
 
 @router.patch("/{market_id}", response_model=MarketPublic)
 def update_market(
-    market_id: int, market_in: MarketUpdate, session: SessionDep, _op: Operator
+    market_id: RowId, market_in: MarketUpdate, session: SessionDep, _op: Operator
 ) -> MarketPublic:
     """Change a market's name, imbalance price or fees (operator; later settlements use them)."""
     market = crud.get_market(session, market_id=market_id)
@@ -64,7 +65,7 @@ def update_market(
     status_code=status.HTTP_201_CREATED,
 )
 def open_intervals(
-    market_id: int, intervals_in: IntervalsCreate, session: SessionDep, _op: Operator
+    market_id: RowId, intervals_in: IntervalsCreate, session: SessionDep, _op: Operator
 ) -> list[IntervalPublic]:
     """Open ``count`` consecutive intervals from ``start`` (operator)."""
     market = crud.get_market(session, market_id=market_id)
@@ -74,7 +75,7 @@ def open_intervals(
 
 @router.get("/{market_id}/intervals", response_model=list[IntervalPublic])
 def list_intervals(
-    market_id: int,
+    market_id: RowId,
     session: SessionDep,
     _me: CurrentMember,
     state: IntervalState | None = None,

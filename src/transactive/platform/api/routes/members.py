@@ -14,7 +14,13 @@ from transactive.platform import crud
 from transactive.platform.api.deps import CurrentMember, Operator, SessionDep, is_operator
 from transactive.platform.auth import hash_secret, new_client_secret
 from transactive.platform.errors import forbidden
-from transactive.platform.schemas import MemberCreate, MemberCreated, MemberPublic, MemberUpdate
+from transactive.platform.schemas import (
+    MemberCreate,
+    MemberCreated,
+    MemberPublic,
+    MemberUpdate,
+    RowId,
+)
 
 __all__ = ["router"]
 
@@ -45,7 +51,7 @@ def read_me(me: CurrentMember) -> MemberPublic:
 
 
 @router.get("/{member_id}", response_model=MemberPublic)
-def read_member(member_id: int, session: SessionDep, me: CurrentMember) -> MemberPublic:
+def read_member(member_id: RowId, session: SessionDep, me: CurrentMember) -> MemberPublic:
     """A member (the operator: any; others: only themselves)."""
     if not is_operator(me) and member_id != me.id:
         raise forbidden(f"member {me.id} may read only its own record, not member {member_id}")
@@ -54,7 +60,7 @@ def read_member(member_id: int, session: SessionDep, me: CurrentMember) -> Membe
 
 @router.patch("/{member_id}", response_model=MemberPublic)
 def update_member(
-    member_id: int, member_in: MemberUpdate, session: SessionDep, _op: Operator
+    member_id: RowId, member_in: MemberUpdate, session: SessionDep, _op: Operator
 ) -> MemberPublic:
     """Rename, suspend, re-admit or remove a member, or set its Ed25519 key (operator)."""
     member = crud.get_member(session, member_id=member_id)

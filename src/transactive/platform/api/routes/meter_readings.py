@@ -10,7 +10,7 @@ from fastapi import APIRouter, status
 
 from transactive.platform import crud
 from transactive.platform.api.deps import CurrentMember, Now, SessionDep, is_operator
-from transactive.platform.schemas import MeterReadingCreate, MeterReadingPublic
+from transactive.platform.schemas import MeterReadingCreate, MeterReadingPublic, RowId
 
 __all__ = ["router"]
 
@@ -28,7 +28,7 @@ def record_meter_reading(
 
 @router.get("", response_model=list[MeterReadingPublic])
 def list_meter_readings(
-    interval_id: int, session: SessionDep, me: CurrentMember
+    interval_id: RowId, session: SessionDep, me: CurrentMember
 ) -> list[MeterReadingPublic]:
     """An interval's readings: the caller's own (the operator: all)."""
     crud.get_interval(session, interval_id=interval_id)
