@@ -135,6 +135,18 @@ def canonical_json(payload: object) -> str:
         string that is not valid Unicode.
 
     """
+    if isinstance(payload, Mapping) and _keys_are_text(payload):
+        # the common case, checked by the encoder itself: it refuses NaN, infinity and every
+        # type that is not JSON data; what it would let through (keys that are not strings,
+        # lone surrogates) is checked around it
+        try:
+            text = json.dumps(
+                payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+            text.encode("utf-8")
+            return text
+        except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+            pass
     problems = Problems(subject="audit payload")
     if not isinstance(payload, Mapping):
         problems.add("payload", f"must be a JSON object, got {type(payload).__name__}")
@@ -144,6 +156,17 @@ def canonical_json(payload: object) -> str:
     return json.dumps(
         payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
+
+
+def _keys_are_text(value: object) -> bool:
+    """Whether every mapping inside ``value`` has only string keys (JSON's encoder would cast)."""
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) for k in value) and all(
+            _keys_are_text(v) for v in value.values() if isinstance(v, Mapping | list | tuple)
+        )
+    if isinstance(value, list | tuple):
+        return all(_keys_are_text(v) for v in value if isinstance(v, Mapping | list | tuple))
+    return True
 
 
 def iso_utc(at: datetime) -> str:
