@@ -48,6 +48,7 @@ import numpy as np
 import pytest
 
 from tests.platform.conftest import fresh_postgres_schema
+from tests.platform.test_cli_platform import _login
 
 CREDENTIALS = re.compile(
     r"^\s+(?P<name>\S+)\s+id=(?P<id>\d+)\s+role=(?P<role>\S+)\s+"
@@ -129,19 +130,6 @@ def _database(backend: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str
         return
     with fresh_postgres_schema() as pg:
         yield pg.url, {**env, "TRANSACTIVE_SECRET_KEY": SECRET_KEY}
-
-
-def _login(http: httpx.Client, member: dict[str, str]) -> dict[str, str]:
-    r = http.post(
-        "/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": member["client_id"],
-            "client_secret": member["secret"],
-        },
-    )
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 @dataclass

@@ -164,7 +164,7 @@ class MarketCreate(_Model):
     feeder: str | None = None
     interval_s: int = Field(default=300, gt=0, le=86400)
     #: The gate closes this long before the interval starts.
-    gate_closure_lead_s: int = Field(default=0, ge=0)
+    gate_closure_lead_s: int = Field(default=0, ge=0, le=30 * 86400)  # at most 30 days
     price_cap_per_kwh: float = Field(gt=0)
     price_floor_per_kwh: float = 0.0
     #: The substation's offer (the wholesale price) and its import capacity; None: no supply

@@ -30,7 +30,8 @@ def verify(session: SessionDep, _op: Operator) -> AuditVerification:
 def list_records(
     session: SessionDep,
     _op: Operator,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    # a sequence number is an SQL INTEGER (32 bits on PostgreSQL): beyond it names no record
+    after_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> list[AuditRecordPublic]:
     """Records after ``after_seq``, oldest first (operator; page with the last seq)."""
