@@ -133,6 +133,7 @@ from transactive.market.truthful_tcl import TclBids, TruthfulClearing
 
 if TYPE_CHECKING:  # the feeder's problem pulls in the power flows: imported where it is used
     from transactive.coordination.ev_congestion import NetworkEvProblem
+    from transactive.market.incentives import IncentiveProbe
 
 __all__ = [
     "REFERENCE_RTOL",
@@ -408,6 +409,19 @@ class ProbeSummary:
     truthful_utility: float | None
     family_size: int
     utility: str
+
+    @classmethod
+    def of(cls, probe: IncentiveProbe[Any], agent: str, utility: str) -> ProbeSummary:
+        """The summary of an incentive probe of ``agent`` (its utility described by ``utility``)."""
+        return cls(
+            agent=agent,
+            best_misreport=probe.best_label,
+            gain=probe.gain,
+            relative_gain=probe.gain_relative,
+            truthful_utility=probe.truthful_utility,
+            family_size=len(probe.labels),
+            utility=utility,
+        )
 
 
 @dataclass(frozen=True)
@@ -915,15 +929,7 @@ def evaluate_auction(auction: AuctionCase) -> tuple[MechanismRow, MechanismRow]:
                 messages_per_agent=msgs,
                 numbers_per_agent=per_agent,
                 agents=f"bidders ({n})",
-                probe=ProbeSummary(
-                    agent=str(bids.ids[agent]),
-                    best_misreport=probe.best_label,
-                    gain=probe.gain,
-                    relative_gain=probe.gain_relative,
-                    truthful_utility=probe.truthful_utility,
-                    family_size=len(probe.labels),
-                    utility=what,
-                ),
+                probe=ProbeSummary.of(probe, str(bids.ids[agent]), what),
                 message_levels=extra_levels,
                 notes=tuple(notes),
             )
@@ -1030,14 +1036,10 @@ def evaluate_tcl_market(tcl: TclMarketCase) -> tuple[MechanismRow, MechanismRow]
             probe = incentive_probe(
                 mechanism, tcl.bids, agent, tcl_misreports(tcl.bids, agent), truthful_tcl_utility
             )
-            summary = ProbeSummary(
-                agent=str(tcl.bids.ids[agent]),
-                best_misreport=probe.best_label,
-                gain=probe.gain,
-                relative_gain=probe.gain_relative,
-                truthful_utility=probe.truthful_utility,
-                family_size=len(probe.labels),
-                utility="true price x energy received (up to its need) - payment (currency)",
+            summary = ProbeSummary.of(
+                probe,
+                str(tcl.bids.ids[agent]),
+                "true price x energy received (up to its need) - payment (currency)",
             )
         else:
             summary = ProbeSummary(None, None, None, None, None, 0, "n/a: no TCL bids")
@@ -1234,14 +1236,10 @@ def _ev_probe(
             f"{len(unconverged)} of the probe's runs did not reach the tolerance (scored on "
             "their last round)"
         )
-    return ProbeSummary(
-        agent=str(fleet.ids[agent]),
-        best_misreport=probe.best_label,
-        gain=probe.gain,
-        relative_gain=probe.gain_relative,
-        truthful_utility=probe.truthful_utility,
-        family_size=len(probe.labels),
-        utility=f"minus its cost for its true need at the final prices ({unit})",
+    return ProbeSummary.of(
+        probe,
+        str(fleet.ids[agent]),
+        f"minus its cost for its true need at the final prices ({unit})",
     ), tuple(notes)
 
 
@@ -1535,14 +1533,10 @@ def _consensus_spec(case: ComparisonCase, rule: StoppingRule | None) -> _Iterati
             utility,
         )
         assert problem.ids is not None
-        return ProbeSummary(
-            agent=str(problem.ids[agent]),
-            best_misreport=result.best_label,
-            gain=result.gain,
-            relative_gain=result.gain_relative,
-            truthful_utility=result.truthful_utility,
-            family_size=len(result.labels),
-            utility="profit at the final incremental cost, lambda P - C(P) (currency/h)",
+        return ProbeSummary.of(
+            result,
+            str(problem.ids[agent]),
+            "profit at the final incremental cost, lambda P - C(P) (currency/h)",
         ), ()
 
     return _Iterative(
