@@ -52,9 +52,8 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import checked_ids, default_ids
-from transactive.devices.flexibility import Flexibility
 from transactive.errors import Problems
-from transactive.market.iterative.ev_fleet import EvFleet
+from transactive.market.iterative.ev_fleet import EvFleet, FlexibilityLike
 from transactive.market.iterative.framework import CentralizedOptimum
 
 __all__ = [
@@ -238,7 +237,7 @@ class DayAheadProblem:
     @classmethod
     def from_flexibility(
         cls,
-        flexibility: Flexibility,
+        flexibility: FlexibilityLike,
         *,
         inflexible_demand_kw: npt.ArrayLike,
         cost_linear_per_kwh: npt.ArrayLike,

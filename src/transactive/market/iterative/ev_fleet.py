@@ -20,19 +20,79 @@ sort, no loop over EVs).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from transactive.devices.flexibility import Flexibility
 from transactive.errors import Problems
 
-__all__ = ["EvFleet"]
+__all__ = ["EvFleet", "FlexibilityLike"]
 
 FloatArray = npt.NDArray[np.float64]
 StrArray = npt.NDArray[np.str_]
 
 _TOL_KWH = 1e-9
+
+
+class _HorizonLike(Protocol):
+    @property
+    def period_h(self) -> float:
+        """Length of a period in hours."""
+        ...
+
+
+class FlexibilityLike(Protocol):
+    """What :meth:`EvFleet.from_flexibility` reads of a generalized battery.
+
+    :class:`transactive.devices.flexibility.Flexibility` is one; the market does not import the
+    devices (the layers' rule), it reads these attributes.
+    """
+
+    @property
+    def horizon(self) -> _HorizonLike:
+        """The periods (their length)."""
+        ...
+
+    @property
+    def ids(self) -> StrArray:
+        """(N,) device ids."""
+        ...
+
+    @property
+    def baseline_kw(self) -> FloatArray:
+        """(T, N) power with no deviation."""
+        ...
+
+    @property
+    def power_min_kw(self) -> FloatArray:
+        """(T, N) least net deviation."""
+        ...
+
+    @property
+    def power_max_kw(self) -> FloatArray:
+        """(T, N) largest net deviation."""
+        ...
+
+    @property
+    def energy_min_kwh(self) -> FloatArray:
+        """(T, N) least stored energy at each period's end."""
+        ...
+
+    @property
+    def initial_energy_kwh(self) -> FloatArray:
+        """(N,) stored energy at the start."""
+        ...
+
+    @property
+    def retention(self) -> FloatArray:
+        """(N,) share of stored energy kept a period."""
+        ...
+
+    @property
+    def charge_efficiency(self) -> FloatArray:
+        """(N,) efficiency of storing."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +155,7 @@ class EvFleet:
         return int(self.rate_max_kw.shape[1])
 
     @classmethod
-    def from_flexibility(cls, flexibility: Flexibility) -> EvFleet:
+    def from_flexibility(cls, flexibility: FlexibilityLike) -> EvFleet:
         """The fleet of charge-only devices in ``flexibility`` (e.g. ``EVPopulation.flexibility``).
 
         Refuses, naming them, devices that can discharge, lose stored energy or have a baseline
