@@ -193,6 +193,13 @@ def test_lifecycle_on_case33bw_with_the_dsos_check(db: PlatformDb, world: World)
     assert interval.locational_price_per_kwh is not None
     assert interval.clearing_price_per_kwh is not None
     assert interval.locational_price_per_kwh["17"] > interval.clearing_price_per_kwh
+    # the network state the DSO saw in its final round is kept for the operator's page
+    report = outcome.final.report
+    assert interval.node_vm_pu is not None and interval.branch_loading_pct is not None
+    np.testing.assert_allclose(interval.node_vm_pu, report.vm_pu)
+    np.testing.assert_allclose(
+        np.array(interval.branch_loading_pct, dtype=float), report.branch_loading_pct
+    )
     # settlement needs every awarded contract's reading
     with db.begin() as s:
         first = crud.list_awards(s, interval_id=interval_id)[0]

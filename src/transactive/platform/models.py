@@ -191,6 +191,11 @@ class Interval(Base):
     locational_price_per_kwh: Mapped[dict[str, float] | None] = mapped_column(sa.JSON)
     secure: Mapped[bool | None]
     n_rounds: Mapped[int | None]
+    #: The DSO's last security check (its final round): the voltage of every feeder node (p.u.,
+    #: in the feeder's node order) and the loading of every branch (per cent of its rating, in
+    #: branch order; None where the branch has no rating). None before a network check.
+    node_vm_pu: Mapped[list[float] | None] = mapped_column(sa.JSON)
+    branch_loading_pct: Mapped[list[float | None] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = _created_at()
 
 

@@ -516,6 +516,11 @@ def check_interval(
         interval.locational_price_per_kwh = _bus_prices(ic.bus, price)
         interval.secure = outcome.secure
         interval.n_rounds = outcome.n_rounds
+        report = outcome.final.report
+        interval.node_vm_pu = [float(v) for v in report.vm_pu]
+        interval.branch_loading_pct = [
+            float(v) if np.isfinite(v) else None for v in report.branch_loading_pct
+        ]
         payload.update(
             network_checked=True,
             feeder=market.feeder,
