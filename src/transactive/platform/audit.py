@@ -33,10 +33,15 @@ from transactive.platform.schemas import AuditVerification
 
 __all__ = [
     "CHAIN_LOCK_KEY",
+    "COLUMNS",
     "append",
     "append_many",
+    "chain_rows",
+    "head",
+    "holds_chain_lock",
     "list_records",
     "lock_chain",
+    "mark_chain_locked",
     "verify_database",
 ]
 
@@ -57,9 +62,14 @@ def lock_chain(session: Session) -> None:
     transaction (a batch's steps each make sure of it; every ask is a round trip). SQLite:
     nothing to do, the transaction began with ``BEGIN IMMEDIATE``.
     """
-    if session.get_bind().dialect.name != "postgresql" or _holds_chain_lock(session):
+    if session.get_bind().dialect.name != "postgresql" or holds_chain_lock(session):
         return
     session.execute(sa.select(sa.func.pg_advisory_xact_lock(CHAIN_LOCK_KEY)))
+    mark_chain_locked(session)
+
+
+def mark_chain_locked(session: Session) -> None:
+    """Note that the session's transaction took the chain's lock itself (a pipelined ask)."""
     session.info[_CHAIN_LOCKED] = session.get_transaction()
 
 
@@ -67,12 +77,13 @@ def lock_chain(session: Session) -> None:
 _CHAIN_LOCKED = "transactive.chain_locked"
 
 
-def _holds_chain_lock(session: Session) -> bool:
+def holds_chain_lock(session: Session) -> bool:
+    """Whether the session's transaction holds the chain's lock (PostgreSQL)."""
     transaction = session.get_transaction()
     return transaction is not None and session.info.get(_CHAIN_LOCKED) is transaction
 
 
-def _head(session: Session) -> audit_chain.ChainRecord | None:
+def head(session: Session) -> audit_chain.ChainRecord | None:
     """The last record of the chain (only its ``seq`` and ``hash`` are read), None when empty."""
     head = session.execute(_HEAD).first()
     if head is None:
@@ -110,7 +121,7 @@ def append(
     at = datetime.now(UTC)  # the time of logging (the caller's clock is in the payload)
     body = dict(payload)
     link = audit_chain.next_record(
-        _head(session),
+        head(session),
         at_iso=audit_chain.iso_utc(at),
         actor=actor_member_id,
         kind=kind,
@@ -154,23 +165,39 @@ def append_many(
     if not records:
         return []
     lock_chain(session)
-    at = datetime.now(UTC)
+    to_db = platform_db.driver_time(session)
+    rows = chain_rows(head(session), records, at=datetime.now(UTC))
+    platform_db.bulk_insert(
+        session,
+        AuditRecord.__table__,
+        COLUMNS,
+        [(r[0], to_db(r[1]), *r[2:7], to_db(r[7])) for r in rows],
+    )
+    return [str(r[6]) for r in rows]
+
+
+def chain_rows(
+    prev: audit_chain.ChainRecord | None,
+    records: Sequence[tuple[int | None, str, Mapping[str, Any]]],
+    *,
+    at: datetime,
+) -> list[tuple[Any, ...]]:
+    """The rows of ``records`` linked after ``prev`` (the chain's head), all logged ``at``.
+
+    Each row holds the values of the audit table's columns (seq, at, actor_member_id, kind,
+    payload as its canonical text, prev_hash, hash, created_at), the times aware.
+    """
     at_iso = audit_chain.iso_utc(at)
-    at_db = platform_db.driver_time(session)(at)
-    prev = _head(session)
     rows: list[tuple[Any, ...]] = []
     for actor, kind, payload in records:
         prev = audit_chain.next_record(prev, at_iso=at_iso, actor=actor, kind=kind, payload=payload)
         # the payload is stored as its canonical text (what the hash covers)
-        rows.append(
-            (prev.seq, at_db, actor, kind, prev.payload_json, prev.prev_hash, prev.hash, at_db)
-        )
-    platform_db.bulk_insert(session, AuditRecord.__table__, _COLUMNS, rows)
-    return [str(r[6]) for r in rows]
+        rows.append((prev.seq, at, actor, kind, prev.payload_json, prev.prev_hash, prev.hash, at))
+    return rows
 
 
 #: The columns :func:`append_many` writes, in its rows' order.
-_COLUMNS = ("seq", "at", "actor_member_id", "kind", "payload", "prev_hash", "hash", "created_at")
+COLUMNS = ("seq", "at", "actor_member_id", "kind", "payload", "prev_hash", "hash", "created_at")
 
 
 def _chain_records(session: Session) -> Iterator[audit_chain.ChainRecord]:

@@ -39,7 +39,7 @@ import json
 import math
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,8 +53,7 @@ from transactive.curves import BidCurves
 from transactive.errors import ValidationError
 from transactive.market import Supply
 from transactive.network import Feeder, PowerFlowRunner, load_feeder
-from transactive.platform import audit, audit_chain, gates, ledger
-from transactive.platform import db as platform_db
+from transactive.platform import audit, audit_chain, bid_store, gates, ledger
 from transactive.platform.errors import (
     PlatformError,
     conflict,
@@ -68,7 +67,6 @@ from transactive.platform.models import (
     Account,
     Award,
     Bid,
-    BidPointRow,
     Contract,
     Entry,
     Interval,
@@ -101,6 +99,7 @@ __all__ = [
     "BidOutcome",
     "BidSubmission",
     "FeederContext",
+    "batch_reads",
     "bid_content_hash",
     "create_contract",
     "create_market",
@@ -718,8 +717,8 @@ def bid_content_hash(bid_in: BidCreate) -> str:
 
 def _check_curve(
     bid_in: BidCreate,
-    market: Market | sa.Row[int, float, float, MarketKind, int | None],
-    contract: Contract | sa.Row[int, int, int, bool, float],
+    market: Market | bid_store.MarketTerms,
+    contract: Contract | bid_store.ContractTerms,
 ) -> None:
     prices = np.array([p.price_per_kwh for p in bid_in.points], dtype=np.float64)
     powers = np.array([p.power_kw for p in bid_in.points], dtype=np.float64)
@@ -809,7 +808,7 @@ class _KnownBid:
     stored: bool
 
     @classmethod
-    def of(cls, row: Bid) -> _KnownBid:
+    def of(cls, row: Bid | bid_store.StoredBid) -> _KnownBid:
         return cls(
             row.id, row.version, row.status, row.content_hash, BidPublic.model_validate(row), True
         )
@@ -849,117 +848,55 @@ def _curve_summaries(submissions: Sequence[BidSubmission]) -> list[tuple[float, 
     return list(zip(low.tolist(), high.tolist(), biggest.tolist(), strict=True))
 
 
-#: The columns :func:`submit_bids` writes, in its rows' order.
-_BID_COLUMNS = (
-    "id",
-    "interval_id",
-    "contract_id",
-    "member_id",
-    "idempotency_key",
-    "content_hash",
-    "points",
-    "signature",
-    "status",
-    "version",
-    "submitted_at",
-    "created_at",
-)
+def batch_reads(
+    session: Session,
+    *,
+    requests: Sequence[tuple[int, BidCreate, str]],
+    with_members: bool,
+) -> bid_store.BatchReads:
+    """Take the chain's lock and read what :func:`submit_bids` needs for these requests.
 
-
-@dataclass(frozen=True)
-class _BidQueries:
-    """The statements of :func:`submit_bids`, built once (building one costs more than its run)."""
-
-    by_key: sa.Select[Bid]
-    intervals: sa.Select[int, int, IntervalState, datetime]
-    contracts: sa.Select[int, int, int, bool, float]
-    markets: sa.Select[int, float, float, MarketKind, int | None]
-    latest: sa.Select[int, int, int, int, BidStatus, str]
-    max_id: sa.Select[int]
-    next_ids: sa.TextClause
-
-
-@functools.cache
-def _bid_queries() -> _BidQueries:
-    def ids(name: str) -> sa.BindParameter[Any]:
-        return sa.bindparam(name, expanding=True)
-
-    top = (
-        sa.select(Bid.interval_id, Bid.contract_id, sa.func.max(Bid.version).label("version"))
-        .where(Bid.interval_id.in_(ids("interval_ids")), Bid.contract_id.in_(ids("contract_ids")))
-        .group_by(Bid.interval_id, Bid.contract_id)
-        .subquery()
-    )
-    return _BidQueries(
-        # (member, key) IN (...) asked as member IN (...) AND key IN (...): lists of scalars bind
-        # far faster than a list of row values; the few extra rows are dropped by the caller
-        by_key=sa.select(Bid).where(
-            Bid.member_id.in_(ids("member_ids")), Bid.idempotency_key.in_(ids("keys"))
-        ),
-        # the columns the rules read (Core rows: an ORM object costs more than its checks)
-        intervals=sa.select(
-            Interval.id, Interval.market_id, Interval.state, Interval.gate_closes_at
-        ).where(Interval.id.in_(ids("ids"))),
-        contracts=sa.select(
-            Contract.id,
-            Contract.member_id,
-            Contract.market_id,
-            Contract.active,
-            Contract.max_power_kw,
-        ).where(Contract.id.in_(ids("ids"))),
-        markets=sa.select(
-            Market.id,
-            Market.price_floor_per_kwh,
-            Market.price_cap_per_kwh,
-            Market.kind,
-            Market.dso_member_id,
-        ).where(Market.id.in_(ids("ids"))),
-        # each (interval, contract)'s latest bid: its largest version (read off the index
-        # ix_bid_interval_id_contract_id_version), joined back to its row
-        latest=sa.select(
-            Bid.id, Bid.interval_id, Bid.contract_id, Bid.version, Bid.status, Bid.content_hash
-        ).join(
-            top,
-            sa.and_(
-                Bid.interval_id == top.c.interval_id,
-                Bid.contract_id == top.c.contract_id,
-                Bid.version == top.c.version,
-            ),
-        ),
-        # no coalesce() around it: SQLite answers a bare max() of the key from the index
-        max_id=sa.select(sa.func.max(Bid.id)),
-        next_ids=sa.text(
-            "SELECT nextval(pg_get_serial_sequence('bid', 'id')) FROM generate_series(1, :n)"
-        ),
-    )
-
-
-def _bid_ids(session: Session, n: int) -> Iterator[int]:
-    """``n`` unused bid ids, in increasing order (the chain's lock is held).
-
-    PostgreSQL: values of the table's sequence (a refused submission leaves a gap, as a rolled
-    back insert does). SQLite: the ids its ``INTEGER PRIMARY KEY`` would give (the largest plus
-    one, SQLite manual "Autoincrement" §3), safe since the write lock is held.
+    ``requests`` are (member id, bid, idempotency key); ``with_members`` also reads the members
+    (the bid writer checks each request's member in the batch's transaction).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        values = session.scalars(_bid_queries().next_ids, {"n": n})
-        yield from sorted(int(v) for v in values)
-        return
-    top = session.scalar(_bid_queries().max_id)
-    start = 1 if top is None else int(top) + 1
-    yield from range(start, start + n)
+    return bid_store.read(
+        session,
+        member_ids=list({m for m, _, _ in requests}),
+        with_members=with_members,
+        keys=list({k for _, _, k in requests}),
+        interval_ids=list({b.interval_id for _, b, _ in requests}),
+        contract_ids=list({b.contract_id for _, b, _ in requests}),
+        n_ids=len({(m, k) for m, _, k in requests}),
+    )
 
 
-def submit_bids(session: Session, *, submissions: Sequence[BidSubmission]) -> list[BidOutcome]:
+def submit_bids(
+    session: Session,
+    *,
+    submissions: Sequence[BidSubmission],
+    reads: bid_store.BatchReads | None = None,
+) -> list[BidOutcome]:
     """Accept, replay or refuse a batch of bids in one transaction, as if one after the other.
 
     Group commit (issue 13's 2,000 bids/s): every rule of :func:`submit_bid` applies to each
     submission in order, and two submissions of the batch with one key, or for one contract in
     one interval, meet exactly as they would in two transactions (the second replays, conflicts
-    or replaces). What is stored is read set-wise (one query per table for the batch), the
-    curves are read as one :class:`~transactive.curves.BidCurves`, and the new bids, their
-    points and their audit records (one per accepted bid, in order) are written in bulk. A
-    refused submission writes nothing; the others are unaffected by it.
+    or replaces). What is stored is read set-wise in one :func:`bid_store.read
+    <transactive.platform.bid_store.read>` (one round trip on PostgreSQL), the curves are read
+    as one :class:`~transactive.curves.BidCurves`, and the new bids, their points and their
+    audit records (one per accepted bid, in order) are written in bulk by one
+    :func:`~transactive.platform.bid_store.write`. A refused submission writes nothing; the
+    others are unaffected by it.
+
+    Parameters
+    ----------
+    session : Session
+        The batch's transaction.
+    submissions : sequence of BidSubmission
+        In arrival order.
+    reads : BatchReads, optional
+        What :func:`batch_reads` read for these submissions (and maybe more) in this
+        transaction; read here when not given.
 
     Returns
     -------
@@ -968,31 +905,28 @@ def submit_bids(session: Session, *, submissions: Sequence[BidSubmission]) -> li
 
     """
     nows = [_aware(sub.now) for sub in submissions]
-    audit.lock_chain(session)
     if not submissions:
+        audit.lock_chain(session)
         return []
+    if reads is None:
+        reads = batch_reads(
+            session,
+            requests=[(s.member.id, s.bid_in, s.idempotency_key) for s in submissions],
+            with_members=False,
+        )
     hashes = [bid_content_hash(sub.bid_in) for sub in submissions]
     known: dict[int, _KnownBid] = {}
 
-    def remember(row: Bid) -> _KnownBid:
+    def remember(row: Bid | bid_store.StoredBid) -> _KnownBid:
         return known.setdefault(row.id, _KnownBid.of(row))
 
-    queries = _bid_queries()
     keys = {(sub.member.id, sub.idempotency_key) for sub in submissions}
     by_key = {
         (row.member_id, row.idempotency_key): remember(row)
-        for row in session.scalars(
-            queries.by_key,
-            {"member_ids": list({m for m, _ in keys}), "keys": list({k for _, k in keys})},
-        )
+        for row in reads.by_key
         if (row.member_id, row.idempotency_key) in keys
     }
-    iv_ids = list({sub.bid_in.interval_id for sub in submissions})
-    intervals = {r.id: r for r in session.execute(queries.intervals, {"ids": iv_ids})}
-    c_ids = list({sub.bid_in.contract_id for sub in submissions})
-    contracts = {r.id: r for r in session.execute(queries.contracts, {"ids": c_ids})}
-    m_ids = list({iv.market_id for iv in intervals.values()})
-    markets = {r.id: r for r in session.execute(queries.markets, {"ids": m_ids})} if m_ids else {}
+    intervals, contracts, markets = reads.intervals, reads.contracts, reads.markets
     pairs = {
         (sub.bid_in.interval_id, sub.bid_in.contract_id)
         for sub in submissions
@@ -1001,22 +935,13 @@ def submit_bids(session: Session, *, submissions: Sequence[BidSubmission]) -> li
     # each pair's latest bid: every new bid gets the next version, so the active bid, if any,
     # is always the latest
     latest: dict[tuple[int, int], _KnownBid] = {}
-    if pairs:
-        found = session.execute(
-            queries.latest,
-            {
-                "interval_ids": list({i for i, _ in pairs}),
-                "contract_ids": list({c for _, c in pairs}),
-            },
-        )
-        for r in found:
-            if (r.interval_id, r.contract_id) in pairs:
-                latest[(r.interval_id, r.contract_id)] = known.get(r.id) or _KnownBid(
-                    r.id, r.version, r.status, r.content_hash, None, True
-                )
+    for r in reads.latest:
+        if (r.interval_id, r.contract_id) in pairs:
+            latest[(r.interval_id, r.contract_id)] = known.get(r.id) or _KnownBid(
+                r.id, r.version, r.status, r.content_hash, None, True
+            )
     summaries = _curve_summaries(submissions)
-    n_new = sum(1 for key in keys if key not in by_key)
-    ids = _bid_ids(session, n_new)
+    ids = reads.ids
 
     outcomes: list[BidOutcome] = []
     created: list[_KnownBid] = []
@@ -1114,56 +1039,43 @@ def submit_bids(session: Session, *, submissions: Sequence[BidSubmission]) -> li
         )
     if not created:
         return outcomes
-    if replaced:
-        # before the new bids' INSERT, so the partial unique index sees one active bid at a time
-        # (the table, not the ORM entity: no session objects to synchronise, several times faster)
-        bids = sa.table("bid", sa.column("id"), sa.column("status"))
-        session.execute(
-            sa.update(bids).where(bids.c.id.in_(replaced)).values(status=BidStatus.REPLACED.value)
-        )
     at = utc_now()
-    to_db = platform_db.driver_time(session)
-    created_at = to_db(at)
-    platform_db.bulk_insert(
+    bid_store.write(
         session,
-        Bid.__table__,
-        _BID_COLUMNS,
-        [
-            (
-                row["id"],
-                row["interval_id"],
-                row["contract_id"],
-                row["member_id"],
-                row["idempotency_key"],
-                row["content_hash"],
-                json.dumps(row["points"]),
-                row["signature"],
-                bid.status.value,  # replaced already when a later submission replaced it
-                row["version"],
-                to_db(row["submitted_at"]),
-                created_at,
-            )
-            for row, bid in zip(new_rows, created, strict=True)
-        ],
+        bid_store.BatchWrites(
+            replaced_ids=replaced,
+            bids=[
+                (
+                    row["id"],
+                    row["interval_id"],
+                    row["contract_id"],
+                    row["member_id"],
+                    row["idempotency_key"],
+                    row["content_hash"],
+                    json.dumps(row["points"]),
+                    row["signature"],
+                    bid.status.value,  # replaced already when a later submission replaced it
+                    row["version"],
+                    row["submitted_at"],
+                    at,
+                )
+                for row, bid in zip(new_rows, created, strict=True)
+            ],
+            points=[
+                (row["id"], j, p["price_per_kwh"], p["power_kw"], at)
+                for row in new_rows
+                for j, p in enumerate(row["points"])
+            ],
+            audit_rows=audit.chain_rows(reads.audit_head, records, at=at),
+        ),
     )
-    platform_db.bulk_insert(
-        session,
-        BidPointRow.__table__,
-        ("bid_id", "seq", "price_per_kwh", "power_kw", "created_at"),
-        [
-            (row["id"], j, p["price_per_kwh"], p["power_kw"], created_at)
-            for row in new_rows
-            for j, p in enumerate(row["points"])
-        ],
-    )
-    audit.append_many(session, records)
     return outcomes
 
 
 def _check_bid_terms(
     member: Member,
-    interval: Interval | sa.Row[int, int, IntervalState, datetime],
-    contract: Contract | sa.Row[int, int, int, bool, float],
+    interval: Interval | bid_store.IntervalTerms,
+    contract: Contract | bid_store.ContractTerms,
     now: datetime,
 ) -> None:
     """The contract is the member's, of the interval's market and active; the interval open."""

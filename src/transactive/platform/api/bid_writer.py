@@ -62,12 +62,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from transactive.errors import ValidationError
-from transactive.platform import audit, crud
+from transactive.platform import crud
 from transactive.platform import db as platform_db
 from transactive.platform.api.deps import check_member
 from transactive.platform.auth import TokenClaims, verify_bid_signature
 from transactive.platform.errors import PlatformError
-from transactive.platform.models import Member
 from transactive.platform.schemas import BidCreate, BidPublic
 
 try:
@@ -294,7 +293,6 @@ class BidWriter:
             session = self._sessions()
             try:
                 session.begin()
-                audit.lock_chain(session)
                 answers = self._apply(session, batch)
                 session.commit()
                 return answers
@@ -311,15 +309,19 @@ class BidWriter:
 
     @staticmethod
     def _apply(session: Session, batch: Sequence[_Pending]) -> list[_Answer]:
-        audit.lock_chain(session)
-        ids = {p.claims.member_id for p in batch}
-        members = {m.id: m for m in session.scalars(sa.select(Member).where(Member.id.in_(ids)))}
+        # the chain's lock, the members and everything the rules read: one round trip on
+        # PostgreSQL (transactive.platform.bid_store)
+        reads = crud.batch_reads(
+            session,
+            requests=[(p.claims.member_id, p.bid_in, p.idempotency_key) for p in batch],
+            with_members=True,
+        )
         answers: list[_Answer] = [RuntimeError("not answered")] * len(batch)
         submissions: list[crud.BidSubmission] = []
         positions: list[int] = []
         for k, p in enumerate(batch):
             try:
-                member = check_member(members.get(p.claims.member_id), p.claims)
+                member = check_member(reads.members.get(p.claims.member_id), p.claims)
                 if member.public_key_ed25519 is not None:
                     verify_bid_signature(
                         public_key_b64=member.public_key_ed25519,
@@ -331,9 +333,8 @@ class BidWriter:
                 continue
             submissions.append(crud.BidSubmission(member, p.bid_in, p.idempotency_key, p.now))
             positions.append(k)
-        for k, outcome in zip(
-            positions, crud.submit_bids(session, submissions=submissions), strict=True
-        ):
+        outcomes = crud.submit_bids(session, submissions=submissions, reads=reads)
+        for k, outcome in zip(positions, outcomes, strict=True):
             if outcome.error is not None:
                 answers[k] = outcome.error
             else:
