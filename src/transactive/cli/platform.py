@@ -186,9 +186,19 @@ def serve_command(
         _print_credentials(
             console, "First platform operator (client credentials, shown once):", (operator,)
         )
+    console.print(f"Operator page: http://{host}:{port}/ui/", highlight=False)
     console.print(f"API: {base}  (docs: http://{host}:{port}/docs)", highlight=False)
+    # the operator page's event streams end within this (else uvicorn waits for them, 10 s)
+    shutdown_s = 5
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=shutdown_s,
+        )
         return
     # every worker builds its own app from the same settings (the environment it inherits)
     os.environ["TRANSACTIVE_DATABASE_URL"] = url
@@ -201,6 +211,7 @@ def serve_command(
         port=port,
         log_level="info",
         access_log=False,
+        timeout_graceful_shutdown=shutdown_s,
     )
 
 

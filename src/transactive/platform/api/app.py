@@ -37,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from transactive.errors import ValidationError
+from transactive.platform import web
 from transactive.platform.api.bid_writer import BidWriter
 from transactive.platform.api.deps import API_PREFIX, Clock, TokenCache
 from transactive.platform.api.fast_lane import BidFastLane
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             prefix=API_PREFIX,
             responses={422: {"model": Unprocessable, "description": "Unprocessable request"}},
         )
+    web.install(app)  # the operator's page, its fragments and static assets (issue 15)
     _add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     if settings.bid_fast_lane:  # outside the body limit: it checks the size itself
