@@ -87,6 +87,13 @@ class ApiPlatform:
             f"{API}/bids", json=body, headers={**self.auth(name), "Idempotency-Key": key}
         )
 
+    def close(self) -> None:
+        """Release the app's connections (what its shutdown does; a TestClient used without
+        ``with`` never runs it)."""
+        state = self.client.app.state  # type: ignore[attr-defined]
+        state.bid_writer.close()
+        state.engine.dispose()
+
     def advance(self, interval_id: int, *, force: bool = False) -> Any:
         query = "?force=true" if force else ""
         response = self.client.post(

@@ -861,12 +861,9 @@ def batch_reads(
     """
     return bid_store.read(
         session,
-        member_ids=list({m for m, _, _ in requests}),
+        key_pairs=[(m, k) for m, _, k in requests],
+        bid_pairs=[(b.interval_id, b.contract_id) for _, b, _ in requests],
         with_members=with_members,
-        keys=list({k for _, _, k in requests}),
-        interval_ids=list({b.interval_id for _, b, _ in requests}),
-        contract_ids=list({b.contract_id for _, b, _ in requests}),
-        n_ids=len({(m, k) for m, _, k in requests}),
     )
 
 

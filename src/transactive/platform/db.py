@@ -168,7 +168,10 @@ def make_engine(
         )
         sa.event.listen(engine, "begin", _on_sqlite_begin)
         return engine
-    return sa.create_engine(normalized, pool_pre_ping=True, **kwargs)
+    # a connection is tested before each use (a restarted server leaves stale ones) unless
+    # the caller says otherwise
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(normalized, **kwargs)
 
 
 #: The most values one PostgreSQL INSERT of :func:`bulk_insert` carries; more go by COPY.
