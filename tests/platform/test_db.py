@@ -27,6 +27,8 @@ TABLES = {
     "account",
     "entry",
     "audit_record",
+    "openadr_ven",
+    "openadr_report",
 }
 
 

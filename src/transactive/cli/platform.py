@@ -188,6 +188,7 @@ def serve_command(
         )
     console.print(f"Operator page: http://{host}:{port}/ui/", highlight=False)
     console.print(f"API: {base}  (docs: http://{host}:{port}/docs)", highlight=False)
+    console.print(f"OpenADR 3.1 VTN: http://{host}:{port}/openadr3/3.1.0", highlight=False)
     # the operator page's event streams end within this (else uvicorn waits for them, 10 s)
     shutdown_s = 5
     if workers == 1:

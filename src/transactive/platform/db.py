@@ -53,6 +53,7 @@ __all__ = [
     "driver_time",
     "head_revision",
     "make_engine",
+    "make_read_engine",
     "make_session_factory",
     "normalize_url",
     "upgrade",
@@ -214,6 +215,38 @@ def bulk_insert(
             cursor.executemany(f"INSERT INTO {target} ({names}) VALUES ({marks})", rows)
     finally:
         cursor.close()
+
+
+def _sqlite_reader_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # transactions are begun below, deferred
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_reader_begin(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN")  # deferred: a read snapshot, no write lock
+
+
+def make_read_engine(engine: Engine) -> Engine:
+    """An engine for read-only transactions on ``engine``'s database.
+
+    SQLite: its own connections whose transactions are a plain deferred ``BEGIN`` with
+    ``PRAGMA query_only``: WAL readers read a snapshot and never wait for the writer, nor take
+    the write lock every ``BEGIN IMMEDIATE`` transaction of :func:`make_engine` takes (SQLite
+    manual, "Write-Ahead Logging" §2.2), so reads run side by side with each other and with the
+    bid writer. PostgreSQL: the same engine with ``postgresql_readonly`` (``SET TRANSACTION
+    READ ONLY``). Dispose of a SQLite read engine when done (``engine is not`` the argument).
+    """
+    if engine.dialect.name != "sqlite":
+        return engine.execution_options(postgresql_readonly=True)
+    reader = sa.create_engine(engine.url)
+    sa.event.listen(reader, "connect", _sqlite_reader_connect)
+    sa.event.listen(reader, "begin", _sqlite_reader_begin)
+    return reader
 
 
 def driver_time(session: Session) -> Callable[[datetime], Any]:

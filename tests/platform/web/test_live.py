@@ -9,7 +9,7 @@ from sqlalchemy.orm import sessionmaker
 
 from transactive.platform import audit
 from transactive.platform import db as platform_db
-from transactive.platform.web import live, read_engine
+from transactive.platform.web import live
 
 
 def test_each_kind_of_record_names_the_sections_it_changes():
@@ -25,7 +25,7 @@ def test_a_change_reaches_a_listener_and_a_closed_stream_leaves_no_listener(tmp_
     platform_db.upgrade(url)
     engine = platform_db.make_engine(url)
     writes = platform_db.make_session_factory(engine)
-    reads = read_engine(engine)
+    reads = platform_db.make_read_engine(engine)
     feed = live.ChangeFeed(sessionmaker(reads), poll_s=0.02)
 
     def write(kind: str) -> None:

@@ -37,9 +37,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from transactive.errors import ValidationError
-from transactive.platform import web
+from transactive.platform import openadr, web
 from transactive.platform.api.bid_writer import BidWriter
-from transactive.platform.api.deps import API_PREFIX, Clock, TokenCache
+from transactive.platform.api.deps import API_PREFIX, Clock, DbSlots, TokenCache
 from transactive.platform.api.fast_lane import BidFastLane
 from transactive.platform.api.limits import BodySizeLimit
 from transactive.platform.api.routes import (
@@ -53,7 +53,7 @@ from transactive.platform.api.routes import (
     meter_readings,
     token,
 )
-from transactive.platform.db import make_engine, make_session_factory
+from transactive.platform.db import make_engine, make_read_engine, make_session_factory
 from transactive.platform.errors import PlatformError
 from transactive.platform.schemas import Unprocessable
 from transactive.platform.settings import Settings
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     engine = make_engine(settings.database_url)
 
     sessions = make_session_factory(engine)
+    read_engine = make_read_engine(engine)
     bid_writer = BidWriter(sessions, max_batch=settings.bid_batch_max)
 
     @asynccontextmanager
@@ -98,6 +99,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         gc.freeze()
         yield
         bid_writer.close()
+        if read_engine.dialect.name == "sqlite":  # its own connections (PostgreSQL: shared)
+            read_engine.dispose()
         engine.dispose()
 
     app = FastAPI(
@@ -117,7 +120,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.secret_key = secret_key
     app.state.engine = engine
     app.state.sessions = sessions
+    # read-only transactions that never wait for the writer (make_read_engine)
+    app.state.read_sessions = make_session_factory(read_engine)
     app.state.bid_writer = bid_writer
+    # requests holding connections at once: below the pool's 5 + 10 (the page's live feed and
+    # the SQLite bid writer's own engine take theirs outside requests)
+    app.state.db_slots = DbSlots(10)
     app.state.token_cache = TokenCache()
     app.state.clock = clock or _utc_now
     # the bid route first: a request is matched against the routers in this order, and bids are
@@ -140,6 +148,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             prefix=API_PREFIX,
             responses={422: {"model": Unprocessable, "description": "Unprocessable request"}},
         )
+    openadr.install(app)  # OpenADR 3.1 VTN under its own prefix (issue 15)
     web.install(app)  # the operator's page, its fragments and static assets (issue 15)
     _add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)

@@ -16,11 +16,20 @@ Shaped like FastAPI's full-stack template (``app/api/deps.py``): ``SessionDep``,
   (:mod:`transactive.platform.api.bid_writer`), with the same :func:`check_member`.
 - Dependencies that do not touch the database are ``async``, so FastAPI runs them on the event
   loop, not in its thread pool.
+- A request holds its database connection from its first statement (often in a dependency, in
+  one thread of FastAPI's pool) to its end (after the route ran, in another): between the two
+  it holds no thread. With more such requests waiting than the engine's pool has connections,
+  every thread could wait for a connection held by a request that waits for a thread: found by
+  1,000 VENs polling at once (bench_openadr stalled, every worker thread in the pool's
+  checkout). So a request takes one of :class:`DbSlots` on the event loop before its session,
+  and at most that many requests hold connections at a time: a thread that waits for a
+  connection waits only for requests that are running.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -40,9 +49,11 @@ __all__ = [
     "Claims",
     "Clock",
     "CurrentMember",
+    "DbSlots",
     "DsoOrOperator",
     "Now",
     "Operator",
+    "ReadSessionDep",
     "SessionDep",
     "SettingsDep",
     "TokenCache",
@@ -94,7 +105,40 @@ async def get_now(request: Request) -> datetime:
 Now = Annotated[datetime, Depends(get_now)]
 
 
-def get_session(request: Request) -> Iterator[Session]:
+class DbSlots:
+    """How many requests may hold database connections at once (see the module docstring).
+
+    ``n`` must stay below the connections the engine's pool can give (its size plus overflow)
+    less what the app takes outside requests. One semaphore per event loop (a server has one; a
+    test client may run requests on loops of its own).
+    """
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"a request needs at least one database slot, got {n}")
+        self.n = n
+        self._by_loop: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def semaphore(self) -> asyncio.Semaphore:
+        """The semaphore of the running event loop."""
+        loop = asyncio.get_running_loop()
+        found = self._by_loop.get(loop)
+        if found is None:
+            found = self._by_loop[loop] = asyncio.Semaphore(self.n)
+        return found
+
+
+async def db_slot(request: Request) -> AsyncIterator[None]:
+    """Wait on the event loop for one of the app's :class:`DbSlots`; hold it to the end."""
+    slots: DbSlots = request.app.state.db_slots
+    async with slots.semaphore():
+        yield
+
+
+DbSlot = Annotated[None, Depends(db_slot, scope="function")]
+
+
+def get_session(request: Request, _slot: DbSlot) -> Iterator[Session]:
     """One transaction for the request: committed before the response, rolled back on error."""
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory.begin() as session:
@@ -102,6 +146,16 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_read_session(request: Request, _slot: DbSlot) -> Iterator[Session]:
+    """One read-only transaction for the request (it never waits for a writer on SQLite)."""
+    factory: sessionmaker[Session] = request.app.state.read_sessions
+    with factory.begin() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 class TokenCache:

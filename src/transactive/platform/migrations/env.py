@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from transactive.platform.db import make_engine
 from transactive.platform.models import Base
+from transactive.platform.openadr import models as _openadr_models  # noqa: F401 (its tables)
 
 config = context.config
 target_metadata = Base.metadata

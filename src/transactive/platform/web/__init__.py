@@ -8,10 +8,11 @@ server-rendered Jinja2 templates, charts drawn as inline SVG on the server
 folder and nothing fetched from anywhere else (the pages' Content-Security-Policy says so).
 
 :func:`install` is the seam :func:`transactive.platform.api.create_app` calls. The page reads
-the database through its own read-only sessions: on SQLite a second engine whose transactions
-are plain deferred ``BEGIN`` with ``PRAGMA query_only`` (WAL readers never wait for the writer,
-and the page never takes the write lock the bid writer needs, SQLite manual "Write-Ahead
-Logging" §2.2), on PostgreSQL the app's engine with ``postgresql_readonly``.
+the database through the app's read-only sessions (``app.state.read_sessions``,
+:func:`transactive.platform.db.make_read_engine`): on SQLite plain deferred ``BEGIN`` with
+``PRAGMA query_only`` (WAL readers never wait for the writer, and the page never takes the
+write lock the bid writer needs, SQLite manual "Write-Ahead Logging" §2.2), on PostgreSQL
+``postgresql_readonly``.
 """
 
 from __future__ import annotations
@@ -22,46 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from transactive.platform import db as platform_db
 from transactive.platform.web import live, views
 from transactive.platform.web.routes import PREFIX, WebState, router
 
-__all__ = ["PREFIX", "install", "read_engine"]
+__all__ = ["PREFIX", "install"]
 
 _HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = _HERE / "templates"
 STATIC_DIR = _HERE / "static"
-
-
-def _sqlite_reader_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # transactions are begun below, deferred
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout={platform_db.SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA query_only=ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_reader_begin(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN")  # deferred: a read snapshot, no write lock
-
-
-def read_engine(app_engine: sa.Engine) -> sa.Engine:
-    """An engine for the page's reads on the app's database (see the module docstring)."""
-    if app_engine.dialect.name != "sqlite":
-        return app_engine.execution_options(postgresql_readonly=True)
-    engine = sa.create_engine(app_engine.url)
-    sa.event.listen(engine, "connect", _sqlite_reader_connect)
-    sa.event.listen(engine, "begin", _sqlite_reader_begin)
-    return engine
 
 
 def _templates() -> Jinja2Templates:
@@ -78,13 +53,11 @@ def _templates() -> Jinja2Templates:
 def install(app: FastAPI) -> None:
     """Add the operator's page, its fragments, live stream and static assets to ``app``.
 
-    Needs ``app.state.engine``, ``settings``, ``secret_key``, ``token_cache`` and ``clock`` (what
-    :func:`~transactive.platform.api.create_app` sets before calling it). The change feed and
-    the page's engine are closed when the app shuts down (wrapped around the app's lifespan).
+    Needs ``app.state.read_sessions``, ``settings``, ``secret_key``, ``token_cache`` and
+    ``clock`` (what :func:`~transactive.platform.api.create_app` sets before calling it). The
+    change feed is closed when the app shuts down (wrapped around the app's lifespan).
     """
-    app_engine: sa.Engine = app.state.engine
-    engine = read_engine(app_engine)
-    reads = sessionmaker(engine, expire_on_commit=False)
+    reads: sessionmaker[Session] = app.state.read_sessions
     feed = live.ChangeFeed(reads)
     app.state.web = WebState(_templates(), reads, feed, views.ChainWatch())
     app.include_router(router)
@@ -107,7 +80,5 @@ def install(app: FastAPI) -> None:
                 yield state
             finally:
                 await feed.close()
-                if engine is not app_engine and engine.dialect.name == "sqlite":
-                    engine.dispose()
 
     app.router.lifespan_context = lifespan
