@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from transactive.cli import market, mechanisms, network, platform, sim
+from transactive.cli import ledger, market, mechanisms, network, platform, sim
 
 app = typer.Typer(
     name="transactive",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+ledger.register(app)
 market.register(app)
 mechanisms.register(app)
 network.register(app)
