@@ -6,8 +6,9 @@ PostgreSQL cases FAIL without the server), with 12 client threads over real HTTP
 
 - SIGKILL under load: the clients submit bids with unique idempotency keys for three open
   intervals of the demo market, each recording what it was answered (acknowledged: 201/200 and
-  the bid; no answer: the connection dropped). After about a second of load the server's process
-  group gets SIGKILL and the server restarts on the same database (twice). After each restart,
+  the bid; no answer: the connection dropped). Once the load has had 96 answers (not after a
+  fixed time: a restarted server is slow in its first second on a loaded machine) the server's
+  process group gets SIGKILL and the server restarts on the same database (twice). After each restart,
   as the operator: every acknowledged key is stored exactly once with the content, id and
   version it was answered with; no (member, key) appears twice; each contract's bids in an
   interval have versions 1..n with the latest the one active bid; every bid has exactly one
@@ -219,9 +220,14 @@ _T = TypeVar("_T")
 
 
 def _load(
-    base: str, demo: Demo, tag: str, intervals: list[int], during: Callable[[], _T]
+    base: str,
+    demo: Demo,
+    tag: str,
+    intervals: list[int],
+    during: Callable[[Callable[[], int]], _T],
 ) -> tuple[list[Sent], _T]:
-    """Run the clients; ``during()`` runs meanwhile (in this thread); then stop and join them."""
+    """Run the clients; ``during(answered)`` runs meanwhile (in this thread), ``answered()``
+    counting the answers so far; then stop and join them."""
     stop = threading.Event()
     logs: list[list[Sent]] = [[] for _ in range(N_CLIENTS)]
     threads = [
@@ -231,7 +237,7 @@ def _load(
     for t in threads:
         t.start()
     try:
-        result = during()
+        result = during(lambda: sum(1 for log in logs for s in log if s.status is not None))
     finally:
         stop.set()
         for t in threads:
@@ -434,8 +440,13 @@ def test_every_acknowledged_bid_survives_sigkill_under_load(backend: str, tmp_pa
             _kill(server)
 
 
-def _kill_after(server: Server, seconds: float = 1.0) -> None:
-    time.sleep(seconds)
+def _kill_after(server: Server, answered: Callable[[], int], at_least: int = 8 * N_CLIENTS) -> None:
+    """SIGKILL once the load is under way: ``at_least`` answers (a restarted server is slow in
+    its first second on a loaded machine), then a little more so requests are in flight."""
+    deadline = time.monotonic() + 60.0
+    while answered() < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
     _kill(server)
 
 
@@ -454,7 +465,7 @@ def test_no_bid_acknowledged_after_the_gate_closed_is_cleared(backend: str, tmp_
             interval = demo.intervals[0]
             op = demo.heads["operator"]
 
-            def close_the_gate() -> tuple[float, float, httpx.Response]:
+            def close_the_gate(_answered: Callable[[], int]) -> tuple[float, float, httpx.Response]:
                 time.sleep(0.5)
                 # healthy, the close answers in well under a second: 15 s means a hang
                 with httpx.Client(base_url=f"{server.base}/api/v1", timeout=15.0) as http:
