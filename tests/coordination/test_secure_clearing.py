@@ -311,3 +311,28 @@ def test_ids_survive_every_round(feeder: Feeder):
         assert r.clearing.ids is not None
         assert list(r.clearing.ids) == ["ev-a", "ev-b", "ev-c", "ev-d"]
     assert set(outcome.final.clearing.allocation_by_id()) == {"ev-a", "ev-b", "ev-c", "ev-d"}
+
+
+def test_an_unsupplied_bus_is_no_element_a_surcharge_could_relieve(feeder: Feeder):
+    # an UNSUPPLIED violation's index is a pandapower bus, not a node: read as a voltage
+    # violation it named the wrong node's row (found by the P2P trade check, issue 16)
+    from dataclasses import replace  # noqa: PLC0415
+
+    from transactive.coordination.secure import _Sensitivity  # noqa: PLC0415
+    from transactive.network.security import Violation, security_check  # noqa: PLC0415
+
+    report = security_check(feeder, feeder.load_p_kw * 3.0, feeder.load_q_kvar * 3.0)
+    under = [v for v in report.violations if v.kind == ViolationKind.UNDERVOLTAGE]
+    assert under
+    unsupplied = Violation(ViolationKind.UNSUPPLIED, "bus", 17, "bus 17", 40.0, 0.0)
+    model = _Sensitivity(feeder, np.zeros(feeder.n_nodes))
+    args = (
+        np.full(feeder.n_nodes, 0.95),
+        np.full(feeder.n_nodes, 1.05),
+        np.full(feeder.n_branches, 1e9),
+        0.0,
+        0.0,
+    )
+    with_unsupplied = model.elements(replace(report, violations=(*under, unsupplied)), *args)
+    assert [e[:2] for e in with_unsupplied] == [e[:2] for e in model.elements(report, *args)]
+    assert model.elements(replace(report, violations=(unsupplied,)), *args) == []

@@ -442,7 +442,7 @@ class _Sensitivity:
                 target = report.max_loading_pct / 100.0 * s_max[b] * (1.0 - loading_margin)
                 need = flow - target
                 kind, index, severity = "branch", b, v.excess / v.limit
-            else:
+            elif v.kind in (ViolationKind.UNDERVOLTAGE, ViolationKind.OVERVOLTAGE):
                 j = v.index
                 shared = self.below[j][None, :] * self.below  # (N, B): branches j and m share
                 drop = (shared @ r_pu + (shared @ x_pu) * self.tan_phi) / (vm[j] * s_base)
@@ -453,6 +453,8 @@ class _Sensitivity:
                     row, need = -drop, vm[j] - (vmax[j] - voltage_margin_pu)
                     kind = "over"
                 index, severity = j, v.excess / max(vmax[j] - vmin[j], 1e-9)
+            else:  # an unsupplied bus (its index a pandapower bus, not a node): no price helps
+                continue
             scale = float(np.max(np.abs(row)))
             if scale <= 0:
                 continue
