@@ -8,8 +8,8 @@ PostgreSQL cases FAIL without the server), with 12 client threads over real HTTP
   intervals of the demo market, each recording what it was answered (acknowledged: 201/200 and
   the bid; no answer: the connection dropped). Once the load has had 96 answers (not after a
   fixed time: a restarted server is slow in its first second on a loaded machine) the server's
-  process group gets SIGKILL and the server restarts on the same database (twice). After each restart,
-  as the operator: every acknowledged key is stored exactly once with the content, id and
+  process group gets SIGKILL and the server restarts on the same database (twice). After each
+  restart, as the operator: every acknowledged key is stored exactly once with the content, id and
   version it was answered with; no (member, key) appears twice; each contract's bids in an
   interval have versions 1..n with the latest the one active bid; every bid has exactly one
   audit record and the chain verifies; re-sending an acknowledged key with the same content
