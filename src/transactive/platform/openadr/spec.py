@@ -1,5 +1,7 @@
 """The OpenADR 3.1.0 OpenAPI document, read with the three corrections it needs to be usable.
 
+(Read as JSON reads it: YAML's unquoted timestamps in the examples become strings.)
+
 The document (``openadr3-3.1.0.yaml``, OpenADR Alliance, Apache 2.0) is kept as published. As
 published it is not a valid OpenAPI 3.0 document, and one of its response schemas can match no
 object; :func:`load_spec` corrects both in the copy it returns, and says so here:
@@ -23,6 +25,7 @@ object; :func:`load_spec` corrects both in the copy it returns, and says so here
 from __future__ import annotations
 
 import copy
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -37,8 +40,25 @@ def _published() -> dict[str, Any]:
     import yaml  # noqa: PLC0415 (only the tests and tools read the document)
 
     with SPEC_PATH.open(encoding="utf-8") as f:
-        spec: dict[str, Any] = yaml.safe_load(f)
+        spec: dict[str, Any] = _json_values(yaml.safe_load(f))
     return spec
+
+
+def _json_values(value: Any) -> Any:
+    """The YAML as the JSON it stands for: its unquoted timestamps (the examples') as text.
+
+    YAML reads ``2023-06-15T09:30:00Z`` as a datetime; an OpenAPI document is JSON, where it is a
+    string (a generated request that reuses the example must be JSON-encodable).
+    """
+    if isinstance(value, dict):
+        return {k: _json_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_values(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def _without_object_type(schema: dict[str, Any]) -> dict[str, Any]:
