@@ -80,7 +80,13 @@ def run_command(
     from transactive.cli._paths import check_output_folder  # noqa: PLC0415
     from transactive.errors import ValidationError  # noqa: PLC0415
     from transactive.sim import load_scenario, summary, write_results  # noqa: PLC0415
+    from transactive.sim.p2p_street import is_street_scenario  # noqa: PLC0415
 
+    if is_street_scenario(scenario):  # a P2P street on ledger nodes (transactive.cli.street)
+        from transactive.cli.street import run_street_command  # noqa: PLC0415
+
+        run_street_command(scenario, out, quiet=quiet, live=live)
+        return
     console = Console()
     service = None
     refusals: tuple[type[Exception], ...] = (ValidationError,)

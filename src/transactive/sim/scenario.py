@@ -1014,12 +1014,17 @@ def builtin_scenarios() -> dict[str, str]:
     folder = resources.files("transactive.sim") / "scenarios"
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
-            scenario = parse_scenario(entry.read_text(encoding="utf-8"), source=entry.name)
+            text = entry.read_text(encoding="utf-8")
+            if "street" in (data := tomllib.loads(text)):  # a P2P street (sim.p2p_street)
+                out[entry.name.removesuffix(".toml")] = str(data["description"])
+                continue
+            scenario = parse_scenario(text, source=entry.name)
             out[entry.name.removesuffix(".toml")] = scenario.description
     return out
 
 
 BUILTIN_SCENARIOS = (
+    "brooklyn",
     "day-ahead-flex",
     "default",
     "ev-congestion",
