@@ -34,8 +34,7 @@ from starlette.routing import Match
 
 from transactive.platform import audit, crud
 from transactive.platform.api.deps import Now, ReadSessionDep, SessionDep, SettingsDep
-from transactive.platform.api.routes.token import _basic_credentials
-from transactive.platform.auth import verify_secret
+from transactive.platform.api.routes.token import GrantRefusal, authenticate_client
 from transactive.platform.errors import PlatformError, forbidden, not_found
 from transactive.platform.models import Market, Member, utc_now
 from transactive.platform.openadr import events, reports
@@ -51,7 +50,6 @@ from transactive.platform.openadr.scopes import (
     issue_scoped_token,
     scopes_of_role,
 )
-from transactive.platform.schemas import MemberStatus
 
 __all__ = ["router"]
 
@@ -171,56 +169,12 @@ def token(
     scope: Annotated[str | None, Form()] = None,
 ) -> Response:
     """OAuth2 client credentials (RFC 6749 §4.4.2) with the OpenADR scopes of the member's role."""
-    basic = _basic_credentials(request.headers.get("authorization"))
-    if isinstance(basic, str):
-        return _token_error(request, 401, "invalid_client", basic, basic=True)
-    if grant_type is None:
-        return _token_error(request, 400, "invalid_request", "grant_type is missing (form field)")
-    if grant_type != "client_credentials":
+    member = authenticate_client(
+        request, grant_type=grant_type, client_id=client_id, client_secret=client_secret
+    )
+    if isinstance(member, GrantRefusal):
         return _token_error(
-            request,
-            400,
-            "unsupported_grant_type",
-            f"grant_type {grant_type!r} is not supported; use client_credentials",
-        )
-    if basic is not None and (client_id is not None or client_secret is not None):
-        return _token_error(
-            request,
-            400,
-            "invalid_request",
-            "client credentials given both in the Authorization header and in the form "
-            "(RFC 6749 §2.3: use one)",
-        )
-    if basic is not None:
-        client_id, client_secret = basic
-    if not client_id or not client_secret:
-        missing = [
-            n for n, v in (("client_id", client_id), ("client_secret", client_secret)) if not v
-        ]
-        return _token_error(
-            request,
-            401,
-            "invalid_client",
-            f"client authentication needs {' and '.join(missing)}",
-            basic=basic is not None,
-        )
-    with request.app.state.sessions.begin() as session:
-        member = crud.get_member_by_client_id(session, client_id=client_id)
-    if not verify_secret(client_secret, None if member is None else member.client_secret_hash):
-        return _token_error(
-            request,
-            401,
-            "invalid_client",
-            "unknown client or wrong secret",
-            basic=basic is not None,
-        )
-    assert member is not None  # verify_secret is False without a stored hash
-    if member.status is not MemberStatus.ADMITTED:
-        return _token_error(
-            request,
-            400,
-            "unauthorized_client",
-            f"member {member.id} is {member.status.value}: it cannot get tokens",
+            request, member.status, member.error, member.description, basic=member.basic
         )
     allowed = scopes_of_role(member.role)
     granted = allowed
