@@ -240,6 +240,13 @@ def test_keygen_and_genesis_make_a_ledger_a_node_accepts(tmp_path: Path) -> None
     gen = parse_genesis((tmp_path / "genesis.json").read_bytes())
     check_contract(gen)
     assert [m.member_id for m in gen.members] == ["alice", "bob"]
+    assert gen.dso is None
+    # the network's operator, who alone posts network charges and refused trades
+    result = runner.invoke(app(), [*args, "--dso", "bob", "--out", str(tmp_path / "gd.json")])
+    assert result.exit_code == 0, result.output
+    assert parse_genesis((tmp_path / "gd.json").read_bytes()).dso == "bob"
+    result = runner.invoke(app(), [*args, "--dso", "carol", "--out", str(tmp_path / "gx.json")])
+    assert result.exit_code == 2 and "dso" in result.output
     # a market file missing a rule is refused naming it (no rule is defaulted)
     del market["gate_lead_s"]
     (tmp_path / "market.json").write_text(json.dumps(market))

@@ -101,6 +101,14 @@ def genesis_command(
         typer.Option("--member", help="A founding member as ID=PUBLIC_KEY_FILE (repeat)."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Where to write the genesis.")],
+    dso: Annotated[
+        str | None,
+        typer.Option(
+            "--dso",
+            help="The founding member that operates the network: it alone posts the trades' "
+            "network charges and refuses trades its security check refuses.",
+        ),
+    ] = None,
 ) -> None:
     """Write the genesis every node of a new ledger is given."""
     from transactive.errors import ValidationError  # noqa: PLC0415 (light start-up)
@@ -137,6 +145,8 @@ def genesis_command(
         "type": "genesis",
         "v": 1,
     }
+    if dso is not None:
+        document["dso"] = dso
     try:
         genesis = parse_genesis(json.dumps(document).encode("utf-8"))
     except ValidationError as exc:

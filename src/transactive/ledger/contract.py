@@ -26,7 +26,22 @@ a refused transaction changes nothing, and the block's other transactions go on)
   interval (positive consumption, negative injection; the DESIGN sign convention), once, after the
   interval has ended;
 - ``interval.settle`` ``{interval_start_s}``: once every member that traded in the interval has a
-  reading, settle it (below), once.
+  reading, settle it (below), once;
+- ``trades.refused`` ``{interval_start_s, refusals: [{trade_id, violation}]}``, by the DSO only
+  (the genesis's ``dso``), after the interval's gate and before its settlement: the trades the
+  DSO's network check refused (:func:`transactive.market.p2p.network.check_trades`, run off the
+  ledger by the DSO's node: the AC flow is not contract code), each with the violation named.
+  A refused trade's positions are reversed: settlement treats it as if it had never matched
+  (no energy payment, no fees; its traders settle that energy against the grid);
+- ``network.charges`` ``{interval_start_s, charges: [{trade_id, payer, network_fee_minor,
+  loss_charge_minor}]}``, by the DSO only, in the same window: the AC network fee and the loss
+  charge (whole minor units >= 0) that ``payer`` (``buyer`` or ``seller``) of the trade pays the
+  network account (:func:`transactive.market.p2p.network.trade_charges`).
+
+For the last two, the trade ids are ``"<interval_start_s>:<sequence>"`` (the order book's
+sequence, as in the trade's ``trade_id``); an unknown trade, a trade refused or charged (for that
+payer) twice, a charge for a refused trade or a refusal of a charged one, and amounts that are
+not integers >= 0 are refused, every fault named in the reason.
 
 **The ledger's clock** is the latest block time seen (a block's ``time_s`` is its proposer's
 clock; a block from behind does not move it back). Orders are timed by it, so the book's times
@@ -37,9 +52,17 @@ its blocks are signed and recorded, so that is attributable, never silent.
 another by the same whole number of minor units, so all balances sum to zero exactly), in the
 order of the paper's Table 1 with the trades in place of a clearing:
 
-- each trade: the buyer pays the seller ``energy × price``; each side pays the platform
-  ``energy × platform_fee_per_kwh``; the buyer pays the network owner ``energy ×
-  network_fee_per_kwh``;
+- each trade the DSO did not refuse: the buyer pays the seller ``energy × price``; each side pays
+  the platform ``energy × platform_fee_per_kwh``; then the network:
+
+  - when the DSO posted no ``network.charges`` for the interval (or the genesis has no DSO), the
+    buyer pays the network owner the flat ``energy × network_fee_per_kwh``, as in contract
+    1.0.0;
+  - when it posted any, no flat fee is paid in that interval: each charge posts its
+    ``network_fee_minor`` (``network_charge``) and ``loss_charge_minor`` (``loss_charge``) from
+    its payer to the network account, and every trade not refused must have been charged (for
+    at least one payer), else settlement is refused naming the uncharged trades;
+
 - each member with a reading: its deviation ``metered − (bought − sold)`` settles against the
   grid (the utility, the outside option of :mod:`~transactive.market.p2p.local_auction`):
   a positive deviation pays ``grid_import_price_per_kwh``, a negative one is paid
@@ -66,6 +89,7 @@ from typing import Any, ClassVar
 
 from transactive.errors import ValidationError
 from transactive.ledger.transactions import (
+    MAX_TXS_PER_BLOCK,
     Block,
     Genesis,
     MalformedMessage,
@@ -90,10 +114,11 @@ __all__ = [
     "check_contract",
     "contract_sha256",
     "member_account",
+    "trade_id",
 ]
 
 CONTRACT_NAME = "transactive.p2p"
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 ACCOUNT_PLATFORM = "platform"
 ACCOUNT_NETWORK = "network"
 ACCOUNT_GRID = "grid"
@@ -198,8 +223,14 @@ class _Refused(Exception):
     """A transaction breaks a rule (the message is the reason recorded)."""
 
 
+def trade_id(interval_start_s: int, sequence: int) -> str:
+    """The id by which the DSO names a trade: ``"<interval_start_s>:<sequence>"``."""
+    return f"{interval_start_s}:{sequence}"
+
+
 def _trade_json(trade: Trade, interval_start_s: int) -> dict[str, Any]:
     return {
+        "trade_id": trade_id(interval_start_s, trade.sequence),
         "buy_order_id": trade.buy_order_id,
         "buyer": trade.buyer_id,
         "energy_kwh": trade.energy_kwh,
@@ -217,6 +248,10 @@ class _Interval:
     trades: list[Trade] = field(default_factory=list)
     readings_lots: dict[str, int] = field(default_factory=dict)
     settled: bool = False
+    #: trade id -> the violation the DSO named
+    refused: dict[str, str] = field(default_factory=dict)
+    #: (trade id, payer) -> (network fee, loss charge), minor units
+    charges: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
 
 class Ledger:
@@ -429,6 +464,18 @@ class Ledger:
         missing = sorted(traders - interval.readings_lots.keys())
         if missing:
             raise _Refused(f"interval {start} lacks the readings of {', '.join(missing)}")
+        charged = {tid for tid, _payer in interval.charges}
+        if charged:
+            uncharged = [
+                tid
+                for t in interval.trades
+                if (tid := trade_id(start, t.sequence)) not in charged
+                and tid not in interval.refused
+            ]
+            if uncharged:
+                raise _Refused(
+                    f"interval {start}: the DSO charged some trades but not {', '.join(uncharged)}"
+                )
         rules = self.rules
         postings: list[dict[str, Any]] = []
 
@@ -440,6 +487,9 @@ class Ledger:
 
         contracted: dict[str, int] = {}
         for trade in interval.trades:
+            tid = trade_id(start, trade.sequence)
+            if tid in interval.refused:
+                continue  # reversed: as if it had not matched
             lots = self._lots(trade.energy_kwh, "trade energy")
             buyer, seller = member_account(trade.buyer_id), member_account(trade.seller_id)
             contracted[trade.buyer_id] = contracted.get(trade.buyer_id, 0) + lots
@@ -448,9 +498,18 @@ class Ledger:
             fee = self._money(lots, rules.platform_fee_per_kwh)
             post(buyer, ACCOUNT_PLATFORM, fee, "platform_fee")
             post(seller, ACCOUNT_PLATFORM, fee, "platform_fee")
-            post(
-                buyer, ACCOUNT_NETWORK, self._money(lots, rules.network_fee_per_kwh), "network_fee"
-            )
+            if not charged:
+                post(
+                    buyer,
+                    ACCOUNT_NETWORK,
+                    self._money(lots, rules.network_fee_per_kwh),
+                    "network_fee",
+                )
+                continue
+            for payer, account in (("buyer", buyer), ("seller", seller)):
+                fee, loss = interval.charges.get((tid, payer), (0, 0))
+                post(account, ACCOUNT_NETWORK, fee, "network_charge")
+                post(account, ACCOUNT_NETWORK, loss, "loss_charge")
         energy: dict[str, dict[str, float]] = {}
         grid_lots = 0
         for member in sorted(interval.readings_lots.keys() | contracted.keys()):
@@ -490,7 +549,123 @@ class Ledger:
             "energy": energy,
             "grid_kwh": grid_lots / self._lots_per_kwh,
             "interval_start_s": start,
+            "network": "dso_charges" if charged else "flat_fee",
             "postings": postings,
+            "reversed_trades": sorted(interval.refused),
+        }
+
+    # ------------------------------------------------------------------ the DSO's transactions
+
+    def _dso_interval(self, tx: SignedTx, start: int) -> _Interval:
+        """The interval the DSO may now refuse or charge trades of (gate closed, not settled)."""
+        dso = self.genesis.dso
+        if dso is None:
+            raise _Refused(f"{tx.kind}: the genesis names no DSO")
+        if tx.author != dso:
+            raise _Refused(f"{tx.kind}: only the DSO {dso!r} may post it, not {tx.author!r}")
+        gate = start - self.rules.gate_lead_s
+        if self.clock_s < gate:
+            raise _Refused(
+                f"the gate of interval {start} is open until {gate} (the ledger's clock is "
+                f"{self.clock_s})"
+            )
+        interval = self.intervals.get(start)
+        if interval is None:
+            raise _Refused(f"interval {start} has no trades")
+        if interval.settled:
+            raise _Refused(f"interval {start} is already settled")
+        return interval
+
+    @staticmethod
+    def _entries(value: object, name: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not value:
+            raise _Refused(f"{name} must be a non-empty list")
+        if len(value) > MAX_TXS_PER_BLOCK:
+            raise _Refused(f"{name} holds more than {MAX_TXS_PER_BLOCK} entries")
+        faults = []
+        for i, entry in enumerate(value):
+            if not isinstance(entry, dict) or sorted(entry) != sorted(fields):
+                faults.append(f"{name}[{i}] must be an object of {', '.join(fields)}")
+        if faults:
+            raise _Refused("; ".join(faults))
+        return value
+
+    def _refuse_trades(self, tx: SignedTx) -> dict[str, Any]:
+        body = _body(tx, ("interval_start_s", "refusals"))
+        start = self._interval_start(body["interval_start_s"])
+        interval = self._dso_interval(tx, start)
+        entries = self._entries(body["refusals"], "refusals", ("trade_id", "violation"))
+        trades = {trade_id(start, t.sequence): t for t in interval.trades}
+        charged = {tid for tid, _payer in interval.charges}
+        faults: list[str] = []
+        new: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            tid, violation = entry["trade_id"], entry["violation"]
+            where = f"refusals[{i}]"
+            if not isinstance(tid, str) or tid not in trades:
+                faults.append(f"{where}: no trade {tid!r} in interval {start}")
+            elif tid in interval.refused or tid in new:
+                faults.append(f"{where}: trade {tid!r} is already refused")
+            elif tid in charged:
+                faults.append(f"{where}: trade {tid!r} already has the DSO's charges")
+            if not isinstance(violation, str) or not 1 <= len(violation) <= 500:
+                faults.append(f"{where}: violation must be text of 1-500 characters")
+            if not faults:
+                new[tid] = violation
+        if faults:
+            raise _Refused("; ".join(faults))
+        interval.refused.update(new)
+        return {
+            "interval_start_s": start,
+            "reversed": [
+                {**_trade_json(trades[tid], start), "violation": v} for tid, v in new.items()
+            ],
+        }
+
+    def _network_charges(self, tx: SignedTx) -> dict[str, Any]:
+        body = _body(tx, ("charges", "interval_start_s"))
+        start = self._interval_start(body["interval_start_s"])
+        interval = self._dso_interval(tx, start)
+        fields = ("loss_charge_minor", "network_fee_minor", "payer", "trade_id")
+        entries = self._entries(body["charges"], "charges", fields)
+        trades = {trade_id(start, t.sequence) for t in interval.trades}
+        faults: list[str] = []
+        new: dict[tuple[str, str], tuple[int, int]] = {}
+        for i, entry in enumerate(entries):
+            tid, payer = entry["trade_id"], entry["payer"]
+            where = f"charges[{i}]"
+            before = len(faults)
+            if not isinstance(tid, str) or tid not in trades:
+                faults.append(f"{where}: no trade {tid!r} in interval {start}")
+            elif tid in interval.refused:
+                faults.append(f"{where}: trade {tid!r} was refused by the DSO")
+            if payer not in ("buyer", "seller"):
+                faults.append(f"{where}: payer must be 'buyer' or 'seller', got {payer!r}")
+            elif isinstance(tid, str) and ((tid, payer) in interval.charges or (tid, payer) in new):
+                faults.append(f"{where}: the {payer} of trade {tid!r} is already charged")
+            amounts = []
+            for name in ("network_fee_minor", "loss_charge_minor"):
+                value = entry[name]
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
+                    faults.append(f"{where}: {name} must be an integer >= 0, got {value!r}")
+                else:
+                    amounts.append(value)
+            if len(faults) == before:
+                new[(tid, payer)] = (amounts[0], amounts[1])
+        if faults:
+            raise _Refused("; ".join(faults))
+        interval.charges.update(new)
+        return {
+            "charges": [
+                {
+                    "loss_charge_minor": loss,
+                    "network_fee_minor": fee,
+                    "payer": payer,
+                    "trade_id": tid,
+                }
+                for (tid, payer), (fee, loss) in new.items()
+            ],
+            "interval_start_s": start,
         }
 
     _HANDLERS: ClassVar[dict[str, Callable[[Ledger, SignedTx], dict[str, Any]]]] = {
@@ -499,6 +674,8 @@ class Ledger:
         "order.cancel": _cancel,
         "meter.reading": _reading,
         "interval.settle": _settle,
+        "network.charges": _network_charges,
+        "trades.refused": _refuse_trades,
     }
 
     # ------------------------------------------------------------------ reading the state
@@ -512,9 +689,19 @@ class Ledger:
             "clock_s": None if self.clock_s == -math.inf else self.clock_s,
             "intervals": {
                 str(start): {
+                    "charges": [
+                        {
+                            "loss_charge_minor": loss,
+                            "network_fee_minor": fee,
+                            "payer": payer,
+                            "trade_id": tid,
+                        }
+                        for (tid, payer), (fee, loss) in sorted(iv.charges.items())
+                    ],
                     "readings_kwh": {
                         m: lots / self._lots_per_kwh for m, lots in sorted(iv.readings_lots.items())
                     },
+                    "refused": dict(sorted(iv.refused.items())),
                     "settled": iv.settled,
                     "trades": [_trade_json(t, start) for t in iv.trades],
                 }

@@ -25,8 +25,10 @@ sequences the blocks, and every node *validates* each block itself before applyi
   ``Nats-Msg-Id`` so a re-sent block is stored once.
 - The **genesis** is the stream's first message: the ledger id, the smart contract's name,
   version and source hash (:func:`transactive.ledger.contract.contract_sha256`), the market's
-  rules and fees, and the founding members with their public keys. Every node is given the same
-  genesis file and refuses a stream whose first message is not exactly it.
+  rules and fees, the founding members with their public keys and, optionally, ``dso``: the
+  founding member who runs the distribution network (the only author of ``network.charges`` and
+  ``trades.refused``; a genesis without it has no DSO, and those transactions are refused). Every
+  node is given the same genesis file and refuses a stream whose first message is not exactly it.
 
 Parsing is strict and names the field at fault: a message that is not UTF-8, not JSON, has a
 repeated key, a NaN, a missing or extra field, a wrong type or an id of the wrong form raises
@@ -88,7 +90,15 @@ FORMAT_VERSION = 1
 TX_DOMAIN = b"transactive.ledger.tx.v1\n"
 BLOCK_DOMAIN = b"transactive.ledger.block.v1\n"
 #: What a transaction may do (the contract's rules for each are in contract.py).
-TX_KINDS = ("member.admit", "order.submit", "order.cancel", "meter.reading", "interval.settle")
+TX_KINDS = (
+    "member.admit",
+    "order.submit",
+    "order.cancel",
+    "meter.reading",
+    "interval.settle",
+    "network.charges",
+    "trades.refused",
+)
 #: Most transactions one block may carry.
 MAX_TXS_PER_BLOCK = 1000
 #: Member ids, nonces and order ids: 1-64 characters, letters, digits and ``._:-``.
@@ -566,7 +576,11 @@ class MarketRules:
 
 @dataclass(frozen=True, slots=True)
 class Genesis:
-    """The first message of a ledger: its id, its contract, its market rules, its founders."""
+    """The first message of a ledger: its id, its contract, its market rules, its founders.
+
+    ``dso`` is the founding member that operates the distribution network (None: the ledger has
+    no DSO; the field is then absent from the message, as in the genesis of contract 1.0.0).
+    """
 
     ledger_id: str
     contract_name: str
@@ -574,11 +588,12 @@ class Genesis:
     contract_sha256: str
     market: MarketRules
     members: tuple[Member, ...]
+    dso: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The genesis as the JSON object that is put on the stream."""
         m = self.market
-        return {
+        out: dict[str, Any] = {
             "contract": {
                 "name": self.contract_name,
                 "sha256": self.contract_sha256,
@@ -603,6 +618,9 @@ class Genesis:
             "type": "genesis",
             "v": FORMAT_VERSION,
         }
+        if self.dso is not None:
+            out["dso"] = self.dso
+        return out
 
 
 def genesis_message(genesis: Genesis) -> bytes:
@@ -631,12 +649,14 @@ def parse_genesis(raw: bytes) -> Genesis:
     ------
     MalformedMessage
         Every field of the wrong form; rules that contradict each other (a cap not above the
-        floor, a lot that is not 1/n kWh, negative fees or tariffs, repeated member ids or keys).
+        floor, a lot that is not 1/n kWh, negative fees or tariffs, repeated member ids or keys,
+        a ``dso`` that is not a founding member).
 
     """
     subject = "genesis"
     obj = parse_json_object(raw, subject)
-    _fields(obj, ("contract", "ledger", "market", "members", "type", "v"), subject)
+    top = ("contract", "ledger", "market", "members", "type", "v")
+    _fields(obj, (*top, "dso") if "dso" in obj else top, subject)
     if obj["v"] != FORMAT_VERSION or obj["type"] != "genesis":
         raise _malformed(subject, "v", f"must be version {FORMAT_VERSION} of type 'genesis'")
     ledger_id = check_identifier(obj["ledger"], "ledger", subject)
@@ -700,6 +720,9 @@ def parse_genesis(raw: bytes) -> Genesis:
         problems.append(Problem("members", "repeat a member id"))
     if len({m.public_key for m in members}) != len(members):
         problems.append(Problem("members", "repeat a public key"))
+    dso = obj.get("dso")
+    if "dso" in obj and (not isinstance(dso, str) or dso not in ids):
+        problems.append(Problem("dso", f"must be the id of a founding member, got {dso!r}"))
     if problems:
         raise MalformedMessage(problems, subject=subject)
     rules = MarketRules(
@@ -721,4 +744,5 @@ def parse_genesis(raw: bytes) -> Genesis:
         contract["sha256"],
         rules,
         tuple(members),
+        dso,
     )

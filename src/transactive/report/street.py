@@ -326,8 +326,8 @@ def _page(res: dict[str, Any]) -> str:
         f"{len(refused)} refused trades.</p>"
         if not refused and not insecure
         else f"<p class='bad'>The DSO's check refused {len(refused)} trades in "
-        f"{len(insecure)} intervals (listed below); the ledger's contract cannot return a "
-        "matched trade, so they stay settled on the ledger.</p>"
+        f"{len(insecure)} intervals (listed below); this run's genesis names no DSO, so no "
+        "<code>trades.refused</code> was posted and they stay settled on the ledger.</p>"
         + "".join(f"<p>{esc(json.dumps(r))}</p>" for r in refused)
     )
     homes_cols = {

@@ -34,9 +34,11 @@ homes (nothing else is on the feeder). :func:`run_street` runs the day:
 network's fees and losses for the buses they connect
 (:func:`transactive.market.p2p.network.trade_charges`, the AC power flow of the feeder with the
 homes' metered power as the dispatch) and checked by the DSO
-(:func:`transactive.market.p2p.network.check_trades`). The ledger's contract (1.0.0) charges a
-flat ``network_fee_per_kwh`` per traded kWh and has no transaction that returns a matched trade:
-the AC fees and losses and any refusal are computed and reported *beside* the ledger's
+(:func:`transactive.market.p2p.network.check_trades`). The ledger's contract (1.1.0) can post a
+DSO's AC charges and reverse the trades its check refuses (``network.charges`` and
+``trades.refused``, by the member the genesis names ``dso``), but this run's genesis names no DSO
+and no node submits them yet: the ledger posts the flat ``network_fee_per_kwh`` per traded kWh,
+and the AC fees and losses and any refusal are computed and reported *beside* the ledger's
 settlement, not posted on it.
 
 **The baseline** is the same street, same profiles, on the utility tariff with net metering per
@@ -653,11 +655,11 @@ def run_street(
     network = _network(sc, feeder, ids, starts, metered_lots, trades)
     homes = _homes(sc, ids, load_kw, pv_kw, metered_lots, settlements, state, network, trades)
     notes = [
-        "the ledger's contract 1.0.0 posts a flat network fee per traded kWh; the AC network "
-        "charges and losses of the trades (market.p2p.network.trade_charges) are computed beside "
-        "it and not posted on the ledger",
-        "the contract cannot return a matched trade: a trade the DSO's check refuses is reported "
-        "as refused here but stays settled on the ledger",
+        "this run's genesis names no DSO, so the ledger's contract posts a flat network fee per "
+        "traded kWh; the AC network charges and losses of the trades "
+        "(market.p2p.network.trade_charges) are computed beside it and not posted on the ledger",
+        "no DSO node submits trades.refused in this run: a trade the DSO's check refuses is "
+        "reported as refused here but stays settled on the ledger",
         "forecasts are the profiles (perfect foresight) and meters read the profiles, so a home "
         "deviates from its contracted position only by what did not trade",
     ]
