@@ -29,21 +29,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import sqlalchemy as sa
+from demo_server import start_demo
 
 from transactive.platform import crud
 from transactive.platform import db as platform_db
@@ -55,50 +51,11 @@ from transactive.platform.settings import Settings
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_KEY = "o" * 40
-CREDENTIALS = re.compile(
-    r"^\s+(\S+)\s+id=\d+\s+role=\S+\s+client_id=(\S+)\s+client_secret=(\S+)\s*$"
-)
 BIDS = {
     "home-2": [(0.20, 6.0), (0.50, 0.0)],
     "home-3": [(0.05, 0.0), (0.30, -4.0)],
     "fleet": [(0.10, 120.0), (0.40, 20.0)],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(
-    url: str, env_extra: dict[str, str]
-) -> tuple[subprocess.Popen[str], int, dict[str, Any]]:
-    port = _free_port()
-    exe = str(Path(sys.executable).with_name("transactive"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
-    proc = subprocess.Popen(
-        [exe, "serve", "--demo", "--port", str(port), "--database-url", url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    members: dict[str, Any] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = CREDENTIALS.match(line)
-        if m:
-            members[m.group(1)] = (m.group(2), m.group(3))
-        if line.startswith("API: "):
-            break
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/markets").status_code == 401:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    return proc, port, members
 
 
 def _prepare(port: int, members: dict[str, Any]) -> tuple[int, str]:
@@ -224,7 +181,8 @@ def _run(port: int, path: str, tokens: list[str], window_s: float, cycles: int) 
 
 
 def bench(url: str, label: str, args: argparse.Namespace, env: dict[str, str]) -> None:
-    proc, port, members = _start(url, env)
+    server = start_demo(url, env)
+    proc, port, members = server.proc, server.port, server.members
     try:
         key = env.get("TRANSACTIVE_SECRET_KEY") or Settings(database_url=url).resolve_secret_key()
         market, interval = _prepare(port, members)

@@ -18,66 +18,26 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from demo_server import start_demo
 from playwright.sync_api import Page, sync_playwright
 
 TARGET_S = 1.0
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-CREDENTIALS = re.compile(r"^\s+(\S+)\s+id=\d+\s+role=\S+\s+client_id=(\S+)\s+client_secret=(\S+)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(folder: Path) -> tuple[subprocess.Popen[str], str, dict[str, tuple[str, str]]]:
-    port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("TRANSACTIVE_DATABASE_URL", None)
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("transactive")),
-            "serve",
-            "--demo",
-            "--port",
-            str(port),
-            "--database-url",
-            f"sqlite:///{folder / 'bench.db'}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    members: dict[str, tuple[str, str]] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if m := CREDENTIALS.match(line):
-            members[m.group(1)] = (m.group(2), m.group(3))
-        if line.startswith("API: "):
-            break
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/openapi.json", timeout=1.0).status_code == 200:
-                return proc, base, members
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the server did not start")
+    os.environ.pop("TRANSACTIVE_DATABASE_URL", None)
+    server = start_demo(f"sqlite:///{folder / 'bench.db'}")
+    return server.proc, server.base, server.members
 
 
 def _sign_in(page: Page, base: str, client_id: str, secret: str) -> None:

@@ -25,21 +25,17 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import sqlalchemy as sa
+from demo_server import start_demo
 
 from transactive.curves import BidCurves
 from transactive.market import Supply, clear
@@ -248,65 +244,12 @@ def bench_interval(url: str, label: str, n: int, seed: int = 1) -> None:
 #: Seconds of load before the measured window (not counted).
 WARMUP_S = 1.0
 
-CREDENTIALS = re.compile(r"^\s+(\S+)\s+id=\d+\s+role=\S+\s+client_id=(\S+)\s+client_secret=(\S+)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _server_stack() -> str:
     """What uvicorn will run on in the server (the same environment as this process)."""
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     return f"uvicorn http={http} loop={loop}"
-
-
-def _workers(n: int) -> list[str]:
-    return ["--workers", str(n)]
-
-
-def _start(
-    url: str, env_extra: dict[str, str], workers: int = 1
-) -> tuple[subprocess.Popen[str], str, dict[str, Any], int]:
-    port = _free_port()
-    exe = str(Path(sys.executable).with_name("transactive"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
-    proc = subprocess.Popen(
-        [
-            exe,
-            "serve",
-            "--demo",
-            "--port",
-            str(port),
-            "--database-url",
-            url,
-            "--workers",
-            str(workers),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    members: dict[str, Any] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = CREDENTIALS.match(line)
-        if m:
-            members[m.group(1)] = (m.group(2), m.group(3))
-        if line.startswith("API: "):
-            break
-    base = f"http://127.0.0.1:{port}/api/v1"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/markets").status_code == 401:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    return proc, base, members, port
 
 
 def _request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -397,7 +340,8 @@ def _summary(lat_s: list[float], ok: int, elapsed: float) -> str:
 def bench_http(
     url: str, label: str, seconds: float, connections: int, env: dict[str, str], workers: int
 ) -> None:
-    proc, base, members, port = _start(url, env, workers)
+    server = start_demo(url, env, workers)
+    proc, base, members, port = server.proc, f"{server.base}/api/v1", server.members, server.port
     try:
         with httpx.Client(base_url=base, timeout=30.0) as http:
 
