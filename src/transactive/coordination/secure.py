@@ -195,6 +195,32 @@ class SecureClearingOutcome:
         return pd.DataFrame(rows)
 
 
+def checked_background(
+    problems: Problems,
+    n: int,
+    background_p_kw: npt.ArrayLike | None,
+    background_q_kvar: npt.ArrayLike | None,
+) -> tuple[FloatArray, FloatArray]:
+    """The background load per node (zeros when not given), every problem added to ``problems``.
+
+    Each must have one finite value per node of the feeder's ``n``; a wrong shape is noted and
+    replaced by zeros so the other checks can go on (the caller raises ``problems``).
+    """
+    out = []
+    for name, value in (
+        ("background_p_kw", background_p_kw),
+        ("background_q_kvar", background_q_kvar),
+    ):
+        arr = np.zeros(n) if value is None else np.asarray(value, dtype=np.float64)
+        if arr.shape != (n,):
+            problems.add(name, f"needs shape ({n},) (one value per node), got {arr.shape}")
+            arr = np.zeros(n)
+        else:
+            problems.check(~np.isfinite(arr), name, "must be finite")
+        out.append(arr)
+    return out[0], out[1]
+
+
 def secure_clearing(
     bids: BidCurves,
     bus_of_curve: npt.ArrayLike,
@@ -362,18 +388,7 @@ def _checked_loop_inputs(
             f"not a node of the feeder (0..{n - 1})",
         )
         node = node_raw.astype(np.int64)
-    arrays = []
-    for name, value in (
-        ("background_p_kw", background_p_kw),
-        ("background_q_kvar", background_q_kvar),
-    ):
-        arr = np.zeros(n) if value is None else np.asarray(value, dtype=np.float64)
-        if arr.shape != (n,):
-            problems.add(name, f"needs shape ({n},) (one value per node), got {arr.shape}")
-            arr = np.zeros(n)
-        else:
-            problems.check(~np.isfinite(arr), name, "must be finite")
-        arrays.append(arr)
+    arrays = list(checked_background(problems, n, background_p_kw, background_q_kvar))
     tan_phi = np.asarray(q_per_kw, dtype=np.float64)
     if tan_phi.ndim == 0:
         tan_phi = np.full(n, float(tan_phi))

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from transactive.coordination.secure import _Sensitivity
+from transactive.coordination.secure import _Sensitivity, checked_background
 from transactive.curves import StrArray, checked_ids
 from transactive.errors import Problems, is_real
 from transactive.market.p2p.bilateral import BilateralResult
@@ -579,20 +579,9 @@ def _checked_dispatch(
         nodes.append(
             np.array([int(bus_of_agent.get(a, 0)) for a in agents], dtype=np.int64).reshape(-1)
         )
-    background = []
-    for name, value in (
-        ("background_p_kw", background_p_kw),
-        ("background_q_kvar", background_q_kvar),
-    ):
-        arr = np.zeros(n) if value is None else np.asarray(value, dtype=np.float64)
-        if arr.shape != (n,):
-            problems.add(name, f"needs shape ({n},) (one value per node), got {arr.shape}")
-            arr = np.zeros(n)
-        else:
-            problems.check(~np.isfinite(arr), name, "must be finite")
-        background.append(arr)
+    p_kw, q_kvar = checked_background(problems, n, background_p_kw, background_q_kvar)
     problems.raise_if_any()
-    return nodes[0], nodes[1], background[0], background[1]
+    return nodes[0], nodes[1], p_kw, q_kvar
 
 
 def _ro(a: npt.NDArray[np.float64]) -> FloatArray:
