@@ -2,9 +2,10 @@
 
 Called by ``transactive run`` when the scenario (a built-in name or a TOML file) has a
 ``[street]`` table: it validates the street, checks ``--out``, runs the day on real ledger nodes
-(their stores in ``OUT/ledger/``), writes the results directory and ``report.html``
-(:mod:`transactive.report.street`) and prints the headline figures. A bad scenario, an ``--out``
-that cannot be written or a missing NATS server exits with status 1 and the reason.
+(the homes' and the DSO's stores in ``OUT/ledger/``), writes the results directory and
+``report.html`` (:mod:`transactive.report.street`) and prints the headline figures. A bad
+scenario, an ``--out`` that cannot be written or a missing NATS server exits with status 1 and
+the reason.
 """
 
 from __future__ import annotations
@@ -83,12 +84,15 @@ def run_street_command(scenario: str, out: Path, *, quiet: bool, live: str | Non
         f"PV exported upstream: {s['pv_exported_upstream_kwh']:.2f} kWh "
         f"(baseline {s['baseline_pv_exported_kwh']:.2f} kWh)",
         f"street's bill: {s['street_bill']:.2f} {cur} (baseline {s['baseline_street_bill']:.2f})",
-        f"fees on the ledger: platform {s['platform_fees']:.4f}, network (flat) "
-        f"{s['network_fees_flat']:.4f} {cur}; AC network charges beside it "
-        f"{s['ac_network_charges']:.6f} {cur}, trade losses {s['ac_trade_loss_kwh'] * 1000:.2f} Wh",
-        f"DSO check: {s['refused_trades']} refused trades, {s['insecure_intervals']} insecure "
-        "intervals",
-        f"ledger {led['ledger_id']}: {led['blocks']} blocks, heads equal {led['heads_equal']}, "
+        f"fees on the ledger: platform {s['platform_fees']:.4f} {cur}; the DSO's network "
+        f"charges {s['network_charges'] + s['loss_charges']:.4f} {cur} (use of system "
+        f"{s['network_charges']:.4f}, losses {s['loss_charges']:.4f}; computed "
+        f"{s['ac_network_charges']:.6f}), flat network fee {s['network_fees_flat']:.4f} {cur}; "
+        f"trade losses {s['ac_trade_loss_kwh'] * 1000:.2f} Wh",
+        f"DSO check: {s['refused_trades']} trades refused and reversed on the ledger "
+        f"({s['refused_kwh']:.3f} kWh); {s['insecure_intervals']} insecure intervals",
+        f"ledger {led['ledger_id']}: {led['blocks']} blocks on {len(led['nodes'])} nodes "
+        f"({s['homes']} homes and the DSO {led['dso']!r}), heads equal {led['heads_equal']}, "
         f"every node's store verified {led['all_verified']}",
     ]
     for line in lines:

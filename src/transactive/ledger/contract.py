@@ -35,13 +35,15 @@ a refused transaction changes nothing, and the block's other transactions go on)
   (no energy payment, no fees; its traders settle that energy against the grid);
 - ``network.charges`` ``{interval_start_s, charges: [{trade_id, payer, network_fee_minor,
   loss_charge_minor}]}``, by the DSO only, in the same window: the AC network fee and the loss
-  charge (whole minor units >= 0) that ``payer`` (``buyer`` or ``seller``) of the trade pays the
-  network account (:func:`transactive.market.p2p.network.trade_charges`).
+  charge (whole minor units) that ``payer`` (``buyer`` or ``seller``) of the trade pays the
+  network account (:func:`transactive.market.p2p.network.trade_charges`); a negative amount is a
+  credit the network account pays the payer (``trade_charges`` credits a leg that relieves the
+  feeder's flows, e.g. a buyer's consumption on a street that exports).
 
 For the last two, the trade ids are ``"<interval_start_s>:<sequence>"`` (the order book's
 sequence, as in the trade's ``trade_id``); an unknown trade, a trade refused or charged (for that
 payer) twice, a charge for a refused trade or a refusal of a charged one, and amounts that are
-not integers >= 0 are refused, every fault named in the reason.
+not integers within ±2**53 are refused, every fault named in the reason.
 
 **The ledger's clock** is the latest block time seen (a block's ``time_s`` is its proposer's
 clock; a block from behind does not move it back). Orders are timed by it, so the book's times
@@ -60,8 +62,9 @@ order of the paper's Table 1 with the trades in place of a clearing:
     1.0.0;
   - when it posted any, no flat fee is paid in that interval: each charge posts its
     ``network_fee_minor`` (``network_charge``) and ``loss_charge_minor`` (``loss_charge``) from
-    its payer to the network account, and every trade not refused must have been charged (for
-    at least one payer), else settlement is refused naming the uncharged trades;
+    its payer to the network account (a negative one from the network account to its payer),
+    and every trade not refused must have been charged (for at least one payer), else
+    settlement is refused naming the uncharged trades;
 
 - each member with a reading: its deviation ``metered − (bought − sold)`` settles against the
   grid (the utility, the outside option of :mod:`~transactive.market.p2p.local_auction`):
@@ -75,7 +78,8 @@ zero exactly and the grid's energy is the sum of the readings; money is rounded 
 **Versioning**: :data:`CONTRACT_NAME`, :data:`CONTRACT_VERSION` and :func:`contract_sha256`, the
 SHA-256 of the sources that decide every outcome (this module, the formats of
 :mod:`~transactive.ledger.transactions` and the order book), are in the genesis; a node whose
-code hashes otherwise refuses to run the ledger (:func:`check_contract`).
+code hashes otherwise refuses to run the ledger (:func:`check_contract`). 1.1.0 added the DSO's
+``trades.refused`` and ``network.charges``; 1.2.0 lets a network charge be negative (a credit).
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ __all__ = [
 ]
 
 CONTRACT_NAME = "transactive.p2p"
-CONTRACT_VERSION = "1.1.0"
+CONTRACT_VERSION = "1.2.0"
 ACCOUNT_PLATFORM = "platform"
 ACCOUNT_NETWORK = "network"
 ACCOUNT_GRID = "grid"
@@ -508,8 +512,11 @@ class Ledger:
                 continue
             for payer, account in (("buyer", buyer), ("seller", seller)):
                 fee, loss = interval.charges.get((tid, payer), (0, 0))
-                post(account, ACCOUNT_NETWORK, fee, "network_charge")
-                post(account, ACCOUNT_NETWORK, loss, "loss_charge")
+                for amount, reason in ((fee, "network_charge"), (loss, "loss_charge")):
+                    if amount >= 0:
+                        post(account, ACCOUNT_NETWORK, amount, reason)
+                    else:  # a credit: the network account pays the payer
+                        post(ACCOUNT_NETWORK, account, -amount, reason)
         energy: dict[str, dict[str, float]] = {}
         grid_lots = 0
         for member in sorted(interval.readings_lots.keys() | contracted.keys()):
@@ -646,8 +653,15 @@ class Ledger:
             amounts = []
             for name in ("network_fee_minor", "loss_charge_minor"):
                 value = entry[name]
-                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
-                    faults.append(f"{where}: {name} must be an integer >= 0, got {value!r}")
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int)
+                    or not -(2**53) <= value <= 2**53
+                ):
+                    faults.append(
+                        f"{where}: {name} must be a whole number of minor units within ±2**53 "
+                        f"(< 0: a credit), got {value!r}"
+                    )
                 else:
                     amounts.append(value)
             if len(faults) == before:

@@ -5,11 +5,12 @@ wrote (``summary.json``, ``trades.csv``, ``intervals.csv``, ``homes.csv``, ``net
 ``verify.json``, ``scenario.toml``; a missing or unreadable file is named) and writes
 ``report.html``: the headline figures, the local price against the utility tariff over the day,
 PV used on the street against PV exported upstream, each home's bill against its baseline (the
-same street on the tariff with net metering), the network's fees and losses of the trades and
-the DSO's check, the ledger's verification (heads equal, every node's ``ledger verify``) and the
-trades table. Figures are drawn on the Agg canvas and embedded as base64 PNG; the page loads
-nothing from anywhere (Hu et al. 2019, §2.1, §3.1.2: the Brooklyn Microgrid's P2P trading on a
-ledger every participant holds).
+same street on the tariff with net metering), the network's fees and losses of the trades as
+the DSO posted them on the ledger (``network.charges``) and the trades its check refused, which
+the ledger reversed (``trades.refused``), the ledger's verification (heads equal, every node's
+``ledger verify``, the DSO's node included) and the trades table. Figures are drawn on the Agg
+canvas and embedded as base64 PNG; the page loads nothing from anywhere (Hu et al. 2019, §2.1,
+§3.1.2: the Brooklyn Microgrid's P2P trading on a ledger every participant holds).
 """
 
 from __future__ import annotations
@@ -284,6 +285,7 @@ def _page(res: dict[str, Any]) -> str:
     sc = tomllib.loads(res["scenario.toml"])
     cur = str(s["currency"])
     esc = html.escape
+    network_total = float(s["network_charges"]) + float(s["loss_charges"])
     cards = [
         ("trades", f"{s['trades']:,}", f"{_fmt(s['traded_kwh'], 1)} kWh"),
         (
@@ -297,14 +299,15 @@ def _page(res: dict[str, Any]) -> str:
             f"baseline {_fmt(s['baseline_street_bill'])} {esc(cur)}",
         ),
         (
-            "network fees",
-            f"{_fmt(s['network_fees_flat'], 3)} {esc(cur)} flat (ledger)",
-            f"AC charges {_fmt(s['ac_network_charges'], 4)} {esc(cur)} beside it",
+            "network charges (ledger)",
+            f"{_fmt(network_total, 4)} {esc(cur)}",
+            f"posted by the DSO: fees {_fmt(s['network_charges'], 4)}, losses "
+            f"{_fmt(s['loss_charges'], 4)}",
         ),
         (
             "losses of the trades",
             f"{_fmt(s['ac_trade_loss_kwh'] * 1000.0, 1)} Wh",
-            f"{s['refused_trades']} trades refused by the DSO",
+            f"trades refused by the DSO (reversed on the ledger): {s['refused_trades']}",
         ),
         (
             "ledger",
@@ -320,15 +323,33 @@ def _page(res: dict[str, Any]) -> str:
     )
     refused = [r for item in network for r in item["refused"]]
     insecure = [item for item in network if not item["secure"]]
+    refused_in = sum(1 for item in network if item["refused"])
+    dso_id = esc(str(s["ledger"]["dso"]))
     dso = (
-        "<p>The DSO's check (<code>market.p2p.network.check_trades</code>, AC power flow of the "
-        f"feeder) passed every interval's trades: {len(insecure)} insecure intervals, "
-        f"{len(refused)} refused trades.</p>"
+        f"<p>The DSO's check (its node <code>{dso_id}</code>: "
+        "<code>market.p2p.network.check_trades</code>, the AC power flow of the feeder) passed "
+        f"every interval's trades: {len(insecure)} insecure intervals, no refused trade.</p>"
         if not refused and not insecure
-        else f"<p class='bad'>The DSO's check refused {len(refused)} trades in "
-        f"{len(insecure)} intervals (listed below); this run's genesis names no DSO, so no "
-        "<code>trades.refused</code> was posted and they stay settled on the ledger.</p>"
-        + "".join(f"<p>{esc(json.dumps(r))}</p>" for r in refused)
+        else f"<p class='bad'>The DSO's check refused {len(refused)} trades "
+        f"({_fmt(s['refused_kwh'], 3)} kWh) in {refused_in} intervals; "
+        f"{len(insecure)} intervals stayed insecure after its refusals. Its node "
+        f"<code>{dso_id}</code> posted them on the ledger (<code>trades.refused</code>) before "
+        "settlement, and the ledger reversed them: no energy payment and no fees, their traders "
+        "settled that energy against the grid, and no figure above counts them.</p>"
+        + _table(
+            pd.DataFrame(
+                refused,
+                columns=["trade_id", "seller", "buyer", "energy_kwh", "price_per_kwh", "violation"],
+            ),
+            {
+                "trade_id": ("trade", -1),
+                "seller": ("seller", -1),
+                "buyer": ("buyer", -1),
+                "energy_kwh": ("kWh", 3),
+                "price_per_kwh": (f"{cur}/kWh", 4),
+                "violation": ("violation (the DSO's reason on the ledger)", -1),
+            },
+        )
     )
     homes_cols = {
         "home_id": ("home", -1),
@@ -343,21 +364,29 @@ def _page(res: dict[str, Any]) -> str:
         "grid_export_kwh": ("grid export kWh", 3),
         "energy_paid": (f"P2P energy paid {cur}", 4),
         "platform_fees": (f"platform fees {cur}", 4),
+        "refused_kwh": ("refused kWh", 3),
+        "network_charges": (f"network fees {cur} (ledger)", 4),
+        "loss_charges": (f"loss charges {cur} (ledger)", 4),
         "network_fees_flat": (f"flat network fee {cur}", 4),
-        "ac_network_charge": (f"AC network charge {cur} (beside)", 5),
+        "ac_network_charge": (f"AC charge {cur} computed", 5),
         "bill": (f"bill {cur}", 4),
         "baseline_bill": (f"baseline {cur}", 4),
     }
+    trades = trades.assign(
+        status=np.where(trades["refused"].astype(bool), "reversed", "settled"),
+        ledger_buyer=trades["ledger_buyer_network_fee"] + trades["ledger_buyer_loss_charge"],
+        ledger_seller=trades["ledger_seller_network_fee"] + trades["ledger_seller_loss_charge"],
+    )
     trade_cols = {
-        "interval_start_s": ("interval start (s of 2016)", 0),
-        "sequence": ("#", 0),
+        "trade_id": ("trade", -1),
         "seller": ("seller", -1),
         "buyer": ("buyer", -1),
         "energy_kwh": ("kWh", 3),
         "price_per_kwh": (f"{cur}/kWh", 4),
+        "status": ("on the ledger", -1),
         "ac_loss_kwh": ("loss kWh", 6),
-        "ac_buyer_charge": (f"AC buyer {cur}", 6),
-        "ac_seller_charge": (f"AC seller {cur}", 6),
+        "ledger_buyer": (f"buyer's network charge {cur} (ledger)", 4),
+        "ledger_seller": (f"seller's network charge {cur} (ledger)", 4),
     }
     notes = "".join(f"<li>{esc(n)}</li>" for n in s["notes"])
     sections = [
@@ -373,12 +402,18 @@ def _page(res: dict[str, Any]) -> str:
         + "</section>",
         "<section><h2>Network fees and losses</h2><div class='grid'>"
         + _figure(_network_figure(iv, cur), "Losses of the trades and of the feeder", "network")
-        + f"</div><p>Flat network fee posted on the ledger: {_fmt(s['network_fees_flat'], 4)} "
-        f"{esc(cur)}; platform fees: {_fmt(s['platform_fees'], 4)} {esc(cur)}. AC charges "
-        "of the trades (<code>market.p2p.network.trade_charges</code>: losses at the loss "
-        f"price and use of system): {_fmt(s['ac_network_charges'], 6)} {esc(cur)}, losses "
-        f"{_fmt(s['ac_trade_loss_kwh'], 6)} kWh, computed beside the ledger and not posted on "
-        "it.</p>" + dso + "</section>",
+        + "</div><p>The DSO's node computes every standing trade's network charges "
+        "(<code>market.p2p.network.trade_charges</code>: the AC flow of the feeder, the losses "
+        "allocated to the trade's buyer's and seller's legs at the loss price, use of system) "
+        "and posts them on the ledger (<code>network.charges</code>, whole minor units, "
+        "negative a credit), which settles them in place of the flat fee. On the ledger: "
+        f"network fees {_fmt(s['network_charges'], 4)} {esc(cur)}, loss charges "
+        f"{_fmt(s['loss_charges'], 4)} {esc(cur)} ({s['network_charge_entries']:,} entries, "
+        f"each within one minor unit of the network layer's "
+        f"{_fmt(s['ac_network_charges'], 6)} {esc(cur)} in all), flat network fee "
+        f"{_fmt(s['network_fees_flat'], 4)} {esc(cur)}; platform fees "
+        f"{_fmt(s['platform_fees'], 4)} {esc(cur)}. Losses allocated to the trades: "
+        f"{_fmt(s['ac_trade_loss_kwh'] * 1000.0, 3)} Wh.</p>" + dso + "</section>",
         "<section><h2>Ledger verification</h2>"
         + _ledger_section(res["verify.json"])
         + "</section>",

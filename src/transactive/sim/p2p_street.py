@@ -12,9 +12,10 @@ home's peak) and, for the PV homes, a SimBench PV profile (scaled to its kWp), o
 profiles' year (2016) in quarter-hours. The grid's own loads and generators are replaced by the
 homes (nothing else is on the feeder). :func:`run_street` runs the day:
 
-1. one ledger node process per home (:mod:`transactive.ledger.node`: its own Ed25519 key, its own
-   SQLite store) on a fresh JetStream stream of the NATS server at ``ledger.nats_url`` (a missing
-   server is an error naming it);
+1. one ledger node process per home and one for the DSO (:mod:`transactive.ledger.node`: each
+   its own Ed25519 key, its own SQLite store) on a fresh JetStream stream of the NATS server at
+   ``ledger.nats_url`` (a missing server is an error naming it); the genesis names the DSO's
+   member (:data:`DSO_ID`) as its ``dso``;
 2. the simulator owns the clock. At ``T_j = start_j + 60 s`` every home proposes one block through
    its node: its meter reading of interval ``j - 1`` (``metered = the profile``, the
    DESIGN sign convention) and its limit order for interval ``j + 1`` (before that interval's
@@ -22,24 +23,37 @@ homes (nothing else is on the feeder). :func:`run_street` runs the day:
    ``j - 1``. Homes propose one after the other in a round robin (at step ``j`` the scenario's
    home ``(j + 1) mod n`` first), so the stream's order, and with it the continuous double
    auction's price-time priority, is the same on every run and no home is always first;
-3. **the bidding rule** (perfect foresight: the forecast is the profile): a home whose PV exceeds
+3. **the DSO's verdict**: 30 s after an interval's gate (so before its delivery and its settle
+   block) the DSO's node reads the interval's trades from its own copy of the ledger, runs the
+   DSO's check of them (:func:`~transactive.market.p2p.network.check_trades`, the AC power flow
+   of the feeder at the homes' forecast power, which is the profile) and charges the trades that
+   stand (:func:`~transactive.market.p2p.network.trade_charges`), and proposes one block:
+   ``trades.refused`` for the refused trades, each with its violation (the contract reverses
+   them: no energy payment, no fees, their traders settle that energy against the grid), and
+   ``network.charges`` for the others, the buyer's and the seller's leg apart, each with its
+   use-of-system fee and its loss charge in whole minor units (negative: a credit, as the
+   branch-current allocation gives a leg that relieves the feeder). Rounding: an interval's
+   legs are rounded cumulatively (entry ``i`` is ``round(S_i) - round(S_{i-1})`` of the prefix
+   sums ``S``, half to even as the contract rounds a posting), so every entry is within one minor
+   unit of its amount and the interval's posted fees and loss charges are each their exact total
+   rounded once, however many legs nearly cancel;
+4. **the bidding rule** (perfect foresight: the forecast is the profile): a home whose PV exceeds
    its load offers the surplus at ``feed_in + seller_share · (import − feed_in)``; a home whose
    load exceeds its PV bids the net demand at ``feed_in + buyer_share · (import − feed_in)``; both
    rounded down to the ledger's lot. Trades are at the resting order's price (the order book);
-4. every node's state is read, the heads compared (equal seq and hash on every node), the nodes
-   stopped and every store checked end to end (:func:`transactive.ledger.verify.verify_store`,
-   ``transactive ledger verify``).
+5. every node's state is read, the heads compared (equal seq and hash on every node, the DSO's
+   included), the nodes stopped and every store checked end to end
+   (:func:`transactive.ledger.verify.verify_store`, ``transactive ledger verify``). The network
+   charges and the refusals on the ledger (a home node's state) must be exactly what the DSO
+   computed and posted, else the run fails naming the interval.
 
-**Network awareness** (Hu et al. 2019, §3.1.1, §3.4): every interval's trades are charged the
-network's fees and losses for the buses they connect
-(:func:`transactive.market.p2p.network.trade_charges`, the AC power flow of the feeder with the
-homes' metered power as the dispatch) and checked by the DSO
-(:func:`transactive.market.p2p.network.check_trades`). The ledger's contract (1.1.0) can post a
-DSO's AC charges and reverse the trades its check refuses (``network.charges`` and
-``trades.refused``, by the member the genesis names ``dso``), but this run's genesis names no DSO
-and no node submits them yet: the ledger posts the flat ``network_fee_per_kwh`` per traded kWh,
-and the AC fees and losses and any refusal are computed and reported *beside* the ledger's
-settlement, not posted on it.
+**Network awareness** (Hu et al. 2019, §3.1.1, §3.4: *cleared transactions pass the system
+operator's security check or return to the market*; §3.1.2): the trades pay the network's fees
+and losses for the buses they connect, as posted by the DSO on the ledger (contract 1.2.0's
+``network.charges``; the flat ``network_fee_per_kwh`` is only the contract's fallback for an
+interval the DSO did not charge), and a trade the DSO's check refuses is reversed on the ledger
+before settlement. Every summary (the homes' energy and bills, the street's figures, the report)
+counts the trades that stand; the reversed ones are reported apart, with their violation.
 
 **The baseline** is the same street, same profiles, on the utility tariff with net metering per
 interval: a home pays ``import_price_per_kwh`` on its net import and is credited
@@ -75,6 +89,7 @@ from pydantic import ValidationError as PydanticValidationError
 from transactive.errors import Problem, ValidationError
 
 __all__ = [
+    "DSO_ID",
     "STREET_TABLE",
     "HomeResult",
     "IntervalNetwork",
@@ -95,6 +110,10 @@ INTERVAL_S = 900
 _PER_DAY = 96
 #: Seconds after an interval's start at which the homes propose their blocks.
 _PROPOSE_AFTER_S = 60
+#: Seconds after an interval's gate at which the DSO's node posts its verdict on the trades.
+_DSO_AFTER_GATE_S = 30
+#: The member id of the DSO's node, the genesis's ``dso`` (no home may take it).
+DSO_ID = "dso"
 _READY_TIMEOUT_S = 60.0
 
 FloatArray = npt.NDArray[np.float64]
@@ -156,6 +175,8 @@ class StreetSpec(_Strict):
         buses = [h.bus for h in self.homes]
         if len(set(ids)) < len(ids):
             problems.append(f"homes: ids must be unique, got {sorted(ids)}")
+        if DSO_ID in ids:
+            problems.append(f"homes: the id {DSO_ID!r} is the DSO's ledger node, not a home's")
         if len(set(buses)) < len(buses):
             problems.append(f"homes: one home per bus, got buses {sorted(buses)}")
         if problems:
@@ -194,11 +215,11 @@ class FeesSpec(_Strict):
     platform_fee_per_kwh: NonNegative
     """Paid by each side of a trade to the platform."""
     network_fee_per_kwh: NonNegative
-    """The contract's flat network fee, paid by the buyer."""
+    """The contract's flat network fee, paid by the buyer in an interval the DSO did not charge."""
 
 
 class NetworkSpec(_Strict):
-    """The network owner's AC charges of the trades (computed beside the ledger)."""
+    """The network's AC charges of the trades, which the DSO's node posts on the ledger."""
 
     loss_price_per_kwh: NonNegative
     import_use_of_system_per_kwh: NonNegative = 0.0
@@ -368,7 +389,11 @@ def _check_grid(sc: StreetScenario, source: str) -> None:
 
 @dataclass(frozen=True)
 class HomeResult:
-    """One home's day: its energy (kWh) and its bill (currency; positive: the home pays)."""
+    """One home's day: its energy (kWh) and its bill (currency; positive: the home pays).
+
+    The energy and money are the ledger's settlement, so they count only the trades that stand:
+    a trade the DSO refused is reversed (``refused_kwh``) and settles against the grid.
+    """
 
     home_id: str
     bus: int
@@ -378,6 +403,8 @@ class HomeResult:
     pv_self_kwh: float
     bought_kwh: float
     sold_kwh: float
+    refused_kwh: float
+    """Energy of the home's trades the DSO refused (bought and sold), reversed on the ledger."""
     grid_import_kwh: float
     grid_export_kwh: float
     bill: float
@@ -385,19 +412,34 @@ class HomeResult:
     energy_paid: float
     platform_fees: float
     network_fees_flat: float
+    """The contract's flat fee (only in an interval the DSO did not charge)."""
+    network_charges: float
+    """The DSO's use-of-system fees posted on the ledger (``network_charge``; < 0: a credit)."""
+    loss_charges: float
+    """The DSO's loss charges posted on the ledger (``loss_charge``; < 0: a credit)."""
     ac_network_charge: float
+    """What the network layer computed for the home's legs, before rounding to minor units."""
     ac_loss_kwh: float
+    """Loss energy the network layer allocated to the home's legs (< 0: a credit)."""
 
 
 @dataclass(frozen=True)
 class IntervalNetwork:
-    """The network layer's view of one interval's trades."""
+    """The DSO's verdict on one interval's trades, and what of it the ledger holds.
+
+    ``trades``, ``traded_kwh``, ``loss_kwh`` and ``ac_charge`` (computed, before rounding) are
+    of the trades that stand; ``network_fee_minor`` and ``loss_charge_minor`` are the sums of
+    the DSO's ``network.charges`` on the ledger; ``refused`` the trades the DSO refused (each
+    with its violation), reversed on the ledger by its ``trades.refused``.
+    """
 
     interval_start_s: int
     trades: int
     traded_kwh: float
     loss_kwh: float
     ac_charge: float
+    network_fee_minor: int
+    loss_charge_minor: int
     total_loss_kw: float
     secure: bool
     reason: str
@@ -406,15 +448,22 @@ class IntervalNetwork:
 
 @dataclass
 class StreetResult:
-    """A street's day: the profiles, the ledger's trades and settlement, the checks."""
+    """A street's day: the profiles, the ledger's trades and settlement, the checks.
+
+    ``trades`` are the trades that stand (settled at their price), ``refused_trades`` those the
+    DSO refused (reversed on the ledger), both read from the ledger with the DSO's charges.
+    ``heads`` and ``verify`` have every node, the DSO's (:attr:`dso_id`) included.
+    """
 
     scenario: StreetScenario
     home_ids: tuple[str, ...]
+    dso_id: str
     interval_start_s: npt.NDArray[np.int64]
     load_kw: FloatArray
     pv_kw: FloatArray
     metered_kwh: FloatArray
     trades: list[dict[str, Any]]
+    refused_trades: list[dict[str, Any]]
     settlements: dict[int, dict[str, Any]]
     balances_minor: dict[str, int]
     homes: tuple[HomeResult, ...]
@@ -539,7 +588,7 @@ def run_street(
         No NATS server at ``ledger.nats_url``.
     RuntimeError
         A node that exits, does not answer, refuses a block or a transaction (the node's log
-        quoted).
+        quoted), or a ledger whose network charges or refusals are not what the DSO posted.
 
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: PLC0415
@@ -575,6 +624,7 @@ def run_street(
         [day0 + (st.first_interval + k) * INTERVAL_S for k in range(st.n_intervals)],
         dtype=np.int64,
     )
+    dso = _Dso(sc, feeder, ids, metered_lots)
     t = sc.tariff
     rules = MarketRules(
         interval_s=INTERVAL_S,
@@ -591,7 +641,8 @@ def run_street(
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     ledger_id = f"{sc.name}-{uuid.uuid4().hex[:12]}"
-    keys = {m: Ed25519PrivateKey.generate() for m in ids}
+    members = (*ids, DSO_ID)
+    keys = {m: Ed25519PrivateKey.generate() for m in members}
     genesis = Genesis(
         ledger_id,
         CONTRACT_NAME,
@@ -599,6 +650,7 @@ def run_street(
         contract_sha256(),
         rules,
         tuple(Member(m, public_key_b64(k)) for m, k in sorted(keys.items())),
+        dso=DSO_ID,
     )
     genesis_path = work / "genesis.json"
     genesis_path.write_bytes(genesis_message(genesis))
@@ -622,8 +674,8 @@ def run_street(
         for node in nodes.values():
             _wait_ready(node)
         run0 = time.perf_counter()
-        settle_seq, last_seq = _drive(
-            sc, nodes, ids, starts, load_kw, pv_kw, metered_lots, progress
+        settle_seq, last_seq, verdicts = _drive(
+            sc, nodes, ids, starts, load_kw, pv_kw, metered_lots, dso, progress
         )
         for node in nodes.values():
             _call(node, {"op": "wait", "seq": last_seq, "timeout_s": 120}, 130)
@@ -641,7 +693,7 @@ def run_street(
             for p in sock_dir.iterdir():
                 p.unlink()
             sock_dir.rmdir()
-        for m in ids:  # the homes' private keys do not stay in the results
+        for m in members:  # the private keys do not stay in the results
             (work / f"{m}.key").unlink(missing_ok=True)
         if not keep_stream:  # the nodes' stores are the record of the run
             with contextlib.suppress(Exception):
@@ -649,30 +701,36 @@ def run_street(
     from transactive.ledger.verify import verify_store  # noqa: PLC0415
 
     verify = {m: verify_store(n.store).to_json() for m, n in nodes.items()}
-    state = states[ids[0]]
+    state = states[ids[0]]  # a home's copy of the ledger: what the DSO posted is read back here
     canonical = {m: json.dumps(s, sort_keys=True) for m, s in states.items()}
-    trades = [tr for iv in state["intervals"].values() for tr in iv["trades"]]
-    network = _network(sc, feeder, ids, starts, metered_lots, trades)
-    homes = _homes(sc, ids, load_kw, pv_kw, metered_lots, settlements, state, network, trades)
+    trades, refused_trades, network = _ledger_network(sc, starts, state, settlements, verdicts)
+    homes = _homes(sc, load_kw, pv_kw, metered_lots, settlements, state, trades, refused_trades)
     notes = [
-        "this run's genesis names no DSO, so the ledger's contract posts a flat network fee per "
-        "traded kWh; the AC network charges and losses of the trades "
-        "(market.p2p.network.trade_charges) are computed beside it and not posted on the ledger",
-        "no DSO node submits trades.refused in this run: a trade the DSO's check refuses is "
-        "reported as refused here but stays settled on the ledger",
+        f"the DSO is its own ledger node ({DSO_ID!r}, the genesis's dso): 30 s after each gate it "
+        "posts trades.refused for the trades its AC check (market.p2p.network.check_trades) "
+        "refuses and network.charges (market.p2p.network.trade_charges: each leg's use-of-system "
+        "fee and loss charge, negative a credit) for the others; the ledger reverses the refused "
+        "trades and posts the charges in place of the flat network fee",
+        "the network charges reported are the ledger's (a home node's state and the settlement "
+        "postings), checked equal entry by entry to what the DSO computed and posted; each entry "
+        "is within one minor unit of the network layer's amount (cumulative rounding per "
+        "interval)",
         "forecasts are the profiles (perfect foresight) and meters read the profiles, so a home "
-        "deviates from its contracted position only by what did not trade",
+        "deviates from its contracted position only by what did not trade or was refused; the "
+        "DSO's check and charges use that forecast as the feeder's dispatch",
     ]
     if stream_deleted:
         notes.append(f"the JetStream stream of ledger {ledger_id} was deleted after the run")
     return StreetResult(
         scenario=sc,
         home_ids=ids,
+        dso_id=DSO_ID,
         interval_start_s=starts,
         load_kw=load_kw,
         pv_kw=pv_kw,
         metered_kwh=metered_lots * lot,
         trades=trades,
+        refused_trades=refused_trades,
         settlements=settlements,
         balances_minor=dict(state["balances_minor"]),
         homes=homes,
@@ -760,9 +818,13 @@ def _drive(
     load_kw: FloatArray,
     pv_kw: FloatArray,
     metered_lots: npt.NDArray[np.int64],
+    dso: _Dso,
     progress: Any,
-) -> tuple[dict[int, int], int]:
-    """Propose every home's blocks step by step: the seq of every settle block, the last seq."""
+) -> tuple[dict[int, int], int, dict[int, _Verdict]]:
+    """Propose every home's and the DSO's blocks step by step.
+
+    Returns the seq of every settle block, the last seq, and the DSO's verdict per interval.
+    """
     lot = sc.ledger.lot_kwh
     hours = INTERVAL_S / 3600.0
     surplus = np.maximum(pv_kw - load_kw, 0.0) * hours
@@ -771,8 +833,15 @@ def _drive(
     buy_price = round(sc.buyer_price_per_kwh(), 6)
     n = len(starts)
     settle_seq: dict[int, int] = {}
+    verdicts: dict[int, _Verdict] = {}
     last_seq = 0
     for j in range(-1, n + 1):
+        if 0 <= j < n:  # interval j's gate has closed: the DSO's verdict on its trades
+            start = int(starts[j])
+            dso_time_s = float(start - sc.ledger.gate_lead_s + _DSO_AFTER_GATE_S)
+            last_seq, verdicts[start] = _dso_post(
+                nodes[DSO_ID], dso, j, start, dso_time_s, last_seq
+            )
         time_s = float(int(starts[0]) + j * INTERVAL_S + _PROPOSE_AFTER_S)
         turn = [(j + 1 + i) % len(ids) for i in range(len(ids))]  # round robin, first: j + 1
         for pos, h in enumerate(turn):
@@ -837,140 +906,352 @@ def _drive(
                 settle_seq[int(starts[j - 1])] = int(answer["seq"])
         if progress is not None:
             progress("ledger", j + 2, n + 2)
-    return settle_seq, last_seq
+    return settle_seq, last_seq, verdicts
 
 
-def _network(
-    sc: StreetScenario,
-    feeder: Any,
-    ids: tuple[str, ...],
-    starts: npt.NDArray[np.int64],
-    metered_lots: npt.NDArray[np.int64],
-    trades: list[dict[str, Any]],
-) -> tuple[IntervalNetwork, ...]:
-    """Charge every interval's trades the AC fees and losses; the DSO's check of them."""
-    from transactive.market.p2p.network import TradeSet, check_trades, trade_charges  # noqa: PLC0415
-    from transactive.network.losses import branch_current_losses, solve_flows  # noqa: PLC0415
-    from transactive.network.powerflow import PowerFlowRunner  # noqa: PLC0415
-    from transactive.settlement.network_fees import NetworkTariff  # noqa: PLC0415
+def _dso_post(
+    node: _Node, dso: _Dso, k: int, start: int, time_s: float, after_seq: int
+) -> tuple[int, _Verdict]:
+    """The DSO's node reads interval ``k``'s trades, and posts its refusals and charges.
 
-    net = sc.network
-    tariff = NetworkTariff(
-        loss_price_per_kwh=net.loss_price_per_kwh,
-        import_per_kwh=net.import_use_of_system_per_kwh,
-        export_per_kwh=net.export_use_of_system_per_kwh,
-        currency=sc.tariff.currency,
-    )
-    bus_of = {h.id: int(feeder.bus_node[h.bus]) for h in sc.street.homes}
-    node_of_home = np.array([bus_of[m] for m in ids], dtype=np.int64)
-    runner = PowerFlowRunner(feeder, replace_injections=True)
-    lot = sc.ledger.lot_kwh
-    to_kw = 3600.0 / INTERVAL_S
-    by_interval: dict[int, list[dict[str, Any]]] = {}
-    for tr in trades:
-        by_interval.setdefault(int(tr["interval_start_s"]), []).append(tr)
-    out = []
-    for k, start in enumerate(starts.tolist()):
-        metered_kw = metered_lots[k] * lot * to_kw
-        p_node = np.bincount(node_of_home, weights=metered_kw, minlength=feeder.n_nodes)
-        ivt = by_interval.get(start, [])
-        if not ivt:  # no trade to charge: the feeder's losses of the metered flows only
-            loss_kw = branch_current_losses(solve_flows(feeder, p_node, runner=runner))
-            out.append(
-                IntervalNetwork(
-                    start, 0, 0.0, 0.0, 0.0, float(loss_kw.total_loss_kw), True, "no trades", ()
-                )
+    Returns the last seq (the DSO's block, if it posted one) and the verdict.
+    """
+    from transactive.ledger.transactions import MAX_TXS_PER_BLOCK  # noqa: PLC0415
+
+    _call(node, {"op": "wait", "seq": after_seq, "timeout_s": 120}, 130)  # the orders applied
+    interval = _call(node, {"op": "state"})["state"]["intervals"].get(str(start))
+    verdict = dso.verdict(k, start, [] if interval is None else interval["trades"])
+    txs: list[dict[str, Any]] = []
+    for kind, key, entries in (
+        ("trades.refused", "refusals", verdict.refusals),
+        ("network.charges", "charges", verdict.charges),
+    ):
+        for i in range(0, len(entries), MAX_TXS_PER_BLOCK):
+            txs.append(
+                {
+                    "kind": kind,
+                    "nonce": f"{kind}-{start}-{i // MAX_TXS_PER_BLOCK}",
+                    "body": {
+                        "interval_start_s": start,
+                        key: list(entries[i : i + MAX_TXS_PER_BLOCK]),
+                    },
+                }
             )
-            continue
+    if not txs:  # no trades in the interval: nothing to refuse or charge
+        return after_seq, verdict
+    answer = _call(
+        node, {"op": "submit", "time_s": time_s, "txs": txs, "wait": True, "timeout_s": 120}, 130
+    )
+    outcome = answer["outcome"]
+    if outcome["status"] != "applied" or any(r["status"] != "applied" for r in outcome["txs"]):
+        raise RuntimeError(f"the ledger refused the DSO's block at {time_s}: {outcome}")
+    return max(after_seq, int(answer["seq"])), verdict
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The DSO's verdict on one interval's trades: what it posts, and what it computed."""
+
+    refusals: tuple[dict[str, Any], ...]
+    """``trades.refused`` entries: ``{trade_id, violation}``."""
+    charges: tuple[dict[str, Any], ...]
+    """``network.charges`` entries, two per trade that stands (buyer, seller)."""
+    computed: dict[str, dict[str, float]]
+    """Per trade that stands, the network layer's figures before rounding."""
+    refused: tuple[dict[str, Any], ...]
+    """The refused trades with their parties and energy (the report's rows)."""
+    loss_kwh: float
+    ac_charge: float
+    total_loss_kw: float
+    secure: bool
+    reason: str
+
+
+def _cumulative_minor(amounts: FloatArray, minor_units: int) -> npt.NDArray[np.int64]:
+    """Whole minor units of ``amounts`` that keep their running total (cumulative rounding).
+
+    Entry ``i`` is ``round(S_i) − round(S_{i−1})`` for the prefix sums ``S`` of the amounts in
+    minor units, rounded half to even (``np.rint``, as Python's ``round`` in the contract). Each
+    entry is within one minor unit of its amount (``|r_i − x_i| <= |round(S_i) − S_i| +
+    |round(S_{i−1}) − S_{i−1}| <= 1``) and the entries sum to the total rounded once, so legs
+    that nearly cancel (a buyer's credit against its seller's charge) do not add up their
+    rounding.
+    """
+    prefix = np.rint(np.cumsum(np.asarray(amounts, dtype=np.float64) * minor_units))
+    return np.diff(prefix, prepend=0.0).astype(np.int64)
+
+
+def _violation_text(violation: Any, round_: int) -> str:
+    return (
+        f"{violation.kind.value} of {violation.element} {violation.name}: "
+        f"{violation.value:.4g} against the limit {violation.limit:g} (round {round_})"
+    )
+
+
+class _Dso:
+    """The DSO's model of the feeder and its verdict on an interval's trades (off the ledger).
+
+    The dispatch is the homes' forecast power (the profiles, which the meters then read) at
+    their buses, the street's only loads; the trades' legs are part of it, the rest is the
+    background (Hu et al. 2019, §3.1.1: the system operator checks the cleared transactions).
+    """
+
+    def __init__(
+        self,
+        sc: StreetScenario,
+        feeder: Any,
+        ids: tuple[str, ...],
+        metered_lots: npt.NDArray[np.int64],
+    ) -> None:
+        from transactive.network.powerflow import PowerFlowRunner  # noqa: PLC0415
+        from transactive.settlement.network_fees import NetworkTariff  # noqa: PLC0415
+
+        net = sc.network
+        self.sc = sc
+        self.feeder = feeder
+        self.tariff = NetworkTariff(
+            loss_price_per_kwh=net.loss_price_per_kwh,
+            import_per_kwh=net.import_use_of_system_per_kwh,
+            export_per_kwh=net.export_use_of_system_per_kwh,
+            currency=sc.tariff.currency,
+        )
+        self.bus_of = {h.id: int(feeder.bus_node[h.bus]) for h in sc.street.homes}
+        self.node_of_home = np.array([self.bus_of[m] for m in ids], dtype=np.int64)
+        self.runner = PowerFlowRunner(feeder, replace_injections=True)
+        self.metered_lots = metered_lots
+
+    def _legs_kw(self, ts: Any) -> FloatArray:
+        """Per feeder node, the trades' power: the buyers' consumption less the sellers'."""
+        n = self.feeder.n_nodes
+        buyer = np.array([self.bus_of[b] for b in ts.buyer_ids.tolist()], dtype=np.int64)
+        seller = np.array([self.bus_of[s] for s in ts.seller_ids.tolist()], dtype=np.int64)
+        power = np.asarray(ts.power_kw, dtype=np.float64)
+        into = np.bincount(buyer, weights=power, minlength=n).astype(np.float64)
+        out_of = np.bincount(seller, weights=power, minlength=n).astype(np.float64)
+        return np.asarray(into - out_of, dtype=np.float64)
+
+    def verdict(self, k: int, start: int, trades: list[dict[str, Any]]) -> _Verdict:
+        """Check interval ``k``'s trades (the ledger's, in sequence order) and charge the rest."""
+        from transactive.market.p2p.network import TradeSet, check_trades, trade_charges  # noqa: PLC0415
+        from transactive.network.losses import branch_current_losses, solve_flows  # noqa: PLC0415
+
+        sc, feeder, runner = self.sc, self.feeder, self.runner
+        to_kw = 3600.0 / INTERVAL_S
+        metered_kw = self.metered_lots[k] * sc.ledger.lot_kwh * to_kw
+        p_node = np.bincount(self.node_of_home, weights=metered_kw, minlength=feeder.n_nodes)
+        if not trades:  # nothing to check or charge: the feeder's losses of the flows only
+            loss = branch_current_losses(solve_flows(feeder, p_node, runner=runner))
+            return _Verdict((), (), {}, (), 0.0, 0.0, float(loss.total_loss_kw), True, "no trades")
         ts = TradeSet(
-            np.array(
-                [f"{t['buy_order_id']}/{t['sell_order_id']}/{t['sequence']}" for t in ivt],
-                dtype=np.str_,
-            ),
-            np.array([t["buyer"] for t in ivt], dtype=np.str_),
-            np.array([t["seller"] for t in ivt], dtype=np.str_),
-            np.array([t["energy_kwh"] for t in ivt], dtype=np.float64),
-            np.array([t["price_per_kwh"] for t in ivt], dtype=np.float64),
+            np.array([t["trade_id"] for t in trades], dtype=np.str_),
+            np.array([t["buyer"] for t in trades], dtype=np.str_),
+            np.array([t["seller"] for t in trades], dtype=np.str_),
+            np.array([t["energy_kwh"] for t in trades], dtype=np.float64),
+            np.array([t["price_per_kwh"] for t in trades], dtype=np.float64),
             INTERVAL_S,
         )
-        legs = np.bincount(
-            [bus_of[b] for b in ts.buyer_ids.tolist()],
-            weights=ts.power_kw,
-            minlength=feeder.n_nodes,
-        ) - np.bincount(
-            [bus_of[s] for s in ts.seller_ids.tolist()],
-            weights=ts.power_kw,
-            minlength=feeder.n_nodes,
+        # the DSO's check: the dispatch without the trades is the background of every round
+        check = check_trades(
+            ts, self.bus_of, feeder, background_p_kw=p_node - self._legs_kw(ts), runner=runner
         )
-        background = p_node - legs  # what is not traded: the metered power beside the trades
-        charges = trade_charges(
-            ts,
-            bus_of,
-            feeder,
-            tariff=tariff,
-            start_s=float(start % 86400),
-            method=net.loss_method,
-            background_p_kw=background,
-            runner=runner,
+        refusals = tuple(
+            {"trade_id": r.trade_id, "violation": _violation_text(r.violation, r.round)}
+            for r in check.refused
         )
-        check = check_trades(ts, bus_of, feeder, background_p_kw=background, runner=runner)
-        for i, t in enumerate(ivt):  # the trades' own rows get their AC charges
-            t["ac_loss_kwh"] = float(charges.loss_kwh[i])
-            t["ac_buyer_charge"] = float(charges.buyer_charge[i])
-            t["ac_seller_charge"] = float(charges.seller_charge[i])
-            t["ac_buyer_loss_kwh"] = float(charges.buyer_loss_kwh[i])
-            t["ac_seller_loss_kwh"] = float(charges.seller_loss_kwh[i])
-        out.append(
-            IntervalNetwork(
-                start,
-                len(ts),
-                float(ts.energy_kwh.sum()),
-                float(charges.loss_kwh.sum()),
-                float(charges.total_charge.sum()),
-                float(charges.allocation.total_loss_kw),
+        refused = tuple(
+            {
+                "trade_id": r.trade_id,
+                "buyer": r.buyer_id,
+                "seller": r.seller_id,
+                "energy_kwh": r.energy_kwh,
+                "price_per_kwh": r.price_per_kwh,
+                "violation": v["violation"],
+            }
+            for r, v in zip(check.refused, refusals, strict=True)
+        )
+        accepted = check.accepted
+        if len(accepted) == 0:  # every trade refused: the meters' flows are all background
+            loss = branch_current_losses(solve_flows(feeder, p_node, runner=runner))
+            return _Verdict(
+                refusals,
+                (),
+                {},
+                refused,
+                0.0,
+                0.0,
+                float(loss.total_loss_kw),
                 check.secure,
                 check.reason,
-                tuple(
-                    {
-                        "trade_id": r.trade_id,
-                        "buyer": r.buyer_id,
-                        "seller": r.seller_id,
-                        "energy_kwh": r.energy_kwh,
-                        "violation": (
-                            f"{r.violation.kind.value} of {r.violation.element} "
-                            f"{r.violation.name}: {r.violation.value:.4g} against the limit "
-                            f"{r.violation.limit:g} (round {r.round})"
-                        ),
-                    }
-                    for r in check.refused
-                ),
+            )
+        # the trades that stand are charged at the metered flows: a refused trade's energy still
+        # flows, settled against the grid, so it is background here
+        charges = trade_charges(
+            accepted,
+            self.bus_of,
+            feeder,
+            tariff=self.tariff,
+            start_s=float(start % 86400),
+            method=sc.network.loss_method,
+            background_p_kw=p_node - self._legs_kw(accepted),
+            runner=runner,
+        )
+        fees = charges.leg_fees  # buyer's leg of trade t at 2 t, seller's at 2 t + 1
+        minor = sc.ledger.minor_units
+        fee_minor = _cumulative_minor(fees.use_of_system_charge, minor)
+        loss_minor = _cumulative_minor(fees.loss_charge, minor)
+        entries = tuple(
+            {
+                "trade_id": str(tid),
+                "payer": payer,
+                "network_fee_minor": int(fee_minor[2 * t + side]),
+                "loss_charge_minor": int(loss_minor[2 * t + side]),
+            }
+            for t, tid in enumerate(accepted.trade_ids.tolist())
+            for side, payer in enumerate(("buyer", "seller"))
+        )
+        computed = {
+            str(tid): {
+                "ac_loss_kwh": float(charges.loss_kwh[t]),
+                "ac_buyer_loss_kwh": float(charges.buyer_loss_kwh[t]),
+                "ac_seller_loss_kwh": float(charges.seller_loss_kwh[t]),
+                "ac_buyer_charge": float(charges.buyer_charge[t]),
+                "ac_seller_charge": float(charges.seller_charge[t]),
+            }
+            for t, tid in enumerate(accepted.trade_ids.tolist())
+        }
+        return _Verdict(
+            refusals,
+            entries,
+            computed,
+            refused,
+            float(charges.loss_kwh.sum()),
+            float(charges.total_charge.sum()),
+            float(charges.allocation.total_loss_kw),
+            check.secure,
+            check.reason,
+        )
+
+
+_NOT_CHARGED = {
+    "ac_loss_kwh": 0.0,
+    "ac_buyer_loss_kwh": 0.0,
+    "ac_seller_loss_kwh": 0.0,
+    "ac_buyer_charge": 0.0,
+    "ac_seller_charge": 0.0,
+}
+
+
+def _ledger_network(
+    sc: StreetScenario,
+    starts: npt.NDArray[np.int64],
+    state: dict[str, Any],
+    settlements: dict[int, dict[str, Any]],
+    verdicts: dict[int, _Verdict],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], tuple[IntervalNetwork, ...]]:
+    """The ledger's trades (standing, refused) with their charges, and the network per interval.
+
+    Read from a node's contract state and the settlement outcomes, and checked against what the
+    DSO posted: the same charge entries, the same refusals, reversed at settlement.
+
+    Raises
+    ------
+    RuntimeError
+        An interval whose charges or refusals on the ledger are not the DSO's (naming it).
+
+    """
+    minor = sc.ledger.minor_units
+    standing: list[dict[str, Any]] = []
+    refused_rows: list[dict[str, Any]] = []
+    out = []
+    for start in starts.tolist():
+        verdict = verdicts[start]
+        iv = state["intervals"].get(str(start), {"trades": [], "charges": [], "refused": {}})
+        posted = {
+            (c["trade_id"], c["payer"]): (c["network_fee_minor"], c["loss_charge_minor"])
+            for c in iv["charges"]
+        }
+        sent = {
+            (c["trade_id"], c["payer"]): (c["network_fee_minor"], c["loss_charge_minor"])
+            for c in verdict.charges
+        }
+        refused = dict(iv["refused"])
+        effects = next(r for r in settlements[start]["txs"] if r["kind"] == "interval.settle")[
+            "effects"
+        ]
+        problems = []
+        if posted != sent:
+            problems.append(f"network charges {sorted(posted.items())} != {sorted(sent.items())}")
+        if refused != {r["trade_id"]: r["violation"] for r in verdict.refusals}:
+            problems.append(f"refusals {refused} != {list(verdict.refusals)}")
+        if effects["reversed_trades"] != sorted(refused):
+            problems.append(f"reversed at settlement {effects['reversed_trades']} != {refused}")
+        if problems:
+            raise RuntimeError(
+                f"interval {start}: the ledger does not hold what the DSO posted: "
+                + "; ".join(problems)
+            )
+        n_standing = 0
+        traded_kwh = 0.0
+        for tr in iv["trades"]:
+            row = dict(tr)
+            tid = row["trade_id"]
+            row.update(verdict.computed.get(tid, _NOT_CHARGED))
+            for payer in ("buyer", "seller"):
+                fee, loss = posted.get((tid, payer), (0, 0))
+                row[f"ledger_{payer}_network_fee"] = fee / minor
+                row[f"ledger_{payer}_loss_charge"] = loss / minor
+            if tid in refused:
+                row["violation"] = refused[tid]
+                refused_rows.append(row)
+            else:
+                row["violation"] = ""
+                standing.append(row)
+                n_standing += 1
+                traded_kwh += float(row["energy_kwh"])
+        out.append(
+            IntervalNetwork(
+                interval_start_s=start,
+                trades=n_standing,
+                traded_kwh=traded_kwh,
+                loss_kwh=verdict.loss_kwh,
+                ac_charge=verdict.ac_charge,
+                network_fee_minor=sum(fee for fee, _ in posted.values()),
+                loss_charge_minor=sum(loss for _, loss in posted.values()),
+                total_loss_kw=verdict.total_loss_kw,
+                secure=verdict.secure,
+                reason=verdict.reason,
+                refused=verdict.refused,
             )
         )
-    return tuple(out)
+    return standing, refused_rows, tuple(out)
 
 
 def _homes(
     sc: StreetScenario,
-    ids: tuple[str, ...],
     load_kw: FloatArray,
     pv_kw: FloatArray,
     metered_lots: npt.NDArray[np.int64],
     settlements: dict[int, dict[str, Any]],
     state: dict[str, Any],
-    network: tuple[IntervalNetwork, ...],
     trades: list[dict[str, Any]],
+    refused_trades: list[dict[str, Any]],
 ) -> tuple[HomeResult, ...]:
+    """Each home's day from the ledger's settlement (the trades that stand) and its baseline."""
     hours = INTERVAL_S / 3600.0
     minor = sc.ledger.minor_units
     per_kwh = round(1.0 / sc.ledger.lot_kwh)
     t = sc.tariff
+    ids = [h.id for h in sc.street.homes]
     by_reason: dict[str, dict[str, int]] = {m: {} for m in ids}
-    for outcome in settlements.values():
-        effects = next(r for r in outcome["txs"] if r["kind"] == "interval.settle")["effects"]
+    settle_effects = [
+        next(r for r in o["txs"] if r["kind"] == "interval.settle")["effects"]
+        for o in settlements.values()
+    ]
+    for effects in settle_effects:
         for p in effects["postings"]:
             for account, sign in ((p["debit"], -1), (p["credit"], 1)):
-                if account.startswith("member:"):
-                    m = account.removeprefix("member:")
+                m = account.removeprefix("member:")
+                if account.startswith("member:") and m in by_reason:
                     by_reason[m][p["reason"]] = (
                         by_reason[m].get(p["reason"], 0) + sign * p["amount_minor"]
                     )
@@ -984,14 +1265,9 @@ def _homes(
             else -round(-int(x) * t.feed_in_price_per_kwh * minor / per_kwh)
             for x in lots.tolist()
         )
-        bought = sum(tr["energy_kwh"] for tr in trades if tr["buyer"] == m)
-        sold = sum(tr["energy_kwh"] for tr in trades if tr["seller"] == m)
-        dev = [
-            next(r for r in o["txs"] if r["kind"] == "interval.settle")["effects"]["energy"]
-            .get(m, {})
-            .get("deviation_kwh", 0.0)
-            for o in settlements.values()
-        ]
+        bought = [tr for tr in trades if tr["buyer"] == m]
+        sold = [tr for tr in trades if tr["seller"] == m]
+        dev = [e["energy"].get(m, {}).get("deviation_kwh", 0.0) for e in settle_effects]
         reasons = by_reason[m]
         out.append(
             HomeResult(
@@ -1001,8 +1277,15 @@ def _homes(
                 load_kwh=float(load_kw[:, h].sum() * hours),
                 pv_kwh=float(pv_kw[:, h].sum() * hours),
                 pv_self_kwh=float(np.minimum(load_kw[:, h], pv_kw[:, h]).sum() * hours),
-                bought_kwh=float(bought),
-                sold_kwh=float(sold),
+                bought_kwh=float(sum(tr["energy_kwh"] for tr in bought)),
+                sold_kwh=float(sum(tr["energy_kwh"] for tr in sold)),
+                refused_kwh=float(
+                    sum(
+                        tr["energy_kwh"]
+                        for tr in refused_trades
+                        if m in (tr["buyer"], tr["seller"])
+                    )
+                ),
                 grid_import_kwh=float(sum(d for d in dev if d > 0)),
                 grid_export_kwh=float(-sum(d for d in dev if d < 0)),
                 bill=-state["balances_minor"].get(f"member:{m}", 0) / minor,
@@ -1010,17 +1293,18 @@ def _homes(
                 energy_paid=-reasons.get("energy", 0) / minor,
                 platform_fees=-reasons.get("platform_fee", 0) / minor,
                 network_fees_flat=-reasons.get("network_fee", 0) / minor,
+                network_charges=-reasons.get("network_charge", 0) / minor,
+                loss_charges=-reasons.get("loss_charge", 0) / minor,
                 ac_network_charge=float(
-                    sum(tr.get("ac_buyer_charge", 0.0) for tr in trades if tr["buyer"] == m)
-                    + sum(tr.get("ac_seller_charge", 0.0) for tr in trades if tr["seller"] == m)
+                    sum(tr["ac_buyer_charge"] for tr in bought)
+                    + sum(tr["ac_seller_charge"] for tr in sold)
                 ),
                 ac_loss_kwh=float(
-                    sum(tr.get("ac_buyer_loss_kwh", 0.0) for tr in trades if tr["buyer"] == m)
-                    + sum(tr.get("ac_seller_loss_kwh", 0.0) for tr in trades if tr["seller"] == m)
+                    sum(tr["ac_buyer_loss_kwh"] for tr in bought)
+                    + sum(tr["ac_seller_loss_kwh"] for tr in sold)
                 ),
             )
         )
-    del network
     return tuple(out)
 
 
@@ -1028,8 +1312,14 @@ def _homes(
 
 
 def street_summary(res: StreetResult) -> dict[str, Any]:
-    """The headline figures of a street's day (what ``summary.json`` holds)."""
+    """The headline figures of a street's day (what ``summary.json`` holds).
+
+    Trades, energy, bills and network charges are the ledger's: the trades that stand (the DSO's
+    refusals reversed) and the DSO's ``network.charges`` as settled; ``ac_*`` are the network
+    layer's figures before rounding, for comparison.
+    """
     homes = res.homes
+    minor = res.scenario.ledger.minor_units
     pv = sum(h.pv_kwh for h in homes)
     self_kwh = sum(h.pv_self_kwh for h in homes)
     traded = sum(h.sold_kwh for h in homes)
@@ -1038,7 +1328,6 @@ def street_summary(res: StreetResult) -> dict[str, Any]:
     # physically the flows are the same in both runs: PV that the street's own load takes up
     street_net = res.metered_kwh.sum(axis=1)
     physical_local = pv - float(np.maximum(-street_net, 0.0).sum())
-    refused = [r for iv in res.network for r in iv.refused]
     return {
         "scenario": res.scenario.name,
         "grid": res.scenario.street.grid,
@@ -1059,14 +1348,20 @@ def street_summary(res: StreetResult) -> dict[str, Any]:
         "baseline_bills": {h.home_id: h.baseline_bill for h in homes},
         "street_bill": sum(h.bill for h in homes),
         "baseline_street_bill": sum(h.baseline_bill for h in homes),
-        "platform_fees": res.balances_minor.get("platform", 0) / res.scenario.ledger.minor_units,
-        "network_fees_flat": res.balances_minor.get("network", 0) / res.scenario.ledger.minor_units,
+        "platform_fees": res.balances_minor.get("platform", 0) / minor,
+        "network_account": res.balances_minor.get("network", 0) / minor,
+        "network_fees_flat": sum(h.network_fees_flat for h in homes),
+        "network_charges": sum(iv.network_fee_minor for iv in res.network) / minor,
+        "loss_charges": sum(iv.loss_charge_minor for iv in res.network) / minor,
+        "network_charge_entries": 2 * len(res.trades),
         "ac_network_charges": sum(iv.ac_charge for iv in res.network),
         "ac_trade_loss_kwh": sum(iv.loss_kwh for iv in res.network),
-        "refused_trades": len(refused),
+        "refused_trades": len(res.refused_trades),
+        "refused_kwh": sum(t["energy_kwh"] for t in res.refused_trades),
         "insecure_intervals": sum(1 for iv in res.network if not iv.secure),
         "ledger": {
             "ledger_id": res.ledger_id,
+            "dso": res.dso_id,
             "blocks": res.blocks,
             "heads_equal": res.heads_equal,
             "states_equal": res.states_equal,
@@ -1077,7 +1372,7 @@ def street_summary(res: StreetResult) -> dict[str, Any]:
                     "verify_ok": res.verify[m]["ok"],
                     "problems": res.verify[m]["problems"],
                 }
-                for m in res.home_ids
+                for m in res.heads
             },
         },
         "wall_s": res.wall_s,
@@ -1091,6 +1386,7 @@ def interval_table(res: StreetResult) -> Any:
     import pandas as pd  # noqa: PLC0415
 
     hours = INTERVAL_S / 3600.0
+    minor = res.scenario.ledger.minor_units
     by_start: dict[int, list[dict[str, Any]]] = {}
     for tr in res.trades:
         by_start.setdefault(int(tr["interval_start_s"]), []).append(tr)
@@ -1121,6 +1417,8 @@ def interval_table(res: StreetResult) -> Any:
                 ),
                 "ac_loss_kwh": iv.loss_kwh,
                 "ac_charge": iv.ac_charge,
+                "ledger_network_charge": iv.network_fee_minor / minor,
+                "ledger_loss_charge": iv.loss_charge_minor / minor,
                 "feeder_loss_kw": iv.total_loss_kw,
                 "secure": iv.secure,
                 "refused_trades": len(iv.refused),
@@ -1129,14 +1427,39 @@ def interval_table(res: StreetResult) -> Any:
     return pd.DataFrame(rows)
 
 
+#: The columns of ``trades.csv``: the ledger's trade, whether the DSO refused it, its charges.
+TRADE_COLUMNS = (
+    "trade_id",
+    "interval_start_s",
+    "sequence",
+    "seller",
+    "buyer",
+    "energy_kwh",
+    "price_per_kwh",
+    "sell_order_id",
+    "buy_order_id",
+    "refused",
+    "violation",
+    "ledger_buyer_network_fee",
+    "ledger_buyer_loss_charge",
+    "ledger_seller_network_fee",
+    "ledger_seller_loss_charge",
+    "ac_loss_kwh",
+    "ac_buyer_charge",
+    "ac_seller_charge",
+)
+
+
 def write_street_results(res: StreetResult, out: str | Path) -> dict[str, Path]:
     """Write the street's results directory.
 
-    ``summary.json`` (:func:`street_summary`), ``trades.csv`` (every trade the ledger settled,
-    with its AC charges), ``intervals.csv`` (:func:`interval_table`), ``homes.csv`` (each home's
+    ``summary.json`` (:func:`street_summary`), ``trades.csv`` (every trade of the ledger, in
+    :data:`TRADE_COLUMNS`: ``refused`` marks those the DSO refused and the ledger reversed, the
+    ``ledger_*`` columns are the DSO's charges as posted, the ``ac_*`` the network layer's
+    before rounding), ``intervals.csv`` (:func:`interval_table`), ``homes.csv`` (each home's
     energy and bill against its baseline), ``network.json`` (the DSO's check per interval, the
-    refused trades), ``verify.json`` (every node's head and ``ledger verify`` report) and
-    ``scenario.toml`` (the scenario as run).
+    refused trades), ``verify.json`` (every node's head and ``ledger verify`` report, the DSO's
+    included) and ``scenario.toml`` (the scenario as run).
     """
     import dataclasses  # noqa: PLC0415
 
@@ -1154,20 +1477,10 @@ def write_street_results(res: StreetResult, out: str | Path) -> dict[str, Path]:
         "scenario": folder / "scenario.toml",
     }
     files["summary"].write_text(json.dumps(street_summary(res), indent=2) + "\n", "utf-8")
-    columns = [
-        "interval_start_s",
-        "sequence",
-        "seller",
-        "buyer",
-        "energy_kwh",
-        "price_per_kwh",
-        "sell_order_id",
-        "buy_order_id",
-        "ac_loss_kwh",
-        "ac_buyer_charge",
-        "ac_seller_charge",
-    ]
-    pd.DataFrame(res.trades, columns=columns).to_csv(files["trades"], index=False)
+    rows = [{**t, "refused": False} for t in res.trades]
+    rows += [{**t, "refused": True} for t in res.refused_trades]
+    rows.sort(key=lambda t: (t["interval_start_s"], t["sequence"]))
+    pd.DataFrame(rows, columns=list(TRADE_COLUMNS)).to_csv(files["trades"], index=False)
     interval_table(res).to_csv(files["intervals"], index=False)
     pd.DataFrame([dataclasses.asdict(h) for h in res.homes]).to_csv(files["homes"], index=False)
     files["network"].write_text(
@@ -1177,6 +1490,7 @@ def write_street_results(res: StreetResult, out: str | Path) -> dict[str, Path]:
         json.dumps(
             {
                 "ledger_id": res.ledger_id,
+                "dso": res.dso_id,
                 "heads_equal": res.heads_equal,
                 "states_equal": res.states_equal,
                 "heads": res.heads,
