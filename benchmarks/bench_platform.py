@@ -42,7 +42,7 @@ from transactive.market import Supply, clear
 from transactive.platform import db as platform_db
 from transactive.platform import service
 from transactive.platform.demo import admit
-from transactive.platform.models import Bid, BidPointRow, Contract, Interval, MeterReading
+from transactive.platform.models import Bid, Contract, Interval, MeterReading
 from transactive.platform.schemas import (
     BidStatus,
     IntervalsCreate,
@@ -161,23 +161,6 @@ def _seed_interval(url: str, n: int, rng: np.random.Generator) -> tuple[int, Any
                     "created_at": NOW,
                 }
                 for k, c in enumerate(contract_ids)
-            ],
-        )
-        bid_ids = list(
-            s.scalars(sa.select(Bid.id).where(Bid.interval_id == interval_id).order_by(Bid.id))
-        )
-        s.execute(
-            sa.insert(BidPointRow),
-            [
-                {
-                    "bid_id": b,
-                    "seq": j,
-                    "price_per_kwh": float(prices[k, j]),
-                    "power_kw": float(power[k, j]),
-                    "created_at": NOW,
-                }
-                for k, b in enumerate(bid_ids)
-                for j in range(2)
             ],
         )
     print(f"  seeded {n:,} contracts and bids in {time.perf_counter() - t0:.1f} s (not timed)")

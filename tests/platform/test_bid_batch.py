@@ -26,11 +26,11 @@ from tests.platform.conftest import (
     make_market,
 )
 from tests.platform.test_api_common import API, SECRET_KEY, ApiPlatform, api_platform
-from transactive.platform import audit, crud
+from transactive.platform import audit, bid_store, crud, service
 from transactive.platform.api.deps import TokenCache
 from transactive.platform.auth import InvalidTokenError, issue_token
 from transactive.platform.errors import PlatformError
-from transactive.platform.models import AuditRecord, Bid, BidPointRow
+from transactive.platform.models import AuditRecord, Bid
 from transactive.platform.schemas import (
     BidCreate,
     BidPoint,
@@ -147,13 +147,20 @@ def test_a_batch_behaves_as_its_submissions_one_after_the_other(
         }
         assert stored[batch_iv] == stored[seq_iv]
         assert len(stored[batch_iv]) == 5
-        points = s.scalar(
-            sa.select(sa.func.count())
-            .select_from(BidPointRow)
-            .join(Bid, Bid.id == BidPointRow.bid_id)
-            .where(Bid.interval_id == batch_iv)
+        # the long form clearing reads: every point of the interval's active bids, in order
+        active = {
+            b.id: b.points
+            for b in s.scalars(
+                sa.select(Bid).where(Bid.interval_id == batch_iv, Bid.status == BidStatus.ACTIVE)
+            )
+        }
+        points = service._raw_rows(s, service._points_of_active_bids(s, batch_iv))
+        assert sorted(tuple(p) for p in points) == sorted(
+            (bid_id, k, p["price_per_kwh"], p["power_kw"])
+            for bid_id, curve in active.items()
+            for k, p in enumerate(curve)
         )
-        assert points == sum(n for *_, n in stored[batch_iv])
+        assert len(active) == 3 and len(points) == 3  # a at version 3, b, and theirs
         kinds = list(
             s.scalars(
                 sa.select(AuditRecord.kind)
@@ -174,6 +181,112 @@ def test_a_batch_behaves_as_its_submissions_one_after_the_other(
         ).all()
         assert replaced[-2]["replaced_bid_id"] == first.id  # the batch's k2 replaced its k1
         assert audit.verify_database(s).ok
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_sqlites_driver_reads_equal_sqlalchemys(db: PlatformDb, world: World) -> None:
+    """The writer's SQLite reads (fixed texts on the driver) read what the ORM statements read.
+
+    After the script (replays, replacements to version 3, refusals, two members' key spaces),
+    both paths are asked for stored and absent keys and pairs, with and without members.
+    """
+    (iv, other_iv), mine, theirs = _setup(db, world)
+    members = (world.prosumers[0], world.prosumers[1])
+    with db.begin() as s:
+        rows = {m: crud.get_member(s, member_id=m) for m in members}
+        crud.submit_bids(
+            s,
+            submissions=[
+                crud.BidSubmission(rows[members[who]], bid_in, f"x-{key}", NOW)
+                for who, bid_in, key in _script(iv, mine, theirs)
+            ],
+        )
+    p0, p1 = members
+    key_pairs = [(p0, "x-k1"), (p0, "x-k2"), (p1, "x-k1"), (p0, "x-k5"), (p1, "x-k2"), (p0, "no")]
+    bid_pairs = [(iv, mine[0]), (iv, mine[1]), (iv, theirs), (other_iv, mine[0]), (iv + 99, 1)]
+
+    def as_plain(reads: bid_store.BatchReads) -> dict[str, Any]:
+        return {
+            "members": {
+                k: (m.id, m.name, m.role, m.status, m.client_id, m.public_key_ed25519)
+                for k, m in reads.members.items()
+            },
+            "by_key": sorted(
+                (
+                    b.id,
+                    b.interval_id,
+                    b.contract_id,
+                    b.member_id,
+                    b.idempotency_key,
+                    b.points,
+                    b.status,
+                    b.version,
+                    b.submitted_at,
+                    b.content_hash,
+                )
+                for b in reads.by_key
+                if (b.member_id, b.idempotency_key) in key_pairs  # the ORM path reads extra rows
+            ),
+            "intervals": reads.intervals,
+            "contracts": reads.contracts,
+            "markets": reads.markets,
+            "latest": sorted(tuple(r) for r in reads.latest),
+            "head": None if reads.audit_head is None else reads.audit_head.hash,
+            "next_id": next(reads.ids),
+        }
+
+    for with_members in (True, False):
+        answers = []
+        for read in (bid_store._read_sqlite, bid_store._read_sqlalchemy):
+            with db.begin() as s:
+                answers.append(
+                    as_plain(
+                        read(s, key_pairs=key_pairs, bid_pairs=bid_pairs, with_members=with_members)
+                    )
+                )
+        fast, orm = answers
+        assert fast == orm
+        # k1 and k2 of prosumer 0, k1 of prosumer 1 (k5 was refused: nothing stored)
+        assert len(fast["by_key"]) == 3 and {r[7] for r in fast["by_key"]} == {1, 2}
+        assert sorted(r[3] for r in fast["latest"]) == [1, 1, 3]  # a's third version, b, theirs
+        assert bool(fast["members"]) is with_members
+        assert all(r[8].tzinfo is not None for r in fast["by_key"])
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_sqlites_driver_reads_probe_indexes_and_scan_no_bids(db: PlatformDb, world: World) -> None:
+    """Each of the writer's SQLite reads is planned as index probes: no scan of the bid table.
+
+    A scan costs every bid of the database per batch (it was half of the server's CPU once).
+    The statements are caught as SQLite runs them and asked for their plan.
+    """
+    (iv, _), mine, _ = _setup(db, world)
+    ran: list[str] = []
+    with db.begin() as s:
+        dbapi = s.connection().connection.driver_connection
+        assert dbapi is not None
+        dbapi.set_trace_callback(ran.append)
+        bid_store._read_sqlite(
+            s,
+            key_pairs=[(world.prosumers[0], "a"), (world.prosumers[1], "b")],
+            bid_pairs=[(iv, mine[0]), (iv, mine[1])],
+            with_members=True,
+        )
+        dbapi.set_trace_callback(None)
+        plans = {
+            sql: [row[3] for row in dbapi.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            for sql in ran
+            if sql.lstrip().upper().startswith(("SELECT", "WITH"))
+        }
+    assert len(plans) == 7
+    # tables and their aliases (k and p are the VALUES of the batch's pairs; the audit head is
+    # the last entry of its unique index, read backwards with LIMIT 1)
+    scanned = {"bid", "b", "v", "member", "contract", "interval", "i", "market", "m"}
+    for sql, plan in plans.items():
+        scans = [step for step in plan if step.startswith("SCAN") and step.split()[1] in scanned]
+        assert not scans, (sql, plan)
+    by_key = next(plan for sql, plan in plans.items() if "idempotency_key = k." in sql)
+    assert any("sqlite_autoindex_bid" in step for step in by_key)  # the (member, key) index
 
 
 def test_a_batch_of_refusals_writes_nothing(db: PlatformDb, world: World) -> None:

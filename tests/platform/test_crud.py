@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.platform.conftest import NOW, START, PlatformDb, World, admit, make_market
 from transactive.platform import crud, service
 from transactive.platform.errors import PlatformError
-from transactive.platform.models import AuditRecord, Bid, BidPointRow, Interval
+from transactive.platform.models import AuditRecord, Bid, Interval
 from transactive.platform.schemas import (
     BidCreate,
     BidPoint,
@@ -93,9 +93,9 @@ def test_same_key_same_content_returns_the_first_bid(db: PlatformDb, world: Worl
     assert _n_audit(db) == n  # a replay writes nothing
     with db.begin() as s:
         assert len(crud.list_bids(s, interval_id=interval)) == 1
-        points = s.execute(sa.select(BidPointRow.price_per_kwh, BidPointRow.power_kw)).all()
-    # a single point is a block; the long form keeps what was sent
-    assert [tuple(p) for p in points] == [(0.2, 5.0)]
+        points = service._raw_rows(s, service._points_of_active_bids(s, interval))
+    # a single point is a block; the long form clearing reads keeps what was sent
+    assert [tuple(p) for p in points] == [(first, 0, 0.2, 5.0)]
 
 
 def test_same_key_other_content_is_a_conflict(db: PlatformDb, world: World) -> None:

@@ -8,11 +8,14 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.orm import Session
 
 import transactive.platform
 from tests.platform.conftest import SECRET_HASH, PlatformDb
 from transactive.platform import db as platform_db
-from transactive.platform.models import Base, Member
+from transactive.platform.models import Base, Member, UtcDateTime
 from transactive.platform.schemas import MemberStatus, Role
 
 TABLES = {
@@ -21,7 +24,6 @@ TABLES = {
     "interval",
     "contract",
     "bid",
-    "bid_point",
     "award",
     "meter_reading",
     "account",
@@ -146,3 +148,23 @@ def test_sqlite_durability_is_chosen_explicitly(tmp_path) -> None:
     engine.dispose()
     with pytest.raises(ValueError, match="sqlite_synchronous must be one of FULL, NORMAL"):
         platform_db.make_engine(url, sqlite_synchronous="OFF")
+
+
+@given(
+    at=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_the_sqlite_time_text_is_what_sqlalchemy_binds(at: datetime) -> None:
+    """``driver_time`` on SQLite: the text SQLAlchemy's own bind of a UtcDateTime gives."""
+    engine = sa.create_engine("sqlite://")
+    with Session(engine) as s:
+        convert = platform_db.driver_time(s)
+        dialect = engine.dialect
+        generic = sa.DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+        assert generic is not None
+        expected = generic(UtcDateTime().process_bind_param(at, dialect))
+        assert convert(at) == expected
+        with pytest.raises(ValueError, match="timezone-aware"):
+            convert(at.replace(tzinfo=None))

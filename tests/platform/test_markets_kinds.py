@@ -18,7 +18,7 @@ from transactive.errors import ValidationError
 from transactive.market import clear
 from transactive.platform import crud, gates, ledger, service
 from transactive.platform.errors import PlatformError
-from transactive.platform.models import AuditRecord, Bid, BidPointRow, Market
+from transactive.platform.models import AuditRecord, Bid, Market
 from transactive.platform.schemas import (
     BidCreate,
     BidPoint,
@@ -208,13 +208,6 @@ def _insert_bid(s: Any, interval_id: int, contract_id: int, member_id: int, poin
     )  # fmt: skip
     s.add(bid)
     s.flush()
-    s.execute(
-        sa.insert(BidPointRow),
-        [
-            {"bid_id": bid.id, "seq": k, "price_per_kwh": p, "power_kw": q}
-            for k, (p, q) in enumerate(points)
-        ],
-    )
 
 
 def _flex_market(

@@ -880,7 +880,7 @@ def submit_bids(
     one interval, meet exactly as they would in two transactions (the second replays, conflicts
     or replaces). What is stored is read set-wise in one :func:`bid_store.read
     <transactive.platform.bid_store.read>` (one round trip on PostgreSQL), the curves are read
-    as one :class:`~transactive.curves.BidCurves`, and the new bids, their points and their
+    as one :class:`~transactive.curves.BidCurves`, and the new bids (each with its curve) and their
     audit records (one per accepted bid, in order) are written in bulk by one
     :func:`~transactive.platform.bid_store.write`. A refused submission writes nothing; the
     others are unaffected by it.
@@ -1057,11 +1057,6 @@ def submit_bids(
                     at,
                 )
                 for row, bid in zip(new_rows, created, strict=True)
-            ],
-            points=[
-                (row["id"], j, p["price_per_kwh"], p["power_kw"], at)
-                for row in new_rows
-                for j, p in enumerate(row["points"])
             ],
             audit_rows=audit.chain_rows(reads.audit_head, records, at=at),
         ),

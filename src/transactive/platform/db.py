@@ -256,6 +256,17 @@ def driver_time(session: Session) -> Callable[[datetime], Any]:
     """
     dialect = session.get_bind().dialect
     column = UtcDateTime()
+    if dialect.name == "sqlite":
+        # SQLAlchemy's SQLite DATETIME text ("%Y-%m-%d %H:%M:%S.%f" of the naive UTC time) by
+        # datetime's C isoformat: a bid batch converts a dozen times, and the generic path
+        # (TypeDecorator, then the dialect's %-formatting of a dict) was 4 % of the server's CPU
+        def sqlite_text(at: datetime) -> str:
+            value = column.process_bind_param(at, dialect)  # refuses a naive datetime
+            if value is None:
+                raise ValueError("a UtcDateTime column's time is missing (None)")
+            return value.isoformat(" ", "microseconds")
+
+        return sqlite_text
     processor = sa.DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
 
     def convert(at: datetime) -> Any:

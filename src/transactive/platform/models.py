@@ -8,13 +8,12 @@ and settlement (accounts, double entries) management, with an audit log. The col
 names, money as integers of the smallest currency unit (``BIGINT``), timestamps timezone-aware
 UTC (:class:`UtcDateTime`, also on SQLite, which has no time zones), ``created_at`` on each table.
 
-Alembic revision ``0001`` (``platform/migrations/versions``) creates exactly these tables; a test
+Alembic's revisions (``platform/migrations/versions``) create exactly these tables; a test
 compares the migrated schema with this metadata, so a change here needs a new revision.
 
-Two tables go beyond the contract's list: ``bid_point`` holds every bid's curve in the long point
-form of :meth:`transactive.curves.BidCurves.to_points` (one row per breakpoint), so clearing reads
-one table of numbers and builds one ``BidCurves`` for the whole interval without decoding a JSON
-document per bid (``bid.points`` keeps the message as received, for the API and the audit); and
+``bid.points`` keeps a bid's curve as the message received it (for the API and the audit) and is
+also what clearing reads, as one table of numbers that the database makes of every active bid's
+points (revision 0005: no second copy of each curve in a table of its own);
 ``interval.locational_price_per_kwh`` / ``supply_kw`` keep what the security check and settlement
 need.
 """
@@ -45,7 +44,6 @@ __all__ = [
     "Award",
     "Base",
     "Bid",
-    "BidPointRow",
     "Contract",
     "Entry",
     "Interval",
@@ -227,7 +225,6 @@ class Bid(Base):
     __tablename__ = "bid"
     __table_args__ = (
         sa.UniqueConstraint("member_id", "idempotency_key"),
-        sa.Index("ix_bid_interval_id_status", "interval_id", "status"),
         # a contract's latest bid in an interval, read by every submission (revision 0002)
         sa.Index("ix_bid_interval_id_contract_id_version", "interval_id", "contract_id", "version"),
         # at most one active bid per contract and interval (partial unique index)
@@ -253,18 +250,6 @@ class Bid(Base):
     status: Mapped[BidStatus] = mapped_column(_enum(BidStatus, "bid_status"))
     version: Mapped[int]
     submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    created_at: Mapped[datetime] = _created_at()
-
-
-class BidPointRow(Base):
-    """One breakpoint of a bid's curve: the long point form clearing reads in one query."""
-
-    __tablename__ = "bid_point"
-
-    bid_id: Mapped[int] = mapped_column(sa.ForeignKey("bid.id"), primary_key=True)
-    seq: Mapped[int] = mapped_column(primary_key=True)
-    price_per_kwh: Mapped[float]
-    power_kw: Mapped[float]
     created_at: Mapped[datetime] = _created_at()
 
 

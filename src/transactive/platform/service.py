@@ -87,7 +87,6 @@ from transactive.platform.models import (
     Award,
     Base,
     Bid,
-    BidPointRow,
     Contract,
     Entry,
     Interval,
@@ -197,6 +196,32 @@ def _raw_rows(session: Session, statement: sa.ClauseElement) -> list[tuple[Any, 
         cursor.close()
 
 
+def _points_of_active_bids(session: Session, interval_id: int) -> sa.TextClause:
+    """(bid id, seq, price, power) of every point of the interval's active bids, one row each.
+
+    The database unnests each bid's ``points`` (the JSON array the message carried) itself:
+    PostgreSQL's ``json_array_elements ... WITH ORDINALITY`` ("JSON Functions and Operators",
+    PostgreSQL 15 documentation §9.16, and "Table Functions" §7.2.1.4) and SQLite's
+    ``json_each`` ("JSON Functions", §4.13, whose ``key`` is the element's index); both parse the
+    numbers as correctly rounded doubles (what ``json.loads`` reads back from ``json.dumps``:
+    tested). The rows read off the partial unique index of active bids.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (
+            "SELECT b.id, p.seq - 1, (p.point ->> 'price_per_kwh')::float8, "
+            "(p.point ->> 'power_kw')::float8 FROM bid AS b CROSS JOIN LATERAL "
+            "json_array_elements(b.points) WITH ORDINALITY AS p(point, seq) "
+            "WHERE b.interval_id = :interval_id AND b.status = 'active'"
+        )
+    else:
+        sql = (
+            "SELECT b.id, p.key, json_extract(p.value, '$.price_per_kwh'), "
+            "json_extract(p.value, '$.power_kw') FROM bid AS b, json_each(b.points) AS p "
+            "WHERE b.interval_id = :interval_id AND b.status = 'active'"
+        )
+    return sa.text(sql).bindparams(interval_id=int(interval_id))
+
+
 #: Curves of intervals past their gate, by database URL and interval: their bids can no longer
 #: change (submissions and withdrawals need the interval open), so the check reuses what the
 #: clearing read. A few intervals are kept, the least recently used dropped.
@@ -228,7 +253,8 @@ def interval_curves(session: Session, *, interval: Interval) -> IntervalCurves |
     """Every active bid of the interval as ONE ``BidCurves`` (None when there is none).
 
     Two bulk reads straight from the driver's cursor: the active bids with their contracts, and
-    the points of those bids (the long form); numpy orders them by contract and point, and
+    the points of those bids in the long form, which the database makes of each bid's ``points``
+    (:func:`_points_of_active_bids`); numpy orders them by contract and point, and
     :meth:`~transactive.curves.BidCurves.from_points` builds the curves, with no Python loop
     over bids.
     """
@@ -241,14 +267,7 @@ def interval_curves(session: Session, *, interval: Interval) -> IntervalCurves |
     )
     if not bids:
         return None
-    points = _raw_rows(
-        session,
-        sa.select(
-            BidPointRow.bid_id, BidPointRow.seq, BidPointRow.price_per_kwh, BidPointRow.power_kw
-        )
-        .join(Bid, Bid.id == BidPointRow.bid_id)
-        .where(active),
-    )
+    points = _raw_rows(session, _points_of_active_bids(session, interval.id))
     bid_id, contract_id, member_id, bus = zip(*bids, strict=True)
     by_contract = np.argsort(np.asarray(contract_id, dtype=np.int64), kind="stable")
     bid_ids = np.asarray(bid_id, dtype=np.int64)[by_contract]
