@@ -6,6 +6,7 @@ import base64
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -363,3 +364,58 @@ def test_a_refused_request_leaves_no_trace(db: PlatformDb, world: World) -> None
     assert _n_audit(db) == n
     with db.begin() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Bid)) == 0
+
+
+def test_the_long_form_clearing_reads_is_every_point_exactly(db: PlatformDb, world: World) -> None:
+    """The database's unnesting of ``bid.points`` gives back each double bit for bit, in order.
+
+    Prices and powers over many magnitudes (what ``json.dumps`` writes, ``json.loads`` reads
+    back exactly; SQLite's and PostgreSQL's JSON number parsers must too), including signed
+    zero's neighbours and the shortest repr of awkward decimals.
+    """
+    _, interval, contracts = _setup(db, world)
+    rng = np.random.default_rng(7)
+    n = 400
+    exponents = rng.integers(-12, 12, size=(n, 4))
+    values = rng.uniform(-1, 1, size=(n, 4)) * 10.0**exponents
+    values[:5] = [[0.1, 0.2, 0.3, 1 / 3], [5e-324, 1e-310, 2.2250738585072014e-308, 1e300],
+                  [-0.0, 0.0, 0.1 + 0.2, 9007199254740993.0], [1.7976931348623157e308, -1e-7,
+                  123456789.12345679, 0.7], [2.0, -2.0, 0.5, 1e-5]]  # fmt: skip
+    with db.begin() as s:
+        for k in range(n):
+            s.add(
+                Bid(
+                    interval_id=interval,
+                    contract_id=contracts[k % len(contracts)],
+                    member_id=world.prosumers[k % len(contracts)],
+                    idempotency_key=f"x{k}",
+                    content_hash="0" * 64,
+                    signature=None,
+                    version=k + 1,
+                    status=BidStatus.ACTIVE if k < len(contracts) else BidStatus.REPLACED,
+                    points=[
+                        {
+                            "price_per_kwh": float(values[k, 2 * j]),
+                            "power_kw": float(values[k, 2 * j + 1]),
+                        }
+                        for j in range(2)
+                    ],
+                    submitted_at=NOW,
+                )
+            )
+        s.flush()
+        # every bid's points (not only the active ones'): the same unnesting, all statuses
+        s.execute(sa.text("DROP INDEX uq_bid_active_interval_contract"))  # many active per pair
+        s.execute(sa.update(Bid).values(status=BidStatus.ACTIVE.value))
+        rows = service._raw_rows(s, service._points_of_active_bids(s, interval))
+        ids = {b.idempotency_key: b.id for b in s.scalars(sa.select(Bid))}
+        s.rollback()
+    got = {(bid_id, seq): (price, power) for bid_id, seq, price, power in rows}
+    assert len(got) == 2 * n
+    for k in range(n):
+        for j in range(2):
+            price, power = got[(ids[f"x{k}"], j)]
+            want = (float(values[k, 2 * j]), float(values[k, 2 * j + 1]))
+            assert (price, power) == want and np.signbit([price, power]).tolist() == np.signbit(
+                want
+            ).tolist(), (k, j, price, power, want)
