@@ -16,7 +16,7 @@
     is printed with that said.
 
     python benchmarks/bench_platform.py [--bids 100000] [--seconds 10] [--connections 32]
-        [--workers 1] [--skip-http] [--skip-interval] [--skip-postgres]
+        [--workers 1] [--skip-http] [--skip-interval] [--skip-postgres] [--skip-sqlite]
 """
 
 from __future__ import annotations
@@ -429,6 +429,7 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-interval", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--skip-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
@@ -436,36 +437,27 @@ def main() -> None:
         f"figure); server: {_server_stack()}; client: {args.connections} keep-alive connections "
         "from this process, on the same cores"
     )
+    skipped = {"SQLite": args.skip_sqlite, "PostgreSQL": args.skip_postgres}
+    backends = [backend for backend, skip in skipped.items() if not skip]
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.skip_interval:
-            bench_interval(f"sqlite:///{tmp}/interval.db", "SQLite", args.bids)
-            if not args.skip_postgres:
+        for backend in backends:
+            if backend == "SQLite":
+                url, drop = f"sqlite:///{tmp}/platform.db", None
+            else:
                 url, drop = _postgres_schema()
-                try:
-                    bench_interval(url, "PostgreSQL", args.bids)
-                finally:
-                    drop()
-        if not args.skip_http:
-            bench_http(
-                f"sqlite:///{tmp}/http.db",
-                "SQLite",
-                args.seconds,
-                args.connections,
-                {},
-                args.workers,
-            )
-            if not args.skip_postgres:
-                url, drop = _postgres_schema()
-                try:
-                    bench_http(
-                        url,
-                        "PostgreSQL",
-                        args.seconds,
-                        args.connections,
-                        {"TRANSACTIVE_SECRET_KEY": "b" * 40},
-                        args.workers,
-                    )
-                finally:
+            try:
+                if not args.skip_interval:
+                    bench_interval(url, backend, args.bids)
+                    if drop is None:
+                        url = f"sqlite:///{tmp}/http.db"
+                    else:
+                        drop()
+                        url, drop = _postgres_schema()
+                if not args.skip_http:
+                    env = {} if backend == "SQLite" else {"TRANSACTIVE_SECRET_KEY": "b" * 40}
+                    bench_http(url, backend, args.seconds, args.connections, env, args.workers)
+            finally:
+                if drop is not None:
                     drop()
 
 

@@ -3,14 +3,17 @@ import hashlib
 import itertools
 import json
 import math
+import types
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transactive.errors import ValidationError
+from transactive.platform import audit_chain
 from transactive.platform.audit_chain import (
     FIRST_SEQ,
     GENESIS,
@@ -284,3 +287,41 @@ def test_chain_record_fields_match_the_hash():
     assert isinstance(rec, ChainRecord)
     assert rec.payload_json == '{"a":[1]}'
     assert rec.hash == record_hash(1, "t", "system", "k", '{"a":[1]}', GENESIS)
+
+
+def _keys_are_text_reference(value: object) -> bool:
+    """The plain recursive definition: every mapping inside has only ``str`` keys."""
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) for k in value) and all(
+            _keys_are_text_reference(v) for v in value.values()
+        )
+    if isinstance(value, list | tuple):
+        return all(_keys_are_text_reference(v) for v in value)
+    return True
+
+
+class _Name(str):
+    """A ``str`` subclass key (JSON's encoder writes it as the string)."""
+
+
+_keys = st.one_of(
+    st.text(max_size=3), st.integers(-3, 3), st.booleans(), st.builds(_Name, st.text(max_size=2))
+)
+_nested = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=3)
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(_keys, inner, max_size=3),
+        st.dictionaries(st.text(max_size=2), inner, max_size=3).map(types.MappingProxyType),
+    ),
+    max_leaves=12,
+)
+
+
+@given(_nested)
+@settings(max_examples=400, deadline=None)
+def test_the_key_check_agrees_with_its_recursive_definition(value: object) -> None:
+    assert audit_chain._keys_are_text(value) is _keys_are_text_reference(value)
