@@ -228,7 +228,109 @@ def clear(
     ValidationError
         Listing every problem: limits, curves outside the limits, bad supply.
 
+    Notes
+    -----
+    The passes over the curves run as fused kernels (:mod:`transactive.market._clearing_kernels`,
+    numba, both cores from 65,536 curves); ``_clear_numpy`` is the same clearing in numpy, the
+    reference the kernels are tested against (equal bit for bit but for a price inside a sloped
+    stretch, which may differ in its last bits).
+
     """
+    found, floor, cap, supply_curve = _market_problems(
+        bids, price_cap, price_floor, supply, range_rule, check_curves=False
+    )
+    bid_prices = np.asarray(bids.price_per_kwh) if isinstance(bids, BidCurves) else None
+    bid_powers = np.asarray(bids.power_kw) if isinstance(bids, BidCurves) else None
+    if (
+        found
+        or bid_prices is None
+        or bid_powers is None
+        or bid_prices.dtype != np.float64
+        or bid_powers.dtype != np.float64
+        or bid_prices.ndim != 2
+        or bid_prices.shape != bid_powers.shape
+        or bid_prices.shape[1] < 2
+    ):  # the numpy path names every problem (or clears what the kernels do not take)
+        return _clear_numpy(
+            bids, price_cap=price_cap, price_floor=price_floor, supply=supply, range_rule=range_rule
+        )
+    assert floor is not None and cap is not None
+    from transactive.market import _clearing_kernels as kernels  # noqa: PLC0415 - numba on use
+
+    extra_prices, extra_powers = (
+        (np.empty((0, 2)), np.empty((0, 2)))
+        if supply_curve is None
+        else (supply_curve.price_per_kwh, supply_curve.power_kw)
+    )
+    rows = kernels.Rows.of(
+        np.ascontiguousarray(bid_prices),
+        np.ascontiguousarray(bid_powers),
+        np.ascontiguousarray(extra_prices, dtype=np.float64),
+        np.ascontiguousarray(extra_powers, dtype=np.float64),
+    )
+    first = kernels.stage1(rows, floor, cap)
+    if (
+        first.min_first_price < floor
+        or first.max_last_price > cap
+        or not math.isfinite(first.volume_kw)
+    ):
+        _checked_market(bids, price_cap, price_floor, supply, range_rule)  # raises, naming all
+    scale = first.scale_kw
+    tol = _POWER_TOLERANCE * scale if scale > 0 else 0.0
+    has_buyers = first.max_first_power > tol
+    has_sellers = first.min_last_power < -tol
+
+    try:
+        low, high = kernels.price_range(rows, first, floor, cap, tol)
+    except kernels.SearchFailed:  # a bracket's edge within float noise of the tolerance
+        curves = _with_supply(bids, supply_curve)
+        low, high = _price_range(curves.price_per_kwh, curves.power_kw, floor, cap, tol)
+    is_range = high - low > _PRICE_TOLERANCE * (cap - floor)
+    price, rule = _chosen_price(low, high, is_range, has_buyers, has_sellers, range_rule)
+
+    limits, lo_sum, buy_flex, sell_flex = kernels.limits_at(rows, price, floor, cap)
+    need = -lo_sum  # demand to add, starting from every block at its right end
+    buyer_fill, seller_fill = _fills(need, buy_flex, sell_flex, tol)
+    allocation, fill, quantity, shortage, surplus = kernels.settle(
+        rows, limits, buyer_fill, seller_fill
+    )
+    n_bids = rows.n_bids
+    supply_kw = -float(allocation[n_bids]) + 0.0 if supply_curve is not None else 0.0
+    bid_allocation = allocation[:n_bids] if supply_curve is not None else allocation
+    bid_allocation.setflags(write=False)
+    fill.setflags(write=False)
+    return _result(
+        bids,
+        low=low,
+        high=high,
+        is_range=is_range,
+        price=price,
+        rule=rule,
+        tol=tol,
+        quantity=quantity,
+        shortage=shortage if price == cap else 0.0,
+        surplus=surplus if price == floor else 0.0,
+        buyer_fill=buyer_fill,
+        seller_fill=seller_fill,
+        buy_flex=buy_flex,
+        sell_flex=sell_flex,
+        supply_kw=supply_kw,
+        bid_allocation=bid_allocation,
+        fill=fill,
+        floor=floor,
+        cap=cap,
+    )
+
+
+def _clear_numpy(
+    bids: BidCurves,
+    *,
+    price_cap: float,
+    price_floor: float = 0.0,
+    supply: Supply | None = None,
+    range_rule: RangeRule = "midpoint",
+) -> ClearingResult:
+    """:func:`clear` in numpy: the reference the kernels are tested against (same arguments)."""
     curves, floor, cap = _checked_market(bids, price_cap, price_floor, supply, range_rule)
     prices, powers = curves.price_per_kwh, curves.power_kw
 
@@ -237,35 +339,15 @@ def clear(
     has_buyers = bool((powers[:, 0] > tol).any())
     has_sellers = bool((powers[:, -1] < -tol).any())
 
-    # Every price in [low, high] clears the market: D(p+) <= 0 <= D(p-) there (to tolerance).
-    pieces = _Pieces.of(prices, powers)
-    guess = _guess(pieces, floor, cap)
-    low = _lowest_price_at_most(pieces, floor, cap, tol, guess)
-    if low < cap and pieces.value(low, right=True) < -tol:
-        high = low
-    else:
-        # Mirror: sup{p : D(p-) >= -tol} = -inf{p' : D'(p'+) <= tol} with D'(p') = -D(-p').
-        mirrored = pieces.mirrored()
-        high = -_lowest_price_at_most(mirrored, -cap, -low, tol, _mirrored_guess(guess))
+    low, high = _price_range(prices, powers, floor, cap, tol)
     is_range = high - low > _PRICE_TOLERANCE * (cap - floor)
-
-    if is_range and not has_sellers:
-        price, rule = low, "highest buyer's price (no sellers)"
-    elif is_range and not has_buyers:
-        price, rule = high, "lowest seller's price (no buyers)"
-    elif is_range:
-        price = {"midpoint": 0.5 * (low + high), "low": low, "high": high}[range_rule]
-        rule = f"{range_rule} of the range of clearing prices"
-    else:
-        price, rule = 0.5 * (low + high), "crossing of demand and supply"
+    price, rule = _chosen_price(low, high, is_range, has_buyers, has_sellers, range_rule)
 
     lo, hi = _bounds_clamped(prices, powers, price, floor, cap)
     need = -float(lo.sum())  # demand to add, starting from every block at its right end
     buy_part, sell_part = _sides(lo, hi)
     buy_flex, sell_flex = float(buy_part.sum()), float(sell_part.sum())
-    buyer_fill = min(max(need / buy_flex, 0.0), 1.0) if buy_flex > tol else 1.0
-    rest = need - buyer_fill * buy_flex
-    seller_fill = 1.0 - min(max(rest / sell_flex, 0.0), 1.0) if sell_flex > tol else 1.0
+    buyer_fill, seller_fill = _fills(need, buy_flex, sell_flex, tol)
     allocation = lo + buyer_fill * buy_part + (1.0 - seller_fill) * sell_part
     _book_residual(allocation)
 
@@ -276,6 +358,111 @@ def clear(
     surplus = (
         float((np.minimum(allocation, 0.0) - np.minimum(lo, 0.0)).sum()) if price == floor else 0.0
     )
+
+    # No negative zeros in a result (``need = -0.0`` makes ``buyer_fill`` -0.0, printed "-0 %"):
+    # adding +0.0 turns -0.0 into 0.0 and leaves every other number as it is (IEEE 754 §6.3).
+    n_bids = len(bids)
+    supply_kw = -float(allocation[n_bids]) + 0.0 if supply is not None else 0.0
+    bid_allocation = allocation[:n_bids] + 0.0
+    bid_allocation.setflags(write=False)
+    width = (hi - lo)[:n_bids]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(width > 0, np.clip((bid_allocation - lo[:n_bids]) / width, 0.0, 1.0), 0.0)
+    fill = fill + 0.0
+    fill.setflags(write=False)
+    return _result(
+        bids,
+        low=low,
+        high=high,
+        is_range=is_range,
+        price=price,
+        rule=rule,
+        tol=tol,
+        quantity=quantity,
+        shortage=shortage,
+        surplus=surplus,
+        buyer_fill=buyer_fill,
+        seller_fill=seller_fill,
+        buy_flex=buy_flex,
+        sell_flex=sell_flex,
+        supply_kw=supply_kw,
+        bid_allocation=bid_allocation,
+        fill=fill,
+        floor=floor,
+        cap=cap,
+    )
+
+
+def _price_range(
+    prices: FloatArray, powers: FloatArray, floor: float, cap: float, tol: float
+) -> tuple[float, float]:
+    """The lowest and the highest clearing price: the numpy path's search over the curves.
+
+    Every price in ``[low, high]`` clears the market: ``D(p+) <= 0 <= D(p-)`` there (to
+    tolerance). The curves include the supply's.
+    """
+    pieces = _Pieces.of(prices, powers)
+    guess = _guess(pieces, floor, cap)
+    low = _lowest_price_at_most(pieces, floor, cap, tol, guess)
+    if low < cap and pieces.value(low, right=True) < -tol:
+        high = low
+    else:
+        # Mirror: sup{p : D(p-) >= -tol} = -inf{p' : D'(p'+) <= tol} with D'(p') = -D(-p').
+        mirrored = pieces.mirrored()
+        high = -_lowest_price_at_most(mirrored, -cap, -low, tol, _mirrored_guess(guess))
+    return low, high
+
+
+def _chosen_price(
+    low: float,
+    high: float,
+    is_range: bool,
+    has_buyers: bool,
+    has_sellers: bool,
+    range_rule: RangeRule,
+) -> tuple[float, str]:
+    """The clearing price in ``[low, high]`` and how it was chosen, in words."""
+    if is_range and not has_sellers:
+        return low, "highest buyer's price (no sellers)"
+    if is_range and not has_buyers:
+        return high, "lowest seller's price (no buyers)"
+    if is_range:
+        price = {"midpoint": 0.5 * (low + high), "low": low, "high": high}[range_rule]
+        return price, f"{range_rule} of the range of clearing prices"
+    return 0.5 * (low + high), "crossing of demand and supply"
+
+
+def _fills(need: float, buy_flex: float, sell_flex: float, tol: float) -> tuple[float, float]:
+    """Buyers' blocks first, then sellers', each side by one fraction (GridLAB-D's auction)."""
+    buyer_fill = min(max(need / buy_flex, 0.0), 1.0) if buy_flex > tol else 1.0
+    rest = need - buyer_fill * buy_flex
+    seller_fill = 1.0 - min(max(rest / sell_flex, 0.0), 1.0) if sell_flex > tol else 1.0
+    return buyer_fill, seller_fill
+
+
+def _result(
+    bids: BidCurves,
+    *,
+    low: float,
+    high: float,
+    is_range: bool,
+    price: float,
+    rule: str,
+    tol: float,
+    quantity: float,
+    shortage: float,
+    surplus: float,
+    buyer_fill: float,
+    seller_fill: float,
+    buy_flex: float,
+    sell_flex: float,
+    supply_kw: float,
+    bid_allocation: FloatArray,
+    fill: FloatArray,
+    floor: float,
+    cap: float,
+) -> ClearingResult:
+    """The clearing's type (GridLAB-D's names) and its result, without negative zeros."""
     buyers_partial = tol < buyer_fill * buy_flex < buy_flex - tol
     sellers_partial = tol < seller_fill * sell_flex < sell_flex - tol
 
@@ -297,17 +484,6 @@ def clear(
     else:
         kind = ClearingType.EXACT
 
-    # No negative zeros in a result (``need = -0.0`` makes ``buyer_fill`` -0.0, printed "-0 %"):
-    # adding +0.0 turns -0.0 into 0.0 and leaves every other number as it is (IEEE 754 §6.3).
-    n_bids = len(bids)
-    supply_kw = -float(allocation[n_bids]) + 0.0 if supply is not None else 0.0
-    bid_allocation = allocation[:n_bids] + 0.0
-    bid_allocation.setflags(write=False)
-    width = (hi - lo)[:n_bids]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(width > 0, np.clip((bid_allocation - lo[:n_bids]) / width, 0.0, 1.0), 0.0)
-    fill = fill + 0.0
-    fill.setflags(write=False)
     return ClearingResult(
         clearing_price=float(price) + 0.0,
         clearing_quantity_kw=quantity + 0.0,
@@ -335,7 +511,28 @@ def allocate(bids: BidCurves, result: ClearingResult) -> FloatArray:
     allocation. A tree whose concentrators aggregate buyers and sellers apart
     (``aggregate(..., by_side=True)``) clears with the same fills as the flat market, so every
     device gets exactly its flat allocation.
+
+    One fused pass (:mod:`transactive.market._clearing_kernels`); ``_allocate_numpy`` is the
+    reference, equal bit for bit.
     """
+    prices, powers = np.asarray(bids.price_per_kwh), np.asarray(bids.power_kw)
+    if prices.dtype != np.float64 or powers.dtype != np.float64 or prices.shape[1] < 2:
+        return _allocate_numpy(bids, result)
+    from transactive.market import _clearing_kernels as kernels  # noqa: PLC0415 - numba on use
+
+    return kernels.allocate_curves(
+        np.ascontiguousarray(prices),
+        np.ascontiguousarray(powers),
+        float(result.clearing_price),
+        float(result.price_floor),
+        float(result.price_cap),
+        float(result.buyer_fill),
+        float(result.seller_fill),
+    )
+
+
+def _allocate_numpy(bids: BidCurves, result: ClearingResult) -> FloatArray:
+    """:func:`allocate` in numpy (the reference)."""
     lo, hi = _bounds_clamped(
         bids.price_per_kwh,
         bids.power_kw,
@@ -425,6 +622,37 @@ def _checked_market(
     Returns the curves to clear (the bids, then the supply's curve, anonymous) and the limits as
     floats.
     """
+    problems, floor, cap, supply_curve = _market_problems(
+        bids, price_cap, price_floor, supply, range_rule, check_curves=True
+    )
+    problems.raise_if_any()
+    assert cap is not None and floor is not None
+    return _with_supply(bids, supply_curve), floor, cap
+
+
+def _with_supply(bids: BidCurves, supply_curve: BidCurves | None) -> BidCurves:
+    """The bids, then the supply's curve: one anonymous batch (the supply has no id)."""
+    if supply_curve is None:
+        return bids
+    anonymous = BidCurves._trusted(bids.price_per_kwh, bids.power_kw)
+    return BidCurves.concat([anonymous, supply_curve])
+
+
+def _market_problems(
+    bids: BidCurves,
+    price_cap: float,
+    price_floor: float,
+    supply: Supply | None,
+    range_rule: str,
+    *,
+    check_curves: bool,
+) -> tuple[Problems, float | None, float | None, BidCurves | None]:
+    """Every problem of the market's inputs, the limits and the supply's curve.
+
+    With ``check_curves`` False the checks of every breakpoint (within the limits, powers that
+    add up) are left out: the kernels make them in their first pass, and on a failure the full
+    check runs to name every problem.
+    """
     problems = Problems(subject="market")
     if not isinstance(bids, BidCurves):  # callers need not type-check
         problems.add(  # type: ignore[unreachable]
@@ -443,25 +671,22 @@ def _checked_market(
             limits_ok = False
     if range_rule not in ("midpoint", "low", "high"):
         problems.add("range_rule", f"must be 'midpoint', 'low' or 'high', got {range_rule!r}")
-    labels = None if bids.ids is None else bids.ids.tolist()
-    if limits_ok and cap is not None and floor is not None and len(bids):
-        low, high = bids.price_bounds()
-        problems.check(low < floor, "bids.price_per_kwh", f"below the price floor {floor}", labels)
-        problems.check(high > cap, "bids.price_per_kwh", f"above the price cap {cap}", labels)
-    with np.errstate(over="ignore"):
-        volume = float(np.abs(bids.power_kw).max(axis=1).sum()) if len(bids) else 0.0
-    if not math.isfinite(volume):  # finite curves whose sum overflows would clear at NaN
-        problems.add("bids.power_kw", "the curves' powers are too large to add up (overflow)")
+    if check_curves:
+        labels = None if bids.ids is None else bids.ids.tolist()
+        if limits_ok and cap is not None and floor is not None and len(bids):
+            low, high = bids.price_bounds()
+            problems.check(
+                low < floor, "bids.price_per_kwh", f"below the price floor {floor}", labels
+            )
+            problems.check(high > cap, "bids.price_per_kwh", f"above the price cap {cap}", labels)
+        with np.errstate(over="ignore"):
+            volume = float(np.abs(bids.power_kw).max(axis=1).sum()) if len(bids) else 0.0
+        if not math.isfinite(volume):  # finite curves whose sum overflows would clear at NaN
+            problems.add("bids.power_kw", "the curves' powers are too large to add up (overflow)")
     supply_curve = None
     if supply is not None:
         supply_curve = _supply_curve(supply, bids, floor, cap, problems, limits_ok)
-    problems.raise_if_any()
-    assert cap is not None and floor is not None
-    if supply_curve is None:
-        return bids, floor, cap
-    # the supply has no id: clear the bids and it as one anonymous batch
-    anonymous = BidCurves._trusted(bids.price_per_kwh, bids.power_kw)
-    return BidCurves.concat([anonymous, supply_curve]), floor, cap
+    return problems, floor, cap, supply_curve
 
 
 def _supply_curve(
