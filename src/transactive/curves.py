@@ -27,9 +27,10 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -503,7 +504,73 @@ def _power_limit(
     With ``j`` the number of breakpoints at or below the price (strictly below for the left
     limit), the price lies between breakpoints ``j-1`` and ``j`` and those two differ in price, so
     the interpolation never divides by zero where it is used.
+
+    One loop over the curves (:func:`_power_limit_rows`, compiled by numba on first use): every
+    device population reads its power off its curve with it every interval, and the numpy
+    reference :func:`_power_limit_numpy` makes about ten full-array temporaries per call. The
+    two give the same numbers bit for bit (the same operations on the same operands, no
+    fast-math; ``tests/sim/test_engine_speedpath.py`` checks it). A price array of any other
+    shape than one price or one per curve, or arrays of another type, take the reference.
     """
+    n, k = prices.shape
+    if (
+        k >= 2
+        and price.ndim <= 1
+        and price.size in (1, n)
+        and prices.dtype == powers.dtype == price.dtype == np.float64
+        and powers.shape == prices.shape
+    ):
+        per_curve = np.ascontiguousarray(np.broadcast_to(price.reshape(-1), (n,)))
+        out = np.empty(n)
+        _power_limit_kernel()(
+            np.ascontiguousarray(prices), np.ascontiguousarray(powers), per_curve, right, out
+        )
+        return out
+    return _power_limit_numpy(prices, powers, price, right=right)
+
+
+def _power_limit_rows(
+    prices: FloatArray, powers: FloatArray, price: FloatArray, right: bool, out: FloatArray
+) -> None:
+    """:func:`_power_limit_numpy`, one curve at a time into ``out`` (the numba kernel's source).
+
+    For a curve with ``j`` breakpoints at or below (strictly below: ``right`` False) its price,
+    the power is the first breakpoint's for ``j = 0``, the last's for ``j = K`` and otherwise the
+    interpolation ``q0 + (q1 - q0) * (price - p0) / (p1 - p0)`` between breakpoints ``j - 1`` and
+    ``j``, in the reference's order of operations.
+    """
+    n, k = prices.shape
+    for i in range(n):
+        x = price[i]
+        j = 0
+        for c in range(k):
+            if (prices[i, c] <= x) if right else (prices[i, c] < x):
+                j += 1
+        if j == 0:
+            out[i] = powers[i, 0]
+        elif j == k:
+            out[i] = powers[i, k - 1]
+        else:
+            p0 = prices[i, j - 1]
+            q0 = powers[i, j - 1]
+            t = (x - p0) / (prices[i, j] - p0)
+            out[i] = q0 + (powers[i, j] - q0) * t
+
+
+@functools.cache
+def _power_limit_kernel() -> Callable[..., None]:
+    """:func:`_power_limit_rows` compiled by numba, on first use (numba stays off import)."""
+    import numba  # noqa: PLC0415
+
+    # error_model="numpy": a division by zero gives inf / NaN as numpy's does, never raises
+    kernel = numba.njit(cache=True, nogil=True, error_model="numpy")(_power_limit_rows)
+    return cast(Callable[..., None], kernel)
+
+
+def _power_limit_numpy(
+    prices: FloatArray, powers: FloatArray, price: FloatArray, *, right: bool
+) -> FloatArray:
+    """:func:`_power_limit` in numpy, the reference the kernel is checked against."""
     n, k = prices.shape
     p = price[:, None] if price.ndim == 1 else price
     below = prices <= p if right else prices < p

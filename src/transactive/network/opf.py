@@ -98,7 +98,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import cvxpy as _cvxpy
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -121,7 +120,18 @@ __all__ = [
     "solve_opf",
 ]
 
-cp: Any = _cvxpy  # cvxpy ships partial type information; treat its namespace as untyped
+
+def _cvxpy() -> Any:
+    """The cvxpy module, imported on first use.
+
+    It costs about a second, and only an OPF needs it: a simulation that never solves one, or
+    ``import transactive.network``, does not pay it. Typed ``Any``: cvxpy ships partial type
+    information, so its namespace is treated as untyped.
+    """
+    import cvxpy  # noqa: PLC0415
+
+    return cvxpy
+
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -358,6 +368,7 @@ class OpfResult:
     @property
     def optimal(self) -> bool:
         """The solver reported an optimal (possibly inaccurate) solution."""
+        cp = _cvxpy()
         return self.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 
 
@@ -453,7 +464,7 @@ def _flex_values(block: object, n: int, t: int, dt_s: float) -> _FlexValues:
 
 def _vec(expr: Any) -> Any:
     """Column-major flattening (period-major blocks of branches) of a cvxpy expression."""
-    return cp.vec(expr, order="F")
+    return _cvxpy().vec(expr, order="F")
 
 
 def _incidence(bus: IntArray, n: int) -> sp.csr_matrix:
@@ -569,6 +580,7 @@ class OpfModel:
     # ---------------------------------------------------------------- build
 
     def _build(self) -> None:
+        cp = _cvxpy()
         f = self.feeder
         n, nb, t = self._n, self._nb, self._t
         socp = self.formulation == "socp"
@@ -995,6 +1007,7 @@ class OpfModel:
     def _result(self, *, ac_check: bool, gap_tol: float) -> OpfResult:
         n, nb, t = self._n, self._nb, self._t
         sb = self._sbase
+        cp = _cvxpy()
         status = str(self.problem.status)
         m = 0 if self._flex is None else int(self._flex.bus.size)
         ids = np.zeros(0, dtype=np.str_) if self._flex is None else self._flex.ids

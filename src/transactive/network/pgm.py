@@ -218,6 +218,12 @@ class BatchPowerFlow:
         data[ComponentType.sym_load] = loads
         self._model = PowerGridModel(data, system_frequency=float(net.f_hz))
         self._node_pos = self._model.get_indexer(ComponentType.node, loads["node"])
+        # one interval (run_interval): a copy of the model whose loads are updated in place,
+        # solved as a single calculation (no batch datasets to build per call)
+        self._single: PowerGridModel | None = None
+        self._single_update = initialize_array(DatasetType.update, ComponentType.sym_load, n)
+        self._single_update["id"] = loads["id"]
+        self._errors: tuple[type[Exception], ...] = (_pgm_error(),)
         self._has = {
             kind: kind in data and data[kind].size > 0
             for kind in (ComponentType.line, ComponentType.transformer, ComponentType.source)
@@ -229,10 +235,16 @@ class BatchPowerFlow:
                 self._outputs[kind] = ends
         if self._has[ComponentType.source]:
             self._outputs[ComponentType.source] = ["p", "q"]
+        self._single_outputs: dict[ComponentType, None] = dict.fromkeys(self._outputs)
+        self._line_index = _ro(np.asarray(net.line.index, dtype=np.int64))
+        self._trafo_index = _ro(np.asarray(net.trafo.index, dtype=np.int64))
 
         # element -> branch maps (parallel elements of one branch add up), orientation per element
         node_of = _node_lookup(feeder)
         self._maps: dict[Any, tuple[Any, BoolArray, IntArray]] = {}
+        # per kind, the element rows of branches in ascending row order and their branches: the
+        # order in which ``values @ matrix`` adds the elements of a branch (see _add_to_branches)
+        self._row_order: dict[Any, tuple[IntArray, IntArray]] = {}
         self._element_rating: dict[Any, tuple[IntArray, FloatArray, FloatArray, IntArray]] = {}
         nb = feeder.n_branches
         covered = np.zeros(nb, dtype=bool)
@@ -254,6 +266,8 @@ class BatchPowerFlow:
                 (np.ones(rows.size), (rows, branches)), shape=(n_rows, nb), dtype=np.float64
             )
             self._maps[kind] = (matrix, at_from, rows)
+            order = np.argsort(rows, kind="stable")
+            self._row_order[kind] = (rows[order], branches[order])
             covered[branches] = True
             all_rows = self._model.get_indexer(kind, element_ids.loc[net[table].index].to_numpy())
             self._element_rating[kind] = _element_ratings(net, table, all_rows, mapping, feeder)
@@ -287,7 +301,7 @@ class BatchPowerFlow:
 
         """
         p, q = _checked_batch(self.feeder, p_kw, q_kvar)
-        return self._solve(p, q)[0]
+        return self._solve(p, q)
 
     def run_interval(
         self, p_kw: npt.ArrayLike, q_kvar: npt.ArrayLike | None = None
@@ -322,15 +336,12 @@ class BatchPowerFlow:
                 problems.check(~np.isfinite(arr), name, "must be finite")
             arrays.append(arr)
         problems.raise_if_any()
-        batch, elements = self._solve(arrays[0][None, :], arrays[1][None, :])
-        return self._as_result(batch, elements)
+        return self._solve_one(arrays[0], arrays[1])
 
     # ------------------------------------------------------------------ internals
 
-    def _solve(
-        self, p: FloatArray, q: FloatArray
-    ) -> tuple[BatchFlowResult, dict[Any, dict[str, FloatArray]]]:
-        """One batch call; the result and the raw element columns (for :meth:`run_interval`)."""
+    def _solve(self, p: FloatArray, q: FloatArray) -> BatchFlowResult:
+        """One batch call of every interval (row) of ``p``, ``q``."""
         ct = self._ct
         t_count, nb = p.shape[0], self.feeder.n_branches
         update = self._init(self._dt.update, ct.sym_load, (t_count, p.shape[1]))
@@ -361,11 +372,9 @@ class BatchPowerFlow:
         p_from = np.zeros((t_count, nb))
         q_from = np.zeros((t_count, nb))
         losses = np.zeros(t_count)
-        elements: dict[Any, dict[str, FloatArray]] = {}
         for kind, (matrix, at_from, _rows) in self._maps.items():
             columns = cast(dict[str, FloatArray], out[kind])
             res = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
-            elements[kind] = res
             ia, ib = res["i_from"] / 1000.0, res["i_to"] / 1000.0
             i_from += np.where(at_from, ia, ib) @ matrix
             i_to += np.where(at_from, ib, ia) @ matrix
@@ -385,7 +394,7 @@ class BatchPowerFlow:
             arr[bad] = np.nan
         for arr1 in (losses, p_slack, q_slack):
             arr1[bad] = np.nan
-        result = BatchFlowResult(
+        return BatchFlowResult(
             converged=_ro(converged),
             failure=tuple(failure),
             vm_pu=_ro(vm),
@@ -398,69 +407,160 @@ class BatchPowerFlow:
             p_slack_kw=_ro(p_slack),
             q_slack_kvar=_ro(q_slack),
         )
-        return result, elements
 
-    def _as_result(
-        self, batch: BatchFlowResult, elements: dict[Any, dict[str, FloatArray]]
-    ) -> PowerFlowResult:
+    def _solve_one(self, p: FloatArray, q: FloatArray) -> PowerFlowResult:
+        """One interval as a single calculation; the numbers of :meth:`_solve` bit for bit.
+
+        The loads of a copy of the model are updated in place and the copy is solved without
+        batch datasets (about 0.35 ms against 0.7 ms for a batch of one on ``case33bw``). The
+        numbers are those :meth:`run` gives for this one interval (which is what this method ran
+        before), to the last bit: the same Newton-Raphson on the same model, the element results
+        summed into branches in the same order (:func:`_add_to_branches`) with the same
+        operations (``tests/network/test_pgm_speedpath.py`` checks it).
+        """
         ct = self._ct
-        net = self.feeder.net
-        line_idx = np.asarray(net.line.index, dtype=np.int64)
-        trafo_idx = np.asarray(net.trafo.index, dtype=np.int64)
+        feeder = self.feeder
+        nb = feeder.n_branches
+        if self._single is None:
+            self._single = self._model.copy()
+        model = self._single
+        update = self._single_update
+        update["p_specified"] = p * 1000.0
+        update["q_specified"] = q * 1000.0
+        model.update(update_data={ct.sym_load: update})
+        try:
+            out = model.calculate_power_flow(
+                max_iterations=self._max_iterations,
+                error_tolerance=self._tolerance,
+                output_component_types=cast(Any, self._single_outputs),
+            )
+        except self._errors:
+            self._single = None  # a fresh copy for the next interval
+            return self._failed_one()
+        vm = np.asarray(out[ct.node]["u_pu"], dtype=np.float64)[self._node_pos]
+        i_from = np.zeros(nb)
+        i_to = np.zeros(nb)
+        p_from = np.zeros(nb)
+        q_from = np.zeros(nb)
+        losses = 0.0
+        elements: dict[Any, dict[str, FloatArray]] = {}
+        for kind, (_matrix, at_from, _rows) in self._maps.items():
+            table = out[kind]
+            res = {k: np.asarray(table[k], dtype=np.float64) for k in _ELEMENT_ENDS}
+            elements[kind] = res
+            rows, branches = self._row_order[kind]
+            ia, ib = res["i_from"] / 1000.0, res["i_to"] / 1000.0
+            i_from += _add_to_branches(np.where(at_from, ia, ib), rows, branches, nb)
+            i_to += _add_to_branches(np.where(at_from, ib, ia), rows, branches, nb)
+            p_end = np.where(at_from, res["p_from"], res["p_to"])
+            q_end = np.where(at_from, res["q_from"], res["q_to"])
+            p_from += _add_to_branches(p_end, rows, branches, nb) / 1000.0
+            q_from += _add_to_branches(q_end, rows, branches, nb) / 1000.0
+            losses += float((res["p_from"] + res["p_to"]).sum() / 1000.0)
+        i_from[~self._covered] = np.nan  # impedance switches: no current read
+        i_to[~self._covered] = np.nan
+        if self._has[ct.source]:
+            p_slack = float(np.asarray(out[ct.source]["p"], dtype=np.float64).sum() / 1000.0)
+            q_slack = float(np.asarray(out[ct.source]["q"], dtype=np.float64).sum() / 1000.0)
+        else:
+            p_slack = q_slack = np.nan
+        loading = branch_loading_pct(feeder, i_from, i_to)
+        line_loading, trafo_loading = self._element_loadings(elements, converged=True)
+        return _converged_result(
+            vm=vm,
+            losses_kw=losses,
+            p_slack_kw=p_slack,
+            q_slack_kvar=q_slack,
+            line_index=self._line_index,
+            line_loading_pct=line_loading,
+            trafo_index=self._trafo_index,
+            trafo_loading_pct=trafo_loading,
+            branch_loading_pct=loading,
+            branch_p_kw=p_from,
+            branch_q_kvar=q_from,
+            branch_i_from_ka=i_from,
+            branch_i_to_ka=i_to,
+        )
+
+    def _failed_one(self) -> PowerFlowResult:
+        """The result of an interval that did not converge (NaN numbers, as pandapower's)."""
+        line_loading, trafo_loading = self._element_loadings({}, converged=False)
+        nan_b = np.full(self.feeder.n_branches, np.nan)
+        return PowerFlowResult(
+            converged=False,
+            losses_kw=np.nan,
+            vm_pu=np.full(self.feeder.n_nodes, np.nan),
+            vmin_pu=np.nan,
+            vmin_bus=-1,
+            vmax_pu=np.nan,
+            vmax_bus=-1,
+            p_slack_kw=np.nan,
+            q_slack_kvar=np.nan,
+            line_index=self._line_index,
+            line_loading_pct=line_loading,
+            max_line_loading_pct=np.nan,
+            max_loading_line=-1,
+            trafo_index=self._trafo_index,
+            trafo_loading_pct=trafo_loading,
+            max_trafo_loading_pct=np.nan,
+            branch_loading_pct=nan_b,
+            branch_p_kw=nan_b.copy(),
+            branch_q_kvar=nan_b.copy(),
+            branch_i_from_ka=nan_b.copy(),
+            branch_i_to_ka=nan_b.copy(),
+        )
+
+    def _element_loadings(
+        self, elements: dict[Any, dict[str, FloatArray]], *, converged: bool
+    ) -> tuple[FloatArray, FloatArray]:
+        """Loading of every line and transformer of the net's tables (pandapower's order).
+
+        ``elements`` holds one interval's element results (1-D columns); NaN where unrated,
+        everywhere when the flow did not converge.
+        """
+        ct = self._ct
         per_table: dict[Any, FloatArray] = {}
-        for kind, size in ((ct.line, line_idx.size), (ct.transformer, trafo_idx.size)):
+        for kind, size in (
+            (ct.line, self._line_index.size),
+            (ct.transformer, self._trafo_index.size),
+        ):
             loading = np.full(size, np.nan)
-            if kind in elements and batch.converged[0]:
+            if kind in elements and converged:
                 rows, rated_a, rated_b, _ = self._element_rating[kind]
                 res = elements[kind]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     loading = 100.0 * np.fmax(
-                        res["i_from"][0, rows] / 1000.0 / rated_a,
-                        res["i_to"][0, rows] / 1000.0 / rated_b,
+                        res["i_from"][rows] / 1000.0 / rated_a,
+                        res["i_to"][rows] / 1000.0 / rated_b,
                     )
                 loading[~np.isfinite(rated_a)] = np.nan  # unrated, as pandapower's runner
             per_table[kind] = loading
-        line_loading, trafo_loading = per_table[ct.line], per_table[ct.transformer]
-        if not batch.converged[0]:
-            nan_b = np.full(self.feeder.n_branches, np.nan)
-            return PowerFlowResult(
-                converged=False,
-                losses_kw=np.nan,
-                vm_pu=np.full(self.feeder.n_nodes, np.nan),
-                vmin_pu=np.nan,
-                vmin_bus=-1,
-                vmax_pu=np.nan,
-                vmax_bus=-1,
-                p_slack_kw=np.nan,
-                q_slack_kvar=np.nan,
-                line_index=line_idx,
-                line_loading_pct=line_loading,
-                max_line_loading_pct=np.nan,
-                max_loading_line=-1,
-                trafo_index=trafo_idx,
-                trafo_loading_pct=trafo_loading,
-                max_trafo_loading_pct=np.nan,
-                branch_loading_pct=nan_b,
-                branch_p_kw=nan_b.copy(),
-                branch_q_kvar=nan_b.copy(),
-                branch_i_from_ka=nan_b.copy(),
-                branch_i_to_ka=nan_b.copy(),
-            )
-        return _converged_result(
-            vm=np.array(batch.vm_pu[0]),
-            losses_kw=float(batch.losses_kw[0]),
-            p_slack_kw=float(batch.p_slack_kw[0]),
-            q_slack_kvar=float(batch.q_slack_kvar[0]),
-            line_index=line_idx,
-            line_loading_pct=line_loading,
-            trafo_index=trafo_idx,
-            trafo_loading_pct=trafo_loading,
-            branch_loading_pct=np.array(batch.branch_loading_pct[0]),
-            branch_p_kw=np.array(batch.branch_p_kw[0]),
-            branch_q_kvar=np.array(batch.branch_q_kvar[0]),
-            branch_i_from_ka=np.array(batch.branch_i_from_ka[0]),
-            branch_i_to_ka=np.array(batch.branch_i_to_ka[0]),
-        )
+        return per_table[ct.line], per_table[ct.transformer]
+
+
+#: The element results a branch is built from (power-grid-model's names, A, W and var).
+_ELEMENT_ENDS = ("i_from", "i_to", "p_from", "p_to", "q_from", "q_to")
+
+
+def _pgm_error() -> type[Exception]:
+    """power-grid-model's calculation error (a non-converged interval raises it)."""
+    from power_grid_model.errors import (  # type: ignore[attr-defined]  # noqa: PLC0415
+        PowerGridError,
+    )
+
+    return PowerGridError
+
+
+def _add_to_branches(values: FloatArray, rows: IntArray, branches: IntArray, nb: int) -> FloatArray:
+    """Element values summed into their branches: ``values @ matrix`` of :meth:`_solve`.
+
+    ``matrix`` is the 0/1 element-to-branch matrix; scipy's product starts every branch at 0
+    and adds ``1 * value`` of its elements in ascending row order, which is what this does
+    (``rows`` ascending, ``branches`` the branch of each), to the last bit.
+    """
+    out = np.zeros(nb)
+    np.add.at(out, branches, values[rows])
+    return out
 
 
 def _prepared_net(feeder: Feeder, problems: Problems) -> Any:
