@@ -28,11 +28,17 @@ the gap is made visible instead of hidden: ``respond`` returns the power it will
 allocation) and :attr:`BaseLoadPopulation.unallocated_kw` holds, per household, what it draws
 beyond its allocation (summing to the market's shortage for these households). Shedding load is
 a decision for the caller (the DSO's load shedding), not a silent effect of a price.
+
+Kernels (issue 17): the profiles' means (bid and step) and the response run by default as fused
+numba loops over the households, on both cores for large populations
+(:mod:`transactive.devices._base_load_kernels`), doing the numpy reference's arithmetic in its
+order, so they give its numbers bit for bit (``tests/devices/test_base_load_kernels.py``);
+``kernel="numpy"`` runs the reference.
 """
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -45,10 +51,10 @@ from transactive.devices._common import (
     _check_weather,
     _checked_time_step,
     _population_ids,
-    _power_on_curve,
     _readonly,
     _validated_columns,
 )
+from transactive.devices._kernels import check_kernel, checked_kernel, checked_response
 from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
@@ -58,6 +64,13 @@ __all__ = ["BaseLoadPopulation"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 StrArray = npt.NDArray[np.str_]
+
+
+def _kernels() -> Any:
+    """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
+    from transactive.devices import _base_load_kernels  # noqa: PLC0415 - deferred: see docstring
+
+    return _base_load_kernels
 
 
 class BaseLoadPopulation:
@@ -79,6 +92,12 @@ class BaseLoadPopulation:
         run (the callers' seconds) is the start of the profiles.
     ids:
         One unique id per household (default ``load-0 ... load-(N-1)``).
+    kernel:
+        ``"numba"`` (default): the profiles' means, the bid and the response run as fused numba
+        kernels over the households (:mod:`transactive.devices._base_load_kernels`);
+        ``"numpy"``: the vectorized numpy reference. The two give the same numbers to the last
+        bit (``tests/devices/test_base_load_kernels.py``). The attribute :attr:`kernel` may be
+        changed between calls.
 
     Raises
     ------
@@ -99,6 +118,7 @@ class BaseLoadPopulation:
         annual_energy_kwh: npt.ArrayLike,
         time_offset_s: npt.ArrayLike = 0.0,
         ids: npt.ArrayLike | None = None,
+        kernel: str = "numba",
     ) -> None:
         problems = Problems(subject="base load population")
         profiles = np.asarray(profiles_pu, dtype=np.float64)
@@ -134,7 +154,9 @@ class BaseLoadPopulation:
         )
         problems.check(c["annual_energy_kwh"] < 0, "annual_energy_kwh", "must be >= 0")
         self._ids = _population_ids(problems, ids, n, self.id_prefix)
+        check_kernel(problems, kernel)
         problems.raise_if_any()
+        self._kernel = kernel
         self.profile_step_s = float(profile_step_s)
         self.profile_index = index
         self.profile_index.setflags(write=False)
@@ -209,6 +231,27 @@ class BaseLoadPopulation:
         """Id of every household."""
         return self._ids
 
+    @property
+    def kernel(self) -> str:
+        """``"numba"`` (the fused kernels) or ``"numpy"`` (the reference); see the constructor."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self._kernel = checked_kernel(value, "base load population")
+
+    def _mean_power_kernel(
+        self, start_s: float, duration_s: float, energy_dt_s: float = 0.0
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`mean_power_kw` by one kernel pass, and ``energy_dt_s`` seconds' energy of it."""
+        power, energy = np.empty(self._n), np.empty(self._n if energy_dt_s > 0 else 0)
+        _kernels().mean_power(
+            float(start_s), float(duration_s), self.annual_energy_kwh, self.time_offset_s,
+            self.profile_index, self._fraction, float(self._period_s),
+            float(self.profile_step_s), power, energy, float(energy_dt_s),
+        )  # fmt: skip
+        return power, energy
+
     def _share_until(self, t: float) -> FloatArray:
         """Share of a year's energy each household has used from time 0 to ``t`` (cyclic)."""
         local = t + self.time_offset_s
@@ -223,6 +266,8 @@ class BaseLoadPopulation:
 
     def mean_power_kw(self, start_s: float, duration_s: float) -> FloatArray:
         """Each household's mean power over ``[start_s, start_s + duration_s)``."""
+        if self._kernel == "numba" and self._n:
+            return self._mean_power_kernel(start_s, duration_s)[0]
         share = self._share_until(start_s + duration_s) - self._share_until(start_s)
         return np.asarray(self.annual_energy_kwh * share * 3600.0 / duration_s, dtype=np.float64)
 
@@ -247,11 +292,18 @@ class BaseLoadPopulation:
 
         What is drawn beyond the market's allocation is kept in :attr:`unallocated_kw`.
         """
-        _, allocated = _power_on_curve(
+        curves, price, fill = checked_response(
             self._curves, self.kind, clearing_price, marginal_fill, self._n
         )
-        assert self._curves is not None
-        drawn = self._curves.power_kw[:, 0].copy()
+        if self._kernel == "numba" and self._n:
+            drawn, self.unallocated_kw = np.empty(self._n), np.empty(self._n)
+            _kernels().respond(
+                curves.price_per_kwh, curves.power_kw, price.reshape(-1), fill.reshape(-1),
+                drawn, self.unallocated_kw,
+            )  # fmt: skip
+            return drawn
+        allocated = curves.power_at(price, fill)
+        drawn = curves.power_kw[:, 0].copy()
         self.unallocated_kw = np.maximum(drawn - allocated, 0.0)
         return drawn
 
@@ -259,5 +311,8 @@ class BaseLoadPopulation:
         """The profile's mean power over ``[time_s, time_s + dt_s)``, whatever the market."""
         t, dt = _checked_time_step(time_s, dt_s)
         _check_weather(weather)
+        if self._kernel == "numba" and self._n:
+            power, energy = self._mean_power_kernel(float(t), float(dt), float(dt))
+            return StepResult(power_kw=power, energy_kwh=energy, ids=self._ids)
         power = self.mean_power_kw(float(t), float(dt))
         return StepResult(power_kw=power, energy_kwh=power * dt / 3600.0, ids=self._ids)

@@ -34,12 +34,17 @@ happens); a step outside the interval last responded for leaves the battery idle
 Horizon view: :meth:`BatteryPopulation.flexibility` is the battery itself as a generalized
 battery (:mod:`transactive.devices.flexibility`): net power in ``[-P_d, P_c]``, stored energy in
 ``[soc_min C, soc_max C]``, both efficiencies, no self-discharge.
+
+Kernels (issue 17): bid, respond and step run by default as fused numba loops over the
+batteries (:mod:`transactive.devices._battery_kernels`) doing the numpy reference's arithmetic
+in its order, so they give its numbers bit for bit (``tests/devices/test_battery_kernels.py``);
+``kernel="numpy"`` runs the reference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -52,9 +57,15 @@ from transactive.devices._common import (
     _checked_time_step,
     _overlap_s,
     _population_ids,
-    _power_on_curve,
     _readonly,
     _validated_columns,
+)
+from transactive.devices._kernels import (
+    check_kernel,
+    checked_kernel,
+    checked_response,
+    kernel_state,
+    power_on_curves,
 )
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
@@ -70,6 +81,13 @@ __all__ = ["BatteryPopulation"]
 
 FloatArray = npt.NDArray[np.float64]
 StrArray = npt.NDArray[np.str_]
+
+
+def _kernels() -> Any:
+    """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
+    from transactive.devices import _battery_kernels  # noqa: PLC0415 - deferred: see docstring
+
+    return _battery_kernels
 
 
 class BatteryPopulation:
@@ -91,6 +109,12 @@ class BatteryPopulation:
         Width of the bidding band in standard deviations.
     ids:
         One unique id per battery (default ``battery-0 ... battery-(N-1)``).
+    kernel:
+        ``"numba"`` (default): bid, respond and step run as fused numba kernels over the
+        batteries (:mod:`transactive.devices._battery_kernels`); ``"numpy"``: the vectorized
+        numpy reference. The two give the same numbers to the last bit
+        (``tests/devices/test_battery_kernels.py``). The attribute :attr:`kernel` may be changed
+        between calls.
 
     Raises
     ------
@@ -115,6 +139,7 @@ class BatteryPopulation:
         discharge_efficiency: npt.ArrayLike = 0.95,
         band_k: npt.ArrayLike = 1.0,
         ids: npt.ArrayLike | None = None,
+        kernel: str = "numba",
     ) -> None:
         problems = Problems(subject="battery population")
         n, c = _validated_columns(
@@ -148,7 +173,9 @@ class BatteryPopulation:
             )
         problems.check(c["band_k"] < 0, "band_k", "must be >= 0")
         self._ids = _population_ids(problems, ids, n, self.id_prefix)
+        check_kernel(problems, kernel)
         problems.raise_if_any()
+        self._kernel = kernel
         self.capacity_kwh = _readonly(c["capacity_kwh"])
         self.charge_power_max_kw = _readonly(c["charge_power_max_kw"])
         self.discharge_power_max_kw = _readonly(c["discharge_power_max_kw"])
@@ -205,6 +232,15 @@ class BatteryPopulation:
         return self._ids
 
     @property
+    def kernel(self) -> str:
+        """``"numba"`` (the fused kernels) or ``"numpy"`` (the reference); see the constructor."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self._kernel = checked_kernel(value, "battery population")
+
+    @property
     def energy_kwh(self) -> FloatArray:
         """Stored energy."""
         return np.asarray(self.soc_pu * self.capacity_kwh, dtype=np.float64)
@@ -232,6 +268,18 @@ class BatteryPopulation:
         """
         stats, interval = _check_bid_args(price_stats, interval, weather)
         cap, floor = stats.price_cap_per_kwh, stats.price_floor_per_kwh
+        state = kernel_state(self._kernel, self._n, self.soc_pu)
+        if state is not None:
+            prices, powers = np.empty((self._n, 4)), np.empty((self._n, 4))
+            _kernels().bid(
+                float(interval.duration_s), float(stats.mean_per_kwh), float(stats.std_per_kwh),
+                float(cap), float(floor), self.capacity_kwh, self.charge_power_max_kw,
+                self.discharge_power_max_kw, self.charge_efficiency, self.discharge_efficiency,
+                self.soc_min_pu, self.soc_max_pu, self.band_k, *state, prices, powers,
+            )  # fmt: skip
+            self._curves = BidCurves._trusted(prices, powers, self._ids)
+            self._bid_interval = interval
+            return self._curves
         charge, discharge = self.power_limits(float(interval.duration_s))
         band = self.band_k * stats.std_per_kwh
         p_buy = stats.mean_per_kwh - band
@@ -257,9 +305,11 @@ class BatteryPopulation:
         marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
         """Power held over the interval bid for (positive charging, negative discharging)."""
-        _, self._setpoint_kw = _power_on_curve(
+        curves, price, fill = checked_response(
             self._curves, self.kind, clearing_price, marginal_fill, self._n
         )
+        kernel = _kernels().respond if self._kernel == "numba" and self._n else None
+        self._setpoint_kw = power_on_curves(curves, price, fill, kernel)
         self._interval = self._bid_interval
         return self._setpoint_kw.copy()
 
@@ -274,6 +324,16 @@ class BatteryPopulation:
             active_s = 0.0
         else:
             active_s = float(_overlap_s(t, t + dt, self._interval.start_s, self._interval.end_s))
+        state = kernel_state(self._kernel, self._n, self.soc_pu)
+        if state is not None:
+            out = np.empty(self._n), np.empty(self._n), np.empty(self._n)
+            _kernels().step(
+                active_s, float(dt), self.capacity_kwh, self.charge_power_max_kw,
+                self.discharge_power_max_kw, self.charge_efficiency, self.discharge_efficiency,
+                self.soc_min_pu, self.soc_max_pu, self._setpoint_kw, *state, *out,
+            )  # fmt: skip
+            self.soc_pu, energy, power_kw = out
+            return StepResult(power_kw=power_kw, energy_kwh=energy, ids=self._ids)
         if active_s > 0:
             charge, discharge = self.power_limits(active_s)
             power = np.clip(self._setpoint_kw, -discharge, charge)

@@ -33,11 +33,16 @@ the weather stepped through matches the forecast the cap never binds (the output
 fit the buffer over the whole interval), so the metered interval energy equals the allocation per
 device, for any step; a warmer interval than forecast can cut it (the buffer fills). A step
 outside the interval last responded for runs no CHP (the backup boiler serves the house).
+
+Kernels (issue 17): bid, respond and step run by default as fused numba loops over the units
+(:mod:`transactive.devices._chp_kernels`) doing the numpy reference's arithmetic in its order,
+so they give its numbers bit for bit (``tests/devices/test_chp_kernels.py``);
+``kernel="numpy"`` runs the reference.
 """
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -50,9 +55,15 @@ from transactive.devices._common import (
     _checked_time_step,
     _overlap_s,
     _population_ids,
-    _power_on_curve,
     _readonly,
     _validated_columns,
+)
+from transactive.devices._kernels import (
+    check_kernel,
+    checked_kernel,
+    checked_response,
+    kernel_state,
+    power_on_curves,
 )
 from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
@@ -62,6 +73,13 @@ __all__ = ["CHPPopulation"]
 
 FloatArray = npt.NDArray[np.float64]
 StrArray = npt.NDArray[np.str_]
+
+
+def _kernels() -> Any:
+    """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
+    from transactive.devices import _chp_kernels  # noqa: PLC0415 - deferred: see docstring
+
+    return _chp_kernels
 
 
 class CHPPopulation:
@@ -89,6 +107,11 @@ class CHPPopulation:
         Width, in price standard deviations, of the ramp above marginal cost.
     ids:
         One unique id per unit (default ``chp-0 ... chp-(N-1)``).
+    kernel:
+        ``"numba"`` (default): bid, respond and step run as fused numba kernels over the units
+        (:mod:`transactive.devices._chp_kernels`); ``"numpy"``: the vectorized numpy reference.
+        The two give the same numbers to the last bit (``tests/devices/test_chp_kernels.py``).
+        The attribute :attr:`kernel` may be changed between calls.
 
     Raises
     ------
@@ -115,6 +138,7 @@ class CHPPopulation:
         hot_water_kw: npt.ArrayLike = 0.2,
         band_k: npt.ArrayLike = 1.0,
         ids: npt.ArrayLike | None = None,
+        kernel: str = "numba",
     ) -> None:
         problems = Problems(subject="CHP population")
         n, c = _validated_columns(
@@ -144,7 +168,9 @@ class CHPPopulation:
         for name in ("ua_kw_per_c", "hot_water_kw", "band_k"):
             problems.check(c[name] < 0, name, "must be >= 0")
         self._ids = _population_ids(problems, ids, n, self.id_prefix)
+        check_kernel(problems, kernel)
         problems.raise_if_any()
+        self._kernel = kernel
         self.electric_power_max_kw = _readonly(c["electric_power_max_kw"])
         self.electric_to_thermal_ratio = _readonly(c["electric_to_thermal_ratio"])
         self.electric_efficiency = _readonly(eta)
@@ -204,6 +230,21 @@ class CHPPopulation:
         return self._ids
 
     @property
+    def kernel(self) -> str:
+        """``"numba"`` (the fused kernels) or ``"numpy"`` (the reference); see the constructor."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self._kernel = checked_kernel(value, "CHP population")
+
+    def _kernel_state(self) -> tuple[FloatArray, ...] | None:
+        """``buffer_soc_pu``, ``backup_heat_kwh``, ``fuel_kwh`` for the kernels, or None."""
+        return kernel_state(
+            self._kernel, self._n, self.buffer_soc_pu, self.backup_heat_kwh, self.fuel_kwh
+        )
+
+    @property
     def marginal_cost_per_kwh(self) -> FloatArray:
         """Fuel cost of one kWh of electricity: ``fuel_price / η_e``."""
         return np.asarray(self.fuel_price_per_kwh / self.electric_efficiency, dtype=np.float64)
@@ -234,6 +275,22 @@ class CHPPopulation:
         """
         stats, interval = _check_bid_args(price_stats, interval, weather)
         cap, floor = stats.price_cap_per_kwh, stats.price_floor_per_kwh
+        state = self._kernel_state()
+        if state is not None:
+            n = self._n
+            heat, prices, powers = np.empty(n), np.empty((n, 4)), np.empty((n, 4))
+            _kernels().bid(
+                float(interval.duration_s), float(weather.temperature_c),
+                float(stats.std_per_kwh), float(cap), float(floor), self.electric_power_max_kw,
+                self.electric_to_thermal_ratio, self.electric_efficiency, self.fuel_price_per_kwh,
+                self.buffer_capacity_kwh, self.soc_min_pu, self.ua_kw_per_c,
+                self.balance_temperature_c, self.hot_water_kw, self.band_k, state[0], heat,
+                prices, powers,
+            )  # fmt: skip
+            self.expected_heat_kw = heat
+            self._curves = BidCurves._trusted(prices, powers, self._ids)
+            self._bid_interval = interval
+            return self._curves
         self.expected_heat_kw = self.heat_demand_kw(weather)
         must, available = self.output_limits(float(interval.duration_s), self.expected_heat_kw)
         cost = self.marginal_cost_per_kwh
@@ -259,9 +316,11 @@ class CHPPopulation:
         marginal_fill: float | npt.ArrayLike,
     ) -> FloatArray:
         """Electric output sold over the interval at the cleared price (negative power)."""
-        _, self._setpoint_kw = _power_on_curve(
+        curves, price, fill = checked_response(
             self._curves, self.kind, clearing_price, marginal_fill, self._n
         )
+        kernel = _kernels().respond if self._kernel == "numba" and self._n else None
+        self._setpoint_kw = power_on_curves(curves, price, fill, kernel)
         self._interval = self._bid_interval
         return self._setpoint_kw.copy()
 
@@ -269,11 +328,25 @@ class CHPPopulation:
         """Run at the setpoint (never overfilling the buffer); the boiler covers any deficit."""
         t, dt = _checked_time_step(time_s, dt_s)
         hours = dt / 3600.0
-        heat = self.heat_demand_kw(weather)
         if self._interval is None:
             inside = 0.0
         else:
             inside = float(_overlap_s(t, t + dt, self._interval.start_s, self._interval.end_s))
+        state = self._kernel_state()
+        if state is not None:
+            _check_weather(weather)
+            n = self._n
+            soc, backup_kwh, fuel, energy_kwh, power_kw = (np.empty(n) for _ in range(5))
+            _kernels().step(
+                inside / dt, float(dt), float(weather.temperature_c), self.electric_power_max_kw,
+                self.electric_to_thermal_ratio, self.electric_efficiency,
+                self.buffer_capacity_kwh, self.ua_kw_per_c, self.balance_temperature_c,
+                self.hot_water_kw, self._setpoint_kw, *state, soc, backup_kwh, fuel, energy_kwh,
+                power_kw,
+            )  # fmt: skip
+            self.buffer_soc_pu, self.backup_heat_kwh, self.fuel_kwh = soc, backup_kwh, fuel
+            return StepResult(power_kw=power_kw, energy_kwh=energy_kwh, ids=self._ids)
+        heat = self.heat_demand_kw(weather)
         _, available = self.output_limits(float(dt), heat)
         electric = np.clip(-self._setpoint_kw * (inside / dt), 0.0, available)
         energy = self.buffer_soc_pu * self.buffer_capacity_kwh

@@ -42,12 +42,17 @@ Horizon view
 (:mod:`transactive.devices.flexibility`) that only charges: per period, average power up to
 ``P × plugged share``, stored energy up to the need and, at the end of every period, at least
 what still lets it finish at full power by departure.
+
+Kernels (issue 17): bid, respond and step run by default as fused numba loops over the EVs
+(:mod:`transactive.devices._ev_kernels`) doing the numpy reference's arithmetic in its order, so
+they give its numbers bit for bit (``tests/devices/test_ev_kernels.py``); ``kernel="numpy"``
+runs the reference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -60,9 +65,14 @@ from transactive.devices._common import (
     _checked_time_step,
     _overlap_s,
     _population_ids,
-    _power_on_curve,
     _readonly,
     _validated_columns,
+)
+from transactive.devices._kernels import (
+    check_kernel,
+    checked_kernel,
+    checked_response,
+    kernel_state,
 )
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
@@ -78,6 +88,13 @@ __all__ = ["EVPopulation"]
 
 FloatArray = npt.NDArray[np.float64]
 StrArray = npt.NDArray[np.str_]
+
+
+def _kernels() -> Any:
+    """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
+    from transactive.devices import _ev_kernels  # noqa: PLC0415 - deferred: see docstring
+
+    return _ev_kernels
 
 
 class EVPopulation:
@@ -100,6 +117,11 @@ class EVPopulation:
         Energy already delivered to each battery (default zero).
     ids:
         One unique id per EV (default ``ev-0 ... ev-(N-1)``).
+    kernel:
+        ``"numba"`` (default): bid, respond and step run as fused numba kernels over the EVs
+        (:mod:`transactive.devices._ev_kernels`); ``"numpy"``: the vectorized numpy reference.
+        The two give the same numbers to the last bit (``tests/devices/test_ev_kernels.py``).
+        The attribute :attr:`kernel` may be changed between calls.
 
     Raises
     ------
@@ -122,6 +144,7 @@ class EVPopulation:
         band_k: npt.ArrayLike = 1.0,
         delivered_kwh: npt.ArrayLike = 0.0,
         ids: npt.ArrayLike | None = None,
+        kernel: str = "numba",
     ) -> None:
         problems = Problems(subject="EV population")
         n, c = _validated_columns(
@@ -148,7 +171,9 @@ class EVPopulation:
             "must lie in [0, energy_needed_kwh]",
         )
         self._ids = _population_ids(problems, ids, n, self.id_prefix)
+        check_kernel(problems, kernel)
         problems.raise_if_any()
+        self._kernel = kernel
         self.arrival_s = _readonly(c["arrival_s"])
         self.departure_s = _readonly(c["departure_s"])
         self.energy_needed_kwh = _readonly(c["energy_needed_kwh"])
@@ -215,6 +240,15 @@ class EVPopulation:
         return self._ids
 
     @property
+    def kernel(self) -> str:
+        """``"numba"`` (the fused kernels) or ``"numpy"`` (the reference); see the constructor."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self._kernel = checked_kernel(value, "EV population")
+
+    @property
     def remaining_kwh(self) -> FloatArray:
         """Energy still to deliver to each battery."""
         return np.maximum(self.energy_needed_kwh - self.delivered_kwh, 0.0)
@@ -240,6 +274,17 @@ class EVPopulation:
         s, e = float(interval.start_s), float(interval.end_s)
         duration = e - s
         cap, floor = stats.price_cap_per_kwh, stats.price_floor_per_kwh
+        state = kernel_state(self._kernel, self._n, self.delivered_kwh)
+        if state is not None:
+            prices, powers = np.empty((self._n, 4)), np.empty((self._n, 4))
+            _kernels().bid(
+                s, e, float(stats.mean_per_kwh), float(stats.std_per_kwh), float(cap),
+                float(floor), self.arrival_s, self.departure_s, self.energy_needed_kwh,
+                *state, self.max_power_kw, self.efficiency, self.band_k, prices, powers,
+            )  # fmt: skip
+            self._curves = BidCurves._trusted(prices, powers, self._ids)
+            self._bid_interval = interval
+            return self._curves
         plugged_s = _overlap_s(s, e, self.arrival_s, self.departure_s)
         grid_need = np.where(plugged_s > 0, self.remaining_kwh / self.efficiency, 0.0)  # kWh
         from_s = np.maximum(s, self.arrival_s)
@@ -282,9 +327,22 @@ class EVPopulation:
         Each EV then charges at ``power × duration / plugged seconds`` while plugged in the
         interval, so its metered interval energy is its allocation.
         """
-        _, power = _power_on_curve(self._curves, self.kind, clearing_price, marginal_fill, self._n)
+        curves, price, fill = checked_response(
+            self._curves, self.kind, clearing_price, marginal_fill, self._n
+        )
         interval = self._bid_interval
         assert interval is not None
+        if self._kernel == "numba" and self._n:
+            power = np.empty(self._n)
+            self._rate_kw = np.empty(self._n)
+            _kernels().respond(
+                curves.price_per_kwh, curves.power_kw, price.reshape(-1), fill.reshape(-1),
+                float(interval.start_s), float(interval.end_s), self.arrival_s,
+                self.departure_s, power, self._rate_kw,
+            )  # fmt: skip
+            self._interval = interval
+            return power
+        power = curves.power_at(price, fill)
         duration = float(interval.duration_s)
         plugged_s = _overlap_s(interval.start_s, interval.end_s, self.arrival_s, self.departure_s)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -299,6 +357,20 @@ class EVPopulation:
         """
         t, dt = _checked_time_step(time_s, dt_s)
         _check_weather(weather)
+        state = kernel_state(self._kernel, self._n, self.delivered_kwh)
+        if state is not None:
+            active = self._interval is not None
+            lo = hi = 0.0
+            if self._interval is not None:
+                lo = float(max(t, self._interval.start_s))
+                hi = float(max(min(t + dt, self._interval.end_s), lo))
+            out = np.empty(self._n), np.empty(self._n), np.empty(self._n)
+            _kernels().step(
+                active, lo, hi, float(dt), self.arrival_s, self.departure_s,
+                self.energy_needed_kwh, self.efficiency, self._rate_kw, *state, *out,
+            )  # fmt: skip
+            self.delivered_kwh, energy, power = out
+            return StepResult(power_kw=power, energy_kwh=energy, ids=self._ids)
         if self._interval is None:
             charging_s = np.zeros(self._n)
         else:

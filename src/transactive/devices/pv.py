@@ -30,11 +30,17 @@ allocation. So when the weather stepped through matches the forecast the metered
 equals the allocation per device, for any step; otherwise the difference of a fully sold system
 is the forecast error, the way a price-taking PV's is settled. A step outside the interval last
 responded for produces the full output.
+
+Kernels (issue 17): the PVWatts chain, bid, respond and step run by default as fused numba loops
+over the systems, on both cores for large populations (:mod:`transactive.devices._pv_kernels`),
+with the angle of incidence from cosines and sines computed once instead of three trigonometric
+functions per system-step, so they agree with pvlib's chain (``kernel="numpy"``, the reference)
+within 1e-12 of each system's DC rating (``tests/devices/test_pv_kernels.py``).
 """
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -48,9 +54,14 @@ from transactive.devices._common import (
     _checked_time_step,
     _overlap_s,
     _population_ids,
-    _power_on_curve,
     _readonly,
     _validated_columns,
+)
+from transactive.devices._kernels import (
+    check_kernel,
+    checked_kernel,
+    checked_response,
+    kernel_state,
 )
 from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
@@ -63,6 +74,13 @@ StrArray = npt.NDArray[np.str_]
 
 #: PVWatts v5 default system losses (soiling, shading, mismatch, wiring, ...), as a fraction.
 PVWATTS_DEFAULT_LOSS_PU = float(pvlib.pvsystem.pvwatts_losses()) / 100.0
+
+
+def _kernels() -> Any:
+    """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
+    from transactive.devices import _pv_kernels  # noqa: PLC0415 - deferred: see docstring
+
+    return _pv_kernels
 
 
 class PVPopulation:
@@ -94,6 +112,13 @@ class PVPopulation:
         :class:`~transactive.weather.WeatherSample` carries no wind).
     ids:
         One unique id per system (default ``pv-0 ... pv-(N-1)``).
+    kernel:
+        ``"numba"`` (default): the PVWatts chain, the bid, the response and the step run as
+        fused numba kernels over the systems (:mod:`transactive.devices._pv_kernels`), without
+        a trigonometric function per system-step; ``"numpy"``: pvlib's functions over the
+        arrays, the reference. The outputs agree within 1e-12 of each system's DC rating (the
+        angle of incidence is rounded differently; ``tests/devices/test_pv_kernels.py``). The
+        attribute :attr:`kernel` may be changed between calls.
 
     Raises
     ------
@@ -120,6 +145,7 @@ class PVPopulation:
         temperature_model: str = "close_mount_glass_glass",
         wind_speed_m_per_s: float = 1.0,
         ids: npt.ArrayLike | None = None,
+        kernel: str = "numba",
     ) -> None:
         problems = Problems(subject="PV population")
         dc = np.asarray(dc_capacity_kw, dtype=np.float64)
@@ -162,7 +188,11 @@ class PVPopulation:
         if not (np.isfinite(wind_speed_m_per_s) and wind_speed_m_per_s >= 0):
             problems.add("wind_speed_m_per_s", "must be a finite number >= 0")
         self._ids = _population_ids(problems, ids, n, self.id_prefix)
+        check_kernel(problems, kernel)
         problems.raise_if_any()
+        self._kernel = kernel
+        #: The kernels' per-system columns, and the parameter arrays they were computed from.
+        self._systems: tuple[FloatArray, tuple[FloatArray, ...]] | None = None
         self.dc_capacity_kw = _readonly(c["dc_capacity_kw"])
         self.ac_capacity_kw = _readonly(c["ac_capacity_kw"])
         self.tilt_deg = _readonly(tilt)
@@ -220,9 +250,59 @@ class PVPopulation:
         """Id of every system."""
         return self._ids
 
+    @property
+    def kernel(self) -> str:
+        """``"numba"`` (the fused kernels) or ``"numpy"`` (the reference); see the constructor."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self._kernel = checked_kernel(value, "PV population")
+
+    def _kernel_systems(self) -> FloatArray:
+        """The kernels' per-system columns, ``(9, N)`` (``_pv_kernels.SYSTEM_FIELDS``).
+
+        ``cos β``, ``sin β``, ``cos γ``, ``sin γ`` (pvlib's ``cosd``/``sind``), then the albedo,
+        DC rating, temperature coefficient, losses and AC rating. Computed once, and again only
+        if a parameter attribute has been replaced (the arrays themselves are read-only).
+        """
+        params = (
+            self.tilt_deg, self.azimuth_deg, self.albedo, self.dc_capacity_kw,
+            self.gamma_pdc_per_c, self.system_loss_pu, self.ac_capacity_kw,
+        )  # fmt: skip
+        if self._systems is None or any(
+            a is not b for a, b in zip(self._systems[1], params, strict=True)
+        ):
+            tilt, azimuth = np.radians(self.tilt_deg), np.radians(self.azimuth_deg)
+            columns = np.stack(
+                [np.cos(tilt), np.sin(tilt), np.cos(azimuth), np.sin(azimuth), *params[2:]]
+            ).astype(np.float64)
+            self._systems = columns, params
+        return self._systems[0]
+
+    def _sun(self, weather: WeatherSample) -> FloatArray:
+        """The kernels' weather sample (``_pv_kernels.SUN_FIELDS``)."""
+        zenith = np.radians(float(weather.solar_zenith_deg))
+        azimuth = np.radians(float(weather.solar_azimuth_deg))
+        dark = weather.solar_zenith_deg >= 90.0 or weather.ghi_w_per_m2 <= 0.0
+        sapm = self._sapm
+        return np.array(
+            [
+                np.cos(zenith), np.sin(zenith), np.cos(azimuth), np.sin(azimuth),
+                weather.dni_w_per_m2, weather.ghi_w_per_m2, weather.dhi_w_per_m2,
+                weather.temperature_c, np.exp(sapm["a"] + sapm["b"] * self.wind_speed_m_per_s),
+                sapm["deltaT"], self.eta_inv_nom, 1.0 if dark else 0.0,
+            ],
+            dtype=np.float64,
+        )  # fmt: skip
+
     def available_power_kw(self, weather: WeatherSample) -> FloatArray:
         """AC output of every system under a weather sample (kW, >= 0), PVWatts chain."""
         _check_weather(weather)
+        if self._kernel == "numba" and self._n:
+            out = np.empty(self._n)
+            _kernels().ac_power(self._sun(weather), self._kernel_systems(), out)
+            return out
         if self._n == 0:
             return np.zeros(0)
         if weather.solar_zenith_deg >= 90.0 or weather.ghi_w_per_m2 <= 0.0:
@@ -264,6 +344,17 @@ class PVPopulation:
         """
         stats, interval = _check_bid_args(price_stats, interval, weather)
         cap, floor = stats.price_cap_per_kwh, stats.price_floor_per_kwh
+        if self._kernel == "numba" and self._n:
+            n = self._n
+            expected, prices, powers = np.empty(n), np.empty((n, 2)), np.empty((n, 2))
+            _kernels().bid(
+                self._sun(weather), self._kernel_systems(), self.curtailment_price_per_kwh,
+                float(floor), float(cap), expected, prices, powers,
+            )  # fmt: skip
+            self.expected_kw = expected
+            self._curves = BidCurves._trusted(prices, powers, self._ids)
+            self._bid_interval = interval
+            return self._curves
         self.expected_kw = self.available_power_kw(weather)
         curtail = np.where(
             np.isnan(self.curtailment_price_per_kwh), floor, self.curtailment_price_per_kwh
@@ -285,7 +376,19 @@ class PVPopulation:
 
         A system sold in full then produces all it can; one sold in part at most its sale.
         """
-        _, power = _power_on_curve(self._curves, self.kind, clearing_price, marginal_fill, self._n)
+        curves, price, fill = checked_response(
+            self._curves, self.kind, clearing_price, marginal_fill, self._n
+        )
+        state = kernel_state(self._kernel, self._n, self.expected_kw)
+        if state is not None:
+            power, self._limit_kw = np.empty(self._n), np.empty(self._n)
+            _kernels().respond(
+                curves.price_per_kwh, curves.power_kw, price.reshape(-1), fill.reshape(-1),
+                *state, power, self._limit_kw,
+            )  # fmt: skip
+            self._interval = self._bid_interval
+            return power
+        power = curves.power_at(price, fill)
         sold = -power
         full = sold >= self.expected_kw
         self._limit_kw = np.where(full, np.inf, sold)
@@ -295,11 +398,20 @@ class PVPopulation:
     def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
         """Produce over ``[time_s, time_s + dt_s)`` under ``weather``, within the dispatch."""
         t, dt = _checked_time_step(time_s, dt_s)
-        actual = self.available_power_kw(weather)
         if self._interval is None:
             inside_s = 0.0
         else:
             inside_s = float(_overlap_s(t, t + dt, self._interval.start_s, self._interval.end_s))
+        state = kernel_state(self._kernel, self._n, self._limit_kw)
+        if state is not None:
+            _check_weather(weather)
+            energy, power = np.empty(self._n), np.empty(self._n)
+            _kernels().step(
+                self._sun(weather), inside_s, float(dt), self._kernel_systems(), *state, energy,
+                power,
+            )  # fmt: skip
+            return StepResult(power_kw=power, energy_kwh=energy, ids=self._ids)
+        actual = self.available_power_kw(weather)
         dispatched = np.minimum(actual, self._limit_kw)
         energy = -(dispatched * inside_s + actual * (dt - inside_s)) / 3600.0
         return StepResult(power_kw=energy * 3600.0 / dt, energy_kwh=energy, ids=self._ids)

@@ -43,13 +43,21 @@ allocation exactly on the model under the profile's draws (a tank that cannot ho
 its on-time solved for by bisection on dry runs); with other draws it differs by what the draws
 change. Outside a responded interval the deadband thermostat around ``thermostat_setpoint_c``
 (the ramp controller's shifted setpoint, or the base one) governs.
+
+Kernel (issue 17): the tanks' control policy (the physics of ``step`` and of the bid's and the
+response's dry runs) runs by default as one fused numba loop over the tanks, on both cores for
+large populations (:mod:`transactive.devices._water_heater_kernels`). From the same state over
+one step it gives the numpy reference's (``kernel="numpy"``) numbers bit for bit for a tank that
+neither switches nor follows a schedule; a switching tank's exponentials and logarithms are the C
+library's, a last bit apart, so its temperature is within 1e-9 K, its on-time within 1e-7 s and
+its losses within 1e-12 kWh (``tests/devices/test_water_heater_kernels.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +73,7 @@ from transactive.devices._common import (
     _power_on_curve,
     _readonly,
 )
+from transactive.devices._kernels import check_kernel, checked_kernel, state_column
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
     BestResponse,
@@ -103,6 +112,13 @@ _SETPOINT_TOLERANCE_S = 1e-3
 #: The must-run on-time's tolerance and the margin above ``Tmin`` it keeps.
 _ON_TIME_TOLERANCE_S = 1e-9
 _BAND_MARGIN_C = 1e-9
+
+
+def _kernels() -> Any:
+    """The numba kernel, imported on first use (numba's import and compile stay off start-up)."""
+    from transactive.devices import _water_heater_kernels  # noqa: PLC0415 - deferred: see docstring
+
+    return _water_heater_kernels
 
 
 @dataclass(frozen=True)
@@ -249,6 +265,17 @@ class WaterHeaterPopulation:
         Initial state (default: at the setpoint, off).
     ids:
         One unique id per tank (default ``water_heater-0 ...``).
+    kernel:
+        ``"numba"`` (default): the tanks' control policy (the physics of :meth:`step` and of the
+        bid's and the response's dry runs) runs as one fused numba kernel over the tanks
+        (:mod:`transactive.devices._water_heater_kernels`); ``"numpy"``: the vectorized numpy
+        reference. From the same state, over one step, they agree bit for bit for a tank whose
+        element does not switch inside the step and that follows no schedule; for any other
+        tank its switching times' exponentials and logarithms differ in the last bit, so its
+        temperature within 1e-9 K, its on-time within 1e-7 s and its losses within 1e-12 kWh
+        (:mod:`transactive.devices._water_heater_kernels`; stated and checked, with what follows
+        for bids and responses, in ``tests/devices/test_water_heater_kernels.py``). The
+        attribute :attr:`kernel` may be changed between calls.
     """
 
     def __init__(
@@ -270,6 +297,7 @@ class WaterHeaterPopulation:
         draw_profile_l_per_h: npt.ArrayLike | None = None,
         slot_s: float = 3600.0,
         ids: npt.ArrayLike | None = None,
+        kernel: str = "numba",
     ) -> None:
         f = _Fields("water heater population")
         volume = f.array("tank_volume_l", tank_volume_l)
@@ -315,11 +343,15 @@ class WaterHeaterPopulation:
                 f.rule(bad, "draw_profile_l_per_h", "must be finite and >= 0")
         if not (np.isfinite(slot_s) and slot_s > 0):
             f.problems.add("slot_s", f"must be a positive number of seconds, got {slot_s}")
+        check_kernel(f.problems, kernel)
         f.raise_if_any()
         n = int(volume.size)
         self._ids = _population_ids(f.problems, ids, n, "water_heater")
         f.raise_if_any()
         self._n = n
+        self._kernel = kernel
+        #: The kernel's exponentials of whole pieces, by (slot, piece length): see _piece_exps.
+        self._exps: dict[tuple[object, ...], tuple[Any, ...]] = {}
         self.tank_volume_l = _readonly(volume)
         self.ua_kw_per_k = _readonly(ua)
         self.element_kw = _readonly(element)
@@ -390,6 +422,15 @@ class WaterHeaterPopulation:
     def ids(self) -> StrArray:
         """Stable id of every tank."""
         return self._ids
+
+    @property
+    def kernel(self) -> str:
+        """``"numba"`` (the fused kernel) or ``"numpy"`` (the reference); see the constructor."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self._kernel = checked_kernel(value, "water heater population")
 
     # ------------------------------------------------------------------ market
 
@@ -508,13 +549,20 @@ class WaterHeaterPopulation:
 
         The cut instants are the same for every tank, so this loop is over time, not tanks.
         """
-        end = start_s + dt_s
         if draw_l is not None:
             return [(start_s, dt_s, draw_l / dt_s)]
         if self.draw_profile_l_per_h is None:
             return [(start_s, dt_s, np.zeros(self._n))]
         profile = self.draw_profile_l_per_h
         slots = profile.shape[0]
+        return [
+            (t, length, np.asarray(profile[slot % slots] / 3600.0))
+            for t, length, slot in self._profile_slots(start_s, dt_s)
+        ]
+
+    def _profile_slots(self, start_s: float, dt_s: float) -> list[tuple[float, float, int]]:
+        """``[start, start + dt)`` cut at the profile's slot boundaries: (start, length, slot)."""
+        end = start_s + dt_s
         pieces = []
         t = start_s
         while t < end:
@@ -523,7 +571,7 @@ class WaterHeaterPopulation:
             if stop <= t:  # t sits on a boundary that rounding put just below
                 slot += 1
                 stop = min(end, (slot + 1) * self.slot_s)
-            pieces.append((t, stop - t, np.asarray(profile[slot % slots] / 3600.0)))
+            pieces.append((t, stop - t, slot))
             t = stop
         return pieces
 
@@ -543,6 +591,10 @@ class WaterHeaterPopulation:
         (:func:`transactive.devices.ramp._follow_schedule`); each piece is solved exactly by
         :func:`_tank_advance`.
         """
+        if self._kernel == "numba" and temperature_c.size:
+            done = self._advance_kernel(sel, temperature_c, on, start_s, dt_s, schedule, draw_l)
+            if done is not None:
+                return done
         ua, c = self.ua_kw_per_k[sel], self.capacity_kj_per_k[sel]
         t_amb, t_in = self.ambient_temperature_c[sel], self.inlet_temperature_c[sel]
         q_on = self.element_kw[sel]
@@ -601,6 +653,97 @@ class WaterHeaterPopulation:
             )
         run = _TankRun(acc["t"], on, acc["on_time"], acc["standby"], acc["draw"])
         return acc["t"], on, run
+
+    def _piece_exps(
+        self, key: tuple[object, ...], flow_l_per_s: Callable[[], FloatArray], piece_s: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """A whole piece's draw conductance ``G`` and ``exp(-λ s)``, ``expm1(-λ s)`` (all tanks).
+
+        The reference's operations (numpy, the same SIMD functions), so a tank that runs the
+        piece through takes exactly the reference's values. A draw profile's piece depends on
+        its slot and length only (the parameter arrays are read-only): kept under ``key``, so
+        the steps of one slot compute them once, and computed again if an attribute they come
+        from has been replaced; ``key`` empty for draws given to one step.
+        """
+        cached = self._exps.get(key) if key else None
+        params = (self.ua_kw_per_k, self.capacity_kj_per_k, self.draw_profile_l_per_h)
+        if cached is not None and all(a is b for a, b in zip(cached[3:], params, strict=True)):
+            return cached[0], cached[1], cached[2]
+        g = flow_l_per_s() * WATER_KJ_PER_L_K
+        lam = (self.ua_kw_per_k + g) / self.capacity_kj_per_k
+        exps = (g, np.exp(-lam * piece_s), np.expm1(-lam * piece_s))
+        if key:
+            if len(self._exps) > 64:  # a long run visits many slots: keep the recent ones
+                self._exps.clear()
+            self._exps[key] = (*exps, *params)
+        return exps
+
+    def _advance_kernel(
+        self,
+        sel: slice | IntArray,
+        temperature_c: FloatArray,
+        on: BoolArray,
+        start_s: float,
+        dt_s: float,
+        schedule: _Schedule | None,
+        draw_l: FloatArray | None,
+    ) -> tuple[FloatArray, BoolArray, _TankRun] | None:
+        """:meth:`_advance` by the fused kernel; None where the reference must run instead.
+
+        The reference runs (and raises) for tanks whose thresholds cross (a switch-off not above
+        the switch-on), and for a state the kernel cannot read as it is.
+        """
+        temperature = state_column(temperature_c, temperature_c.size)
+        state = np.asarray(on)
+        if temperature is None or state.dtype != np.bool_ or state.shape != temperature.shape:
+            return None
+        state = np.ascontiguousarray(state)
+        if draw_l is not None:
+            g, e, m = self._piece_exps((), lambda: draw_l / dt_s, dt_s)
+            pieces = [(start_s, dt_s, g, e, m)]
+        elif self.draw_profile_l_per_h is None:
+            g, e, m = self._piece_exps(("none", dt_s), lambda: np.zeros(self._n), dt_s)
+            pieces = [(start_s, dt_s, g, e, m)]
+        else:
+            profile = self.draw_profile_l_per_h
+            pieces = []
+            for t, length, slot in self._profile_slots(start_s, dt_s):
+                row = slot % profile.shape[0]
+
+                def flow(row: int = row) -> FloatArray:
+                    return np.asarray(profile[row] / 3600.0)
+
+                pieces.append((t, length, *self._piece_exps((row, length), flow, length)))
+        gathered = not isinstance(sel, slice)
+
+        def rows(columns: list[FloatArray]) -> FloatArray:
+            if len(columns) == 1 and not gathered:
+                return columns[0][None, :]
+            return np.stack([c[sel] for c in columns])
+
+        half = 0.5 * self.deadband_c[sel]
+        unc, comf, hysteresis = self._band(sel)
+        m_count = temperature.size
+        out = (np.empty(m_count), np.empty(m_count, dtype=bool), np.empty(m_count))
+        losses = (np.empty(m_count), np.empty(m_count))
+        bad = np.empty(m_count, dtype=bool)
+        follows = schedule is not None
+        _kernels().advance(
+            temperature, state, self.ua_kw_per_k[sel], self.capacity_kj_per_k[sel],
+            self.ambient_temperature_c[sel], self.inlet_temperature_c[sel],
+            self.element_kw[sel], self.thermostat_setpoint_c[sel] - half,
+            self.thermostat_setpoint_c[sel] + half, unc, comf, hysteresis,
+            self._direction[sel], follows, 0.0 if schedule is None else float(schedule.start_s),
+            np.zeros(m_count) if schedule is None else schedule.switch_s[sel],
+            0.0 if schedule is None else float(schedule.end_s),
+            np.array([p[0] for p in pieces]), np.array([p[1] for p in pieces]),
+            rows([p[2] for p in pieces]), rows([p[3] for p in pieces]),
+            rows([p[4] for p in pieces]), *out, *losses, bad,
+        )  # fmt: skip
+        if bad.any():
+            return None
+        t_new, on_new, on_time = out
+        return t_new, on_new, _TankRun(t_new, on_new, on_time, losses[0], losses[1])
 
     def _on_time_bounds_s(
         self, temperature_c: FloatArray, interval: MarketInterval

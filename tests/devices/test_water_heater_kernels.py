@@ -1,0 +1,266 @@
+"""Water-heater kernel: the fused tank policy against the numpy reference, within stated bounds.
+
+The kernel (:mod:`transactive.devices._water_heater_kernels`) does the reference's arithmetic in
+the same order and takes numpy's ``exp(-λ s)`` and ``expm1(-λ s)`` of every whole draw piece, but
+evaluates the exponential and the logarithm of a thermostat's switching time (and of a piece cut
+at a responded schedule's instant) through the C library, where the reference calls numpy's SIMD
+functions: the two differ in the last bit of some of those values. A temperature off by ``ε`` at
+the start of a later crossing moves that crossing by ``ε / |dT/dt|``, and a tank cooling slowly
+towards its switch-on threshold amplifies it (``|dT/dt|`` down to some 3e-5 K/s for a tank near
+its band with no draw). Hence the tolerances this file states and checks.
+
+From one state, over one step (both implementations handed the same temperatures, element states
+and schedule):
+
+- a tank whose element does not switch inside the step (on, or off, throughout) and that follows
+  no schedule: **bit for bit**, temperature, element state, element energy, standby and draw loss;
+- any other tank: the element's state the same, the temperature within
+  :data:`TEMPERATURE_TOLERANCE_C`, the element's on-time within :data:`ON_TIME_TOLERANCE_S` (so
+  its energy within ``element_kw`` times that), the standby and draw losses within
+  :data:`LOSS_TOLERANCE_KWH` (measured on the seeds here, steps of 60 s to an hour: at most
+  1.4e-11 K, 2.6e-9 s and 2e-15 kWh).
+
+Through bid and respond: the bid's curves have the same prices bit for bit (the ramp controller
+uses no physics) and powers within ``element_kw`` times :data:`ON_TIME_TOLERANCE_S` over the
+interval (its dry runs are steps of the interval); the response's schedules, each found by
+bisection on dry runs, within twice the bisection's tolerance ``_ROOT_TOLERANCE_S`` (a dry run a
+last bit apart can take the other half of a bracket). Each population then steps from its own
+state: in lockstep over hours of intervals the temperatures stay within :data:`DRIFT_TOLERANCE_C`
+and the element energies within :data:`DRIFT_TOLERANCE_KWH` per step (what schedules twice the
+bisection's tolerance apart can do, see there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.devices._kernel_pairs import (
+    STATS,
+    assert_empty_population_works,
+    assert_kernel_refused,
+    assert_same,
+)
+from tests.devices._kernel_pairs import pair as kernel_pair
+from transactive.devices import _water_heater_kernels
+from transactive.devices import water_heater as wh
+from transactive.devices.base import MarketInterval
+from transactive.devices.water_heater import WaterHeaterPopulation
+from transactive.weather import WeatherSample
+
+INDOORS = WeatherSample(temperature_c=10.0)
+
+#: A switching tank's temperature, kernel against reference, from one state over one step (K).
+TEMPERATURE_TOLERANCE_C = 1e-9
+#: Its element's on-time over the step (s).
+ON_TIME_TOLERANCE_S = 1e-7
+#: Its standby and draw losses over the step (kWh).
+LOSS_TOLERANCE_KWH = 1e-12
+#: Responded schedules: the bisection's tolerance, twice (s).
+SCHEDULE_TOLERANCE_S = 2 * wh._ROOT_TOLERANCE_S
+#: In lockstep, each from its own state: temperatures (K) and element energy per step (kWh).
+#: Schedules ``SCHEDULE_TOLERANCE_S`` apart heat a 4.5 kW, 50-gal tank 1.1e-8 K apart an
+#: interval (``Q / C`` times that), 1.8e-7 K over the 16 intervals of the test, which moves a
+#: later thermostat crossing by up to that over ``|dT/dt|`` (6 ms at 3e-5 K/s), 7.5e-6 kWh of
+#: the element's energy.
+DRIFT_TOLERANCE_C = 1e-6
+DRIFT_TOLERANCE_KWH = 1e-5
+
+#: One valid tank.
+ONE_TANK = {
+    "tank_volume_l": 189.0, "ua_kw_per_k": 0.0011, "element_kw": 4.5, "setpoint_c": 50.0,
+    "comfort_min_c": 45.0, "comfort_max_c": 55.0, "deadband_c": 2.0,
+}  # fmt: skip
+
+ACCOUNTS = ("heat_element_kwh", "heat_standby_loss_kwh", "heat_draw_loss_kwh")
+
+
+def pair(n: int, seed: int, *, draws: float = 1.0) -> tuple[WaterHeaterPopulation, ...]:
+    """Sampled tanks, their draw profile scaled by ``draws`` (0: no profile)."""
+
+    def make() -> WaterHeaterPopulation:
+        pop = WaterHeaterPopulation.sample(n, np.random.default_rng(seed))
+        if draws == 1.0:
+            return pop
+        params = {
+            name: getattr(pop, name)
+            for name in (
+                "tank_volume_l", "ua_kw_per_k", "element_kw", "setpoint_c", "comfort_min_c",
+                "comfort_max_c", "deadband_c", "ramp_low", "ramp_high", "temperature_c", "on",
+            )
+        }  # fmt: skip
+        profile = pop.draw_profile_l_per_h
+        assert profile is not None
+        scaled = profile * draws if draws else None
+        return WaterHeaterPopulation(**params, draw_profile_l_per_h=scaled)
+
+    return kernel_pair(make)
+
+
+def same_start(fast: WaterHeaterPopulation, reference: WaterHeaterPopulation) -> None:
+    """Hand the kernel's population the reference's state (and zero both accounts)."""
+    fast.temperature_c = reference.temperature_c.copy()
+    fast.on = reference.on.copy()
+    for name in ACCOUNTS:
+        setattr(fast, name, np.zeros(fast.n_devices))
+        setattr(reference, name, np.zeros(reference.n_devices))
+
+
+def compare_step(
+    fast: WaterHeaterPopulation,
+    reference: WaterHeaterPopulation,
+    time_s: int,
+    dt_s: int,
+    draw_l: np.ndarray | None = None,
+) -> tuple[int, int]:
+    """One step of both from the same state, checked; returns (steady, switching) tank counts."""
+    same_start(fast, reference)
+    scheduled = reference._schedule is not None
+    got = fast.step(time_s, dt_s, INDOORS, draw_l=draw_l)
+    want = reference.step(time_s, dt_s, INDOORS, draw_l=draw_l)
+    on_time = want.energy_kwh * 3600.0 / reference.element_kw
+    # Element on, or off, throughout (a tank switching a nanosecond before the end counts here,
+    # and would fail the bit-for-bit check: none does on these seeds).
+    steady = ((on_time == 0.0) & ~reference.on) | ((on_time >= dt_s - 1e-9) & reference.on)
+    if scheduled:
+        steady[:] = False
+    where = f"step {time_s} + {dt_s} s"
+    assert_same(fast.on, reference.on, f"{where}: element state")
+    for got_a, want_a, what in (
+        (fast.temperature_c, reference.temperature_c, "temperature"),
+        (got.energy_kwh, want.energy_kwh, "element energy"),
+        (got.power_kw, want.power_kw, "power"),
+        *((getattr(fast, a), getattr(reference, a), a) for a in ACCOUNTS[1:]),
+    ):
+        assert_same(got_a[steady], want_a[steady], f"{where}: {what} of steady tanks")
+    off = np.abs(fast.temperature_c - reference.temperature_c)
+    assert float(off.max(initial=0.0)) <= TEMPERATURE_TOLERANCE_C, where
+    energy_bound = reference.element_kw * ON_TIME_TOLERANCE_S / 3600.0
+    assert np.all(np.abs(got.energy_kwh - want.energy_kwh) <= energy_bound), where
+    for name in ACCOUNTS[1:]:
+        loss_off = np.abs(getattr(fast, name) - getattr(reference, name))
+        assert float(loss_off.max(initial=0.0)) <= LOSS_TOLERANCE_KWH, f"{where}: {name}"
+    return int(np.count_nonzero(steady)), int(np.count_nonzero(~steady))
+
+
+@pytest.mark.parametrize("draws", ["profile", "given", "none"])
+def test_one_step_from_one_state_is_exact_but_for_switching_tanks(draws: str) -> None:
+    fast, reference = pair(3000, 1, draws=1.0 if draws == "profile" else 0.0)
+    rng = np.random.default_rng(7)
+    steady = switching = 0
+    t = 5 * 3600  # the morning peak of the profile's draws
+    for dt in (60, 70, 300, 900, 3600):
+        for _ in range(6):
+            given = rng.uniform(0.0, 40.0, 3000) if draws == "given" else None
+            s, w = compare_step(fast, reference, t, dt, given)
+            steady, switching = steady + s, switching + w
+            t += dt
+    assert steady > 10_000 and switching > 1_000  # both kinds of tank were checked
+    assert _water_heater_kernels.advance.serial.signatures  # the kernel ran
+
+
+def test_one_step_under_a_responded_schedule() -> None:
+    """Both follow the reference's schedule (cut pieces, band overrides, the thermostat after)."""
+    fast, reference = pair(3000, 2)
+    rng = np.random.default_rng(2)
+    switching = 0
+    for k in range(6):
+        start = 6 * 3600 + k * 900
+        reference.bid(STATS, MarketInterval(start, 900), INDOORS)
+        reference.respond(float(rng.uniform(0.05, 0.15)), float(rng.uniform(0.0, 1.0)))
+        fast._schedule = reference._schedule
+        fast.thermostat_setpoint_c = reference.thermostat_setpoint_c.copy()
+        t = start - 45  # the first step starts before the interval, the last ends after it
+        while t < start + 900:
+            switching += compare_step(fast, reference, t, 130)[1]
+            fast._schedule = reference._schedule  # cleared with the interval's last step
+            t += 130
+    assert switching > 3000
+
+
+def test_bid_and_respond_dry_runs() -> None:
+    """Draws heavier than some elements carry: those tanks cannot hold their band (dry runs)."""
+    fast, reference = pair(3000, 3, draws=4.0)
+    rng = np.random.default_rng(3)
+    dry = 0
+    for k in range(4):
+        start = 6 * 3600 + k * 900
+        interval = MarketInterval(start, 900)
+        same_start(fast, reference)
+        curves = fast.bid(STATS, interval, INDOORS)
+        expected = reference.bid(STATS, interval, INDOORS)
+        assert reference._plan is not None
+        dry += int(np.count_nonzero(~reference._plan.linear))  # tanks bid on dry runs
+        assert_same(curves.price_per_kwh, expected.price_per_kwh, f"interval {k} prices")
+        power_bound = reference.element_kw[:, None] * ON_TIME_TOLERANCE_S / 900.0
+        assert np.all(np.abs(curves.power_kw - expected.power_kw) <= power_bound), k
+        price: float | np.ndarray
+        match k % 3:
+            case 0:  # on some tank's middle breakpoint: the fill decides
+                price, fill = float(expected.price_per_kwh[rng.integers(3000), 1]), 0.4
+            case 1:
+                price, fill = float(rng.uniform(0.05, 0.15)), 0.5
+            case _:  # one price per tank
+                price, fill = rng.uniform(0.0, 0.2, 3000), 0.7
+        got, want = fast.respond(price, fill), reference.respond(price, fill)
+        assert np.all(np.abs(got - want) <= reference.element_kw * ON_TIME_TOLERANCE_S / 900.0)
+        assert fast._schedule is not None and reference._schedule is not None
+        off = np.abs(fast._schedule.switch_s - reference._schedule.switch_s)
+        assert float(off.max()) <= SCHEDULE_TOLERANCE_S, k
+        assert_same(fast.on, reference.on, f"interval {k} scheduled state")
+    assert dry > 0
+
+
+def test_lockstep_over_hours_does_not_drift() -> None:
+    fast, reference = pair(1000, 4)
+    rng = np.random.default_rng(4)
+    metered = 0.0
+    for k in range(16):  # 04:00 to 08:00, through the morning peak
+        start = 4 * 3600 + k * 900
+        interval = MarketInterval(start, 900)
+        fast.bid(STATS, interval, INDOORS)
+        reference.bid(STATS, interval, INDOORS)
+        price = float(rng.uniform(0.05, 0.15))
+        fast.respond(price, 0.5)
+        reference.respond(price, 0.5)
+        for t in range(start, start + 900, 60):
+            got, want = fast.step(t, 60, INDOORS), reference.step(t, 60, INDOORS)
+            assert np.all(np.abs(got.energy_kwh - want.energy_kwh) <= DRIFT_TOLERANCE_KWH), t
+            off = np.abs(fast.temperature_c - reference.temperature_c)
+            assert float(off.max()) <= DRIFT_TOLERANCE_C, t
+            metered += float(want.energy_kwh.sum())
+    assert metered > 100.0
+
+
+def test_the_parallel_kernel_and_a_replaced_state() -> None:
+    """Above ``PARALLEL_MIN_ELEMENTS`` tanks the kernel runs on every core: the same bounds."""
+    fast, reference = pair(520_000, 5)
+    steady, switching = compare_step(fast, reference, 7 * 3600 - 30, 60)
+    assert steady > 100_000 and switching > 1_000
+    assert _water_heater_kernels.advance.parallel.signatures
+    # A state the kernel cannot read as it is (element states as integers): the reference
+    # path, so the same numbers bit for bit, switching tanks included.
+    small, twin = pair(200, 6)
+    small.on = small.on.astype(np.int64)
+    got, want = small.step(0, 600, INDOORS), twin.step(0, 600, INDOORS)
+    assert_same(got.energy_kwh, want.energy_kwh, "replaced state")
+    assert np.any((want.energy_kwh > 0) & (want.energy_kwh < 0.999 * twin.element_kw / 6))
+
+
+def test_crossed_thresholds_are_refused_as_by_the_reference() -> None:
+    """A deadband too narrow to tell its thresholds apart: the kernel defers to the reference."""
+    fast, reference = pair(3, 8, draws=0.0)
+    narrow = np.array([1.0, 1e-300, 1.0])  # setpoint ± 5e-301 is the setpoint itself
+    for pop in (fast, reference):
+        pop.deadband_c = narrow
+        with pytest.raises(ValueError, match=r"tanks \[1\]: switch_off_c must be above"):
+            pop.step(0, 60, INDOORS)
+
+
+def test_empty_population_and_kernel_choice() -> None:
+    empty = WaterHeaterPopulation.sample(0, np.random.default_rng(0))
+    points = WaterHeaterPopulation.sample(1, np.random.default_rng(0)).bid(
+        STATS, MarketInterval(0, 300), INDOORS
+    )
+    assert_empty_population_works(empty, STATS, INDOORS, points.power_kw.shape[1])
+    assert_kernel_refused(lambda kernel: WaterHeaterPopulation(**ONE_TANK, kernel=kernel), empty)
