@@ -1,3 +1,5 @@
+# numba dispatchers (.serial, .parallel, .signatures) are typed as the plain functions they wrap
+# mypy: disable-error-code="attr-defined"
 """Base-load kernels: the fused numba means, bid, respond and step give the numpy reference's
 numbers exactly.
 

@@ -1,3 +1,5 @@
+# numba dispatchers (.serial, .parallel, .signatures) are typed as the plain functions they wrap
+# mypy: disable-error-code="attr-defined"
 """EV kernels: the fused numba bid, respond and step give the numpy reference's numbers exactly.
 
 Two populations built alike, one per implementation, run the same intervals in lockstep: prices
@@ -46,6 +48,7 @@ def run_intervals(fast: EVPopulation, reference: EVPopulation, seed: int) -> flo
         expected = reference.bid(STATS, interval, WEATHER)
         assert_same(curves.price_per_kwh, expected.price_per_kwh, f"interval {k} prices")
         assert_same(curves.power_kw, expected.power_kw, f"interval {k} powers")
+        assert curves.ids is not None and expected.ids is not None
         assert np.array_equal(curves.ids, expected.ids)
         price: float | np.ndarray
         fill: float | np.ndarray

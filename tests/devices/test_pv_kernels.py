@@ -1,3 +1,5 @@
+# numba dispatchers (.serial, .parallel, .signatures) are typed as the plain functions they wrap
+# mypy: disable-error-code="attr-defined"
 """PV kernels: the fused PVWatts chain agrees with pvlib's within 1e-12 of each DC rating.
 
 The kernel computes the angle of incidence from the systems' and the sun's cosines and sines

@@ -1,3 +1,5 @@
+# numba dispatchers (.serial, .parallel, .signatures) are typed as the plain functions they wrap
+# mypy: disable-error-code="attr-defined"
 """Water-heater kernel: the fused tank policy against the numpy reference, within stated bounds.
 
 The kernel (:mod:`transactive.devices._water_heater_kernels`) does the reference's arithmetic in

@@ -56,11 +56,11 @@ def assert_runs_identical(a: RunResult, b: RunResult) -> None:
             assert np.array_equal(column, other), name
     assert a.kpis.keys() == b.kpis.keys()
     for name, value in a.kpis.items():
-        other = b.kpis[name]
-        assert (value is None and other is None) or (
+        other_kpi = b.kpis[name]
+        assert (value is None and other_kpi is None) or (
             value is not None
-            and other is not None
-            and (value == other or (math.isnan(value) and math.isnan(other)))
+            and other_kpi is not None
+            and (value == other_kpi or (math.isnan(value) and math.isnan(other_kpi)))
         ), name
     assert a.peak_index == b.peak_index
     assert np.array_equal(bits(a.peak_vm_pu), bits(b.peak_vm_pu))
@@ -168,7 +168,7 @@ WEATHER_CASES = [
     WeatherSample(30, wind_speed_m_per_s=-2),
     WeatherSample(30, dhi_w_per_m2=7),
     WeatherSample(30.0, relative_humidity=None),  # type: ignore[arg-type]
-    WeatherSample(30.0, relative_humidity=True),  # type: ignore[arg-type]
+    WeatherSample(30.0, relative_humidity=True),
     WeatherSample(30.0, solar_zenith_deg=-0.0, ghi_w_per_m2=-0.0),
     WeatherSample(-math.inf),
 ]
