@@ -10,6 +10,8 @@ the interval then settles on those readings.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -23,6 +25,20 @@ BIDS = {
     "home-3": [(0.05, 0.0), (0.30, -4.0)],
     "fleet": [(0.10, 120.0), (0.40, 20.0)],
 }
+
+
+def _two_of_one_day(intervals: list[dict[str, object]]) -> tuple[int, int]:
+    """The first two consecutive intervals that start on one UTC day.
+
+    An event covers one market's delivery day (UTC), so two intervals either side of midnight
+    are two events; the test reads one event and so takes two intervals of one day.
+    """
+    for a, b in pairwise(intervals):
+        day_a = datetime.fromisoformat(str(a["start"])).astimezone(UTC).date()
+        day_b = datetime.fromisoformat(str(b["start"])).astimezone(UTC).date()
+        if day_a == day_b:
+            return int(str(a["id"])), int(str(b["id"]))
+    raise AssertionError(f"no two open intervals start on one day: {intervals}")
 
 
 def test_the_openadr3_client_reads_prices_and_reports_usage_that_settles(tmp_path: Path) -> None:
@@ -41,12 +57,10 @@ def test_the_openadr3_client_reads_prices_and_reports_usage_that_settles(tmp_pat
         with httpx.Client(base_url=f"{base}/api/v1", timeout=30.0) as http:
             heads = {n: _login(http, members[n]) for n in (*BIDS, "operator")}
             market = http.get("/markets", headers=heads["operator"]).json()[0]["id"]
-            first, second = (
-                i["id"]
-                for i in http.get(
-                    f"/markets/{market}/intervals?state=open", headers=heads["operator"]
-                ).json()[:2]
-            )
+            opened = http.get(
+                f"/markets/{market}/intervals?state=open", headers=heads["operator"]
+            ).json()
+            first, second = _two_of_one_day(opened)
             for interval in (first, second):
                 for name, points in BIDS.items():
                     contract = http.get("/contracts", headers=heads[name]).json()[0]["id"]
