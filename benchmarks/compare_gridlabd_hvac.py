@@ -3,8 +3,8 @@
 Runs the ``gridlabd`` wheel on N heterogeneous cooling houses (GridLAB-D ``house`` parameters,
 ``tests/peers/gridlabd.py``) for a July day in Greensboro, NC (pvlib's TMY3 ``723170TYA.CSV``, day
 190) with the weather at a 60 s step, runs ``HvacPopulation.from_gridlabd`` on the same
-parameters and weather, and prints each house's daily energy in both and the difference, and
-the totals.
+parameters and weather (the day's 1,440 steps in one ``step_many`` call, the fused kernels),
+and prints each house's daily energy in both and the difference, and the totals.
 
     python benchmarks/compare_gridlabd_hvac.py            # 100 houses
     python benchmarks/compare_gridlabd_hvac.py --houses 30 --seed 11
@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.peers
 
-from tests.peers.gridlabd import our_energy_kwh, random_houses, run_houses
+from tests.peers.gridlabd import random_houses, run_houses
 from transactive.data import load_tmy3
+from transactive.devices.hvac import HvacPopulation
 
 
 def main() -> None:
@@ -36,8 +37,9 @@ def main() -> None:
     houses = random_houses(args.houses, np.random.default_rng(args.seed))
     with tempfile.TemporaryDirectory() as tmp:
         gld = run_houses(houses, weather, Path(tmp))
+    HvacPopulation.from_gridlabd(houses).step_many(0, weather.step_s, weather)  # compile/load
     start = time.perf_counter()
-    ours = our_energy_kwh(houses, weather)
+    ours = HvacPopulation.from_gridlabd(houses).step_many(0, weather.step_s, weather).energy_kwh
     ours_s = time.perf_counter() - start
     theirs = gld.hvac_energy_kwh
     diff = ours / theirs - 1.0

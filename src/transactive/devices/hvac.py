@@ -100,6 +100,21 @@ this: it draws its duty cycle whatever it was allocated. Past the interval's end
 response), the deadband thermostat around ``Tset(p)`` governs, as GridLAB-D's controller holds
 its setpoint until the next clearing.
 
+Speed (issue 17): ``step``, ``step_many``, ``bid`` and ``respond`` run as fused numba kernels
+(:mod:`transactive.devices._hvac_kernels`: one loop over the houses, both cores from 500,000
+houses, and ``step_many``'s day always), the per-house form of the vectorized numpy code here,
+which stays the reference they are tested against (``kernel="numpy"``, and whenever a caller has
+replaced a state array by one the kernels cannot read as it is). They agree bit for bit where no
+switching time or on-time is solved (numpy's own ``exp``/``expm1`` of whole steps and intervals
+are passed in) and within the iterations' tolerances where one is: temperatures within 1e-7 K,
+energies within 1e-7 kWh, bid powers within 1e-6 kW (``tests/devices/test_hvac_kernels.py``).
+Measured on the shared 2-core machine (``benchmarks/bench_devices_hvac.py``, best of five):
+one 5-minute interval of 10^6 houses (bid, respond, five 60 s steps) in 0.23-0.31 s with
+``step_many`` (bid 0.10-0.12 s, respond 0.01 s, steps 0.12-0.17 s), 0.27-0.37 s with five
+``step`` calls, over the 0.2 s target: the time is in per-house divisions and chains of
+exponentials (see the kernels' module), and the second core is often busy; a GridLAB-D day of
+1,000 houses at 60 s runs 219-421 times GridLAB-D 6.0.0's house-hours per second.
+
 Without a market (never calling ``respond``) the population is a plain thermostat around the base
 setpoint. ``command`` gives direct load control (used by the virtual-battery tracker): the
 commanded state holds, overridden only at the comfort band's edges.
@@ -109,23 +124,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves, checked_ids, default_ids
 from transactive.devices._common import (
+    _NONNEGATIVE_WEATHER,
     _check_bid_args,
     _check_sample_args,
     _check_weather,
     _checked_time_step,
     _Fields,
     _power_on_curve,
+    _price_and_fill,
     _readonly,
     _validated_columns,
 )
+from transactive.devices._kernels import KERNELS, checked_kernel, state_column
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
     BestResponse,
@@ -135,6 +153,7 @@ from transactive.devices.flexibility import (
     widened_to_way_back,
 )
 from transactive.devices.ramp import (
+    BID_SETPOINT_SHARES,
     _band_setpoints_c,
     _follow_schedule,
     _interval_curves,
@@ -155,11 +174,14 @@ __all__ = [
     "COOLING",
     "GRIDLABD_HOUSE",
     "HEATING",
+    "KERNELS",
     "WALL_AZIMUTHS_DEG",
     "EtpCoefficients",
     "EtpStepResult",
     "HeatInputs",
     "HvacPopulation",
+    "StepSeries",
+    "WeatherSamples",
     "cooling_capacity_factor",
     "cooling_cop",
     "etp_advance",
@@ -309,13 +331,18 @@ def cooling_capacity_factor(outdoor_temperature_c: FloatArray | float) -> FloatA
     return 1.48924533 - 0.00514995 * t
 
 
+def _cooling_cop_divisor(outdoor_temperature_c: FloatArray | float) -> FloatArray:
+    """Rated COP / COP of an air conditioner (GridLAB-D ``house_e.cpp``), held below 40 °F."""
+    t = np.maximum(_fahrenheit(outdoor_temperature_c), 40.0)
+    return np.asarray(-0.01363961 + 0.01066989 * t, dtype=np.float64)
+
+
 def cooling_cop(rated_cop: FloatArray, outdoor_temperature_c: FloatArray | float) -> FloatArray:
     """Air-conditioner COP at an outdoor temperature (GridLAB-D ``house_e.cpp`` default curve).
 
     The rated COP holds at 95 °F; below 40 °F the curve is held at its 40 °F value.
     """
-    t = np.maximum(_fahrenheit(outdoor_temperature_c), 40.0)
-    return np.asarray(rated_cop / (-0.01363961 + 0.01066989 * t), dtype=np.float64)
+    return np.asarray(rated_cop / _cooling_cop_divisor(outdoor_temperature_c), dtype=np.float64)
 
 
 def heating_capacity_factor(outdoor_temperature_c: FloatArray | float) -> FloatArray:
@@ -324,14 +351,19 @@ def heating_capacity_factor(outdoor_temperature_c: FloatArray | float) -> FloatA
     return 0.34148808 + 0.00894102 * t + 0.00010787 * t * t
 
 
+def _heating_cop_divisor(outdoor_temperature_c: FloatArray | float) -> FloatArray:
+    """Rated COP / COP of a heat pump heating (GridLAB-D ``house_e.cpp``), held above 80 °F."""
+    t = np.minimum(_fahrenheit(outdoor_temperature_c), 80.0)
+    divisor = 2.03914613 - 0.03906753 * t + 0.00045617 * t * t - 0.00000203 * t * t * t
+    return np.asarray(divisor, dtype=np.float64)
+
+
 def heating_cop(rated_cop: FloatArray, outdoor_temperature_c: FloatArray | float) -> FloatArray:
     """Heat-pump heating COP at an outdoor temperature (GridLAB-D ``house_e.cpp`` default curve).
 
     The rated COP holds near 47 °F; above 80 °F the curve is held at its 80 °F value.
     """
-    t = np.minimum(_fahrenheit(outdoor_temperature_c), 80.0)
-    divisor = 2.03914613 - 0.03906753 * t + 0.00045617 * t * t - 0.00000203 * t * t * t
-    return np.asarray(rated_cop / divisor, dtype=np.float64)
+    return np.asarray(rated_cop / _heating_cop_divisor(outdoor_temperature_c), dtype=np.float64)
 
 
 def sensible_heat_ratio(
@@ -390,6 +422,44 @@ def wall_irradiance_w_per_m2(weather: WeatherSample, model: str = "gridlabd") ->
         pvlib.irradiance.get_ground_diffuse(90.0, weather.ghi_w_per_m2, albedo=GROUND_ALBEDO)
     )
     return beam + sky + ground
+
+
+def _mean_wall_irradiance_w_per_m2(
+    solar_zenith_deg: FloatArray,
+    solar_azimuth_deg: FloatArray,
+    dni_w_per_m2: FloatArray,
+    dhi_w_per_m2: FloatArray,
+    ghi_w_per_m2: FloatArray,
+    model: str,
+) -> FloatArray:
+    """The mean of :func:`wall_irradiance_w_per_m2` over the eight walls, for T samples at once.
+
+    The same pvlib calls on ``(T, 8)`` arrays (shape (T,)); a dark sample (sun below the
+    horizon, no diffuse light) is 0.
+    """
+    import pvlib  # noqa: PLC0415 - deferred: only a stepped house needs it (fast CLI start)
+
+    beam = np.asarray(
+        pvlib.irradiance.beam_component(
+            90.0,
+            WALL_AZIMUTHS_DEG[None, :],
+            solar_zenith_deg[:, None],
+            solar_azimuth_deg[:, None],
+            dni_w_per_m2[:, None],
+        ),
+        dtype=np.float64,
+    )
+    if model == "gridlabd":
+        walls = beam + dhi_w_per_m2[:, None]
+    else:
+        sky = np.asarray(pvlib.irradiance.isotropic(90.0, dhi_w_per_m2), dtype=np.float64)
+        ground = np.asarray(
+            pvlib.irradiance.get_ground_diffuse(90.0, ghi_w_per_m2, albedo=GROUND_ALBEDO),
+            dtype=np.float64,
+        )
+        walls = beam + sky[:, None] + ground[:, None]
+    dark = (solar_zenith_deg >= 90.0) & (dhi_w_per_m2 <= 0.0)
+    return np.asarray(np.where(dark, 0.0, np.mean(walls, axis=1)), dtype=np.float64)
 
 
 def gridlabd_fan_power_kw(
@@ -792,6 +862,71 @@ class _IntervalPlan:
     linear: BoolArray  # runs exactly its schedule for any on-time in [tau_lo, tau_hi]
 
 
+@dataclass(frozen=True)
+class StepSeries:
+    """Metered result of consecutive physics steps (:meth:`HvacPopulation.step_many`).
+
+    ``energy_kwh`` is each house's metered energy over all the steps (N,), ``total_power_kw``
+    the population's average power in each step (T,): the sum over the houses of what
+    :meth:`HvacPopulation.step` would return as ``power_kw``. With ``record=True`` also each
+    step's energy per house and each house's air temperature at each step's end, (T, N);
+    otherwise None.
+    """
+
+    dt_s: int
+    energy_kwh: FloatArray
+    total_power_kw: FloatArray
+    step_energy_kwh: FloatArray | None
+    step_air_temperature_c: FloatArray | None
+    ids: StrArray
+
+
+def _kernels() -> Any:
+    """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
+    from transactive.devices import _hvac_kernels  # noqa: PLC0415 - deferred: see docstring
+
+    return _hvac_kernels
+
+
+def _ro(a: npt.ArrayLike, dtype: type = np.float64) -> npt.NDArray[Any]:
+    """A kernel's input as one type: contiguous, of ``dtype``, read-only (a view, no copy).
+
+    numba compiles one specialization per argument type, and a writable array is another type
+    than a read-only one; every input goes in read-only, so one compiled kernel serves a
+    population, its deep copy (whose arrays numpy makes writable) and a subset.
+    """
+    arr: npt.NDArray[Any] = np.ascontiguousarray(a, dtype=dtype)
+    if arr.flags.writeable:
+        arr = arr.view()
+        arr.setflags(write=False)
+    return arr
+
+
+def _bool_column(value: object, n: int) -> BoolArray | None:
+    """A public boolean state array as the kernels take it, else None (:func:`state_column`)."""
+    a = np.asarray(value)
+    if a.dtype != np.bool_ or a.shape != (n,):
+        return None
+    return np.ascontiguousarray(a)
+
+
+def _heat_from_rows(houses: HvacPopulation, rows: tuple[FloatArray, ...]) -> HeatInputs:
+    """:class:`HeatInputs` from a kernel's six heat rows (N,), the rest the houses' parameters.
+
+    Rows q_air, q_mass, q_on, electric, solar, latent (``_hvac_kernels.heat_inputs``).
+    """
+    return HeatInputs(
+        q_air_kw=rows[0],
+        q_mass_kw=rows[1],
+        q_on_kw=rows[2],
+        electric_on_kw=rows[3],
+        internal_gain_kw=np.asarray(houses.internal_gain_kw, dtype=np.float64),
+        solar_gain_kw=rows[4],
+        latent_on_kw=rows[5],
+        fan_on_kw=np.asarray(houses.fan_power_kw, dtype=np.float64),
+    )
+
+
 def _take_coefficients(k: EtpCoefficients, sel: slice | IntArray) -> EtpCoefficients:
     if isinstance(sel, slice) and sel == slice(None):
         return k
@@ -799,6 +934,61 @@ def _take_coefficients(k: EtpCoefficients, sel: slice | IntArray) -> EtpCoeffici
         r1=k.r1[sel], r2=k.r2[sel], inv_ua=k.inv_ua[sel], inv_hm=k.inv_hm[sel],
         ka=k.ka[sel], km=k.km[sel], la=k.la[sel], lm=k.lm[sel],
     )  # fmt: skip
+
+
+#: The numeric fields of :class:`~transactive.weather.WeatherSample`.
+_WEATHER_FIELDS = tuple(f.name for f in fields(WeatherSample))
+
+
+class WeatherSamples(Protocol):
+    """Consecutive weather samples: a ``Sequence[WeatherSample]``, or a ``WeatherSeries``."""
+
+    def __len__(self) -> int:
+        """The number of samples."""
+        ...
+
+    def __getitem__(self, index: int) -> WeatherSample:
+        """Sample ``index``."""
+        ...
+
+
+def _weather_table(weather: WeatherSamples) -> dict[str, FloatArray]:
+    """The samples' fields as arrays (T,), every sample checked as a step checks one.
+
+    A sequence whose fields are already arrays of its length (a ``WeatherSeries``) is read
+    directly. Raises one ValidationError naming the field and the first bad sample of each.
+    """
+    problems = Problems(subject="weather")
+    steps = len(weather)
+    if steps == 0:
+        problems.add("weather", "needs at least one sample")
+        problems.raise_if_any()
+    table: dict[str, FloatArray] = {}
+    arrays = all(
+        isinstance(getattr(weather, name, None), np.ndarray)
+        and np.shape(getattr(weather, name)) == (steps,)
+        for name in _WEATHER_FIELDS
+    )
+    if arrays:
+        for name in _WEATHER_FIELDS:
+            table[name] = np.asarray(getattr(weather, name), dtype=np.float64)
+    else:
+        samples = [weather[k] for k in range(steps)]
+        wrong = [k for k, w in enumerate(samples) if not isinstance(w, WeatherSample)]
+        if wrong:
+            problems.add("weather", "must be WeatherSample items", tuple(wrong[:10]))
+            problems.raise_if_any()
+        for name in _WEATHER_FIELDS:
+            table[name] = np.array([float(getattr(w, name)) for w in samples])
+    for name, values in table.items():
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            problems.add(name, f"must be finite, got {values[bad[0]]} (sample {int(bad[0])})")
+        elif name in _NONNEGATIVE_WEATHER and bool(np.any(values < 0)):
+            first = int(np.flatnonzero(values < 0)[0])
+            problems.add(name, f"must be >= 0, got {values[first]} (sample {first})")
+    problems.raise_if_any()
+    return table
 
 
 # ---------------------------------------------------------------------------- population
@@ -858,6 +1048,13 @@ class HvacPopulation:
         Outdoor temperature assumed by :meth:`bid` until the first :meth:`step`.
     ids:
         One unique string per house (default ``hvac-0 ... hvac-(n-1)``).
+    kernel:
+        ``"numba"`` (default): the physics step, the interval bid and the response run as fused
+        numba kernels over the houses, on every core (:mod:`transactive.devices._hvac_kernels`);
+        ``"numpy"``: the vectorized numpy reference they are tested against. They agree bit for
+        bit where no switching time or on-time is solved and otherwise within the iterations'
+        tolerances (``tests/devices/test_hvac_kernels.py``). The attribute :attr:`kernel` may be
+        changed between calls.
 
     An empty population (every array of length 0) is valid.
 
@@ -903,6 +1100,7 @@ class HvacPopulation:
         on: npt.ArrayLike | None = None,
         outdoor_temperature_c: float = 25.0,
         ids: npt.ArrayLike | None = None,
+        kernel: str = "numba",
     ) -> None:
         f = _Fields("HVAC population")
         ua = f.array("ua_kw_per_k", ua_kw_per_k)
@@ -943,6 +1141,8 @@ class HvacPopulation:
             f.problems.add("outdoor_temperature_c", "must be a finite number")
         if solar_model not in SOLAR_MODELS:
             f.problems.add("solar_model", f"must be one of {SOLAR_MODELS}, got {solar_model!r}")
+        if kernel not in KERNELS:
+            f.problems.add("kernel", f"must be one of {KERNELS}, got {kernel!r}")
         for name, arr in (
             ("ua_kw_per_k", ua),
             ("mass_coupling_kw_per_k", hm),
@@ -1018,6 +1218,11 @@ class HvacPopulation:
         self.ramp_low = _readonly(k_low)
         self.ramp_high = _readonly(k_high)
         self._etp = EtpCoefficients.of(ua, hm, ca, cm)
+        self._kernel = kernel
+        # numpy's exp(r t) and expm1(r t) of both modes at the step and interval lengths used,
+        # for the kernels (they depend on the houses only, not on the state)
+        self._exp_cache: dict[tuple[str, float], tuple[FloatArray, FloatArray]] = {}
+        self._houses_arg: tuple[int, Any] | None = None  # (see _kernel_houses)
         self._cooling = mode_arr == COOLING
         # The band's uncomfortable and comfortable edges and the override hysteresis (the
         # thermostat's deadband, at most half the band), from read-only parameters: once.
@@ -1025,6 +1230,15 @@ class HvacPopulation:
             _readonly(np.where(self._cooling, tmax, tmin)),
             _readonly(np.where(self._cooling, tmin, tmax)),
             _readonly(np.minimum(deadband, 0.5 * (tmax - tmin))),
+        )
+        # Whether every house's band opens its deadbands (the edges under direct control, and
+        # the scheduled-on and -off pairs, as the kernels compute them): then only a plain
+        # deadband around the thermostat's setpoint can fail, and the step kernel checks that.
+        unc, comf, inward = self._edges[0], self._edges[1], mode_arr * self._edges[2]
+        self._bands_open = bool(
+            np.all(mode_arr * (unc - comf) > 0)
+            and np.all(mode_arr * ((comf + inward) - comf) > 0)
+            and np.all(mode_arr * (unc - (unc - inward)) > 0)
         )
         # state
         self.air_temperature_c = ta
@@ -1052,6 +1266,211 @@ class HvacPopulation:
     def ids(self) -> StrArray:
         """One stable id per house (read-only)."""
         return self._ids
+
+    @property
+    def kernel(self) -> str:
+        """``"numba"`` (the fused kernels) or ``"numpy"`` (the reference); see the constructor."""
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        self._kernel = checked_kernel(value, "HVAC population")
+
+    # ------------------------------------------------------------------ kernel arguments
+
+    def _standard_equipment(self) -> bool:
+        """Whether the equipment curves are this class's (a subclass may replace them)."""
+        cls = type(self)
+        return (
+            cls.thermal_capacity_kw is HvacPopulation.thermal_capacity_kw
+            and cls.cop is HvacPopulation.cop
+        )
+
+    def _inline_heat(self) -> bool:
+        """Whether the kernels may compute the heat flows themselves (this class's formulas)."""
+        return self._standard_equipment() and type(self)._heat_inputs is HvacPopulation._heat_inputs
+
+    def _kernel_houses(self, rows: IntArray | None = None) -> Any:
+        """The houses' parameters as the kernels take them (``_hvac_kernels.Houses``), or rows'.
+
+        Read-only parameters, fixed at construction like the ETP coefficients and the band's
+        edges: built once per population object (a deep copy builds its own: its arrays are
+        other objects).
+        """
+        if rows is None and self._houses_arg is not None and self._houses_arg[0] == id(self):
+            return self._houses_arg[1]
+        k = self._etp
+        unc, comf, hysteresis = self._edges
+        columns = (
+            k.r1, k.r2, k.inv_ua, k.inv_hm, k.ka, k.km, k.la, k.lm, self._cooling,
+            self.use_latent_heat, self.direction, self.cooling_capacity_kw,
+            self.heating_capacity_kw, self.cooling_cop, self.heating_cop, self.fan_power_kw,
+            self.fan_heatgain_fraction, self.latent_load_fraction, self.solar_heatgain_factor_m2,
+            self.solar_aperture_m2, self.internal_gain_kw, self.mass_internal_gain_fraction,
+            self.mass_solar_gain_fraction, self.ua_kw_per_k, self.air_capacity_kj_per_k,
+            self.deadband_c, self.setpoint_c, self.comfort_min_c, self.comfort_max_c,
+            self.ramp_low, self.ramp_high, unc, comf, hysteresis,
+        )  # fmt: skip
+        houses = _kernels().Houses(
+            *(_ro(c if rows is None else c[rows], c.dtype.type) for c in columns)
+        )
+        if rows is None:
+            self._houses_arg = (id(self), houses)
+        return houses
+
+    def _kernel_state(self) -> tuple[Any, Any] | None:
+        """The state and the heat accounts as the kernels take them, or None.
+
+        ``_hvac_kernels.State`` and the arrays of ``_hvac_kernels.ACCOUNTS``. State attributes
+        are public and may have been replaced by the caller; whatever the kernels cannot read
+        as it is (an array of another type or shape, accounts they cannot update in place)
+        takes the numpy reference path.
+        """
+        n = self._n
+        floats = [
+            state_column(a, n)
+            for a in (self.air_temperature_c, self.mass_temperature_c, self.duty_pu,
+                      self.thermostat_setpoint_c)
+        ]  # fmt: skip
+        flags = [_bool_column(self.on, n), _bool_column(self.guard_only, n)]
+        kern = _kernels()
+        accounts = tuple(getattr(self, name) for name in kern.ACCOUNTS)
+        in_place = all(
+            isinstance(a, np.ndarray) and state_column(a, n) is a and a.flags.writeable
+            for a in accounts
+        )
+        readable = [c for c in floats if c is not None]
+        booleans = [c for c in flags if c is not None]
+        if not in_place or len(readable) < len(floats) or len(booleans) < len(flags):
+            return None
+        air, mass, duty, setpoint = (_ro(c) for c in readable)
+        on, guard = (_ro(c, np.bool_) for c in booleans)
+        return kern.State(air, mass, on, duty, guard, setpoint), accounts
+
+    def _kernel_inputs(self) -> tuple[Any, Any] | None:
+        """:meth:`_kernel_state` where the kernels run: chosen, and houses to run; else None."""
+        return self._kernel_state() if self._kernel == "numba" and self._n > 0 else None
+
+    def _uses_kernels(self) -> bool:
+        """Whether the kernels run: chosen, houses to run, and a state they can read."""
+        return self._kernel_inputs() is not None
+
+    def _exponentials(self, kind: str, t_s: float) -> tuple[FloatArray, FloatArray]:
+        """The numpy ``exp(r t)`` (``kind="exp"``), ``m = expm1(r t)`` or ``m / r`` (``"m/r"``).
+
+        Of both modes; they depend on the houses only (cached, for the few step and interval
+        lengths in use). The kernels take them so that a house that switches nowhere follows
+        the numpy reference bit for bit.
+        """
+        key = (kind, float(t_s))
+        found = self._exp_cache.get(key)
+        if found is None:
+            k = self._etp
+            if kind == "exp":
+                found = (np.exp(k.r1 * key[1]), np.exp(k.r2 * key[1]))
+            elif kind == "expm1":
+                found = (np.expm1(k.r1 * key[1]), np.expm1(k.r2 * key[1]))
+            else:
+                m1, m2 = self._exponentials("expm1", key[1])
+                found = (m1 / k.r1, m2 / k.r2)
+            if len(self._exp_cache) >= 8:
+                self._exp_cache.pop(next(iter(self._exp_cache)))
+            self._exp_cache[key] = found
+        return found
+
+    def _step_exponentials(self, dt_s: float) -> tuple[FloatArray, ...]:
+        """A step's ``m = expm1(r dt)`` of both modes and ``m / r``, as the kernels take them."""
+        return tuple(
+            _ro(a) for a in (*self._exponentials("expm1", dt_s), *self._exponentials("m/r", dt_s))
+        )
+
+    def _latent_used(self) -> bool:
+        return bool(np.any(self.use_latent_heat & self._cooling))
+
+    def _check_humidity(self, relative_humidity: FloatArray, latent_used: bool) -> None:
+        """Refuse a humidity that is not a fraction where the latent load reads it."""
+        if not latent_used:
+            return
+        bad = np.flatnonzero(
+            ~(np.isfinite(relative_humidity) & (relative_humidity >= 0) & (relative_humidity <= 1))
+        )
+        if bad.size:
+            problems = Problems(subject="weather")
+            rh = float(relative_humidity[bad[0]])
+            where = "" if relative_humidity.size == 1 else f" (sample {int(bad[0])})"
+            problems.add(
+                "relative_humidity",
+                f"must be a fraction in [0, 1] for the latent cooling load, got {rh}{where}",
+            )
+            problems.raise_if_any()
+
+    def _weather(
+        self,
+        temperature_c: FloatArray,
+        relative_humidity: FloatArray,
+        flux_w_per_m2: FloatArray,
+        ghi_w_per_m2: FloatArray,
+        latent_used: bool,
+    ) -> Any:
+        """The kernels' weather of T steps (``_hvac_kernels.Weather``, arrays (T,)).
+
+        Cooling and heating capacity factor, cooling and heating COP divisor, ``1 + exp(4 - 10
+        RH)`` of :func:`sensible_heat_ratio` (by ``math.exp``, as that function), the mean wall
+        irradiance, the GHI and the outdoor temperature: the same numbers the numpy
+        :meth:`_heat_inputs` combines with each house's parameters.
+        """
+        t = np.asarray(temperature_c, dtype=np.float64)
+        humidity = (
+            [1.0 + math.exp(4.0 - 10.0 * float(rh)) for rh in relative_humidity]
+            if latent_used
+            else np.zeros(t.size)
+        )
+        return _kernels().Weather(
+            *(
+                _ro(a)
+                for a in (
+                    cooling_capacity_factor(t), heating_capacity_factor(t),
+                    _cooling_cop_divisor(t), _heating_cop_divisor(t),
+                    humidity, flux_w_per_m2, ghi_w_per_m2, t,
+                )
+            )
+        )  # fmt: skip
+
+    def _step_weather(self, weather: WeatherSample, latent_used: bool) -> Any:
+        """:meth:`_weather` of one sample; refuses a bad humidity first."""
+        rh = float(weather.relative_humidity)
+        self._check_humidity(np.array([rh]), latent_used)
+        flux = float(np.mean(wall_irradiance_w_per_m2(weather, self.solar_model)))
+        return self._weather(
+            np.array([float(weather.temperature_c)]), np.array([rh]), np.array([flux]),
+            np.array([float(weather.ghi_w_per_m2)]), latent_used,
+        )  # fmt: skip
+
+    def _step_heat(self, weather: WeatherSample) -> tuple[Any, bool, Any, HeatInputs | None]:
+        """The kernels' ``weather``, ``latent_used`` and ``heat`` arguments for one sample.
+
+        This class's heat flows are computed inside the kernels (``heat`` has no columns, and
+        no :class:`HeatInputs` is returned); a subclass's own (:meth:`_heat_inputs`, returned
+        too) are passed in, with the outdoor temperature alone as the weather.
+        """
+        if self._inline_heat():
+            latent_used = self._latent_used()
+            empty = _ro(np.zeros(0))
+            conditions = self._step_weather(weather, latent_used)
+            return conditions, latent_used, _kernels().Heat(*([empty] * 7)), None
+        t = np.array([float(weather.temperature_c)])
+        zero = np.zeros(1)
+        heat = self._heat_inputs(weather)
+        return self._weather(t, zero, zero, zero, False), False, self._kernel_heat(heat), heat
+
+    @staticmethod
+    def _kernel_heat(heat: HeatInputs, rows: IntArray | None = None) -> Any:
+        """``heat`` (or its ``rows``) as the kernels take it (``_hvac_kernels.Heat``)."""
+        columns = (
+            heat.q_air_kw, heat.q_mass_kw, heat.q_on_kw, heat.electric_on_kw,
+            heat.internal_gain_kw + heat.solar_gain_kw, heat.latent_on_kw, heat.fan_on_kw,
+        )  # fmt: skip
+        return _kernels().Heat(*(_ro(c if rows is None else c[rows]) for c in columns))
 
     def _constructor_arguments(self) -> dict[str, Any]:
         """Every :meth:`__init__` argument, reproducing these houses' parameters and state.
@@ -1095,6 +1514,7 @@ class HvacPopulation:
             "on": self.on.copy(),
             "outdoor_temperature_c": self.outdoor_temperature_c,
             "ids": self.ids,
+            "kernel": self.kernel,
         }
 
     # ------------------------------------------------------------------ GridLAB-D houses
@@ -1485,6 +1905,9 @@ class HvacPopulation:
         schedule :meth:`respond` sets (see the class docstring). The curves carry :attr:`ids`.
         """
         stats, interval = _check_bid_args(price_stats, interval, weather)
+        if self._uses_kernels():
+            self._plan = self._interval_plan_kernel(stats, interval, weather, None, None, self.ids)
+            return self._plan.curves
         unc, comf, _ = self._band_edges_c(slice(None))
         setpoints = _band_setpoints_c(self.setpoint_c, comf, unc)
         column = (slice(None), None)
@@ -1521,6 +1944,10 @@ class HvacPopulation:
         form, :func:`transactive.devices.ramp._setpoint_on_times_s`), within the must-run and
         the can-run on-time. Shared with the heat pump's agent.
         """
+        if self._uses_kernels():
+            return self._interval_plan_kernel(
+                stats, interval, weather, point_setpoint_c, point_price, ids
+            )
         heat = self._heat_inputs(weather)
         outdoor = float(weather.temperature_c)
         duration = float(interval.duration_s)
@@ -1551,6 +1978,67 @@ class HvacPopulation:
             price, p_on[:, None] * run_points / duration, p_on * run_lo / duration,
             stats.price_cap_per_kwh, ids,
         )  # fmt: skip
+        return _IntervalPlan(
+            interval=interval, curves=curves, stats=stats, heat=heat, outdoor_c=outdoor,
+            air_c=ta, mass_c=tm, on=on, tau_lo_s=tau_lo, tau_hi_s=tau_hi,
+            run_lo_s=run_lo, run_hi_s=run_hi, linear=linear,
+        )  # fmt: skip
+
+    def _interval_plan_kernel(
+        self,
+        stats: PriceStats,
+        interval: MarketInterval,
+        weather: WeatherSample,
+        point_setpoint_c: FloatArray | None,
+        point_price: FloatArray | None,
+        ids: npt.NDArray[np.str_],
+    ) -> _IntervalPlan:
+        """:meth:`_interval_plan` by one kernel pass; dry runs only for the houses that need one.
+
+        The kernel predicts every house (``_hvac_kernels.interval_plan``: on-time bounds,
+        setpoints' on-times, curve breakpoints), with this class's heat flows computed inside
+        it (a subclass's passed in) and, when no points are given, :meth:`bid`'s ramp points
+        too; a house that cannot hold its band without overrides (not ``linear``) then bids the
+        must-run power of a dry run, as in the numpy reference.
+        """
+        n = self._n
+        outdoor = float(weather.temperature_c)
+        duration = float(interval.duration_s)
+        conditions, latent_used, given, computed = self._step_heat(weather)
+        out_heat = tuple(np.empty(n if computed is None else 0) for _ in range(6))
+        ta, tm, on = self.air_temperature_c.copy(), self.mass_temperature_c.copy(), self.on.copy()
+        if point_setpoint_c is None or point_price is None:
+            j_count = len(BID_SETPOINT_SHARES)
+            points = (_ro(np.zeros((0, 0))), _ro(np.zeros((0, 0))))
+        else:
+            j_count = point_setpoint_c.shape[1]
+            points = (_ro(point_setpoint_c), _ro(point_price))
+        bounds = (np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+        linear = np.empty(n, dtype=bool)
+        prices = np.empty((n, j_count + 2))
+        powers = np.empty((n, j_count + 2))
+        _kernels().interval_plan(
+            self._kernel_houses(), _ro(ta), _ro(tm), given, conditions, latent_used, duration,
+            tuple(_ro(e) for e in self._exponentials("exp", duration)), points,
+            _ro(np.asarray(BID_SETPOINT_SHARES, dtype=np.float64)),
+            (float(stats.price_floor_per_kwh), float(stats.price_cap_per_kwh),
+             float(stats.mean_per_kwh), float(stats.std_per_kwh)),
+            (_BAND_MARGIN_C, _ON_TIME_TOLERANCE_S, _SETPOINT_TOLERANCE_S, _NEWTON_STEPS),
+            bounds, linear, prices, powers, out_heat,
+        )  # fmt: skip
+        heat = _heat_from_rows(self, out_heat) if computed is None else computed
+        tau_lo, tau_hi, run_lo, run_hi = bounds
+        dry = np.flatnonzero(~linear)
+        if dry.size:
+            run = self._scheduled_run_s(
+                dry, ta[dry], tm[dry], on[dry], heat, outdoor, interval, tau_lo[dry]
+            )
+            # tau_lo = tau_hi here (the band cannot be held), and the reference's "never bid
+            # a curve that rises" (run_lo > run_hi) cannot apply: run_lo = run_hi
+            run_lo[dry] = run
+            run_hi[dry] = run
+            powers[dry, : j_count + 1] = (heat.electric_on_kw[dry] * run / duration)[:, None]
+        curves = BidCurves._trusted(prices, powers, ids)
         return _IntervalPlan(
             interval=interval, curves=curves, stats=stats, heat=heat, outdoor_c=outdoor,
             air_c=ta, mass_c=tm, on=on, tau_lo_s=tau_lo, tau_hi_s=tau_hi,
@@ -1613,6 +2101,15 @@ class HvacPopulation:
         """
         price, power = self._follow(self._plan, clearing_price, marginal_fill, "HVAC")
         assert self._plan is not None
+        if self._kernel == "numba" and self._n:
+            setpoint = np.empty(self._n)
+            _kernels().ramp_setpoints(
+                self._kernel_houses(), _ro(np.atleast_1d(price)),
+                float(self._plan.stats.mean_per_kwh), float(self._plan.stats.std_per_kwh),
+                setpoint,
+            )  # fmt: skip
+            self.thermostat_setpoint_c = setpoint
+            return power
         self.thermostat_setpoint_c = ramp_setpoint(
             np.broadcast_to(price, (self._n,)),
             self.setpoint_c,
@@ -1637,6 +2134,8 @@ class HvacPopulation:
 
         Returns the checked price and the power; shared with the heat pump's agent.
         """
+        if plan is not None and self._kernel == "numba" and self._n:
+            return self._follow_kernel(plan, clearing_price, marginal_fill)
         price, power = _power_on_curve(
             None if plan is None else plan.curves, kind, clearing_price, marginal_fill, self._n
         )
@@ -1645,12 +2144,37 @@ class HvacPopulation:
         p_on = plan.heat.electric_on_kw
         with np.errstate(divide="ignore", invalid="ignore"):
             target = np.where(p_on > 0, power * duration / p_on, 0.0)
-        tau = self._on_time_for_s(plan, target)
-        start = float(plan.interval.start_s)
-        self._schedule = _Schedule(start, start + tau, float(plan.interval.end_s))
-        self.on = tau > 0
-        self.duty_pu = np.ones(self._n)
-        self.guard_only = np.zeros(self._n, dtype=bool)
+        self._set_schedule(plan, self._on_time_for_s(plan, target))
+        return price, power
+
+    def _follow_kernel(
+        self,
+        plan: _IntervalPlan,
+        clearing_price: float | npt.ArrayLike,
+        marginal_fill: float | npt.ArrayLike,
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`_follow` by one kernel pass; bisection on dry runs only where the reference.
+
+        The kernel reads every house's power off its curve and classifies its on-time as
+        :func:`transactive.devices.ramp._on_time_for_s` does; the marginal houses it cannot
+        answer in closed form are solved by that very function on their dry runs.
+        """
+        n = self._n
+        price, fill = _price_and_fill(clearing_price, marginal_fill, n)
+        duration = float(plan.interval.duration_s)
+        power = np.empty(n)
+        tau = np.empty(n)
+        refine = np.empty(n, dtype=bool)
+        bounds = (_ro(plan.tau_lo_s), _ro(plan.tau_hi_s), _ro(plan.run_lo_s), _ro(plan.run_hi_s))
+        _kernels().respond(
+            _ro(plan.curves.price_per_kwh), _ro(plan.curves.power_kw), _ro(np.atleast_1d(price)),
+            _ro(np.atleast_1d(fill)), _ro(plan.heat.electric_on_kw), duration, bounds,
+            _ro(plan.linear, np.bool_), power, tau, refine,
+        )  # fmt: skip
+        rows = np.flatnonzero(refine)
+        if rows.size:
+            tau[rows] = self._on_time_for_s(plan, tau[rows], rows)
+        self._set_schedule(plan, tau)
         return price, power
 
     def _band_edges_c(self, sel: slice | IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -1784,6 +2308,8 @@ class HvacPopulation:
         A dry run of :meth:`step`'s policy (no state changes): what a house following the
         schedule draws, band overrides included.
         """
+        if not isinstance(sel, slice) and self._uses_kernels():
+            return self._dry_run_kernel(sel, ta, tm, on, heat, outdoor_c, interval, tau_s)
         start = float(interval.start_s)
         schedule = _Schedule(start, np.full(self._n, np.nan), float(interval.end_s))
         schedule.switch_s[sel] = start + tau_s
@@ -1794,19 +2320,60 @@ class HvacPopulation:
         )  # fmt: skip
         return run_s
 
-    def _on_time_for_s(self, plan: _IntervalPlan, target_s: FloatArray) -> FloatArray:
-        """The scheduled on-time under which each house runs ``target_s`` (on the bid's model)."""
+    def _dry_run_kernel(
+        self,
+        rows: IntArray,
+        ta: FloatArray,
+        tm: FloatArray,
+        on: BoolArray,
+        heat: HeatInputs,
+        outdoor_c: float,
+        interval: MarketInterval,
+        tau_s: FloatArray,
+    ) -> FloatArray:
+        """:meth:`_scheduled_run_s` by the step kernel on the houses ``rows`` (no accounts)."""
+        m = rows.size
+        if m == 0:
+            return np.zeros(0)
+        start = float(interval.start_s)
+        run = np.empty(m)
+        bad = _kernels().dry_runs(
+            self._kernel_houses(rows), self._kernel_heat(heat, rows), _ro(ta), _ro(tm),
+            _ro(on, np.bool_), _ro(self.thermostat_setpoint_c[rows]), float(outdoor_c), start,
+            float(interval.duration_s), _ro(start + tau_s), float(interval.end_s), run,
+        )  # fmt: skip
+        if bad:
+            self._refuse_deadband(run, rows)
+        return run
+
+    def _on_time_for_s(
+        self, plan: _IntervalPlan, target_s: FloatArray, rows: IntArray | None = None
+    ) -> FloatArray:
+        """The scheduled on-time under which each house runs ``target_s`` (on the bid's model).
+
+        Of every house, or of the houses ``rows`` (``target_s`` theirs).
+        """
+        at: slice | IntArray = slice(None) if rows is None else rows
 
         def dry_run(index: IntArray, tau: FloatArray) -> FloatArray:
+            houses = index if rows is None else rows[index]
             return self._scheduled_run_s(
-                index, plan.air_c[index], plan.mass_c[index], plan.on[index],
+                houses, plan.air_c[houses], plan.mass_c[houses], plan.on[houses],
                 plan.heat, plan.outdoor_c, plan.interval, tau,
             )  # fmt: skip
 
         return _on_time_for_s(
-            target_s, plan.tau_lo_s, plan.tau_hi_s, plan.run_lo_s, plan.run_hi_s, dry_run,
-            linear=plan.linear, tolerance_s=_ROOT_TOLERANCE_S,
+            target_s, plan.tau_lo_s[at], plan.tau_hi_s[at], plan.run_lo_s[at],
+            plan.run_hi_s[at], dry_run, linear=plan.linear[at], tolerance_s=_ROOT_TOLERANCE_S,
         )  # fmt: skip
+
+    def _set_schedule(self, plan: _IntervalPlan, tau_s: FloatArray) -> None:
+        """Follow ``plan``'s interval on the scheduled on-times ``tau_s`` (every house)."""
+        start = float(plan.interval.start_s)
+        self._schedule = _Schedule(start, start + tau_s, float(plan.interval.end_s))
+        self.on = tau_s > 0
+        self.duty_pu = np.ones(self._n)
+        self.guard_only = np.zeros(self._n, dtype=bool)
 
     def command(self, on: npt.ArrayLike) -> None:
         """Direct load control: switch each HVAC on (``True``/1) or off (``False``/0).
@@ -1866,6 +2433,14 @@ class HvacPopulation:
         """
         t_out = float(weather.temperature_c)
         rh = float(weather.relative_humidity)
+        if self._kernel == "numba" and self._standard_equipment() and self._n:
+            latent_used = self._latent_used()
+            rows = tuple(np.empty(self._n) for _ in range(6))
+            kern = _kernels()
+            kern.heat_inputs(
+                self._kernel_houses(), self._step_weather(weather, latent_used), latent_used, *rows
+            )
+            return _heat_from_rows(self, rows)
         latent_used = bool(np.any(self.use_latent_heat & self._cooling))
         if latent_used and not (math.isfinite(rh) and 0.0 <= rh <= 1.0):
             problems = Problems(subject="weather")
@@ -2014,6 +2589,9 @@ class HvacPopulation:
         """
         t0, dt = _checked_time_step(time_s, dt_s)
         _check_weather(weather)
+        inputs = self._kernel_inputs()
+        if inputs is not None:
+            return self._step_kernel(t0, dt, weather, inputs)
         t_out = float(weather.temperature_c)
         self.outdoor_temperature_c = t_out
         heat = self._heat_inputs(weather)
@@ -2040,6 +2618,160 @@ class HvacPopulation:
         # A house that is off (or that the thermostat switched) runs at full output when next on.
         self.duty_pu = np.where(on & was_on, duty, 1.0)
         return StepResult(power_kw=energy * _SECONDS_PER_HOUR / dt, energy_kwh=energy, ids=self.ids)
+
+    def _no_switch(self) -> FloatArray:
+        """A switch time per house for a step under no schedule (the kernels do not read it)."""
+        found: FloatArray | None = getattr(self, "_no_switch_s", None)
+        if found is None or found.size != self._n:
+            found = np.zeros(self._n)
+            self._no_switch_s = found
+        return found
+
+    def _schedule_arguments(self) -> tuple[bool, bool, float, FloatArray, float]:
+        """``scheduled, any_follows, begin, switch, finish`` of the kernels for the schedule."""
+        schedule = self._schedule
+        if schedule is None:
+            return False, False, 0.0, self._no_switch(), 0.0
+        follows = not bool(self.guard_only.all())  # the houses not under direct control
+        return True, follows, float(schedule.start_s), schedule.switch_s, float(schedule.end_s)
+
+    @staticmethod
+    def _refuse_deadband(marked: FloatArray, rows: IntArray | None = None) -> None:
+        """The reference's error for thresholds that open no deadband (the kernels mark NaN).
+
+        ``marked`` is a kernel's output with NaN for those houses (of ``rows``, if given).
+        """
+        bad = np.flatnonzero(np.isnan(marked))
+        houses = bad if rows is None else rows[bad]
+        raise ValueError(
+            f"etp_advance: houses {houses[:10].tolist()} have switch_on_c not above switch_off_c "
+            "(in their direction): a thermostat needs a positive deadband"
+        )
+
+    def _step_kernel(
+        self, t0: int, dt: int, weather: WeatherSample, inputs: tuple[Any, Any]
+    ) -> StepResult:
+        """:meth:`step` by the fused kernel (physics, meters and accounts in one pass)."""
+        n = self._n
+        state, accounts = inputs
+        self.outdoor_temperature_c = float(weather.temperature_c)
+        conditions, latent_used, heat, _ = self._step_heat(weather)
+        scheduled, follows, begin, switch, finish = self._schedule_arguments()
+        out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+        out_on = np.empty(n, dtype=bool)
+        bad = _kernels().step_houses(
+            self._kernel_houses(), conditions, latent_used, heat, state, float(t0), float(dt),
+            scheduled, follows, begin, _ro(switch), finish, self._bands_open,
+            self._step_exponentials(float(dt)), accounts, out, out_on,
+        )  # fmt: skip
+        if bad:
+            self._refuse_deadband(out[0])
+        self.air_temperature_c, self.mass_temperature_c, energy, self.duty_pu = out
+        self.on = out_on
+        if self._schedule is not None and t0 + dt >= self._schedule.end_s:
+            self._schedule = None  # the responded interval is over: the thermostat governs
+        return StepResult(power_kw=energy * _SECONDS_PER_HOUR / dt, energy_kwh=energy, ids=self.ids)
+
+    def step_many(
+        self,
+        time_s: int,
+        dt_s: int,
+        weather: WeatherSamples,
+        *,
+        record: bool = False,
+    ) -> StepSeries:
+        """``len(weather)`` consecutive :meth:`step` calls in one: from ``time_s``, ``dt_s`` each.
+
+        Step ``k`` covers ``[time_s + k dt_s, time_s + (k + 1) dt_s)`` under ``weather[k]``;
+        the houses end in the state, and with the accounts, those steps give them (a responded
+        schedule is followed and ends as in :meth:`step`). With the numba kernel and this
+        class's equipment every house is advanced through all the steps by one kernel call
+        (the houses split over the cores), without a Python call per step; otherwise it is a
+        loop over :meth:`step`. ``weather`` is any sequence of samples; one whose fields are
+        arrays (:class:`transactive.data.weather_tmy.WeatherSeries`) is read as arrays. Every
+        sample is checked before anything changes. ``record=True`` also keeps each step's
+        energy per house and each house's air temperature at each step's end (T, N).
+        """
+        t0, dt = _checked_time_step(time_s, dt_s)
+        table = _weather_table(weather)
+        steps = table["temperature_c"].size
+        n = self._n
+        latent_used = self._latent_used()
+        self._check_humidity(table["relative_humidity"], latent_used)
+        inputs = self._kernel_inputs()
+        if inputs is None or not self._inline_heat():
+            return self._step_many_loop(t0, dt, weather, record)
+        state, accounts = inputs
+        flux = _mean_wall_irradiance_w_per_m2(
+            table["solar_zenith_deg"], table["solar_azimuth_deg"], table["dni_w_per_m2"],
+            table["dhi_w_per_m2"], table["ghi_w_per_m2"], self.solar_model,
+        )  # fmt: skip
+        conditions = self._weather(
+            table["temperature_c"], table["relative_humidity"], flux, table["ghi_w_per_m2"],
+            latent_used,
+        )  # fmt: skip
+        scheduled, follows, begin, switch, finish = self._schedule_arguments()
+        scheduled_steps = 0
+        if scheduled:  # the steps up to the one that reaches the interval's end follow it
+            while scheduled_steps < steps and t0 + (scheduled_steps + 1) * dt < finish:
+                scheduled_steps += 1
+            scheduled_steps = min(steps, scheduled_steps + 1)
+        kern = _kernels()
+        chunks = max(1, min(n, kern.numba.get_num_threads()))
+        out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+        out_on = np.empty(n, dtype=bool)
+        out_accounts = tuple(np.empty(n) for _ in range(6))
+        step_energy = np.zeros((chunks, steps))
+        shape = (steps, n) if record else (0, 0)
+        record_energy, record_air = np.empty(shape), np.empty(shape)
+        bad = kern.step_many_houses(
+            self._kernel_houses(), conditions, latent_used, state, float(t0), float(dt),
+            scheduled_steps, follows, begin, _ro(switch), finish,
+            self._step_exponentials(float(dt)), tuple(_ro(a) for a in accounts), chunks, out,
+            out_on, out_accounts, step_energy, record, record_energy, record_air,
+        )  # fmt: skip
+        if bad:
+            self._refuse_deadband(out[0])
+        self.outdoor_temperature_c = float(table["temperature_c"][-1])
+        self.air_temperature_c, self.mass_temperature_c, energy, self.duty_pu = out
+        self.on = out_on
+        for account, value in zip(accounts, out_accounts, strict=True):
+            account[...] = value  # in place, as step's +=
+        if scheduled_steps and t0 + scheduled_steps * dt >= finish:
+            self._schedule = None
+        return StepSeries(
+            dt_s=dt,
+            energy_kwh=energy,
+            total_power_kw=step_energy.sum(axis=0) * _SECONDS_PER_HOUR / dt,
+            step_energy_kwh=record_energy if record else None,
+            step_air_temperature_c=record_air if record else None,
+            ids=self.ids,
+        )
+
+    def _step_many_loop(
+        self, t0: int, dt: int, weather: WeatherSamples, record: bool
+    ) -> StepSeries:
+        """:meth:`step_many` as a loop over :meth:`step` (the reference, and a subclass)."""
+        steps = len(weather)
+        energy = np.zeros(self._n)
+        power = np.zeros(steps)
+        record_energy = np.empty((steps, self._n)) if record else None
+        record_air = np.empty((steps, self._n)) if record else None
+        for k in range(steps):
+            res = self.step(t0 + k * dt, dt, weather[k])
+            energy += res.energy_kwh
+            power[k] = float(np.sum(res.power_kw))
+            if record_energy is not None and record_air is not None:
+                record_energy[k] = res.energy_kwh
+                record_air[k] = self.air_temperature_c
+        return StepSeries(
+            dt_s=dt,
+            energy_kwh=energy,
+            total_power_kw=power,
+            step_energy_kwh=record_energy,
+            step_air_temperature_c=record_air,
+            ids=self.ids,
+        )
 
     def stored_heat_kwh(self) -> FloatArray:
         """Heat stored relative to 0 °C: ``Ca Ta + Cm Tm`` in kWh (for energy balances)."""

@@ -366,8 +366,12 @@ def _on_time_for_s(
     form), so a target in ``[run_lo, run_hi]`` is its own schedule. Any other marginal device's
     (``target`` strictly between ``0`` and ``run_lo``, or between ``run_lo`` and ``run_hi``
     without the flag) is found by bisection on ``dry_run(index, tau) -> run``, which runs the
-    devices ``index`` on schedules ``tau``: the run is continuous and non-decreasing in the
-    scheduled on-time. The loop stops when every bracket is below ``tolerance_s``;
+    devices ``index`` on schedules ``tau``: the run is continuous and, above the must-run,
+    non-decreasing in the scheduled on-time. Below it a device scheduled for less can draw more
+    (its band's override runs a whole deadband); one that draws at least ``run_lo`` even with
+    no scheduled on-time runs its must-run schedule, the least it can draw, and a device
+    rationed below what it can draw thus draws between its allocation and its must-run. The
+    loop stops when every bracket is below ``tolerance_s``;
     ``max_halvings`` halvings of a bracket of at most one interval get there for any interval
     up to ~3e11 s, so it is a bound that is never reached, not a cap.
     """
@@ -375,12 +379,25 @@ def _on_time_for_s(
     at_hi = target_s >= run_hi_s - tol
     at_lo = np.abs(target_s - run_lo_s) <= tol
     upper = ~at_hi & ~at_lo & (target_s > run_lo_s)
-    lower = ~at_hi & ~at_lo & ~upper & (target_s > tol)
+    below = ~at_hi & ~at_lo & ~upper  # under the must-run, none included
+    lower = below & (target_s > tol)
     tau = np.where(at_hi, tau_hi_s, np.where(at_lo, tau_lo_s, 0.0))
     if linear is not None:
         exact = upper & linear
         tau = np.where(exact, target_s, tau)
         upper = upper & ~linear
+    under = np.flatnonzero(below)
+    if under.size:
+        # Below the must-run the run need not rise with the schedule: a device scheduled for
+        # less (or none) reaches its band's edge, and the override runs a whole deadband,
+        # which can draw more than the must-run schedule would. Where even no scheduled
+        # on-time draws the must-run or more, the must-run schedule is the least the device
+        # can draw: it runs that (the rest of the allocation is a deviation the meter shows).
+        # Elsewhere the run is bracketed by no on-time and the must-run: bisection.
+        unscheduled_run = dry_run(under, np.zeros(under.size))
+        floor = under[unscheduled_run >= run_lo_s[under]]
+        tau[floor] = tau_lo_s[floor]
+        lower[floor] = False
     refine = np.flatnonzero(upper | lower)
     if refine.size:
         a = np.where(upper[refine], tau_lo_s[refine], 0.0)
