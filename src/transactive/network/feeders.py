@@ -56,8 +56,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
+import importlib.metadata
 import json
 import re
+import sys
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -69,6 +72,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from transactive._cache import cached_build
 from transactive.errors import Problems
 
 __all__ = [
@@ -458,8 +462,27 @@ def _load_builtin(name: str) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _built_builtin(name: str, build: Callable[[], Any]) -> Any:
-    """The net ``build()`` makes, kept per name and builder (never handed out: see above)."""
-    return build()
+    """The net ``build()`` makes, kept per name and builder (never handed out: see above).
+
+    Across processes it is kept in the user's cache (:func:`transactive._cache.cached_build`:
+    2.5 s of importing ``pandapower.networks`` and parsing become a 13 ms unpickling), keyed
+    by the builder's code and the versions of what builds the net.
+    """
+    return cached_build("feeders", f"{name}-{_build_key(build)}", build)
+
+
+def _build_key(build: Callable[..., Any]) -> str:
+    """What a built net depends on: the builder's code and the packages' and Python's versions."""
+    code = getattr(build, "__code__", None)
+    digest = hashlib.sha256(
+        repr((getattr(build, "__qualname__", repr(build)), code and code.co_code,
+              code and code.co_consts, code and code.co_names)).encode()
+    ).hexdigest()[:16]  # fmt: skip
+    versions = "-".join(
+        f"{package}{importlib.metadata.version(package)}"
+        for package in ("pandapower", "pandas", "numpy", "simbench")
+    )
+    return f"{digest}-{versions}-py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def _load_simbench(code: str) -> Any:
@@ -469,6 +492,13 @@ def _load_simbench(code: str) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _parsed_simbench(code: str) -> Any:
+    """The SimBench grid of ``code``, kept in the user's cache as the built-in nets are."""
+    return cached_build(
+        "feeders", f"simbench-{code}-{_build_key(_simbench_net)}", lambda: _simbench_net(code)
+    )
+
+
+def _simbench_net(code: str) -> Any:
     import simbench  # noqa: PLC0415
 
     try:

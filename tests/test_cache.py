@@ -1,0 +1,130 @@
+"""The on-disk cache of slow, unchanging builds (``transactive._cache``) and the feeders on it."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transactive import _cache
+from transactive.network import feeders, load_feeder, run_powerflow
+
+
+class _Counter:
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> object:
+        self.calls += 1
+        return self.value
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRANSACTIVE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_build_is_made_once_then_read_back_as_a_new_object(cache: Path) -> None:
+    build = _Counter({"a": [1, 2, 3]})
+    first = _cache.cached_build("things", "k-1", build)
+    second = _cache.cached_build("things", "k-1", build)
+    assert build.calls == 1
+    assert first == second == {"a": [1, 2, 3]}
+    assert second is not first
+    assert (cache / "things" / "k-1.pkl").is_file()
+    # another key is another build
+    _cache.cached_build("things", "k-2", build)
+    assert build.calls == 2
+    assert not list((cache / "things").glob("*.tmp"))
+
+
+def test_the_key_becomes_a_safe_file_name(cache: Path) -> None:
+    _cache.cached_build("things", "../a b/c", _Counter(1))
+    assert [p.name for p in (cache / "things").iterdir()] == [".._a_b_c.pkl"]
+
+
+def test_off_builds_every_time_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRANSACTIVE_CACHE_DIR", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    build = _Counter(5)
+    assert _cache.cached_build("things", "k", build) == 5
+    assert _cache.cached_build("things", "k", build) == 5
+    assert build.calls == 2
+    assert _cache.cache_dir() is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_empty_setting_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSACTIVE_CACHE_DIR", "  ")
+    with pytest.raises(ValueError, match="TRANSACTIVE_CACHE_DIR"):
+        _cache.cached_build("things", "k", _Counter(1))
+
+
+def test_the_default_directory_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRANSACTIVE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _cache.cache_dir() == tmp_path / "transactive"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert _cache.cache_dir() == Path.home() / ".cache" / "transactive"
+
+
+def test_an_unreadable_file_is_built_again_and_replaced(cache: Path) -> None:
+    path = cache / "things" / "k.pkl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a pickle")
+    build = _Counter([4, 5])
+    assert _cache.cached_build("things", "k", build) == [4, 5]
+    assert build.calls == 1
+    assert pickle.loads(path.read_bytes()) == [4, 5]
+
+
+def test_a_directory_that_cannot_be_written_only_costs_the_time(cache: Path) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("a file where the directory should be")
+    build = _Counter(7)
+    assert _cache.cached_build("things", "k", build) == 7
+    assert _cache.cached_build("things", "k", build) == 7
+    assert build.calls == 2
+
+
+def test_an_unpicklable_build_is_returned_and_not_kept(cache: Path) -> None:
+    value = lambda: None  # noqa: E731  (a lambda does not pickle)
+    build = _Counter(value)
+    assert _cache.cached_build("things", "k", build) is value
+    assert not list((cache / "things").glob("*"))
+
+
+def test_a_feeder_read_from_the_cache_is_the_built_one(cache: Path) -> None:
+    feeders._built_builtin.cache_clear()
+    try:
+        built = load_feeder("case33bw")
+        files = list((cache / "feeders").glob("case33bw-*.pkl"))
+        assert len(files) == 1
+        assert "pandapower" in files[0].name
+        feeders._built_builtin.cache_clear()  # a new process: the net comes from the file
+        cached = load_feeder("case33bw")
+    finally:
+        feeders._built_builtin.cache_clear()
+    assert cached.net is not built.net
+    for name in ("node_bus", "branch_from", "branch_to", "branch_r_pu", "branch_x_pu", "net_p_kw"):
+        np.testing.assert_array_equal(getattr(cached, name), getattr(built, name))
+    a, b = run_powerflow(built), run_powerflow(cached)
+    np.testing.assert_array_equal(a.vm_pu, b.vm_pu)  # Baran & Wu's base case, to the last bit
+    assert float(a.vm_pu.min()) == pytest.approx(0.9131, abs=1e-4)
+
+
+def test_the_build_key_changes_with_the_builder() -> None:
+    def one() -> int:
+        return 1
+
+    def two() -> int:
+        return 2
+
+    assert feeders._build_key(one) != feeders._build_key(two)
+    assert feeders._build_key(one) == feeders._build_key(one)
