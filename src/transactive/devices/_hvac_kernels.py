@@ -64,7 +64,7 @@ from typing import Any, NamedTuple, cast
 import numba
 import numpy as np
 
-from transactive.devices._kernels import inline, jit, loop, power_at_row
+from transactive.devices._kernels import heavy_loop, inline, jit, loop, power_at_row
 
 __all__: list[str] = []
 
@@ -726,7 +726,7 @@ def heat_inputs(
 # ---------------------------------------------------------------------------- physics steps
 
 
-@loop
+@heavy_loop
 def step_houses(
     houses: Any,
     weather: Any,
@@ -902,7 +902,7 @@ def step_many_houses(
     return bad
 
 
-@loop
+@heavy_loop
 def dry_runs(
     houses: Any,
     heat: Any,
@@ -1104,7 +1104,7 @@ def _bid_point(houses: Any, i: int, share: float, mean: float, std: float) -> tu
     return t, mean + h.direction[i] * (t - sp) * k * std / half
 
 
-@loop
+@heavy_loop
 def interval_plan(
     houses: Any,
     ta: Any,

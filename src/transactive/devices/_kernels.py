@@ -162,18 +162,26 @@ def inline(function: _F) -> _F:
 #: tank); kernels that only stream arrays are :func:`jit` loops on one core.
 PARALLEL_MIN_ELEMENTS = 500_000
 
+#: The same for kernels doing a hundred nanoseconds or more of work per device (the HVAC's ETP
+#: step and interval plan, the water heater's tank): a second core halves a call of this many
+#: devices, a millisecond and more, so a wake-up delay is paid back (measured in
+#: ``benchmarks/bench_devices_hvac.py --threshold``). Never above :data:`PARALLEL_MIN_ELEMENTS`.
+HEAVY_PARALLEL_MIN_ELEMENTS = 20_000
+
 
 class _Loop:
     """A kernel compiled twice: on one core, and with its ``prange`` loop over every core.
 
     Called like the kernel; picks the parallel one when the longest axis of its array arguments
     (the number of devices: a curve array is ``(N, K)``, a column array ``(K, N)``) has at least
-    :data:`PARALLEL_MIN_ELEMENTS` elements. Both compile lazily, on their first call.
+    ``parallel_min_elements`` elements (or :data:`PARALLEL_MIN_ELEMENTS`, if smaller: tests set
+    it to 1 to run every parallel build). Both compile lazily, on their first call.
     """
 
-    def __init__(self, function: Callable[..., Any]) -> None:
+    def __init__(self, function: Callable[..., Any], parallel_min_elements: int) -> None:
         numba = _numba()
         self.py_func = function
+        self.parallel_min_elements = parallel_min_elements
         self.serial = numba.njit(**_OPTIONS)(function)
         # numba names a cached kernel by its module, qualified name and line, not by its
         # options: the parallel build gets a copy of the function under a name of its own, or
@@ -189,13 +197,19 @@ class _Loop:
 
     def __call__(self, *args: Any) -> Any:
         size = max((max(a.shape, default=1) for a in args if isinstance(a, np.ndarray)), default=0)
-        kernel = self.parallel if size >= PARALLEL_MIN_ELEMENTS else self.serial
+        threshold = min(self.parallel_min_elements, PARALLEL_MIN_ELEMENTS)
+        kernel = self.parallel if size >= threshold else self.serial
         return kernel(*args)
 
 
 def loop(function: _F) -> _F:
     """A kernel whose loop over the devices is a ``numba.prange``: parallel on large arrays."""
-    return cast(_F, _Loop(function))
+    return cast(_F, _Loop(function, PARALLEL_MIN_ELEMENTS))
+
+
+def heavy_loop(function: _F) -> _F:
+    """A :func:`loop` doing much per device: parallel from :data:`HEAVY_PARALLEL_MIN_ELEMENTS`."""
+    return cast(_F, _Loop(function, HEAVY_PARALLEL_MIN_ELEMENTS))
 
 
 def power_at_row(

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from transactive.devices._kernels import jit, loop
+from transactive.devices._kernels import heavy_loop, jit
 
 __all__: list[str] = []
 
@@ -103,7 +103,7 @@ def _tank(
         first = False
 
 
-@loop
+@heavy_loop
 def advance(
     temperature_c: FloatArray,
     on: BoolArray,
