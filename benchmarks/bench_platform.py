@@ -8,12 +8,13 @@
     :func:`transactive.market.clear` alone on the same curves, so the ratio is the platform's
     overhead (reading rows, the DSO's check, awards, postings, audit).
 (b) Bid submission over HTTP to a ``transactive serve`` subprocess (uvicorn; ``--workers``
-    processes, 1 by default) on SQLite and on PostgreSQL: the demo's members and 200 extra
-    contracts, ``--connections`` keep-alive connections of a minimal asyncio HTTP/1.1 client for
-    ``--seconds``; each bid a new Idempotency-Key (a first bid or a replacement). Prints
-    sustained bids/s and p50/p99 latency (targets 2,000 bids/s, p99 < 50 ms) and the database.
-    The client runs on the same machine (2 cores here) and takes CPU from the server; the figure
-    is printed with that said.
+    processes, 1 by default, each on its own socket: :mod:`transactive.platform.workers`) on
+    SQLite and on PostgreSQL:
+    the demo's members and 200 extra contracts, ``--connections`` keep-alive connections of a
+    minimal asyncio HTTP/1.1 client for ``--seconds``; each bid a new Idempotency-Key (a first
+    bid or a replacement). Prints sustained bids/s and p50/p99 latency (targets 2,000 bids/s,
+    p99 < 50 ms) and the database. The client runs on the same machine (2 cores here) and takes
+    CPU from the server; the figure is printed with that said.
 
     python benchmarks/bench_platform.py [--bids 100000] [--seconds 10] [--connections 32]
         [--workers 1] [--skip-http] [--skip-interval] [--skip-postgres] [--skip-sqlite]
@@ -434,7 +435,8 @@ def main() -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"{os.cpu_count()} cores, load average {load} (other work on the machine slows every "
-        f"figure); server: {_server_stack()}; client: {args.connections} keep-alive connections "
+        f"figure); server: {_server_stack()}, {args.workers} worker process(es); client: "
+        f"{args.connections} keep-alive connections "
         "from this process, on the same cores"
     )
     skipped = {"SQLite": args.skip_sqlite, "PostgreSQL": args.skip_postgres}

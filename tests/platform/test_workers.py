@@ -9,14 +9,31 @@ and checks every answer, the stored bids and the audit chain.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
-from tests.platform.test_cli_platform import _login, _read_credentials, _serve, _stop, _wait_for
+from tests.platform import _worker_targets
+from tests.platform.test_cli_platform import (
+    _free_port,
+    _login,
+    _read_credentials,
+    _serve,
+    _stop,
+    _transactive,
+    _wait_for,
+)
 from transactive.platform import db as platform_db
+from transactive.platform import workers
 from transactive.platform.api.bid_writer import _WriterTurn
 
 
@@ -114,3 +131,125 @@ def test_a_writer_waits_for_the_other_processes_turn_without_blocking_its_loop(
     assert events[0] == "first has its turn"
     assert events[1:6] == ["loop ran"] * 5
     assert events[-1] == "second has its turn"
+
+
+# ------------------------------------------------------------------ the supervisor's sockets
+
+
+def _established_by_process(port: int, pids: list[int]) -> dict[int, int]:
+    """Established TCP connections to ``port`` held by each process (Linux ``/proc``)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                    inodes.add(fields[9])
+    counts = {}
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        held = 0
+        for fd in fds.iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held += 1
+        counts[pid] = held
+    return counts
+
+
+def test_a_burst_of_connections_is_spread_over_both_workers(tmp_path: Path) -> None:
+    # uvicorn's shared socket gave one worker nearly all of a burst; a socket per worker
+    # (SO_REUSEPORT) lets the kernel spread them by address hash
+    proc, base, _db = _serve(tmp_path, "--demo", "--workers", "2")
+    try:
+        _read_credentials(proc)
+        _wait_for(f"{base}/openapi.json", proc)
+        port = int(base.rsplit(":", 1)[1])
+        children = [
+            int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        ]
+        workers = [
+            pid
+            for pid in children
+            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+            and "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
+        assert len(workers) == 2, children
+        streams = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        try:
+            for s in streams:  # a request on each, so every connection has been accepted
+                s.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            for s in streams:
+                assert s.recv(12).startswith(b"HTTP/1.1 200")
+            counts = _established_by_process(port, workers)
+        finally:
+            for s in streams:
+                s.close()
+        assert sum(counts.values()) == 32, counts
+        assert min(counts.values()) >= 4, counts  # both take a share (hash: not exactly half)
+    finally:
+        _out, err = _stop(proc)
+    assert err.count("Application shutdown complete") == 2, err
+
+
+def test_a_port_taken_outside_the_group_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        db = tmp_path / "platform.db"
+        env = {k: v for k, v in os.environ.items() if k != "TRANSACTIVE_DATABASE_URL"}
+        done = subprocess.run(
+            [
+                _transactive(), "serve", "--port", str(port), "--workers", "2",
+                "--database-url", f"sqlite:///{db}",
+            ],
+            check=False, capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Address already in use" in done.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_status() -> None:
+    with pytest.raises(workers.WorkerFailed, match="exited with status 3") as failed:
+        workers.serve_workers(
+            "127.0.0.1", _free_port(), 2, {}, target=_worker_targets.exits_at_once
+        )
+    assert failed.value.exitcode == 3
+
+
+def test_a_worker_that_dies_later_is_replaced_until_the_server_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "START_GRACE_S", 0.3)
+    log = tmp_path / "starts.txt"
+    options = {"seconds": 0.5, "log": str(log)}
+    done = threading.Event()
+
+    def stop_after_a_replacement() -> None:
+        deadline = time.monotonic() + 120.0
+        while not done.is_set() and time.monotonic() < deadline:
+            if log.exists() and len(log.read_text().split()) >= 3:
+                break
+            time.sleep(0.05)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)  # what stops a server
+
+    watcher = threading.Thread(target=stop_after_a_replacement)
+    watcher.start()
+    try:
+        workers.serve_workers(
+            "127.0.0.1", _free_port(), 1, options, target=_worker_targets.exits_after
+        )
+    finally:
+        done.set()  # returned without the signal (a failure): never send it later
+        watcher.join()
+    starts = log.read_text().split()
+    assert len(starts) >= 3, starts  # the first, then replacements, until SIGTERM
+    assert len(set(starts)) == len(starts)  # each a new process

@@ -144,7 +144,8 @@ def serve_command(
     workers: Annotated[
         int,
         typer.Option(
-            help="Server processes sharing the port (uvicorn's workers). Each has its own bid "
+            help="Server processes sharing the port, each on its own listening socket "
+            "(SO_REUSEPORT: the kernel spreads connections over them). Each has its own bid "
             "writer; writers of all processes take turns on the database.",
             min=1,
             max=64,
@@ -204,6 +205,21 @@ def serve_command(
     # every worker builds its own app from the same settings (the environment it inherits)
     os.environ["TRANSACTIVE_DATABASE_URL"] = url
     engine.dispose()
+    from transactive.platform import workers as worker_processes  # noqa: PLC0415
+
+    if worker_processes.reuse_port_supported():  # a socket per worker: connections spread
+        try:
+            worker_processes.serve_workers(
+                host,
+                port,
+                workers,
+                {"log_level": "info", "access_log": False, "timeout_graceful_shutdown": shutdown_s},
+            )
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc}")
+        except worker_processes.WorkerFailed as exc:
+            _fail(str(exc))
+        return
     uvicorn.run(
         "transactive.platform.api.app:app_from_environment",
         factory=True,
