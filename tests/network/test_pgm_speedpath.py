@@ -15,6 +15,7 @@ import copy
 import subprocess
 import sys
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,8 +147,9 @@ def test_parallel_elements_add_up_in_the_batch_order() -> None:
 
 
 def test_a_builtin_feeder_is_parsed_once_and_each_load_is_its_own(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("TRANSACTIVE_CACHE_DIR", str(tmp_path))  # nothing on disk yet
     builds: list[int] = []
     original = feeders.BUILTIN_FEEDERS["four_loads"]
 
