@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from transactive import _cache
-from transactive.network import feeders, load_feeder, run_powerflow
+from transactive.network import BatchPowerFlow, feeders, load_feeder, run_powerflow
 
 
 class _Counter:
@@ -100,17 +103,24 @@ def test_an_unpicklable_build_is_returned_and_not_kept(cache: Path) -> None:
     assert not list((cache / "things").glob("*"))
 
 
-def test_a_feeder_read_from_the_cache_is_the_built_one(cache: Path) -> None:
+def _forget_feeders() -> None:
+    """What a new process knows of the feeders: nothing (the files stay)."""
     feeders._built_builtin.cache_clear()
+    feeders._FEEDER_PICKLES.clear()
+
+
+def test_a_feeder_read_from_the_cache_is_the_built_one(cache: Path) -> None:
+    _forget_feeders()
     try:
         built = load_feeder("case33bw")
-        files = list((cache / "feeders").glob("case33bw-*.pkl"))
-        assert len(files) == 1
-        assert "pandapower" in files[0].name
-        feeders._built_builtin.cache_clear()  # a new process: the net comes from the file
+        nets = list((cache / "feeders").glob("case33bw-*.pkl"))
+        derived = list((cache / "feeders").glob("feeder-case33bw-*.pkl"))
+        assert len(nets) == 1 and len(derived) == 1
+        assert "pandapower" in nets[0].name
+        _forget_feeders()  # a new process: the feeder comes from the file
         cached = load_feeder("case33bw")
     finally:
-        feeders._built_builtin.cache_clear()
+        _forget_feeders()
     assert cached.net is not built.net
     for name in ("node_bus", "branch_from", "branch_to", "branch_r_pu", "branch_x_pu", "net_p_kw"):
         np.testing.assert_array_equal(getattr(cached, name), getattr(built, name))
@@ -128,3 +138,65 @@ def test_the_build_key_changes_with_the_builder() -> None:
 
     assert feeders._build_key(one) != feeders._build_key(two)
     assert feeders._build_key(one) == feeders._build_key(one)
+
+
+def test_a_cached_feeder_and_its_power_flow_model_need_no_pandapower(cache: Path) -> None:
+    """A process that finds both in the cache never imports pandapower, and flows the same."""
+    code = (
+        "import sys, numpy as np\n"
+        "from transactive.network import BatchPowerFlow, load_feeder\n"
+        "feeder = load_feeder('cigre_lv')\n"
+        "flow = BatchPowerFlow(feeder)\n"
+        "p = np.linspace(1.0, 9.0, feeder.n_nodes)\n"
+        "result = flow.run_interval(p, 0.3 * p)\n"
+        "print('pandapower' in sys.modules, repr(result.vm_pu.tolist()))\n"
+    )
+    env = {**os.environ, "TRANSACTIVE_CACHE_DIR": str(cache)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    first, second = (run.stdout.split(" ", 1) for run in runs)
+    assert first[0] == "True"  # built: pandapower parsed the net and converted it
+    assert second[0] == "False"  # read back: neither the net nor the converter was needed
+    assert first[1] == second[1]  # the same voltages, to the last bit
+    assert list((cache / "pgm").glob("plan-*.pkl"))
+
+
+def test_a_pickled_feeder_reads_its_net_on_first_use_and_stays_read_only() -> None:
+    feeder = load_feeder("case33bw")
+    copy = pickle.loads(pickle.dumps(feeder))
+    assert "net" not in copy.__dict__  # still pickled
+    assert copy.content_key() == feeder.content_key()
+    assert not copy.branch_r_pu.flags.writeable
+    np.testing.assert_array_equal(copy.net.bus.index, feeder.net.bus.index)
+    assert copy.net is not feeder.net
+    assert "net" in copy.__dict__
+    with pytest.raises(AttributeError, match="no attribute 'nett'"):
+        copy.nett  # noqa: B018  (a misspelt attribute is an AttributeError, not a net)
+
+
+def test_the_content_key_follows_what_the_feeder_holds() -> None:
+    feeder = load_feeder("case33bw")
+    assert load_feeder("case33bw").content_key() == feeder.content_key()
+    rated = load_feeder("case33bw", line_max_i_ka=0.4)
+    assert rated.content_key() != feeder.content_key()
+
+
+def test_a_net_read_back_from_a_pickle_converts_to_power_grid_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its object columns' dtypes are equal to numpy's but not numpy's own (the converter's
+    identity test once sent cigre_lv's ``tap_side`` of None to ``np.isnan``)."""
+    monkeypatch.setenv("TRANSACTIVE_CACHE_DIR", "off")
+    fresh = feeders.feeder_from_net(feeders._load_builtin("cigre_lv"), name="cigre_lv")
+    read_back = pickle.loads(pickle.dumps(fresh))
+    assert read_back.net.trafo["tap_side"].dtype is not np.dtype("O")
+    p = np.linspace(1.0, 9.0, fresh.n_nodes)
+    a = BatchPowerFlow(fresh).run_interval(p, 0.3 * p)
+    b = BatchPowerFlow(read_back).run_interval(p, 0.3 * p)
+    np.testing.assert_array_equal(a.vm_pu, b.vm_pu)

@@ -1,4 +1,4 @@
-"""A cache on disk for what is slow to build and the same every time (built-in feeders).
+"""A cache on disk for what is slow to build and the same every time (feeders, power-flow models).
 
 pandapower parses its built-in ``case33bw`` from JSON in 0.7 s, after importing
 ``pandapower.networks`` (1.8 s: its plotting and creation modules); a pickle of the built net

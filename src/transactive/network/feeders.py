@@ -59,6 +59,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import pickle
 import re
 import sys
 from collections import deque
@@ -139,6 +140,10 @@ def _ro(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
+
+
+#: Where an unpickled :class:`Feeder` keeps its net's own pickle until ``net`` is first read.
+_NET_PICKLE = "_net_pickle"
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,6 +259,47 @@ class Feeder:
     unsupplied_buses: tuple[int, ...] = ()
     unsupplied_load_kw: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
     unsupplied_gen_kw: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
+
+    # Pickling keeps the net as a pickle of its own, read back on first use of ``net``: a
+    # feeder read from the user's cache gives its arrays without importing pandapower (about
+    # 2 s: its package imports matplotlib, networkx, scipy.stats and its SQL back ends), which
+    # a simulation on power-grid-model never needs. Only the fields are kept (cached
+    # properties are derived again), and the arrays come back read-only, as built.
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "net" and "net" not in self.__dict__:
+                state[_NET_PICKLE] = self.__dict__[_NET_PICKLE]  # never read back: as read
+            elif f.name == "net":
+                state[_NET_PICKLE] = pickle.dumps(self.net, protocol=pickle.HIGHEST_PROTOCOL)
+            else:
+                state[f.name] = self.__dict__[f.name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for value in state.values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        self.__dict__.update(state)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for an attribute not set: the net of an unpickled feeder, on first use
+        if name == "net" and _NET_PICKLE in self.__dict__:
+            net = pickle.loads(self.__dict__[_NET_PICKLE])
+            object.__setattr__(self, "net", net)
+            return net
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def content_key(self) -> str:
+        """A digest of everything the feeder holds (its net included), for caches keyed by it.
+
+        Two feeders with equal keys hold the same net and arrays. Reads no net that is still
+        pickled (a feeder from the cache), so pandapower is not imported for it.
+        """
+        return hashlib.sha256(
+            pickle.dumps(self.__getstate__(), protocol=pickle.HIGHEST_PROTOCOL)
+        ).hexdigest()
 
     def __repr__(self) -> str:
         shape = "radial" if self.is_radial else "not radial"
@@ -430,9 +476,15 @@ def load_feeder(
 def _load_feeder(name_or_path: str | Path) -> Feeder:
     text = str(name_or_path)
     if isinstance(name_or_path, str) and text in BUILTIN_FEEDERS:
-        return feeder_from_net(_load_builtin(text), name=text)
+        build = BUILTIN_FEEDERS[text]
+        return _fresh_feeder(
+            f"{text}-{_build_key(build)}", lambda: feeder_from_net(_load_builtin(text), name=text)
+        )
     if isinstance(name_or_path, str) and _SIMBENCH_CODE.match(text):
-        return feeder_from_net(_load_simbench(text), name=text)
+        return _fresh_feeder(
+            f"simbench-{text}-{_build_key(_simbench_net)}",
+            lambda: feeder_from_net(_load_simbench(text), name=text),
+        )
     path = Path(text)
     problems = Problems(subject=f"feeder {text!r}")
     if not path.exists():
@@ -469,6 +521,37 @@ def _built_builtin(name: str, build: Callable[[], Any]) -> Any:
     by the builder's code and the versions of what builds the net.
     """
     return cached_build("feeders", f"{name}-{_build_key(build)}", build)
+
+
+def _fresh_feeder(key: str, derive: Callable[[], Feeder]) -> Feeder:
+    """A new :class:`Feeder` (its own net) from the pickle kept under ``key``, made once.
+
+    The pickle is kept per process (the last :data:`_KEPT_FEEDERS`) and in the user's cache;
+    each call unpickles it afresh, so no two callers share a net or an array, and the net
+    itself is read only when used.
+    """
+    data = _FEEDER_PICKLES.get(key)
+    if data is None:
+        data = cached_build(
+            "feeders",
+            f"feeder-{key}-{_module_digest()}",
+            lambda: pickle.dumps(derive(), protocol=pickle.HIGHEST_PROTOCOL),
+        )
+        while len(_FEEDER_PICKLES) >= _KEPT_FEEDERS:
+            _FEEDER_PICKLES.pop(next(iter(_FEEDER_PICKLES)))
+        _FEEDER_PICKLES[key] = data
+    return pickle.loads(data)  # type: ignore[no-any-return]
+
+
+#: How many feeders' pickles a process keeps (each a few hundred kB to a few MB).
+_KEPT_FEEDERS = 8
+_FEEDER_PICKLES: dict[str, bytes] = {}
+
+
+@functools.cache
+def _module_digest() -> str:
+    """A digest of this module's source: a feeder derived by other code is derived again."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 def _build_key(build: Callable[..., Any]) -> str:

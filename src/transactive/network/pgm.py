@@ -33,15 +33,19 @@ NaN, ``converged`` False and ``failure`` power-grid-model's message.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from transactive.errors import Problems
+from transactive._cache import cached_build
+from transactive.errors import Problems, ValidationError
 from transactive.network.feeders import Feeder
 from transactive.network.powerflow import (
     PowerFlowResult,
@@ -174,7 +178,6 @@ class BatchPowerFlow:
             PowerGridModel,
             initialize_array,
         )
-        from power_grid_model_io.converters import PandaPowerConverter  # noqa: PLC0415
 
         problems = Problems(subject=f"power-grid-model of feeder {feeder.name!r}")
         if isinstance(threading, bool) or not isinstance(threading, int):
@@ -187,7 +190,10 @@ class BatchPowerFlow:
             problems.add("max_iterations", f"must be a positive whole number, got {max_iterations}")
         if not (np.isfinite(error_tolerance_pu) and error_tolerance_pu > 0):
             problems.add("error_tolerance_pu", f"must be positive, got {error_tolerance_pu}")
-        net = _prepared_net(feeder, problems)
+        try:
+            plan = _model_plan(feeder)
+        except ValidationError as exc:  # the net's problems, said with the settings'
+            problems.found.extend(exc.problems)
         problems.raise_if_any()
 
         self.feeder = feeder
@@ -197,26 +203,10 @@ class BatchPowerFlow:
         self._threading = int(threading)
         self._max_iterations = int(max_iterations)
         self._tolerance = float(error_tolerance_pu)
-
-        converter = PandaPowerConverter(system_frequency=float(net.f_hz), log_level=logging.ERROR)
-        data, _ = converter.load_input_data(net)
-        data = {
-            k: v
-            for k, v in data.items()
-            if k not in (ComponentType.sym_load, ComponentType.sym_gen)
-        }
-        bus_id: Any = converter.idx[("bus", None)]
+        data = plan.data
+        loads = data[ComponentType.sym_load]
         n = feeder.n_nodes
-        next_id = 1 + max((int(a["id"].max()) for a in data.values() if a.size), default=0)
-        loads = initialize_array(DatasetType.input, ComponentType.sym_load, n)
-        loads["id"] = np.arange(next_id, next_id + n)
-        loads["node"] = bus_id.to_numpy()[bus_id.index.get_indexer(np.asarray(feeder.node_bus))]
-        loads["status"] = 1
-        loads["type"] = 0  # constant power
-        loads["p_specified"] = 0.0
-        loads["q_specified"] = 0.0
-        data[ComponentType.sym_load] = loads
-        self._model = PowerGridModel(data, system_frequency=float(net.f_hz))
+        self._model = PowerGridModel(data, system_frequency=plan.f_hz)
         self._node_pos = self._model.get_indexer(ComponentType.node, loads["node"])
         # one interval (run_interval): a copy of the model whose loads are updated in place,
         # solved as a single calculation (no batch datasets to build per call)
@@ -224,10 +214,7 @@ class BatchPowerFlow:
         self._single_update = initialize_array(DatasetType.update, ComponentType.sym_load, n)
         self._single_update["id"] = loads["id"]
         self._errors: tuple[type[Exception], ...] = (_pgm_error(),)
-        self._has = {
-            kind: kind in data and data[kind].size > 0
-            for kind in (ComponentType.line, ComponentType.transformer, ComponentType.source)
-        }
+        self._has = plan.has
         self._outputs: dict[ComponentType, list[str]] = {ComponentType.node: ["u_pu"]}
         ends = ["i_from", "i_to", "p_from", "p_to", "q_from", "q_to"]
         for kind in (ComponentType.line, ComponentType.transformer):
@@ -236,42 +223,12 @@ class BatchPowerFlow:
         if self._has[ComponentType.source]:
             self._outputs[ComponentType.source] = ["p", "q"]
         self._single_outputs: dict[ComponentType, None] = dict.fromkeys(self._outputs)
-        self._line_index = _ro(np.asarray(net.line.index, dtype=np.int64))
-        self._trafo_index = _ro(np.asarray(net.trafo.index, dtype=np.int64))
-
-        # element -> branch maps (parallel elements of one branch add up), orientation per element
-        node_of = _node_lookup(feeder)
-        self._maps: dict[Any, tuple[Any, BoolArray, IntArray]] = {}
-        # per kind, the element rows of branches in ascending row order and their branches: the
-        # order in which ``values @ matrix`` adds the elements of a branch (see _add_to_branches)
-        self._row_order: dict[Any, tuple[IntArray, IntArray]] = {}
-        self._element_rating: dict[Any, tuple[IntArray, FloatArray, FloatArray, IntArray]] = {}
-        nb = feeder.n_branches
-        covered = np.zeros(nb, dtype=bool)
-        for kind, table, mapping, from_col in (
-            (ComponentType.line, "line", feeder.line_branch, "from_bus"),
-            (ComponentType.transformer, "trafo", feeder.trafo_branch, "hv_bus"),
-        ):
-            if not self._has[kind]:
-                continue
-            element_ids: Any = converter.idx[(table, None)]
-            n_rows = int(data[kind].size)
-            elements = np.fromiter(mapping.keys(), dtype=np.int64, count=len(mapping))
-            branches = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
-            rows = self._model.get_indexer(kind, element_ids.loc[elements].to_numpy())
-            first = net[table].loc[elements, from_col].to_numpy(dtype=np.int64)
-            at_from = np.zeros(n_rows, dtype=bool)
-            at_from[rows] = np.asarray(feeder.branch_from)[branches] == node_of[first]
-            matrix = sp.csr_matrix(
-                (np.ones(rows.size), (rows, branches)), shape=(n_rows, nb), dtype=np.float64
-            )
-            self._maps[kind] = (matrix, at_from, rows)
-            order = np.argsort(rows, kind="stable")
-            self._row_order[kind] = (rows[order], branches[order])
-            covered[branches] = True
-            all_rows = self._model.get_indexer(kind, element_ids.loc[net[table].index].to_numpy())
-            self._element_rating[kind] = _element_ratings(net, table, all_rows, mapping, feeder)
-        self._covered = covered
+        self._line_index = plan.line_index
+        self._trafo_index = plan.trafo_index
+        self._maps = plan.maps
+        self._row_order = plan.row_order
+        self._element_rating = plan.element_rating
+        self._covered = plan.covered
 
     @property
     def n_nodes(self) -> int:
@@ -563,9 +520,139 @@ def _add_to_branches(values: FloatArray, rows: IntArray, branches: IntArray, nb:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class _ModelPlan:
+    """What :class:`BatchPowerFlow` builds from a feeder's net, picklable (kept in the cache).
+
+    ``data`` is power-grid-model's input (the converter's, with one load per feeder node);
+    ``maps``, ``row_order`` and ``element_rating`` map the line and transformer rows to the
+    feeder's branches, per component type (see :class:`BatchPowerFlow`).
+    """
+
+    data: dict[Any, npt.NDArray[Any]]
+    f_hz: float
+    has: dict[Any, bool]
+    line_index: IntArray
+    trafo_index: IntArray
+    maps: dict[Any, tuple[Any, BoolArray, IntArray]]
+    row_order: dict[Any, tuple[IntArray, IntArray]]
+    element_rating: dict[Any, tuple[IntArray, FloatArray, FloatArray, IntArray]]
+    covered: BoolArray
+
+
+def _model_plan(feeder: Feeder) -> _ModelPlan:
+    """The feeder's :class:`_ModelPlan`, kept in the user's cache under the feeder's content.
+
+    Deriving it converts the pandapower net (power-grid-model-io's converter, which imports
+    pandapower: about 2 s); a feeder read from the cache whose plan is kept there too gives a
+    power-grid-model without pandapower ever being imported. The key is the feeder's
+    :meth:`~transactive.network.feeders.Feeder.content_key`, the source of the code that derives
+    it and the versions of the packages the conversion runs on.
+    """
+    import importlib.metadata  # noqa: PLC0415
+
+    versions = "-".join(
+        f"{package}{importlib.metadata.version(package)}"
+        for package in ("power-grid-model", "power-grid-model-io", "pandapower")
+    )
+    key = hashlib.sha256(
+        f"{feeder.content_key()}-{_module_digest()}-{versions}".encode()
+    ).hexdigest()[:32]
+    return cached_build("pgm", f"plan-{key}", lambda: _derived_plan(feeder))
+
+
+@functools.cache
+def _module_digest() -> str:
+    """A digest of the code that derives a plan (this module and the node lookup's)."""
+    from transactive.network import powerflow  # noqa: PLC0415
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(Path(powerflow.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _derived_plan(feeder: Feeder) -> _ModelPlan:
+    """:func:`_model_plan` computed: the net converted, its elements mapped to branches."""
+    from power_grid_model import (  # noqa: PLC0415
+        ComponentType,
+        DatasetType,
+        PowerGridModel,
+        initialize_array,
+    )
+    from power_grid_model_io.converters import PandaPowerConverter  # noqa: PLC0415
+
+    problems = Problems(subject=f"power-grid-model of feeder {feeder.name!r}")
+    net = _prepared_net(feeder, problems)
+    problems.raise_if_any()
+    converter = PandaPowerConverter(system_frequency=float(net.f_hz), log_level=logging.ERROR)
+    data, _ = converter.load_input_data(net)
+    data = {
+        k: v for k, v in data.items() if k not in (ComponentType.sym_load, ComponentType.sym_gen)
+    }
+    bus_id: Any = converter.idx[("bus", None)]
+    n = feeder.n_nodes
+    next_id = 1 + max((int(a["id"].max()) for a in data.values() if a.size), default=0)
+    loads = initialize_array(DatasetType.input, ComponentType.sym_load, n)
+    loads["id"] = np.arange(next_id, next_id + n)
+    loads["node"] = bus_id.to_numpy()[bus_id.index.get_indexer(np.asarray(feeder.node_bus))]
+    loads["status"] = 1
+    loads["type"] = 0  # constant power
+    loads["p_specified"] = 0.0
+    loads["q_specified"] = 0.0
+    data[ComponentType.sym_load] = loads
+    model = PowerGridModel(data, system_frequency=float(net.f_hz))
+    has = {
+        kind: kind in data and data[kind].size > 0
+        for kind in (ComponentType.line, ComponentType.transformer, ComponentType.source)
+    }
+    # element -> branch maps (parallel elements of one branch add up), orientation per element
+    node_of = _node_lookup(feeder)
+    maps: dict[Any, tuple[Any, BoolArray, IntArray]] = {}
+    # per kind, the element rows of branches in ascending row order and their branches: the
+    # order in which ``values @ matrix`` adds the elements of a branch (see _add_to_branches)
+    row_order: dict[Any, tuple[IntArray, IntArray]] = {}
+    element_rating: dict[Any, tuple[IntArray, FloatArray, FloatArray, IntArray]] = {}
+    nb = feeder.n_branches
+    covered = np.zeros(nb, dtype=bool)
+    for kind, table, mapping, from_col in (
+        (ComponentType.line, "line", feeder.line_branch, "from_bus"),
+        (ComponentType.transformer, "trafo", feeder.trafo_branch, "hv_bus"),
+    ):
+        if not has[kind]:
+            continue
+        element_ids: Any = converter.idx[(table, None)]
+        n_rows = int(data[kind].size)
+        elements = np.fromiter(mapping.keys(), dtype=np.int64, count=len(mapping))
+        branches = np.fromiter(mapping.values(), dtype=np.int64, count=len(mapping))
+        rows = model.get_indexer(kind, element_ids.loc[elements].to_numpy())
+        first = net[table].loc[elements, from_col].to_numpy(dtype=np.int64)
+        at_from = np.zeros(n_rows, dtype=bool)
+        at_from[rows] = np.asarray(feeder.branch_from)[branches] == node_of[first]
+        matrix = sp.csr_matrix(
+            (np.ones(rows.size), (rows, branches)), shape=(n_rows, nb), dtype=np.float64
+        )
+        maps[kind] = (matrix, at_from, rows)
+        order = np.argsort(rows, kind="stable")
+        row_order[kind] = (rows[order], branches[order])
+        covered[branches] = True
+        all_rows = model.get_indexer(kind, element_ids.loc[net[table].index].to_numpy())
+        element_rating[kind] = _element_ratings(net, table, all_rows, mapping, feeder)
+    return _ModelPlan(
+        data=data,
+        f_hz=float(net.f_hz),
+        has=has,
+        line_index=_ro(np.asarray(net.line.index, dtype=np.int64)),
+        trafo_index=_ro(np.asarray(net.trafo.index, dtype=np.int64)),
+        maps=maps,
+        row_order=row_order,
+        element_rating=element_rating,
+        covered=covered,
+    )
+
+
 def _prepared_net(feeder: Feeder, problems: Problems) -> Any:
     """A copy of the net the converter takes as it is, matched to pandapower's modelling."""
-    net = copy.deepcopy(feeder.net)
+    net = _canonical_object_columns(copy.deepcopy(feeder.net))
     for table in _UNSUPPORTED:
         if table in net and len(net[table]) and bool(net[table]["in_service"].any()):
             rows = [int(i) for i in net[table].index[net[table]["in_service"].astype(bool)]]
@@ -604,6 +691,30 @@ def _prepared_net(feeder: Feeder, problems: Problems) -> Any:
             [int(i) for i in trafo.index],
         )
         net.trafo = trafo
+    return net
+
+
+def _canonical_object_columns(net: Any) -> Any:
+    """``net`` with every object column's dtype numpy's own ``dtype('O')`` (in place).
+
+    power-grid-model-io's converter tests a column's dtype by identity (``dtype is
+    np.dtype("O")``, ``_get_pp_attr``), and a net read back from a pickle (the user's cache)
+    holds equal but distinct dtype objects: its ``tap_side`` of ``None`` then reached
+    ``np.isnan`` and failed. ``astype(object)`` gives the canonical dtype; values are unchanged.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    canonical = np.dtype("O")
+    for table in list(net.keys()):
+        frame = net[table]
+        if not isinstance(frame, pd.DataFrame):
+            continue
+        columns = [c for c, t in frame.dtypes.items() if t == canonical and t is not canonical]
+        if columns:
+            frame = frame.copy(deep=False)
+            for c in columns:
+                frame[c] = frame[c].to_numpy().astype(object)
+            net[table] = frame
     return net
 
 
