@@ -139,3 +139,15 @@ def test_weather_samples_default_to_gridlabds_climate_humidity() -> None:
     sample = WeatherSample(25.0)
     assert sample.relative_humidity == 0.75  # GridLAB-D climate's default humidity
     assert sample.wind_speed_m_per_s == 0.0
+
+
+def test_a_window_is_those_steps_as_a_series_and_refuses_steps_outside() -> None:
+    day = load_tmy3(step_s=60, start_day=196, days=1)
+    window = day.window(600, 5)
+    assert len(window) == 5 and window.step_s == 60
+    assert window.start == day.start + pd.Timedelta(minutes=600)
+    assert list(window) == [day[600 + k] for k in range(5)]
+    assert not window.temperature_c.flags.writeable
+    for first, count in ((-1, 2), (1439, 2), (0, 0)):
+        with pytest.raises(IndexError, match="outside the series"):
+            day.window(first, count)

@@ -16,8 +16,8 @@ state, and compares. Tolerances, and why:
   setpoints' on-times are found to 1e-3 s in both, by the same iterations).
 
 Small populations run each kernel's one-core build; the parallel builds (what populations of
-``_kernels.PARALLEL_MIN_ELEMENTS`` houses and more run, and ``step_many`` always) are compared
-too, with that threshold lowered, against the same tolerances.
+``_kernels.PARALLEL_MIN_ELEMENTS`` houses and more run, and ``step_many`` from that many
+house-steps) are compared too, with that threshold lowered, against the same tolerances.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -148,6 +148,40 @@ class WeatherSeries:
 
     def __iter__(self) -> Iterator[WeatherSample]:
         return (self[i] for i in range(len(self)))
+
+    def window(self, first: int, count: int) -> WeatherSeries:
+        """Steps ``first`` to ``first + count - 1`` as a series of their own (views, read-only).
+
+        Raises
+        ------
+        IndexError
+            The window does not lie inside the series.
+
+        """
+        if first < 0 or count < 1 or first + count > len(self):
+            raise IndexError(
+                f"weather window of {count} steps from step {first} is outside the series' "
+                f"{len(self)} steps"
+            )
+        rows = slice(first, first + count)
+        return replace(
+            self,
+            start=self.start + pd.Timedelta(seconds=first * self.step_s),
+            **{name: getattr(self, name)[rows] for name in _SERIES_FIELDS},
+        )
+
+
+#: The per-step arrays of a :class:`WeatherSeries`.
+_SERIES_FIELDS = (
+    "temperature_c",
+    "ghi_w_per_m2",
+    "dni_w_per_m2",
+    "dhi_w_per_m2",
+    "solar_zenith_deg",
+    "solar_azimuth_deg",
+    "wind_speed_m_per_s",
+    "relative_humidity",
+)
 
 
 def load_tmy3(

@@ -50,8 +50,11 @@ one search a house, three iterations a search, two exponentials an iteration: a 
 bid), the must-run test and search, the can-run crossing (one house in seven). No fast-math:
 it would reorder the reference's operations.
 
-Both cores for large populations (:func:`~transactive.devices._kernels.loop`); the day-long
-:func:`step_many_houses` always splits the houses over the cores. Compiled on first use and
+Both cores for large populations (:func:`~transactive.devices._kernels.loop`);
+:func:`step_many_houses` has both builds too, and its caller picks by houses times steps (a day
+of a thousand houses is tens of milliseconds of work, five steps of one hundred are not worth
+waking the second core's thread, which costs up to milliseconds when another process holds that
+core). Compiled on first use and
 cached in ``__pycache__``; :mod:`transactive.devices.hvac` imports this module only when a
 population first runs a kernel, so importing the package does not load numba.
 """
@@ -59,7 +62,7 @@ population first runs a kernel, so importing the package does not load numba.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -79,15 +82,6 @@ SECONDS_PER_HOUR = 3600.0
 _INF = math.inf
 
 _power_at_row = inline(power_at_row)
-
-
-def _every_core(function: Any) -> Any:
-    """A :func:`~transactive.devices._kernels.loop` kernel's parallel build, whatever the size.
-
-    For a kernel whose work is not its arrays' length (:func:`step_many_houses`: houses times
-    steps): one call of a thousand houses over a day is tens of milliseconds of work.
-    """
-    return cast(Any, loop(function)).parallel
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -808,7 +802,7 @@ def step_houses(
     return bad
 
 
-@_every_core
+@loop  # called as .serial or .parallel: the work is houses times steps (see the module)
 def step_many_houses(
     houses: Any,
     weather: Any,

@@ -196,10 +196,14 @@ class _Loop:
         self.__doc__ = function.__doc__
 
     def __call__(self, *args: Any) -> Any:
-        size = max((max(a.shape, default=1) for a in args if isinstance(a, np.ndarray)), default=0)
         threshold = min(self.parallel_min_elements, PARALLEL_MIN_ELEMENTS)
-        kernel = self.parallel if size >= threshold else self.serial
-        return kernel(*args)
+        # an array's longest axis is at most its size: only an array of ``threshold`` elements
+        # or more can make the call parallel, so a small population's call (the common case in
+        # a simulation's loop, many calls a second) reads each argument's size once
+        for a in args:
+            if isinstance(a, np.ndarray) and a.size >= threshold and max(a.shape) >= threshold:
+                return self.parallel(*args)
+        return self.serial(*args)
 
 
 def loop(function: _F) -> _F:

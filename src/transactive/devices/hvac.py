@@ -131,6 +131,7 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves, checked_ids, default_ids
+from transactive.devices import _kernels as _kernel_module
 from transactive.devices._common import (
     _NONNEGATIVE_WEATHER,
     _check_bid_args,
@@ -2717,14 +2718,19 @@ class HvacPopulation:
                 scheduled_steps += 1
             scheduled_steps = min(steps, scheduled_steps + 1)
         kern = _kernels()
-        chunks = max(1, min(n, kern.numba.get_num_threads()))
+        # both cores when the work (houses x steps) pays the second thread's wake-up
+        parallel = n * steps >= min(
+            _kernel_module.HEAVY_PARALLEL_MIN_ELEMENTS, _kernel_module.PARALLEL_MIN_ELEMENTS
+        )
+        build = kern.step_many_houses.parallel if parallel else kern.step_many_houses.serial
+        chunks = max(1, min(n, kern.numba.get_num_threads())) if parallel else 1
         out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n))
         out_on = np.empty(n, dtype=bool)
         out_accounts = tuple(np.empty(n) for _ in range(6))
         step_energy = np.zeros((chunks, steps))
         shape = (steps, n) if record else (0, 0)
         record_energy, record_air = np.empty(shape), np.empty(shape)
-        bad = kern.step_many_houses(
+        bad = build(
             self._kernel_houses(), conditions, latent_used, state, float(t0), float(dt),
             scheduled_steps, follows, begin, _ro(switch), finish,
             self._step_exponentials(float(dt)), tuple(_ro(a) for a in accounts), chunks, out,
