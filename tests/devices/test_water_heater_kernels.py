@@ -266,3 +266,53 @@ def test_empty_population_and_kernel_choice() -> None:
     )
     assert_empty_population_works(empty, STATS, INDOORS, points.power_kw.shape[1])
     assert_kernel_refused(lambda kernel: WaterHeaterPopulation(**ONE_TANK, kernel=kernel), empty)
+
+
+def _many_against_steps(
+    many: WaterHeaterPopulation, loop: WaterHeaterPopulation, start: int, dt: int, steps: int
+) -> None:
+    """``step_many`` against ``steps`` calls of ``step`` on a twin: every number, to the bit."""
+    series = many.step_many(start, dt, [INDOORS] * steps, record=True)
+    assert series.step_energy_kwh is not None and series.step_energy_kwh.shape == (
+        steps,
+        many.n_devices,
+    )
+    energy = np.zeros(loop.n_devices)
+    for k in range(steps):
+        res = loop.step(start + k * dt, dt, INDOORS)
+        energy += res.energy_kwh
+        assert_same(series.step_energy_kwh[k], res.energy_kwh, f"step {k}")
+        assert series.total_power_kw[k] == float(np.sum(res.power_kw))
+    assert_same(series.energy_kwh, energy, "energy")
+    for name in ("temperature_c", *ACCOUNTS):
+        assert_same(getattr(many, name), getattr(loop, name), name)
+    np.testing.assert_array_equal(many.on, loop.on)
+    assert (many._schedule is None) == (loop._schedule is None)
+
+
+@pytest.mark.parametrize("draws", [1.0, 0.0])
+def test_step_many_is_the_loop_of_steps_bit_for_bit(draws: float) -> None:
+    """Five minute-steps in one kernel call (the simulator's interval): the numbers of five
+    ``step`` calls, across draw slots, thermostat switches and a responded schedule's end."""
+    many, _ = pair(800, 21, draws=draws)
+    loop, _ = pair(800, 21, draws=draws)
+    _many_against_steps(many, loop, 7 * 3600 - 170, 60, 5)  # crosses a draw slot's boundary
+    interval = MarketInterval(7 * 3600 + 130, 300)
+    for pop in (many, loop):
+        pop.bid(STATS, interval, INDOORS)
+        pop.respond(0.09, 0.4)
+    # from before the interval, through it, past its end: the schedule ends inside the call
+    _many_against_steps(many, loop, 7 * 3600 + 130, 60, 7)
+    assert many._schedule is None
+    assert float(loop.heat_element_kwh.sum()) > 1.0  # the elements worked
+
+
+def test_step_many_of_crossed_thresholds_raises_as_step_and_changes_nothing() -> None:
+    fast, _ = pair(3, 8, draws=0.0)
+    fast.deadband_c = np.array([1.0, 1e-300, 1.0])
+    before = fast.temperature_c.copy()
+    with pytest.raises(ValueError, match=r"tanks \[1\]: switch_off_c must be above"):
+        fast.step_many(0, 60, [INDOORS] * 3)
+    np.testing.assert_array_equal(fast.temperature_c, before)
+    with pytest.raises(ValueError, match="at least one sample"):
+        fast.step_many(0, 60, [])

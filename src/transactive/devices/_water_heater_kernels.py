@@ -1,7 +1,8 @@
 """Fused numba kernel of the water-heater population: the tanks' control policy (issue 17).
 
 :func:`advance` runs, per tank, what :meth:`transactive.devices.water_heater.
-WaterHeaterPopulation._advance` does over whole arrays: the span cut at the draw profile's slots,
+WaterHeaterPopulation._advance` does over whole arrays (over one step, or over consecutive steps
+for ``step_many``): the span cut at the draw profile's slots,
 then at a responded interval's instants (the schedule of :func:`transactive.devices.ramp.
 _follow_schedule`: run from the interval's start to the tank's switch-off, then off, the comfort
 band's edges overriding), each piece solved exactly on GridLAB-D's one-node tank
@@ -118,10 +119,11 @@ def advance(
     comfortable_c: FloatArray,
     hysteresis_c: FloatArray,
     direction: FloatArray,
-    follows: bool,
+    follows_steps: BoolArray,
     begin_s: float,
     switch_s: FloatArray,
     finish_s: float,
+    piece_count: npt.NDArray[np.int64],
     piece_start_s: FloatArray,
     piece_s: FloatArray,
     draw_kw_per_k: FloatArray,
@@ -134,13 +136,16 @@ def advance(
     out_draw_kj: FloatArray,
     out_bad: BoolArray,
 ) -> None:
-    """The tanks' policy over the pieces ``(piece_start_s, piece_s)`` (P of them).
+    """The tanks' policy over S consecutive steps, each cut in pieces (at most P per step).
 
-    ``draw_kw_per_k``, ``exp_piece``, ``expm1_piece`` are ``(P, M)``: each piece's draw
-    conductance and the exponentials of ``-λ piece_s``. ``follows``: a responded interval's
-    schedule is in force (run from ``begin_s`` to ``switch_s``, off to ``finish_s``). A tank
-    handed a switch-off threshold not above its switch-on one is flagged in ``out_bad`` (the
-    reference raises for it) and left as it was.
+    Step ``k`` is its ``piece_count[k]`` pieces ``(piece_start_s[k, p], piece_s[k, p])``;
+    ``draw_kw_per_k``, ``exp_piece``, ``expm1_piece`` are ``(S, P, M)``: each piece's draw
+    conductance and the exponentials of ``-λ piece_s``. ``follows_steps[k]``: a responded
+    interval's schedule is in force in step ``k`` (run from ``begin_s`` to ``switch_s``, off to
+    ``finish_s``). Each step starts from the state the one before ended in, as consecutive calls
+    of one step would; ``out_on_time_s``, ``out_standby_kj``, ``out_draw_kj`` are ``(S, M)``,
+    per step. A tank handed a switch-off threshold not above its switch-on one is flagged in
+    ``out_bad`` (the reference raises for it) and left as it was.
     """
     for i in numba.prange(temperature_c.size):
         ua, c, t_amb, t_in, q_on = (
@@ -148,68 +153,76 @@ def advance(
         )  # fmt: skip
         t = temperature_c[i]
         state = on[i]
-        on_time = 0.0
-        standby = 0.0
-        drawn = 0.0
         bad = False
-        for p in range(piece_s.size):
-            g = draw_kw_per_k[p, i]
-            base = ua * t_amb + g * t_in
-            conductance = ua + g
-            lam = conductance / c
-            start = piece_start_s[p]
-            end = start + piece_s[p]
-            now = start
-            while True:
-                # The schedule's phase at ``now`` (ramp._follow_schedule), or the thermostat.
-                switch_on, switch_off, stop = plain_on_c[i], plain_off_c[i], end
-                if follows:
-                    sw = switch_s[i]
-                    started = now >= begin_s
-                    run_phase = started and now < sw
-                    off_phase = started and now >= sw and now < finish_s
-                    if not started:
-                        boundary = begin_s
-                    elif run_phase:
-                        boundary = sw
-                    elif off_phase:
-                        boundary = finish_s
-                    else:
-                        boundary = math.inf
-                    stop = min(boundary, end)
-                    if run_phase and now == begin_s:
-                        state = True
-                    if off_phase and now == sw:
-                        state = False
-                    inward = direction[i] * hysteresis_c[i]
-                    if run_phase:
-                        switch_on, switch_off = comfortable_c[i] + inward, comfortable_c[i]
-                    elif off_phase:
-                        unc = uncomfortable_c[i]
-                        switch_on, switch_off = unc, unc - inward
-                span = (stop - now) if follows else piece_s[p]
-                if not switch_off - switch_on > 0:
-                    bad = True
+        for k in range(piece_count.size):
+            follows = follows_steps[k]
+            on_time = 0.0
+            standby = 0.0
+            drawn = 0.0
+            for p in range(piece_count[k]):
+                g = draw_kw_per_k[k, p, i]
+                base = ua * t_amb + g * t_in
+                conductance = ua + g
+                lam = conductance / c
+                start = piece_start_s[k, p]
+                end = start + piece_s[k, p]
+                now = start
+                while True:
+                    # The schedule's phase at ``now`` (ramp._follow_schedule), or the thermostat.
+                    switch_on, switch_off, stop = plain_on_c[i], plain_off_c[i], end
+                    if follows:
+                        sw = switch_s[i]
+                        started = now >= begin_s
+                        run_phase = started and now < sw
+                        off_phase = started and now >= sw and now < finish_s
+                        if not started:
+                            boundary = begin_s
+                        elif run_phase:
+                            boundary = sw
+                        elif off_phase:
+                            boundary = finish_s
+                        else:
+                            boundary = math.inf
+                        stop = min(boundary, end)
+                        if run_phase and now == begin_s:
+                            state = True
+                        if off_phase and now == sw:
+                            state = False
+                        inward = direction[i] * hysteresis_c[i]
+                        if run_phase:
+                            switch_on, switch_off = comfortable_c[i] + inward, comfortable_c[i]
+                        elif off_phase:
+                            unc = uncomfortable_c[i]
+                            switch_on, switch_off = unc, unc - inward
+                    span = (stop - now) if follows else piece_s[k, p]
+                    if not switch_off - switch_on > 0:
+                        bad = True
+                        break
+                    # A span of the whole piece takes the piece's exponentials (numpy's, as the
+                    # reference's): the same argument, the same value.
+                    t, state, run_s, integral = _tank(
+                        t, state, span, q_on, conductance, lam, base, switch_on, switch_off,
+                        exp_piece[k, p, i], expm1_piece[k, p, i], span == piece_s[k, p],
+                    )  # fmt: skip
+                    on_time += run_s
+                    standby += ua * (integral - t_amb * span)
+                    drawn += g * (integral - t_in * span)
+                    if not follows or stop >= end:
+                        break
+                    now = stop
+                if bad:
                     break
-                # A span of the whole piece takes the piece's exponentials (numpy's, as the
-                # reference's): the same argument, the same value.
-                t, state, run_s, integral = _tank(
-                    t, state, span, q_on, conductance, lam, base, switch_on, switch_off,
-                    exp_piece[p, i], expm1_piece[p, i], span == piece_s[p],
-                )  # fmt: skip
-                on_time += run_s
-                standby += ua * (integral - t_amb * span)
-                drawn += g * (integral - t_in * span)
-                if not follows or stop >= end:
-                    break
-                now = stop
             if bad:
                 break
+            out_on_time_s[k, i] = on_time
+            out_standby_kj[k, i] = standby
+            out_draw_kj[k, i] = drawn
         out_bad[i] = bad
         if bad:
-            t, state, on_time, standby, drawn = temperature_c[i], on[i], 0.0, 0.0, 0.0
+            t, state = temperature_c[i], on[i]
+            for k in range(piece_count.size):
+                out_on_time_s[k, i] = 0.0
+                out_standby_kj[k, i] = 0.0
+                out_draw_kj[k, i] = 0.0
         out_temperature_c[i] = t
         out_on[i] = state
-        out_on_time_s[i] = on_time
-        out_standby_kj[i] = standby
-        out_draw_kj[i] = drawn

@@ -882,6 +882,61 @@ class StepSeries:
     ids: StrArray
 
 
+class _Steps(Protocol):
+    """A population :func:`steps_one_by_one` steps."""
+
+    @property
+    def n_devices(self) -> int:
+        """The number of devices."""
+        ...
+
+    @property
+    def ids(self) -> StrArray:
+        """The devices' ids."""
+        ...
+
+    def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
+        """One physics step."""
+        ...
+
+
+def steps_one_by_one(
+    pop: _Steps,
+    t0: int,
+    dt: int,
+    weather: WeatherSamples,
+    record: bool,
+    *,
+    air_temperature: Callable[[], FloatArray] | None = None,
+) -> StepSeries:
+    """``step_many`` as consecutive ``pop.step`` calls (a reference path of a population).
+
+    ``air_temperature`` reads the houses' air temperature after a step (recorded with
+    ``record``; else the series has none).
+    """
+    steps, n = len(weather), pop.n_devices
+    energy = np.zeros(n)
+    power = np.zeros(steps)
+    record_energy = np.empty((steps, n)) if record else None
+    record_air = np.empty((steps, n)) if record and air_temperature is not None else None
+    for k in range(steps):
+        res = pop.step(t0 + k * dt, dt, weather[k])
+        energy += res.energy_kwh
+        power[k] = float(np.sum(res.power_kw))
+        if record_energy is not None:
+            record_energy[k] = res.energy_kwh
+        if record_air is not None and air_temperature is not None:
+            record_air[k] = air_temperature()
+    return StepSeries(
+        dt_s=dt,
+        energy_kwh=energy,
+        total_power_kw=power,
+        step_energy_kwh=record_energy,
+        step_air_temperature_c=record_air,
+        ids=pop.ids,
+    )
+
+
 def _kernels() -> Any:
     """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
     from transactive.devices import _hvac_kernels  # noqa: PLC0415 - deferred: see docstring
@@ -2758,25 +2813,8 @@ class HvacPopulation:
         self, t0: int, dt: int, weather: WeatherSamples, record: bool
     ) -> StepSeries:
         """:meth:`step_many` as a loop over :meth:`step` (the reference, and a subclass)."""
-        steps = len(weather)
-        energy = np.zeros(self._n)
-        power = np.zeros(steps)
-        record_energy = np.empty((steps, self._n)) if record else None
-        record_air = np.empty((steps, self._n)) if record else None
-        for k in range(steps):
-            res = self.step(t0 + k * dt, dt, weather[k])
-            energy += res.energy_kwh
-            power[k] = float(np.sum(res.power_kw))
-            if record_energy is not None and record_air is not None:
-                record_energy[k] = res.energy_kwh
-                record_air[k] = self.air_temperature_c
-        return StepSeries(
-            dt_s=dt,
-            energy_kwh=energy,
-            total_power_kw=power,
-            step_energy_kwh=record_energy,
-            step_air_temperature_c=record_air,
-            ids=self.ids,
+        return steps_one_by_one(
+            self, t0, dt, weather, record, air_temperature=lambda: self.air_temperature_c
         )
 
     def stored_heat_kwh(self) -> FloatArray:

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -82,7 +82,7 @@ from transactive.devices.flexibility import (
     solve_best_response,
     widened_to_way_back,
 )
-from transactive.devices.hvac import HEATING
+from transactive.devices.hvac import HEATING, StepSeries, WeatherSamples, steps_one_by_one
 from transactive.devices.ramp import (
     _band_setpoints_c,
     _follow_schedule,
@@ -693,57 +693,96 @@ class WaterHeaterPopulation:
         The reference runs (and raises) for tanks whose thresholds cross (a switch-off not above
         the switch-on), and for a state the kernel cannot read as it is.
         """
+        done = self._advance_steps_kernel(
+            sel, temperature_c, on, [(start_s, dt_s, schedule is not None)], schedule, draw_l
+        )
+        if done is None:
+            return None
+        t_new, on_new, on_time, standby, drawn = done
+        return t_new, on_new, _TankRun(t_new, on_new, on_time[0], standby[0], drawn[0])
+
+    def _step_pieces(
+        self, start_s: float, dt_s: float, draw_l: FloatArray | None
+    ) -> list[tuple[float, float, FloatArray, FloatArray, FloatArray]]:
+        """A step's pieces for the kernel: start, length, draw conductance and exponentials."""
+        if draw_l is not None:
+            g, e, m = self._piece_exps((), lambda: draw_l / dt_s, dt_s)
+            return [(start_s, dt_s, g, e, m)]
+        if self.draw_profile_l_per_h is None:
+            g, e, m = self._piece_exps(("none", dt_s), lambda: np.zeros(self._n), dt_s)
+            return [(start_s, dt_s, g, e, m)]
+        profile = self.draw_profile_l_per_h
+        pieces = []
+        for t, length, slot in self._profile_slots(start_s, dt_s):
+            row = slot % profile.shape[0]
+
+            def flow(row: int = row) -> FloatArray:
+                return np.asarray(profile[row] / 3600.0)
+
+            pieces.append((t, length, *self._piece_exps((row, length), flow, length)))
+        return pieces
+
+    def _advance_steps_kernel(
+        self,
+        sel: slice | IntArray,
+        temperature_c: FloatArray,
+        on: BoolArray,
+        spans: Sequence[tuple[float, float, bool]],
+        schedule: _Schedule | None,
+        draw_l: FloatArray | None,
+    ) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray, FloatArray] | None:
+        """Consecutive steps ``(start_s, dt_s, follows the schedule)`` by the fused kernel.
+
+        The state after the last step, and per step (S, M) the element's on-time and the
+        standby and draw losses (kJ): what as many :meth:`_advance` calls, each from the state
+        the one before left, give. None where the reference must run instead (as
+        :meth:`_advance_kernel`). ``draw_l`` (one step's draws) only with one step.
+        """
         temperature = state_column(temperature_c, temperature_c.size)
         state = np.asarray(on)
         if temperature is None or state.dtype != np.bool_ or state.shape != temperature.shape:
             return None
         state = np.ascontiguousarray(state)
-        if draw_l is not None:
-            g, e, m = self._piece_exps((), lambda: draw_l / dt_s, dt_s)
-            pieces = [(start_s, dt_s, g, e, m)]
-        elif self.draw_profile_l_per_h is None:
-            g, e, m = self._piece_exps(("none", dt_s), lambda: np.zeros(self._n), dt_s)
-            pieces = [(start_s, dt_s, g, e, m)]
-        else:
-            profile = self.draw_profile_l_per_h
-            pieces = []
-            for t, length, slot in self._profile_slots(start_s, dt_s):
-                row = slot % profile.shape[0]
-
-                def flow(row: int = row) -> FloatArray:
-                    return np.asarray(profile[row] / 3600.0)
-
-                pieces.append((t, length, *self._piece_exps((row, length), flow, length)))
+        pieces = [self._step_pieces(start, dt, draw_l) for start, dt, _ in spans]
         gathered = not isinstance(sel, slice)
+        m_count = temperature.size
+        n_steps, most = len(pieces), max(len(step) for step in pieces)
 
-        def rows(columns: list[FloatArray]) -> FloatArray:
-            if len(columns) == 1 and not gathered:
-                return columns[0][None, :]
-            return np.stack([c[sel] for c in columns])
+        def rows(column: int) -> FloatArray:
+            if n_steps == 1 and most == 1 and not gathered:
+                return cast(FloatArray, pieces[0][0][column])[None, None, :]
+            out = np.zeros((n_steps, most, m_count))
+            for k, step in enumerate(pieces):
+                for p, piece in enumerate(step):
+                    out[k, p] = cast(FloatArray, piece[column])[sel]
+            return out
+
+        def times(column: int) -> FloatArray:
+            out = np.zeros((n_steps, most))
+            for k, step in enumerate(pieces):
+                out[k, : len(step)] = [piece[column] for piece in step]
+            return out
 
         half = 0.5 * self.deadband_c[sel]
         unc, comf, hysteresis = self._band(sel)
-        m_count = temperature.size
-        out = (np.empty(m_count), np.empty(m_count, dtype=bool), np.empty(m_count))
-        losses = (np.empty(m_count), np.empty(m_count))
+        out = (np.empty(m_count), np.empty(m_count, dtype=bool))
+        per_step = tuple(np.empty((n_steps, m_count)) for _ in range(3))
         bad = np.empty(m_count, dtype=bool)
-        follows = schedule is not None
         _kernels().advance(
             temperature, state, self.ua_kw_per_k[sel], self.capacity_kj_per_k[sel],
             self.ambient_temperature_c[sel], self.inlet_temperature_c[sel],
             self.element_kw[sel], self.thermostat_setpoint_c[sel] - half,
             self.thermostat_setpoint_c[sel] + half, unc, comf, hysteresis,
-            self._direction[sel], follows, 0.0 if schedule is None else float(schedule.start_s),
+            self._direction[sel], np.array([follows for _, _, follows in spans], dtype=bool),
+            0.0 if schedule is None else float(schedule.start_s),
             np.zeros(m_count) if schedule is None else schedule.switch_s[sel],
             0.0 if schedule is None else float(schedule.end_s),
-            np.array([p[0] for p in pieces]), np.array([p[1] for p in pieces]),
-            rows([p[2] for p in pieces]), rows([p[3] for p in pieces]),
-            rows([p[4] for p in pieces]), *out, *losses, bad,
+            np.array([len(step) for step in pieces], dtype=np.int64), times(0), times(1),
+            rows(2), rows(3), rows(4), *out, *per_step, bad,
         )  # fmt: skip
         if bad.any():
             return None
-        t_new, on_new, on_time = out
-        return t_new, on_new, _TankRun(t_new, on_new, on_time, losses[0], losses[1])
+        return out[0], out[1], per_step[0], per_step[1], per_step[2]
 
     def _on_time_bounds_s(
         self, temperature_c: FloatArray, interval: MarketInterval
@@ -932,6 +971,71 @@ class WaterHeaterPopulation:
             self._schedule = None  # the responded interval is over: the thermostat governs
         return StepResult(
             power_kw=energy * _SECONDS_PER_HOUR / dt, energy_kwh=energy, ids=self._ids
+        )
+
+    def step_many(
+        self,
+        time_s: int,
+        dt_s: int,
+        weather: WeatherSamples,
+        *,
+        record: bool = False,
+    ) -> StepSeries:
+        """``len(weather)`` consecutive :meth:`step` calls in one: from ``time_s``, ``dt_s`` each.
+
+        The tanks end in the state, and with the accounts, those steps give them (a responded
+        schedule is followed and ends as in :meth:`step`); the draw profile gives the flows.
+        With the numba kernel every tank goes through all the steps in one kernel call;
+        otherwise, and where the kernel hands a tank back to the reference (which raises for
+        it), it is a loop over :meth:`step`. Every sample is checked before anything changes.
+        ``record=True`` also keeps each step's energy per tank (T, N).
+        """
+        t0, dt = _checked_time_step(time_s, dt_s)
+        samples = [weather[k] for k in range(len(weather))]
+        if not samples:
+            problems = Problems(subject="weather")
+            problems.add("weather", "needs at least one sample")
+            problems.raise_if_any()
+        for sample in samples:
+            _check_weather(sample)
+        schedule = self._schedule
+        done = None
+        if self._kernel == "numba" and self._n:
+            spans, follows = [], schedule is not None
+            for k in range(len(samples)):
+                start = t0 + k * dt
+                spans.append((float(start), float(dt), follows))
+                follows = follows and not (schedule is not None and start + dt >= schedule.end_s)
+            done = self._advance_steps_kernel(
+                slice(None), self.temperature_c, self.on, spans, schedule, None
+            )
+        if done is None:  # the reference, a step at a time
+            return steps_one_by_one(self, t0, dt, samples, record)
+        steps = len(samples)
+        energy = np.zeros(self._n)
+        power = np.zeros(steps)
+        record_energy = np.empty((steps, self._n)) if record else None
+        temp, on, on_time, standby, drawn = done
+        for k in range(steps):  # the accounts as step keeps them, step after step
+            step_kwh = self.element_kw * on_time[k] / _SECONDS_PER_HOUR
+            self.heat_element_kwh += step_kwh
+            self.heat_standby_loss_kwh += standby[k] / _SECONDS_PER_HOUR
+            self.heat_draw_loss_kwh += drawn[k] / _SECONDS_PER_HOUR
+            energy += step_kwh
+            power[k] = float(np.sum(step_kwh * _SECONDS_PER_HOUR / dt))
+            if record_energy is not None:
+                record_energy[k] = step_kwh
+        self.temperature_c = temp
+        self.on = on
+        if schedule is not None and t0 + steps * dt >= schedule.end_s:
+            self._schedule = None  # the responded interval is over: the thermostat governs
+        return StepSeries(
+            dt_s=dt,
+            energy_kwh=energy,
+            total_power_kw=power,
+            step_energy_kwh=record_energy,
+            step_air_temperature_c=None,
+            ids=self._ids,
         )
 
     def stored_heat_kwh(self) -> FloatArray:

@@ -1495,16 +1495,16 @@ class _Run:
             kind_kwh = dict.fromkeys(kinds_present, 0.0)
             gas_kwh = 0.0
             temp_sum = 0.0
-            # HVAC houses go through the interval's steps in one call (each step's energy and
-            # air temperature recorded: the same numbers as a step at a time, tested bit for
-            # bit); the groups do not interact within an interval, so the order is free
+            # HVAC houses and water heaters go through the interval's steps in one call (each
+            # step's energy, and a house's air temperature, recorded: the same numbers as a step
+            # at a time, tested bit for bit); the groups do not interact within an interval,
+            # so the order is free
             first_step = setup.physics_offset + t * steps
+            steps_weather = setup.physics.window(first_step, steps)
             through = {
-                gi: g.population.step_many(
-                    start_s, dt, setup.physics.window(first_step, steps), record=True
-                )
+                gi: g.population.step_many(start_s, dt, steps_weather, record=True)
                 for gi, g in enumerate(self.groups)
-                if isinstance(g.population, HvacPopulation)
+                if isinstance(g.population, _STEPS_AT_ONCE)
             }
             for k in range(steps):
                 time_s = start_s + k * dt
@@ -2080,6 +2080,10 @@ def _peak_curves(curves: BidCurves, supply: Any) -> tuple[BidCurves, BidCurves]:
     return peak_demand, aggregate(sellers)
 
 
+#: The kinds whose ``step_many`` goes through an interval's physics steps in one call.
+_STEPS_AT_ONCE = (HvacPopulation, WaterHeaterPopulation)
+
+
 def _dry_run(pop: Any, start_s: int, steps: int, dt: int, forecast: WeatherSample) -> FloatArray:
     """Mean power of devices left alone over an interval, stepped on a copy under the forecast.
 
@@ -2089,7 +2093,7 @@ def _dry_run(pop: Any, start_s: int, steps: int, dt: int, forecast: WeatherSampl
     """
     copy_ = copy.deepcopy(pop)
     total = np.zeros(copy_.n_devices)
-    if isinstance(copy_, HvacPopulation):  # the steps in one call, each step's energy recorded
+    if isinstance(copy_, _STEPS_AT_ONCE):  # the steps in one call, each step's energy recorded
         series = copy_.step_many(start_s, dt, [forecast] * steps, record=True)
         assert series.step_energy_kwh is not None
         for k in range(steps):  # summed as the step-by-step loop below sums them
