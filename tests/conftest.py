@@ -6,8 +6,10 @@
   development and in the ``thorough`` profile instead;
 - ``thorough`` (``HYPOTHESIS_PROFILE=thorough``): 3000 examples per property.
 
-Each test process keeps built nets in a cache directory of its own, made for the run and removed
-after it, so no test reads what an earlier run (or the user) left in ``~/.cache/transactive``.
+A run keeps built feeders and power-flow models in a cache directory of its own (made by the
+run's first process and shared with its xdist workers, which inherit it; removed after the run),
+so no test reads what an earlier run (or the user) left in ``~/.cache/transactive``, and a grid
+is parsed once per run, not once per worker.
 """
 
 import os
@@ -27,11 +29,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
 
 _RUN_CACHE_DIRS: list[str] = []
+#: Set to the run's cache directory by the process that made it (its workers inherit both).
+_RUN_CACHE_MARK = "TRANSACTIVE_TEST_RUN_CACHE_DIR"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    made = os.environ.get(_RUN_CACHE_MARK)
+    if made and os.environ.get("PYTEST_XDIST_WORKER") and os.path.isdir(made):
+        os.environ["TRANSACTIVE_CACHE_DIR"] = made  # the controller's, for this run
+        return
     _RUN_CACHE_DIRS.append(tempfile.mkdtemp(prefix="transactive-test-cache-"))
-    os.environ["TRANSACTIVE_CACHE_DIR"] = _RUN_CACHE_DIRS[-1]
+    os.environ["TRANSACTIVE_CACHE_DIR"] = os.environ[_RUN_CACHE_MARK] = _RUN_CACHE_DIRS[-1]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
