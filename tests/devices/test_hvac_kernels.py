@@ -31,7 +31,7 @@ import pytest
 
 from transactive.data import load_tmy3
 from transactive.devices import _hvac_kernels, _kernels, hvac
-from transactive.devices.base import MarketInterval, PriceStats
+from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.devices.heat_pump import HeatPumpPopulation
 from transactive.devices.hvac import (
     COOLING,
@@ -492,3 +492,21 @@ def test_importing_the_package_does_not_load_numba() -> None:
         "assert 'numba' not in sys.modules, 'numba imported at start-up'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_step_many_of_a_subclass_with_its_own_step_calls_that_step() -> None:
+    """The simulator steps HVAC groups by ``step_many``: a subclass's ``step`` still runs."""
+
+    class Counted(HvacPopulation):
+        calls = 0
+
+        def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
+            Counted.calls += 1
+            return super().step(time_s, dt_s, weather)
+
+    pop = Counted.sample(40, np.random.default_rng(5))
+    twin = HvacPopulation.sample(40, np.random.default_rng(5))
+    series = pop.step_many(0, 60, [SUNNY] * 3, record=True)
+    plain = twin.step_many(0, 60, [SUNNY] * 3, record=True)
+    assert Counted.calls == 3
+    np.testing.assert_array_equal(series.energy_kwh, plain.energy_kwh)  # the same physics

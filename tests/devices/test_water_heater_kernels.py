@@ -35,6 +35,7 @@ bisection's tolerance apart can do, see there).
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from tests.devices._kernel_pairs import (
@@ -46,7 +47,7 @@ from tests.devices._kernel_pairs import (
 from tests.devices._kernel_pairs import pair as kernel_pair
 from transactive.devices import _water_heater_kernels
 from transactive.devices import water_heater as wh
-from transactive.devices.base import MarketInterval
+from transactive.devices.base import MarketInterval, StepResult
 from transactive.devices.water_heater import WaterHeaterPopulation
 from transactive.weather import WeatherSample
 
@@ -316,3 +317,28 @@ def test_step_many_of_crossed_thresholds_raises_as_step_and_changes_nothing() ->
     np.testing.assert_array_equal(fast.temperature_c, before)
     with pytest.raises(ValueError, match="at least one sample"):
         fast.step_many(0, 60, [])
+
+
+def test_step_many_of_a_subclass_with_its_own_step_calls_that_step() -> None:
+    """The simulator steps water heaters by ``step_many``: a subclass's ``step`` still runs."""
+
+    class HalfPower(WaterHeaterPopulation):
+        calls = 0
+
+        def step(
+            self,
+            time_s: int,
+            dt_s: int,
+            weather: WeatherSample,
+            draw_l: npt.ArrayLike | None = None,
+        ) -> StepResult:
+            HalfPower.calls += 1
+            res = super().step(time_s, dt_s, weather, draw_l)
+            return StepResult(res.power_kw / 2, res.energy_kwh / 2, res.ids)
+
+    pop = HalfPower.sample(50, np.random.default_rng(3))
+    twin = WaterHeaterPopulation.sample(50, np.random.default_rng(3))
+    series = pop.step_many(7 * 3600, 60, [INDOORS] * 4, record=True)
+    full = twin.step_many(7 * 3600, 60, [INDOORS] * 4, record=True)
+    assert HalfPower.calls == 4
+    assert_same(series.energy_kwh, full.energy_kwh / 2, "half of each step")

@@ -2755,7 +2755,8 @@ class HvacPopulation:
         latent_used = self._latent_used()
         self._check_humidity(table["relative_humidity"], latent_used)
         inputs = self._kernel_inputs()
-        if inputs is None or not self._inline_heat():
+        own_step = type(self).step is not HvacPopulation.step  # a subclass's physics
+        if inputs is None or not self._inline_heat() or own_step:
             return self._step_many_loop(t0, dt, weather, record)
         state, accounts = inputs
         flux = _mean_wall_irradiance_w_per_m2(

@@ -986,8 +986,9 @@ class WaterHeaterPopulation:
         The tanks end in the state, and with the accounts, those steps give them (a responded
         schedule is followed and ends as in :meth:`step`); the draw profile gives the flows.
         With the numba kernel every tank goes through all the steps in one kernel call;
-        otherwise, and where the kernel hands a tank back to the reference (which raises for
-        it), it is a loop over :meth:`step`. Every sample is checked before anything changes.
+        otherwise (the reference, a subclass with a ``step`` of its own), and where the kernel
+        hands a tank back to the reference (which raises for it), it is a loop over
+        :meth:`step`. Every sample is checked before anything changes.
         ``record=True`` also keeps each step's energy per tank (T, N).
         """
         t0, dt = _checked_time_step(time_s, dt_s)
@@ -1000,7 +1001,8 @@ class WaterHeaterPopulation:
             _check_weather(sample)
         schedule = self._schedule
         done = None
-        if self._kernel == "numba" and self._n:
+        # a subclass's own step is its physics: called step by step
+        if self._kernel == "numba" and self._n and type(self).step is WaterHeaterPopulation.step:
             spans, follows = [], schedule is not None
             for k in range(len(samples)):
                 start = t0 + k * dt
