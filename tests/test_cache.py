@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -200,3 +201,40 @@ def test_a_net_read_back_from_a_pickle_converts_to_power_grid_model(
     a = BatchPowerFlow(fresh).run_interval(p, 0.3 * p)
     b = BatchPowerFlow(read_back).run_interval(p, 0.3 * p)
     np.testing.assert_array_equal(a.vm_pu, b.vm_pu)
+
+
+def test_simbench_profiles_are_parsed_once_then_read_from_the_cache(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transactive.data import profiles  # noqa: PLC0415
+
+    columns = ("H0-A_pload", "G1-B_pload")
+    profiles._read_columns.cache_clear()
+    parses = _Counter(None)
+    import pandas as pd  # noqa: PLC0415
+
+    read_csv = pd.read_csv
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        parses()
+        return read_csv(*args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", counting)
+    first = profiles._read_columns("load", columns)
+    profiles._read_columns.cache_clear()  # a new process: only the disk cache is left
+    second = profiles._read_columns("load", columns)
+    assert parses.calls == 1
+    assert second is not first and np.array_equal(first, second)
+    assert second.shape == (2, 35136) and not second.flags.writeable
+    # the values are the file's: the same as parsing it without any cache
+    monkeypatch.setenv("TRANSACTIVE_CACHE_DIR", "off")
+    profiles._read_columns.cache_clear()
+    assert np.array_equal(profiles._read_columns("load", columns), first)
+    assert parses.calls == 2
+    # another set of columns is another entry
+    monkeypatch.setenv("TRANSACTIVE_CACHE_DIR", str(cache))
+    profiles._read_columns.cache_clear()
+    profiles._read_columns("load", columns[:1])
+    assert parses.calls == 3
+    assert len(list((cache / "simbench-profiles").iterdir())) == 2
+    profiles._read_columns.cache_clear()

@@ -23,12 +23,14 @@ house-steps) are compared too, with that threshold lowered, against the same tol
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tests.peers.gridlabd import random_houses
 from transactive.data import load_tmy3
 from transactive.devices import _hvac_kernels, _kernels, hvac
 from transactive.devices.base import MarketInterval, PriceStats, StepResult
@@ -340,6 +342,49 @@ def test_step_many_refuses_bad_weather_and_changes_nothing() -> None:
 
 
 @pytest.mark.usefixtures("parallel_builds")
+@pytest.mark.parametrize("solar_model", hvac.SOLAR_MODELS)
+def test_windows_of_a_series_step_as_their_samples_do(solar_model: str) -> None:
+    """A ``WeatherSeries`` window reads the weather derived once for the whole series."""
+    # a series of its own (load_tmy3 hands every caller the same one, derived fields and all)
+    day = dataclasses.replace(load_tmy3("723170TYA.CSV", step_s=60, start_day=190, days=1))
+    houses = random_houses(120, np.random.default_rng(21))  # latent load, humidity read
+    windows = HvacPopulation.from_gridlabd(houses, solar_model=solar_model)
+    assert windows._latent_used()
+    samples = copy.deepcopy(windows)
+    for first in range(0, len(day), 37 * 5):  # every 37th window of five steps, day and night
+        a = windows.step_many(60 * first, 60, day.window(first, 5), record=True)
+        listed = [day[k] for k in range(first, first + 5)]
+        b = samples.step_many(60 * first, 60, listed, record=True)
+        np.testing.assert_array_equal(a.step_energy_kwh, b.step_energy_kwh)
+        np.testing.assert_array_equal(a.step_air_temperature_c, b.step_air_temperature_c)
+        for name in (*STATE, *ACCOUNTS):
+            np.testing.assert_array_equal(getattr(windows, name), getattr(samples, name))
+        assert windows.outdoor_temperature_c == samples.outdoor_temperature_c
+    # derived once, on the whole series, under the model and the latent load's use
+    assert list(day._derived) == [("hvac-weather", solar_model, True)]
+    # a window of a window is the window of the whole series it lies in
+    inner = day.window(600, 60).window(10, 5)
+    assert inner._whole is day and inner._first == 610
+    np.testing.assert_array_equal(inner.temperature_c, day.temperature_c[610:615])
+
+
+def test_a_bad_sample_of_a_series_is_named_in_its_window_only() -> None:
+    day = load_tmy3("723170TYA.CSV", step_s=60, start_day=190, days=1)
+    ghi = day.ghi_w_per_m2.copy()
+    ghi[702] = -1.0
+    bad_day = dataclasses.replace(day, ghi_w_per_m2=ghi)
+    pop = HvacPopulation.sample(30, np.random.default_rng(22))
+    twin = copy.deepcopy(pop)
+    # a window without the bad sample steps as its samples do
+    a = pop.step_many(0, 60, bad_day.window(0, 5), record=True)
+    b = twin.step_many(0, 60, [day[k] for k in range(5)], record=True)
+    np.testing.assert_array_equal(a.step_energy_kwh, b.step_energy_kwh)
+    before = pop.air_temperature_c.copy()
+    with pytest.raises(ValidationError, match=r"ghi_w_per_m2.*sample 2"):
+        pop.step_many(700 * 60, 60, bad_day.window(700, 5))
+    np.testing.assert_array_equal(pop.air_temperature_c, before)
+
+
 def test_the_parallel_builds_match_the_reference() -> None:
     """Steps, bid, response, scheduled steps and heat flows on the parallel builds, accounts too
     (numba's parallel loops lose writes made through a named tuple's attributes: the kernels
@@ -510,3 +555,25 @@ def test_step_many_of_a_subclass_with_its_own_step_calls_that_step() -> None:
     plain = twin.step_many(0, 60, [SUNNY] * 3, record=True)
     assert Counted.calls == 3
     np.testing.assert_array_equal(series.energy_kwh, plain.energy_kwh)  # the same physics
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_a_dry_run_is_a_copy_stepped_and_changes_nothing(kernel: str) -> None:
+    """``step_many(dry_run=True)``: a deep copy's series, the houses themselves untouched."""
+    pop = mixed(300, 41)
+    pop.kernel = kernel
+    pop.bid(STATS, MarketInterval(600, 300), SUNNY)
+    pop.respond(0.11, 0.5)
+    for start, steps in ((600, 5), (720, 6)):  # inside the schedule, and past its end
+        twin = copy.deepcopy(pop)
+        before = {k: v.copy() for k, v in vars(pop).items() if isinstance(v, np.ndarray)}
+        outdoor, schedule = pop.outdoor_temperature_c, pop._schedule
+        dry = pop.step_many(start, 60, [SUNNY] * steps, record=True, dry_run=True)
+        for k, v in before.items():
+            np.testing.assert_array_equal(getattr(pop, k), v, err_msg=k)
+        assert pop.outdoor_temperature_c == outdoor and pop._schedule is schedule
+        wet = twin.step_many(start, 60, [SUNNY] * steps, record=True)
+        np.testing.assert_array_equal(dry.step_energy_kwh, wet.step_energy_kwh)
+        np.testing.assert_array_equal(dry.step_air_temperature_c, wet.step_air_temperature_c)
+        np.testing.assert_array_equal(dry.energy_kwh, wet.energy_kwh)
+        np.testing.assert_array_equal(dry.total_power_kw, wet.total_power_kw)

@@ -34,6 +34,8 @@ bisection's tolerance apart can do, see there).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -342,3 +344,39 @@ def test_step_many_of_a_subclass_with_its_own_step_calls_that_step() -> None:
     full = twin.step_many(7 * 3600, 60, [INDOORS] * 4, record=True)
     assert HalfPower.calls == 4
     assert_same(series.energy_kwh, full.energy_kwh / 2, "half of each step")
+
+
+def _snapshot(pop: object) -> dict[str, object]:
+    """Every attribute of a population (arrays copied), to tell that nothing changed."""
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in vars(pop).items()}
+
+
+def _assert_unchanged(pop: object, before: dict[str, object]) -> None:
+    now = vars(pop)
+    assert now.keys() == before.keys()
+    for k, v in before.items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(now[k], v, err_msg=k)
+        else:  # the same object: not rebound (schedules and plans are frozen)
+            assert now[k] is v, k
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_a_dry_run_is_a_copy_stepped_and_changes_nothing(kernel: str) -> None:
+    """``step_many(dry_run=True)``: a deep copy's series, the tanks themselves untouched."""
+    pop, _ = pair(400, 31)
+    pop.kernel = kernel
+    interval = MarketInterval(7 * 3600, 300)
+    pop.bid(STATS, interval, INDOORS)
+    pop.respond(0.09, 0.4)
+    for start, steps in ((7 * 3600, 5), (7 * 3600 + 120, 7)):  # inside, and past the end
+        twin = copy.deepcopy(pop)
+        before = _snapshot(pop)
+        dry = pop.step_many(start, 60, [INDOORS] * steps, record=True, dry_run=True)
+        _assert_unchanged(pop, before)
+        assert pop._schedule is not None
+        wet = twin.step_many(start, 60, [INDOORS] * steps, record=True)
+        assert dry.step_energy_kwh is not None and wet.step_energy_kwh is not None
+        assert_same(dry.step_energy_kwh, wet.step_energy_kwh, "step energy")
+        assert_same(dry.energy_kwh, wet.energy_kwh, "energy")
+        np.testing.assert_array_equal(dry.total_power_kw, wet.total_power_kw)

@@ -10,7 +10,8 @@ unit of a profile's yearly peak (each load profile's maximum is 1); each value i
 the quarter-hour that starts at its time stamp.
 
 The loader reads only the requested columns of the file in the package's own folder (no
-download), caches what it parsed (``functools.lru_cache``), and resamples to any step length by
+download), keeps what it parsed (in the process, and in the user's cache directory across
+processes: :mod:`transactive._cache`), and resamples to any step length by
 averaging exactly: the quarter-hour series is piecewise constant, so the mean over any step comes
 from its cumulative integral (:func:`resample_mean`), which conserves energy for coarser and finer
 steps alike.
@@ -18,6 +19,7 @@ steps alike.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from transactive._cache import cached_build
 from transactive.errors import Problems
 
 __all__ = ["ProfileSet", "available_simbench_profiles", "load_simbench_profiles", "resample_mean"]
@@ -73,8 +76,24 @@ def available_simbench_profiles(kind: ProfileKind = "load") -> tuple[str, ...]:
 
 @lru_cache(maxsize=16)
 def _read_columns(kind: str, columns: tuple[str, ...]) -> FloatArray:
-    frame = pd.read_csv(_path(kind), sep=";", usecols=list(columns))
-    values = frame[list(columns)].to_numpy(dtype=np.float64).T.copy()
+    """The columns of a profile file as rows ``(len(columns), 35136)``, read-only.
+
+    Parsing ``LoadProfile.csv`` takes about 0.5 s (every row of a 35,136-line file, even for a
+    few columns), more than the rest of a base-load population's set-up, so the parsed rows are
+    kept in the user's cache (:func:`transactive._cache.cached_build`) under a key naming the
+    file (its path, size and modification time: a reinstalled simbench is parsed again), the
+    columns and pandas' version.
+    """
+    path = _path(kind)
+    stat = path.stat()
+    named = hashlib.sha256("\0".join((str(path), *columns)).encode()).hexdigest()[:16]
+    key = f"{kind}-{named}-{stat.st_size}-{stat.st_mtime_ns}-pandas{pd.__version__}"
+
+    def parse() -> FloatArray:
+        frame = pd.read_csv(path, sep=";", usecols=list(columns))
+        return np.ascontiguousarray(frame[list(columns)].to_numpy(dtype=np.float64).T)
+
+    values = cached_build("simbench-profiles", key, parse)
     values.setflags(write=False)
     return values
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +103,9 @@ def _readonly_fraction(percent: FloatArray) -> FloatArray:
     return values
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, eq=False)
 class WeatherSeries:
     """Weather over consecutive steps of ``step_s`` seconds: arrays of one value per step.
@@ -125,6 +129,11 @@ class WeatherSeries:
     solar_azimuth_deg: FloatArray
     wind_speed_m_per_s: FloatArray
     relative_humidity: FloatArray  # fraction, 0..1
+    # the series a window was taken from (None: this one is whole) and the window's first step
+    # in it, and what :meth:`derived` computed from a whole series
+    _whole: WeatherSeries | None = field(default=None, init=False, repr=False)
+    _first: int = field(default=0, init=False, repr=False)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return int(self.temperature_c.size)
@@ -164,11 +173,29 @@ class WeatherSeries:
                 f"{len(self)} steps"
             )
         rows = slice(first, first + count)
-        return replace(
+        part = replace(
             self,
             start=self.start + pd.Timedelta(seconds=first * self.step_s),
             **{name: getattr(self, name)[rows] for name in _SERIES_FIELDS},
         )
+        object.__setattr__(part, "_whole", self._whole or self)
+        object.__setattr__(part, "_first", self._first + first)
+        return part
+
+    def derived(self, key: Hashable, compute: Callable[[WeatherSeries], T]) -> tuple[T, slice]:
+        """``compute(whole)``, computed once per ``key``, and this series' steps within ``whole``.
+
+        ``whole`` is the series this one is a :meth:`window` of (or this series itself). For
+        what a device derives from each step's weather alone (an HVAC house's capacity factors,
+        its walls' irradiance): the window's rows of the whole series' result are what the
+        window itself would give, so a day of windows computes them once instead of once per
+        window. The result is kept with the whole series, under ``key`` (which must name
+        everything ``compute`` depends on besides the weather).
+        """
+        whole = self._whole or self
+        if key not in whole._derived:
+            whole._derived[key] = compute(whole)
+        return whole._derived[key], slice(self._first, self._first + len(self))
 
 
 #: The per-step arrays of a :class:`WeatherSeries`.

@@ -122,7 +122,9 @@ commanded state holds, overridden only at the comfort band's edges.
 
 from __future__ import annotations
 
+import copy
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -165,7 +167,7 @@ from transactive.devices.ramp import (
     ramp_setpoint,
 )
 from transactive.devices.tcl_battery import hvac_batteries
-from transactive.errors import Problems
+from transactive.errors import Problems, ValidationError
 from transactive.weather import WeatherSample
 
 if TYPE_CHECKING:
@@ -1008,6 +1010,89 @@ class WeatherSamples(Protocol):
         ...
 
 
+def _weather_arrays(
+    temperature_c: FloatArray,
+    relative_humidity: FloatArray,
+    flux_w_per_m2: FloatArray,
+    ghi_w_per_m2: FloatArray,
+    latent_used: bool,
+) -> tuple[FloatArray, ...]:
+    """The fields of the kernels' ``_hvac_kernels.Weather`` (see ``HvacPopulation._weather``)."""
+    t = np.asarray(temperature_c, dtype=np.float64)
+    humidity = (
+        np.array([1.0 + math.exp(4.0 - 10.0 * float(rh)) for rh in relative_humidity])
+        if latent_used
+        else np.zeros(t.size)
+    )
+    return (
+        cooling_capacity_factor(t), heating_capacity_factor(t), _cooling_cop_divisor(t),
+        _heating_cop_divisor(t), humidity, np.asarray(flux_w_per_m2, dtype=np.float64),
+        np.asarray(ghi_w_per_m2, dtype=np.float64), t,
+    )  # fmt: skip
+
+
+def _series_weather(
+    weather: WeatherSamples, solar_model: str, latent_used: bool
+) -> tuple[tuple[FloatArray, ...], float] | None:
+    """The kernels' weather fields of a ``WeatherSeries`` window, and its last temperature.
+
+    Every field is a function of its own step's weather alone, so they are computed once for
+    the whole series the window was taken from (:meth:`WeatherSeries.derived`) and the
+    window's rows are read off: a simulation's 288 windows of five steps pay pvlib's wall
+    irradiance and the checks once instead of 288 times (the same numbers: the functions are
+    elementwise; tested against the same window given as samples). None for anything else,
+    or for a series with a sample a step refuses (then the window is checked on its own, and
+    an error names its sample).
+    """
+    series = sys.modules.get("transactive.data.weather_tmy")
+    if series is None or not isinstance(weather, series.WeatherSeries):
+        return None  # (a WeatherSeries exists only once its module is loaded)
+
+    def compute(whole: Any) -> tuple[FloatArray, ...] | None:
+        try:
+            table = _weather_table(whole)
+            if latent_used:
+                _check_humidity(table["relative_humidity"])
+        except ValidationError:
+            return None
+        flux = _mean_wall_irradiance_w_per_m2(
+            table["solar_zenith_deg"], table["solar_azimuth_deg"], table["dni_w_per_m2"],
+            table["dhi_w_per_m2"], table["ghi_w_per_m2"], solar_model,
+        )  # fmt: skip
+        arrays = _weather_arrays(
+            table["temperature_c"],
+            table["relative_humidity"],
+            flux,
+            table["ghi_w_per_m2"],
+            latent_used,
+        )
+        for a in arrays:
+            a.setflags(write=False)
+        return arrays
+
+    arrays, rows = weather.derived(("hvac-weather", solar_model, latent_used), compute)
+    if arrays is None:
+        return None
+    window = tuple(a[rows] for a in arrays)
+    return window, float(window[-1][-1])
+
+
+def _check_humidity(relative_humidity: FloatArray) -> None:
+    """Refuse a humidity that is not a fraction (the latent cooling load reads it)."""
+    bad = np.flatnonzero(
+        ~(np.isfinite(relative_humidity) & (relative_humidity >= 0) & (relative_humidity <= 1))
+    )
+    if bad.size:
+        problems = Problems(subject="weather")
+        rh = float(relative_humidity[bad[0]])
+        where = "" if relative_humidity.size == 1 else f" (sample {int(bad[0])})"
+        problems.add(
+            "relative_humidity",
+            f"must be a fraction in [0, 1] for the latent cooling load, got {rh}{where}",
+        )
+        problems.raise_if_any()
+
+
 def _weather_table(weather: WeatherSamples) -> dict[str, FloatArray]:
     """The samples' fields as arrays (T,), every sample checked as a step checks one.
 
@@ -1445,20 +1530,8 @@ class HvacPopulation:
 
     def _check_humidity(self, relative_humidity: FloatArray, latent_used: bool) -> None:
         """Refuse a humidity that is not a fraction where the latent load reads it."""
-        if not latent_used:
-            return
-        bad = np.flatnonzero(
-            ~(np.isfinite(relative_humidity) & (relative_humidity >= 0) & (relative_humidity <= 1))
-        )
-        if bad.size:
-            problems = Problems(subject="weather")
-            rh = float(relative_humidity[bad[0]])
-            where = "" if relative_humidity.size == 1 else f" (sample {int(bad[0])})"
-            problems.add(
-                "relative_humidity",
-                f"must be a fraction in [0, 1] for the latent cooling load, got {rh}{where}",
-            )
-            problems.raise_if_any()
+        if latent_used:
+            _check_humidity(relative_humidity)
 
     def _weather(
         self,
@@ -1475,22 +1548,14 @@ class HvacPopulation:
         irradiance, the GHI and the outdoor temperature: the same numbers the numpy
         :meth:`_heat_inputs` combines with each house's parameters.
         """
-        t = np.asarray(temperature_c, dtype=np.float64)
-        humidity = (
-            [1.0 + math.exp(4.0 - 10.0 * float(rh)) for rh in relative_humidity]
-            if latent_used
-            else np.zeros(t.size)
-        )
         return _kernels().Weather(
             *(
                 _ro(a)
-                for a in (
-                    cooling_capacity_factor(t), heating_capacity_factor(t),
-                    _cooling_cop_divisor(t), _heating_cop_divisor(t),
-                    humidity, flux_w_per_m2, ghi_w_per_m2, t,
+                for a in _weather_arrays(
+                    temperature_c, relative_humidity, flux_w_per_m2, ghi_w_per_m2, latent_used
                 )
             )
-        )  # fmt: skip
+        )
 
     def _step_weather(self, weather: WeatherSample, latent_used: bool) -> Any:
         """:meth:`_weather` of one sample; refuses a bad humidity first."""
@@ -2735,6 +2800,7 @@ class HvacPopulation:
         weather: WeatherSamples,
         *,
         record: bool = False,
+        dry_run: bool = False,
     ) -> StepSeries:
         """``len(weather)`` consecutive :meth:`step` calls in one: from ``time_s``, ``dt_s`` each.
 
@@ -2747,26 +2813,41 @@ class HvacPopulation:
         arrays (:class:`transactive.data.weather_tmy.WeatherSeries`) is read as arrays. Every
         sample is checked before anything changes. ``record=True`` also keeps each step's
         energy per house and each house's air temperature at each step's end (T, N).
+        ``dry_run=True`` gives the steps' series without changing the houses (their state,
+        accounts and schedule stay as they were): what a deep copy stepped through them gives,
+        without the copy (a simulator's expected power of houses left alone).
         """
         t0, dt = _checked_time_step(time_s, dt_s)
-        table = _weather_table(weather)
-        steps = table["temperature_c"].size
         n = self._n
         latent_used = self._latent_used()
-        self._check_humidity(table["relative_humidity"], latent_used)
+        from_series = _series_weather(weather, self.solar_model, latent_used)
+        table: dict[str, FloatArray] = {}
+        if from_series is None:  # every sample checked before anything changes
+            table = _weather_table(weather)
+            self._check_humidity(table["relative_humidity"], latent_used)
         inputs = self._kernel_inputs()
         own_step = type(self).step is not HvacPopulation.step  # a subclass's physics
         if inputs is None or not self._inline_heat() or own_step:
-            return self._step_many_loop(t0, dt, weather, record)
+            stepped = copy.deepcopy(self) if dry_run else self
+            return stepped._step_many_loop(t0, dt, weather, record)
         state, accounts = inputs
-        flux = _mean_wall_irradiance_w_per_m2(
-            table["solar_zenith_deg"], table["solar_azimuth_deg"], table["dni_w_per_m2"],
-            table["dhi_w_per_m2"], table["ghi_w_per_m2"], self.solar_model,
-        )  # fmt: skip
-        conditions = self._weather(
-            table["temperature_c"], table["relative_humidity"], flux, table["ghi_w_per_m2"],
-            latent_used,
-        )  # fmt: skip
+        if from_series is not None:
+            fields_, last_temperature_c = from_series
+        else:
+            flux = _mean_wall_irradiance_w_per_m2(
+                table["solar_zenith_deg"], table["solar_azimuth_deg"], table["dni_w_per_m2"],
+                table["dhi_w_per_m2"], table["ghi_w_per_m2"], self.solar_model,
+            )  # fmt: skip
+            fields_ = _weather_arrays(
+                table["temperature_c"],
+                table["relative_humidity"],
+                flux,
+                table["ghi_w_per_m2"],
+                latent_used,
+            )
+            last_temperature_c = float(table["temperature_c"][-1])
+        steps = fields_[-1].size
+        conditions = _kernels().Weather(*(_ro(a) for a in fields_))
         scheduled, follows, begin, switch, finish = self._schedule_arguments()
         scheduled_steps = 0
         if scheduled:  # the steps up to the one that reaches the interval's end follow it
@@ -2794,13 +2875,15 @@ class HvacPopulation:
         )  # fmt: skip
         if bad:
             self._refuse_deadband(out[0])
-        self.outdoor_temperature_c = float(table["temperature_c"][-1])
-        self.air_temperature_c, self.mass_temperature_c, energy, self.duty_pu = out
-        self.on = out_on
-        for account, value in zip(accounts, out_accounts, strict=True):
-            account[...] = value  # in place, as step's +=
-        if scheduled_steps and t0 + scheduled_steps * dt >= finish:
-            self._schedule = None
+        energy = out[2]
+        if not dry_run:
+            self.outdoor_temperature_c = last_temperature_c
+            self.air_temperature_c, self.mass_temperature_c, _, self.duty_pu = out
+            self.on = out_on
+            for account, value in zip(accounts, out_accounts, strict=True):
+                account[...] = value  # in place, as step's +=
+            if scheduled_steps and t0 + scheduled_steps * dt >= finish:
+                self._schedule = None
         return StepSeries(
             dt_s=dt,
             energy_kwh=energy,

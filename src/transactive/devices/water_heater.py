@@ -55,6 +55,7 @@ its losses within 1e-12 kWh (``tests/devices/test_water_heater_kernels.py``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, cast
@@ -980,6 +981,7 @@ class WaterHeaterPopulation:
         weather: WeatherSamples,
         *,
         record: bool = False,
+        dry_run: bool = False,
     ) -> StepSeries:
         """``len(weather)`` consecutive :meth:`step` calls in one: from ``time_s``, ``dt_s`` each.
 
@@ -989,7 +991,9 @@ class WaterHeaterPopulation:
         otherwise (the reference, a subclass with a ``step`` of its own), and where the kernel
         hands a tank back to the reference (which raises for it), it is a loop over
         :meth:`step`. Every sample is checked before anything changes.
-        ``record=True`` also keeps each step's energy per tank (T, N).
+        ``record=True`` also keeps each step's energy per tank (T, N). ``dry_run=True`` gives
+        the steps' series without changing the tanks (their state, accounts and schedule stay as
+        they were): what a deep copy stepped through them gives, without the copy.
         """
         t0, dt = _checked_time_step(time_s, dt_s)
         samples = [weather[k] for k in range(len(weather))]
@@ -1012,7 +1016,9 @@ class WaterHeaterPopulation:
                 slice(None), self.temperature_c, self.on, spans, schedule, None
             )
         if done is None:  # the reference, a step at a time
-            return steps_one_by_one(self, t0, dt, samples, record)
+            return steps_one_by_one(
+                copy.deepcopy(self) if dry_run else self, t0, dt, samples, record
+            )
         steps = len(samples)
         energy = np.zeros(self._n)
         power = np.zeros(steps)
@@ -1020,17 +1026,19 @@ class WaterHeaterPopulation:
         temp, on, on_time, standby, drawn = done
         for k in range(steps):  # the accounts as step keeps them, step after step
             step_kwh = self.element_kw * on_time[k] / _SECONDS_PER_HOUR
-            self.heat_element_kwh += step_kwh
-            self.heat_standby_loss_kwh += standby[k] / _SECONDS_PER_HOUR
-            self.heat_draw_loss_kwh += drawn[k] / _SECONDS_PER_HOUR
+            if not dry_run:
+                self.heat_element_kwh += step_kwh
+                self.heat_standby_loss_kwh += standby[k] / _SECONDS_PER_HOUR
+                self.heat_draw_loss_kwh += drawn[k] / _SECONDS_PER_HOUR
             energy += step_kwh
             power[k] = float(np.sum(step_kwh * _SECONDS_PER_HOUR / dt))
             if record_energy is not None:
                 record_energy[k] = step_kwh
-        self.temperature_c = temp
-        self.on = on
-        if schedule is not None and t0 + steps * dt >= schedule.end_s:
-            self._schedule = None  # the responded interval is over: the thermostat governs
+        if not dry_run:
+            self.temperature_c = temp
+            self.on = on
+            if schedule is not None and t0 + steps * dt >= schedule.end_s:
+                self._schedule = None  # the responded interval is over: the thermostat governs
         return StepSeries(
             dt_s=dt,
             energy_kwh=energy,

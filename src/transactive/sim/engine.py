@@ -2091,14 +2091,15 @@ def _dry_run(pop: Any, start_s: int, steps: int, dt: int, forecast: WeatherSampl
     profile) run through the interval on a copy, under the interval's forecast weather, so the
     devices themselves are not changed.
     """
-    copy_ = copy.deepcopy(pop)
-    total = np.zeros(copy_.n_devices)
-    if isinstance(copy_, _STEPS_AT_ONCE):  # the steps in one call, each step's energy recorded
-        series = copy_.step_many(start_s, dt, [forecast] * steps, record=True)
+    total = np.zeros(pop.n_devices)
+    if isinstance(pop, _STEPS_AT_ONCE):  # the steps in one call, each step's energy recorded
+        # on the population itself, left as it is (no copy: a third of the dry run's time)
+        series = pop.step_many(start_s, dt, [forecast] * steps, record=True, dry_run=True)
         assert series.step_energy_kwh is not None
         for k in range(steps):  # summed as the step-by-step loop below sums them
             total += series.step_energy_kwh[k]
     else:
+        copy_ = copy.deepcopy(pop)
         for k in range(steps):
             step = copy_.step(start_s + k * dt, dt, forecast)
             total += np.asarray(step.energy_kwh, dtype=np.float64)
