@@ -192,11 +192,14 @@ def serve_command(
     console.print(f"OpenADR 3.1 VTN: http://{host}:{port}/openadr3/3.1.0", highlight=False)
     # the operator page's event streams end within this (else uvicorn waits for them, 10 s)
     shutdown_s = 5
+    # uvicorn's httptools protocol writing each response once (headers and body together)
+    http = "transactive.platform.api.transport:CoalescingHttpToolsProtocol"
     if workers == 1:
         uvicorn.run(
             app,
             host=host,
             port=port,
+            http=http,
             log_level="info",
             access_log=False,
             timeout_graceful_shutdown=shutdown_s,
@@ -213,7 +216,12 @@ def serve_command(
                 host,
                 port,
                 workers,
-                {"log_level": "info", "access_log": False, "timeout_graceful_shutdown": shutdown_s},
+                {
+                    "http": http,
+                    "log_level": "info",
+                    "access_log": False,
+                    "timeout_graceful_shutdown": shutdown_s,
+                },
             )
         except OSError as exc:
             _fail(f"cannot listen on {host}:{port}: {exc}")
@@ -226,6 +234,7 @@ def serve_command(
         workers=workers,
         host=host,
         port=port,
+        http=http,
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=shutdown_s,
