@@ -255,6 +255,48 @@ def test_canonical_json_is_stable_through_a_json_round_trip(payload):
     assert text == json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+@given(payloads)
+def test_canonical_json_of_text_keys_is_the_checked_one(payload):
+    """``text_keys=True`` skips the key walk only: the same text for string-keyed payloads."""
+    assert canonical_json(payload, text_keys=True) == canonical_json(payload)
+
+
+def test_canonical_json_of_text_keys_still_refuses_what_json_cannot_say():
+    for bad in ({"a": float("nan")}, {"a": object()}, {"a": "\ud800"}):
+        with pytest.raises(ValidationError, match="payload"):
+            canonical_json(bad, text_keys=True)
+
+
+_texts = st.text(max_size=12)
+
+
+@given(
+    st.integers(min_value=0, max_value=10**12),
+    _texts,
+    st.none() | st.integers(min_value=0) | _texts,
+    _texts,
+    _texts,
+    _texts,
+)
+def test_record_hash_is_the_length_prefixed_sha256_of_any_fields(seq, at, actor, kind, body, prev):
+    tag = "n" if actor is None else (f"i{actor}" if isinstance(actor, int) else f"s{actor}")
+    fields = [str(seq), at, tag, kind, body, prev]
+    try:
+        encoded = [f.encode("utf-8") for f in fields]
+    except UnicodeEncodeError:  # a lone surrogate: refused, naming its field
+        with pytest.raises(ValidationError):
+            record_hash(seq, at, actor, kind, body, prev)
+        return
+    message = b"transactive.audit.v1" + b"".join(len(f).to_bytes(8, "big") + f for f in encoded)
+    assert record_hash(seq, at, actor, kind, body, prev) == hashlib.sha256(message).hexdigest()
+
+
+def test_record_hash_names_a_field_that_is_not_unicode():
+    with pytest.raises(ValidationError, match="kind") as err:
+        record_hash(1, "t", None, "bad\udc80", "{}", GENESIS)
+    assert {p.field for p in err.value.problems} == {"kind"}
+
+
 def test_canonical_json_keeps_non_ascii_and_sorts_keys():
     assert canonical_json({"b": [1, 2.5], "a": "€", "c": (None, True)}) == (
         '{"a":"€","b":[1,2.5],"c":[null,true]}'

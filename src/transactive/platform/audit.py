@@ -181,16 +181,20 @@ def chain_rows(
     records: Sequence[tuple[int | None, str, Mapping[str, Any]]],
     *,
     at: datetime,
+    text_keys: bool = False,
 ) -> list[tuple[Any, ...]]:
     """The rows of ``records`` linked after ``prev`` (the chain's head), all logged ``at``.
 
     Each row holds the values of the audit table's columns (seq, at, actor_member_id, kind,
     payload as its canonical text, prev_hash, hash, created_at), the times aware.
+    ``text_keys``: see :func:`transactive.platform.audit_chain.canonical_json`.
     """
     at_iso = audit_chain.iso_utc(at)
     rows: list[tuple[Any, ...]] = []
     for actor, kind, payload in records:
-        prev = audit_chain.next_record(prev, at_iso=at_iso, actor=actor, kind=kind, payload=payload)
+        prev = audit_chain.next_record(
+            prev, at_iso=at_iso, actor=actor, kind=kind, payload=payload, text_keys=text_keys
+        )
         # the payload is stored as its canonical text (what the hash covers)
         rows.append((prev.seq, at, actor, kind, prev.payload_json, prev.prev_hash, prev.hash, at))
     return rows

@@ -712,7 +712,8 @@ def bid_content_hash(bid_in: BidCreate) -> str:
         "contract_id": bid_in.contract_id,
         "points": [[p.price_per_kwh, p.power_kw] for p in bid_in.points],
     }
-    return hashlib.sha256(audit_chain.canonical_json(content).encode("utf-8")).hexdigest()
+    text = audit_chain.canonical_json(content, text_keys=True)  # the keys are the ones above
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _check_curve(
@@ -1058,7 +1059,8 @@ def submit_bids(
                 )
                 for row, bid in zip(new_rows, created, strict=True)
             ],
-            audit_rows=audit.chain_rows(reads.audit_head, records, at=at),
+            # the payloads above, built key by key (the points: pydantic's dumps of BidPoint)
+            audit_rows=audit.chain_rows(reads.audit_head, records, at=at, text_keys=True),
         ),
     )
     return outcomes
