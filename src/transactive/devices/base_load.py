@@ -55,6 +55,7 @@ from transactive.devices._common import (
     _validated_columns,
 )
 from transactive.devices._kernels import check_kernel, checked_kernel, checked_response
+from transactive.devices._steps import KernelSteps, StepsByKernel
 from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
@@ -73,7 +74,7 @@ def _kernels() -> Any:
     return _base_load_kernels
 
 
-class BaseLoadPopulation:
+class BaseLoadPopulation(StepsByKernel):
     """N uncontrollable loads reading yearly profiles; implements the ``Population`` protocol.
 
     Parameters
@@ -316,3 +317,15 @@ class BaseLoadPopulation:
             return StepResult(power_kw=power, energy_kwh=energy, ids=self._ids)
         power = self.mean_power_kw(float(t), float(dt))
         return StepResult(power_kw=power, energy_kwh=power * dt / 3600.0, ids=self._ids)
+
+    def _kernel_steps(self, t0: int, dt: int, samples: list[WeatherSample]) -> KernelSteps | None:
+        """:meth:`step_many`'s steps by the kernel (a profile has no state: nothing to commit)."""
+        if not (self._kernel == "numba" and self._n):
+            return None
+
+        def one_step(k: int, energy_out: FloatArray) -> FloatArray:
+            power, energy = self._mean_power_kernel(float(t0 + k * dt), float(dt), float(dt))
+            energy_out[...] = energy
+            return power
+
+        return one_step, lambda: None

@@ -67,6 +67,7 @@ from transactive.devices._kernels import (
     kernel_state,
     power_on_curves,
 )
+from transactive.devices._steps import KernelSteps, StepsByKernel
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
     BestResponse,
@@ -90,7 +91,7 @@ def _kernels() -> Any:
     return _battery_kernels
 
 
-class BatteryPopulation:
+class BatteryPopulation(StepsByKernel):
     """N stationary batteries as arrays; implements ``Population`` and ``FlexiblePopulation``.
 
     Parameters
@@ -348,6 +349,34 @@ class BatteryPopulation:
         )
         energy = power * hours
         return StepResult(power_kw=energy * 3600.0 / dt, energy_kwh=energy, ids=self._ids)
+
+    def _kernel_steps(self, t0: int, dt: int, samples: list[WeatherSample]) -> KernelSteps | None:
+        """:meth:`step_many`'s steps by the kernel: each runs from the last one's charge."""
+        state = kernel_state(self._kernel, self._n, self.soc_pu)
+        if state is None:
+            return None
+        kern, n, interval = _kernels(), self._n, self._interval
+        soc = state[0]
+
+        def one_step(k: int, energy_out: FloatArray) -> FloatArray:
+            nonlocal soc
+            t = t0 + k * dt
+            active_s = 0.0
+            if interval is not None:
+                active_s = float(_overlap_s(t, t + dt, interval.start_s, interval.end_s))
+            out, power = np.empty(n), np.empty(n)
+            kern.step(
+                active_s, float(dt), self.capacity_kwh, self.charge_power_max_kw,
+                self.discharge_power_max_kw, self.charge_efficiency, self.discharge_efficiency,
+                self.soc_min_pu, self.soc_max_pu, self._setpoint_kw, soc, out, energy_out, power,
+            )  # fmt: skip
+            soc = out
+            return power
+
+        def commit() -> None:
+            self.soc_pu = soc
+
+        return one_step, commit
 
     # ---------------------------------------------------------------- horizon view
 

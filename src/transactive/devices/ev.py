@@ -74,6 +74,7 @@ from transactive.devices._kernels import (
     checked_response,
     kernel_state,
 )
+from transactive.devices._steps import KernelSteps, StepsByKernel
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
     BestResponse,
@@ -97,7 +98,7 @@ def _kernels() -> Any:
     return _ev_kernels
 
 
-class EVPopulation:
+class EVPopulation(StepsByKernel):
     """N EV chargers as arrays; implements ``Population`` and ``FlexiblePopulation``.
 
     Parameters
@@ -384,6 +385,35 @@ class EVPopulation:
             self.delivered_kwh + grid_kwh * self.efficiency, self.energy_needed_kwh
         )
         return StepResult(power_kw=grid_kwh * 3600.0 / dt, energy_kwh=grid_kwh, ids=self._ids)
+
+    def _kernel_steps(self, t0: int, dt: int, samples: list[WeatherSample]) -> KernelSteps | None:
+        """:meth:`step_many`'s steps by the kernel: each charges from the last one's state."""
+        state = kernel_state(self._kernel, self._n, self.delivered_kwh)
+        if state is None:
+            return None
+        kern, n, interval = _kernels(), self._n, self._interval
+        delivered = state[0]
+
+        def one_step(k: int, energy_out: FloatArray) -> FloatArray:
+            nonlocal delivered
+            t = t0 + k * dt
+            lo = hi = 0.0
+            if interval is not None:
+                lo = float(max(t, interval.start_s))
+                hi = float(max(min(t + dt, interval.end_s), lo))
+            out, power = np.empty(n), np.empty(n)
+            kern.step(
+                interval is not None, lo, hi, float(dt), self.arrival_s, self.departure_s,
+                self.energy_needed_kwh, self.efficiency, self._rate_kw, delivered, out,
+                energy_out, power,
+            )  # fmt: skip
+            delivered = out
+            return power
+
+        def commit() -> None:
+            self.delivered_kwh = delivered
+
+        return one_step, commit
 
     # ---------------------------------------------------------------- horizon view
 

@@ -127,7 +127,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -147,6 +147,7 @@ from transactive.devices._common import (
     _validated_columns,
 )
 from transactive.devices._kernels import KERNELS, checked_kernel, state_column
+from transactive.devices._steps import StepSeries, WeatherSamples, steps_one_by_one
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
     BestResponse,
@@ -865,80 +866,6 @@ class _IntervalPlan:
     linear: BoolArray  # runs exactly its schedule for any on-time in [tau_lo, tau_hi]
 
 
-@dataclass(frozen=True)
-class StepSeries:
-    """Metered result of consecutive physics steps (:meth:`HvacPopulation.step_many`).
-
-    ``energy_kwh`` is each house's metered energy over all the steps (N,), ``total_power_kw``
-    the population's average power in each step (T,): the sum over the houses of what
-    :meth:`HvacPopulation.step` would return as ``power_kw``. With ``record=True`` also each
-    step's energy per house and each house's air temperature at each step's end, (T, N);
-    otherwise None.
-    """
-
-    dt_s: int
-    energy_kwh: FloatArray
-    total_power_kw: FloatArray
-    step_energy_kwh: FloatArray | None
-    step_air_temperature_c: FloatArray | None
-    ids: StrArray
-
-
-class _Steps(Protocol):
-    """A population :func:`steps_one_by_one` steps."""
-
-    @property
-    def n_devices(self) -> int:
-        """The number of devices."""
-        ...
-
-    @property
-    def ids(self) -> StrArray:
-        """The devices' ids."""
-        ...
-
-    def step(self, time_s: int, dt_s: int, weather: WeatherSample) -> StepResult:
-        """One physics step."""
-        ...
-
-
-def steps_one_by_one(
-    pop: _Steps,
-    t0: int,
-    dt: int,
-    weather: WeatherSamples,
-    record: bool,
-    *,
-    air_temperature: Callable[[], FloatArray] | None = None,
-) -> StepSeries:
-    """``step_many`` as consecutive ``pop.step`` calls (a reference path of a population).
-
-    ``air_temperature`` reads the houses' air temperature after a step (recorded with
-    ``record``; else the series has none).
-    """
-    steps, n = len(weather), pop.n_devices
-    energy = np.zeros(n)
-    power = np.zeros(steps)
-    record_energy = np.empty((steps, n)) if record else None
-    record_air = np.empty((steps, n)) if record and air_temperature is not None else None
-    for k in range(steps):
-        res = pop.step(t0 + k * dt, dt, weather[k])
-        energy += res.energy_kwh
-        power[k] = float(np.sum(res.power_kw))
-        if record_energy is not None:
-            record_energy[k] = res.energy_kwh
-        if record_air is not None and air_temperature is not None:
-            record_air[k] = air_temperature()
-    return StepSeries(
-        dt_s=dt,
-        energy_kwh=energy,
-        total_power_kw=power,
-        step_energy_kwh=record_energy,
-        step_air_temperature_c=record_air,
-        ids=pop.ids,
-    )
-
-
 def _kernels() -> Any:
     """The numba kernels, imported on first use (numba's import and compile stay off start-up)."""
     from transactive.devices import _hvac_kernels  # noqa: PLC0415 - deferred: see docstring
@@ -996,18 +923,6 @@ def _take_coefficients(k: EtpCoefficients, sel: slice | IntArray) -> EtpCoeffici
 
 #: The numeric fields of :class:`~transactive.weather.WeatherSample`.
 _WEATHER_FIELDS = tuple(f.name for f in fields(WeatherSample))
-
-
-class WeatherSamples(Protocol):
-    """Consecutive weather samples: a ``Sequence[WeatherSample]``, or a ``WeatherSeries``."""
-
-    def __len__(self) -> int:
-        """The number of samples."""
-        ...
-
-    def __getitem__(self, index: int) -> WeatherSample:
-        """Sample ``index``."""
-        ...
 
 
 def _weather_arrays(

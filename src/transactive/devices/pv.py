@@ -63,6 +63,7 @@ from transactive.devices._kernels import (
     checked_response,
     kernel_state,
 )
+from transactive.devices._steps import KernelSteps, StepsByKernel
 from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.errors import Problems
 from transactive.weather import WeatherSample
@@ -83,7 +84,7 @@ def _kernels() -> Any:
     return _pv_kernels
 
 
-class PVPopulation:
+class PVPopulation(StepsByKernel):
     """N PV systems as arrays; implements the ``Population`` protocol.
 
     Parameters
@@ -415,3 +416,22 @@ class PVPopulation:
         dispatched = np.minimum(actual, self._limit_kw)
         energy = -(dispatched * inside_s + actual * (dt - inside_s)) / 3600.0
         return StepResult(power_kw=energy * 3600.0 / dt, energy_kwh=energy, ids=self._ids)
+
+    def _kernel_steps(self, t0: int, dt: int, samples: list[WeatherSample]) -> KernelSteps | None:
+        """:meth:`step_many`'s steps by the kernel (no state changes: nothing to commit)."""
+        state = kernel_state(self._kernel, self._n, self._limit_kw)
+        if state is None:
+            return None
+        kern, n, interval, systems = _kernels(), self._n, self._interval, self._kernel_systems()
+
+        def one_step(k: int, energy_out: FloatArray) -> FloatArray:
+            t = t0 + k * dt
+            inside_s = 0.0
+            if interval is not None:
+                inside_s = float(_overlap_s(t, t + dt, interval.start_s, interval.end_s))
+            power = np.empty(n)
+            sun = self._sun(samples[k])
+            kern.step(sun, inside_s, float(dt), systems, *state, energy_out, power)
+            return power
+
+        return one_step, lambda: None

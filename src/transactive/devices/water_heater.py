@@ -75,6 +75,7 @@ from transactive.devices._common import (
     _readonly,
 )
 from transactive.devices._kernels import check_kernel, checked_kernel, state_column
+from transactive.devices._steps import StepSeries, WeatherSamples, checked_samples, steps_one_by_one
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
     BestResponse,
@@ -83,7 +84,7 @@ from transactive.devices.flexibility import (
     solve_best_response,
     widened_to_way_back,
 )
-from transactive.devices.hvac import HEATING, StepSeries, WeatherSamples, steps_one_by_one
+from transactive.devices.hvac import HEATING
 from transactive.devices.ramp import (
     _band_setpoints_c,
     _follow_schedule,
@@ -996,13 +997,7 @@ class WaterHeaterPopulation:
         they were): what a deep copy stepped through them gives, without the copy.
         """
         t0, dt = _checked_time_step(time_s, dt_s)
-        samples = [weather[k] for k in range(len(weather))]
-        if not samples:
-            problems = Problems(subject="weather")
-            problems.add("weather", "needs at least one sample")
-            problems.raise_if_any()
-        for sample in samples:
-            _check_weather(sample)
+        samples = checked_samples(weather)
         schedule = self._schedule
         done = None
         # a subclass's own step is its physics: called step by step

@@ -1495,10 +1495,10 @@ class _Run:
             kind_kwh = dict.fromkeys(kinds_present, 0.0)
             gas_kwh = 0.0
             temp_sum = 0.0
-            # HVAC houses and water heaters go through the interval's steps in one call (each
-            # step's energy, and a house's air temperature, recorded: the same numbers as a step
-            # at a time, tested bit for bit); the groups do not interact within an interval,
-            # so the order is free
+            # HVAC houses, water heaters, EVs, batteries, PV and base loads go through the
+            # interval's steps in one call (each step's energy, and a house's air temperature,
+            # recorded: the same numbers as a step at a time, tested bit for bit); the groups
+            # do not interact within an interval, so the order is free
             first_step = setup.physics_offset + t * steps
             steps_weather = setup.physics.window(first_step, steps)
             through = {
@@ -2081,7 +2081,14 @@ def _peak_curves(curves: BidCurves, supply: Any) -> tuple[BidCurves, BidCurves]:
 
 
 #: The kinds whose ``step_many`` goes through an interval's physics steps in one call.
-_STEPS_AT_ONCE = (HvacPopulation, WaterHeaterPopulation)
+_STEPS_AT_ONCE = (
+    HvacPopulation,
+    WaterHeaterPopulation,
+    EVPopulation,
+    BatteryPopulation,
+    PVPopulation,
+    BaseLoadPopulation,
+)
 
 
 def _dry_run(pop: Any, start_s: int, steps: int, dt: int, forecast: WeatherSample) -> FloatArray:
