@@ -120,6 +120,7 @@ def reference() -> tuple[SimulationResult, list[Any]]:
         mp.setattr(engine, "_batches_flows", lambda runner: False)  # one flow per interval
         mp.setattr(engine, "_meter_step", engine._meter_step_numpy)
         mp.setattr(engine, "_add_discomfort", engine._add_discomfort_numpy)
+        mp.setattr(engine, "_book_interval", lambda *args: None)  # a step at a time
         mp.setattr(curves, "_power_limit", curves._power_limit_numpy)
         mp.setattr(engine._Setup, "runner", fresh)
         mp.setattr(engine._Run, "__init__", reference_ids)
@@ -276,6 +277,46 @@ def test_the_bookkeeping_kernels_are_the_numpy_reference_bit_for_bit() -> None:
             engine._add_discomfort_numpy(air, low, high, 60, out_ref)
             engine._add_discomfort(air, low, high, 60, out)
         assert np.array_equal(bits(out), bits(out_ref))
+
+
+def test_an_interval_metered_at_once_is_its_steps_metered_one_by_one() -> None:
+    """The interval kernels against the per-step numpy references, step after step."""
+    meter, discomfort = engine._interval_kernels()
+    rng = np.random.default_rng(15)
+    for n in (0, 1, 7, 300):
+        for steps in (1, 5):
+            energy = rng.normal(0.02, 0.05, (steps, n))
+            bus = rng.integers(0, 5, n)
+            total_ref = rng.uniform(0, 9, n)
+            total = total_ref.copy()
+            power_ref = np.full(n, np.nan)
+            nodes_ref = []
+            for k in range(steps):
+                power_ref, at_nodes = engine._meter_step_numpy(
+                    energy[k], bus, total_ref, power_ref, k == 0, 300, 5
+                )
+                nodes_ref.append(at_nodes)
+            power, nodes = np.empty(n), np.zeros((steps, 5))
+            meter(energy, bus, total, power, 300.0, nodes)
+            assert np.array_equal(bits(power), bits(power_ref))
+            assert np.array_equal(bits(total), bits(total_ref))
+            assert np.array_equal(bits(nodes), bits(np.array(nodes_ref).reshape(steps, 5)))
+            assert np.array_equal(energy.sum(axis=1), [float(e.sum()) for e in energy])
+            air = rng.uniform(15.0, 30.0, (steps, n))
+            if n:
+                air[0, 0] = np.nan
+            low, high = np.full(n, 20.0), rng.uniform(23.0, 26.0, n)
+            high[: n // 3] = air[-1, : n // 3]  # exactly at the limit
+            out_ref, out = rng.uniform(0, 2, n), np.zeros(n)
+            out[:] = out_ref
+            for k in range(steps):
+                engine._add_discomfort_numpy(air[k], low, high, 60, out_ref)
+            discomfort(air, low, high, 60.0, out)
+            assert np.array_equal(bits(out), bits(out_ref))
+    with pytest.raises(IndexError):
+        meter(
+            np.ones((2, 3)), np.array([0, 5, 1]), np.zeros(3), np.zeros(3), 300.0, np.zeros((2, 5))
+        )
 
 
 def test_a_bus_outside_the_feeder_is_refused() -> None:

@@ -232,6 +232,7 @@ from transactive.devices import (
     PVPopulation,
     WaterHeaterPopulation,
 )
+from transactive.devices._steps import StepSeries
 from transactive.errors import Problem, ValidationError
 from transactive.results_format import (
     DEVICE_COLUMNS,
@@ -1506,18 +1507,35 @@ class _Run:
                 for gi, g in enumerate(self.groups)
                 if isinstance(g.population, _STEPS_AT_ONCE)
             }
+            # and are metered for the whole interval in one pass each (its steps' node sums
+            # kept apart, added below in the order a step at a time adds them)
+            booked = {
+                gi: metered
+                for gi, stepped in through.items()
+                if (metered := _book_interval(stepped, self.groups[gi], dt, interval_s, n_nodes))
+            }
+            one_by_one = len(booked) < len(self.groups)
             for k in range(steps):
                 time_s = start_s + k * dt
-                weather = setup.physics[first_step + k]
-                gen_each_kw = (
-                    gen_each_kw + _wind_kw(sc.supply.generators, weather.wind_speed_m_per_s) / steps
-                )
+                weather = setup.physics[first_step + k] if one_by_one else None
+                wind_m_per_s = float(steps_weather.wind_speed_m_per_s[k])
+                gen_each_kw = gen_each_kw + _wind_kw(sc.supply.generators, wind_m_per_s) / steps
                 for gi, g in enumerate(self.groups):
+                    booking = booked.get(gi)
+                    if booking is not None:
+                        node_kwh += booking.node_kwh[k]
+                        if other_node_kw is not None and g.mode != "schedule":
+                            other_node_kw[t] += booking.node_kwh[k] * (3600.0 / interval_s)
+                        kind_kwh[g.kind] += float(booking.energy_kwh[k])
+                        if booking.air_c is not None:
+                            temp_sum += float(booking.air_c[k])
+                        continue
                     stepped = through.get(gi)
                     if stepped is not None:
                         assert stepped.step_energy_kwh is not None  # recorded
                         e = stepped.step_energy_kwh[k]
                     else:
+                        assert weather is not None  # a group stepped one step at a time
                         res = g.population.step(time_s, dt, weather)
                         e = np.asarray(res.energy_kwh, dtype=np.float64)
                         if isinstance(res, HeatPumpStepResult):  # a hybrid's boiler burns gas
@@ -1953,6 +1971,126 @@ def _meter_step(
     at_nodes = np.zeros(n_nodes)
     _bookkeeping_kernels()[0](e, buses, total_kwh, power, first, float(interval_s), at_nodes)
     return power, at_nodes
+
+
+@dataclass(frozen=True)
+class _Booked:
+    """A group's interval metered at once.
+
+    Each step's energy per node ``(S, nodes)``, its total energy ``(S,)`` and, for houses, the
+    sum of their air temperatures ``(S,)``.
+    """
+
+    node_kwh: FloatArray
+    energy_kwh: FloatArray
+    air_c: FloatArray | None
+
+
+def _book_interval(
+    series: StepSeries, g: _Group, dt: int, interval_s: int, n_nodes: int
+) -> _Booked | None:
+    """Meter a group's interval from its recorded steps, in one pass over the devices.
+
+    :func:`_meter_step` and :func:`_add_discomfort` of every step: ``g.energy_kwh`` and
+    ``g.discomfort_dh`` grow step after step and ``g.last_power_kw`` becomes the interval's
+    mean power, each summed in the order of a step at a time (one kernel,
+    :func:`_meter_interval_rows`, with the per-step kernels' operations), so the numbers are
+    those of the step-by-step loop to the bit (``tests/sim/test_engine_speedpath.py``); the
+    per-step totals are numpy's sums of each step's row, as that loop's ``e.sum()``. None (the
+    loop books the group) when an array is not one the kernels take.
+    """
+    energy = series.step_energy_kwh
+    if energy is None or not energy.flags.c_contiguous or energy.dtype != np.float64:
+        return None
+    steps, n = energy.shape
+    buses = np.ascontiguousarray(g.bus, dtype=np.int64)
+    if (
+        buses.shape != (n,)
+        or g.energy_kwh.shape != (n,)
+        or not g.energy_kwh.flags.c_contiguous
+        or not g.energy_kwh.flags.writeable
+    ):
+        return None
+    house = _houses(g)
+    bands: tuple[FloatArray, FloatArray, FloatArray] | None = None
+    if house is not None:
+        air = series.step_air_temperature_c
+        out = g.discomfort_dh
+        if air is None or air.shape != (steps, n) or out.shape != (n,):
+            return None
+        lo = np.ascontiguousarray(house.comfort_min_c, dtype=np.float64)
+        hi = np.ascontiguousarray(house.comfort_max_c, dtype=np.float64)
+        if not (lo.shape == hi.shape == (n,) and out.flags.c_contiguous and out.flags.writeable):
+            return None
+        bands = (np.ascontiguousarray(air, dtype=np.float64), lo, hi)
+    meter, discomfort = _interval_kernels()
+    power = np.empty(n)
+    node_kwh = np.zeros((steps, n_nodes))
+    meter(energy, buses, g.energy_kwh, power, float(interval_s), node_kwh)
+    g.last_power_kw = power
+    air_sums = None
+    if bands is not None:
+        ta, lo, hi = bands
+        discomfort(ta, lo, hi, float(dt), g.discomfort_dh)
+        air_sums = ta.sum(axis=1)
+    return _Booked(node_kwh=node_kwh, energy_kwh=energy.sum(axis=1), air_c=air_sums)
+
+
+def _meter_interval_rows(
+    e: FloatArray,
+    bus: IntArray,
+    total: FloatArray,
+    power: FloatArray,
+    interval_s: float,
+    at_nodes: FloatArray,
+) -> None:
+    """:func:`_meter_step_rows` of the ``S`` steps of ``e`` ``(S, N)``, device by device.
+
+    Each device's total and mean power take its steps in order, and each step's node sums
+    ``at_nodes[k]`` take the devices in order, from zero: the additions of ``S`` calls of the
+    per-step kernel, in the same order.
+    """
+    n_nodes = at_nodes.shape[1]
+    steps = e.shape[0]
+    for i in range(e.shape[1]):
+        node = bus[i]
+        if node < 0 or node >= n_nodes:
+            raise IndexError("a device's bus is not a node of the feeder")
+        t = total[i]
+        p_sum = 0.0
+        for k in range(steps):
+            x = e[k, i]
+            t = t + x
+            p = (x * 3600.0) / interval_s
+            p_sum = p if k == 0 else p_sum + p
+            at_nodes[k, node] += x
+        total[i] = t
+        power[i] = p_sum
+
+
+def _discomfort_interval_rows(
+    ta: FloatArray, lo: FloatArray, hi: FloatArray, dt: float, out: FloatArray
+) -> None:
+    """:func:`_discomfort_rows` of the ``S`` steps of ``ta`` ``(S, N)``, each house's in order."""
+    steps = ta.shape[0]
+    for i in range(ta.shape[1]):
+        acc = out[i]
+        for k in range(steps):
+            a = ta[k, i] - hi[i]
+            over = a if (a >= 0.0 or math.isnan(a)) else 0.0
+            b = lo[i] - ta[k, i]
+            under = b if (b >= 0.0 or math.isnan(b)) else 0.0
+            acc = acc + ((over + under) * dt) / 3600.0
+        out[i] = acc
+
+
+@functools.cache
+def _interval_kernels() -> tuple[Callable[..., None], Callable[..., None]]:
+    """:func:`_meter_interval_rows` and :func:`_discomfort_interval_rows` by numba."""
+    import numba  # noqa: PLC0415
+
+    jit = numba.njit(cache=True, nogil=True)
+    return jit(_meter_interval_rows), jit(_discomfort_interval_rows)
 
 
 def _meter_step_numpy(
