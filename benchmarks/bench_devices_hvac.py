@@ -132,7 +132,7 @@ def gridlabd_day(
     More than ``model_max`` houses are split into consecutive models of at most that many,
     run one after the other (the houses do not interact: no feeder); the seconds and
     ``stages`` are their sums. GridLAB-D 6.0.0's load grows faster than the square of the
-    objects (measured: 0.16 s for 1,000 houses, about 74 s for 10,000; 100,000 were still
+    objects (measured: 0.16 s for 1,000 houses, 60 s for 10,000; 100,000 were still
     loading after 40 minutes, py-spy in ``object_set_name -> addto_tree -> tree_get_height``,
     its name index), so a model of 100,000 houses never reaches its run; a user simulates them
     as several models.
