@@ -2,9 +2,11 @@
 
 ``step_many(time_s, dt_s, weather, *, record=False, dry_run=False)`` runs ``len(weather)``
 consecutive physics steps in one call, with the numbers of as many ``step`` calls (tested bit
-for bit for every kind). The simulator steps each group through a market interval this way:
-one call instead of one a step, the samples checked once, the kernels' inputs gathered once
-(issue 17: a call's Python cost a step of a small population several times its kernel's).
+for bit for each kind that has it: HVAC, water heater, EV, battery, PV, base load). The
+simulator steps those groups through a market interval this way (heat pumps, CHP and
+appliances still a step at a time): one call instead of one a step, the samples checked once,
+the kernels' inputs gathered once (issue 17: a call's Python cost a step of a small population
+several times its kernel's).
 """
 
 from __future__ import annotations
