@@ -55,6 +55,16 @@ class ValidationError(ValueError):
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"invalid {subject}: {count} {noun}\n{lines}")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # rebuilt from its problems (the server's bid writer process sends it to the server)
+        return (_validation_error, (type(self), self.problems, self.subject))
+
+
+def _validation_error(
+    cls: type[ValidationError], problems: tuple[Problem, ...], subject: str
+) -> ValidationError:
+    return cls(problems, subject=subject)
+
 
 @dataclass
 class Problems:

@@ -1,9 +1,11 @@
 """Several server processes on one database: ``transactive serve --workers 2``.
 
-Each worker has its own bid writer; the writers take turns on the database without blocking
-their event loops (``bid_writer._WriterTurn``). The test sends concurrent bids over many
-connections (the kernel spreads them over both processes), replays a key across connections,
-and checks every answer, the stored bids and the audit chain.
+The workers hand their bids to one more process, the bid writer
+(:mod:`transactive.platform.api.writer_process`), which still takes turns on the database with
+every other writing transaction without blocking its event loop (``bid_writer._WriterTurn``).
+The test sends concurrent bids over many connections (the kernel spreads them over both
+processes), replays a key across connections, and checks every answer, the stored bids and the
+audit chain.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -88,6 +92,7 @@ def test_two_workers_take_concurrent_bids_and_keep_one_audit_chain(tmp_path: Pat
     finally:
         _out, err = _stop(proc)
     assert err.count("Started server process") >= 2, err
+    assert err.count("Bid writer process") == 1, err  # one writer for both
 
 
 def test_a_writer_waits_for_the_other_processes_turn_without_blocking_its_loop(
@@ -136,8 +141,11 @@ def test_a_writer_waits_for_the_other_processes_turn_without_blocking_its_loop(
 # ------------------------------------------------------------------ the supervisor's sockets
 
 
-def _established_by_process(port: int, pids: list[int]) -> dict[int, int]:
-    """Established TCP connections to ``port`` held by each process (Linux ``/proc``)."""
+def _established_by_process(port: int, pids: list[int], state: str = "01") -> dict[int, int]:
+    """TCP sockets on ``port`` in ``state`` held by each process (Linux ``/proc``).
+
+    ``state`` as the kernel writes it: 01 established, 0A listening.
+    """
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
@@ -145,7 +153,7 @@ def _established_by_process(port: int, pids: list[int]) -> dict[int, int]:
             for line in f:
                 fields = line.split()
                 local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                if local_port == port and fields[3] == state:
                     inodes.add(fields[9])
     counts = {}
     for pid in pids:
@@ -173,13 +181,16 @@ def test_a_burst_of_connections_is_spread_over_both_workers(tmp_path: Path) -> N
         children = [
             int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         ]
-        workers = [
+        spawned = [
             pid
             for pid in children
             if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
             and "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()
         ]
-        assert len(workers) == 2, children
+        assert len(spawned) == 3, children  # two server processes and the bid writer
+        listening = _established_by_process(port, spawned, state="0A")
+        workers = [pid for pid in spawned if listening[pid]]
+        assert len(workers) == 2, listening  # the writer has no socket on the port
         streams = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
         try:
             for s in streams:  # a request on each, so every connection has been accepted
@@ -224,32 +235,39 @@ def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_status() -> No
     assert failed.value.exitcode == 3
 
 
+@contextmanager
+def stopped_when(ready: Callable[[], bool]) -> Iterator[None]:
+    """SIGTERM this process (what stops a server) once ``ready()``; never after the block."""
+    done = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120.0
+        while not done.is_set() and time.monotonic() < deadline:
+            if ready():
+                break
+            time.sleep(0.05)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()  # the block returned without the signal (a failure): never send it later
+        watcher.join()
+
+
 def test_a_worker_that_dies_later_is_replaced_until_the_server_is_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(workers, "START_GRACE_S", 0.3)
     log = tmp_path / "starts.txt"
     options = {"seconds": 0.5, "log": str(log)}
-    done = threading.Event()
-
-    def stop_after_a_replacement() -> None:
-        deadline = time.monotonic() + 120.0
-        while not done.is_set() and time.monotonic() < deadline:
-            if log.exists() and len(log.read_text().split()) >= 3:
-                break
-            time.sleep(0.05)
-        if not done.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)  # what stops a server
-
-    watcher = threading.Thread(target=stop_after_a_replacement)
-    watcher.start()
-    try:
+    with stopped_when(lambda: log.exists() and len(log.read_text().split()) >= 3):
         workers.serve_workers(
             "127.0.0.1", _free_port(), 1, options, target=_worker_targets.exits_after
         )
-    finally:
-        done.set()  # returned without the signal (a failure): never send it later
-        watcher.join()
     starts = log.read_text().split()
     assert len(starts) >= 3, starts  # the first, then replacements, until SIGTERM
     assert len(set(starts)) == len(starts)  # each a new process

@@ -145,8 +145,8 @@ def serve_command(
         int,
         typer.Option(
             help="Server processes sharing the port, each on its own listening socket "
-            "(SO_REUSEPORT: the kernel spreads connections over them). Each has its own bid "
-            "writer; writers of all processes take turns on the database.",
+            "(SO_REUSEPORT: the kernel spreads connections over them). With 2 or more, one "
+            "more process writes every server process's bids (group commit over all of them).",
             min=1,
             max=64,
         ),
@@ -222,6 +222,7 @@ def serve_command(
                     "access_log": False,
                     "timeout_graceful_shutdown": shutdown_s,
                 },
+                bid_writer=True,
             )
         except OSError as exc:
             _fail(f"cannot listen on {host}:{port}: {exc}")

@@ -10,7 +10,9 @@ caller's transaction is rolled back). The API turns it into ``{"detail": {"code"
 - 409 ``conflict`` / ``wrong_state``: the object is in a state that refuses the request (an
   interval past its gate, an idempotency key reused for other content, a second meter reading);
 - 422 ``invalid``: the request is well-formed but its content is not acceptable (a non-monotone
-  curve, a power beyond the contract's limit); ``problems`` lists every one found.
+  curve, a power beyond the contract's limit); ``problems`` lists every one found;
+- 503 ``unavailable``: the server's bid writer process cannot be reached for now (answered with
+  ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class PlatformError(Exception):
         if self.problems:
             out["problems"] = list(self.problems)
         return out
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # rebuilt from its fields (the server's bid writer process sends it to the server)
+        return (PlatformError, (self.status, self.code, self.message, self.problems))
 
     def __repr__(self) -> str:
         return f"PlatformError({self.status}, {self.code!r}, {self.message!r})"

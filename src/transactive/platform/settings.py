@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     #: Well-formed bid submissions skip FastAPI's routing and dependency machinery
     #: (:mod:`transactive.platform.api.fast_lane`); the answers are the same either way.
     bid_fast_lane: bool = True
+    #: The Unix socket of the server's bid writer process
+    #: (:mod:`transactive.platform.api.writer_process`), set by ``transactive serve --workers N``
+    #: for its server processes; unset, the app writes its bids itself.
+    bid_writer_socket: str | None = None
 
     @field_validator("database_url")
     @classmethod

@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse
 
 from transactive.errors import ValidationError
 from transactive.platform import openadr, web
-from transactive.platform.api.bid_writer import BidWriter
+from transactive.platform.api.bid_writer import BidSubmitter, BidWriter
 from transactive.platform.api.deps import API_PREFIX, Clock, DbSlots, TokenCache
 from transactive.platform.api.fast_lane import BidFastLane
 from transactive.platform.api.limits import BodySizeLimit
@@ -53,6 +53,7 @@ from transactive.platform.api.routes import (
     meter_readings,
     token,
 )
+from transactive.platform.api.writer_process import RemoteBidWriter
 from transactive.platform.db import make_engine, make_read_engine, make_session_factory
 from transactive.platform.errors import PlatformError
 from transactive.platform.schemas import Unprocessable
@@ -90,7 +91,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     sessions = make_session_factory(engine)
     read_engine = make_read_engine(engine)
-    bid_writer = BidWriter(sessions, max_batch=settings.bid_batch_max)
+    bid_writer: BidSubmitter
+    if settings.bid_writer_socket is not None:  # the server's writer process writes the bids
+        bid_writer = RemoteBidWriter(settings.bid_writer_socket)
+    else:
+        bid_writer = BidWriter(sessions, max_batch=settings.bid_batch_max)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -177,6 +182,8 @@ def _add_error_handlers(app: FastAPI) -> None:
                 description = exc.message.replace('"', "'")
                 challenge += f', error="{exc.code}", error_description="{description}"'
             headers = {"WWW-Authenticate": challenge}
+        elif exc.status == 503:  # the bid writer process is out of reach for now
+            headers = {"Retry-After": "1"}
         return JSONResponse({"detail": exc.detail()}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

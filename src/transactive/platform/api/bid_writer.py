@@ -38,13 +38,15 @@ Rules:
 - When the batch's transaction fails (a database error, a lost race with another process on a
   unique constraint), each submission is retried alone in its own transaction, so one bad
   submission costs only its own answer (409 or 503 through the app's handlers).
-- One writer per app (so per server process); several server processes on one database
-  (``transactive serve --workers N``) stay correct (the chain's lock serialises their writers,
-  and every check reads the database in the batch's transaction: nothing is cached between
-  batches), each committing its own batches. A writer waits for the others' turn without
-  blocking its event loop: on SQLite through :class:`_WriterTurn` (SQLite's busy handler would
-  stop the loop, and with it every request of that process, while another process writes), on
-  PostgreSQL in its own thread, blocked on the advisory lock.
+- One writer per app; ``transactive serve --workers N`` runs one in a process of its own for
+  all N server processes (:mod:`~transactive.platform.api.writer_process`). Several writers on
+  one database (separate servers, or uvicorn's own workers where there is no ``SO_REUSEPORT``)
+  stay correct (the chain's lock serialises them, and every check reads the database in the
+  batch's transaction: nothing is cached between batches), each committing its own batches. A
+  writer waits for the others' turn without blocking its event loop: on SQLite through
+  :class:`_WriterTurn` (SQLite's busy handler would stop the loop, and with it every request of
+  that process, while another process writes), on PostgreSQL in its own thread, blocked on the
+  advisory lock.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,7 +77,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BidWriter"]
+__all__ = ["BidSubmitter", "BidWriter"]
 
 _log = logging.getLogger("transactive.platform.api")
 
@@ -85,6 +88,24 @@ _TURN_POLL_S = (0.0002, 0.002)
 #: What the writer answers a submission: (the bid, whether it was created now) or the exception
 #: the request raises (PlatformError, ValidationError, or a database error).
 _Answer = tuple[BidPublic, bool] | BaseException
+
+
+class BidSubmitter(Protocol):
+    """What the bid route needs of a writer.
+
+    This process's :class:`BidWriter`, or the writer process's
+    :class:`~transactive.platform.api.writer_process.RemoteBidWriter`.
+    """
+
+    async def submit(
+        self, *, claims: TokenClaims, bid_in: BidCreate, idempotency_key: str, now: datetime
+    ) -> tuple[BidPublic, bool]:
+        """The bid and whether this submission created it; the refusal raised."""
+        ...  # pragma: no cover - a protocol
+
+    def close(self) -> None:
+        """Release what the writer holds (the app's shutdown)."""
+        ...  # pragma: no cover - a protocol
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,6 +256,18 @@ class BidWriter:
             The refusal, as the synchronous path would raise it.
 
         """
+        return await self.enqueue(
+            claims=claims, bid_in=bid_in, idempotency_key=idempotency_key, now=now
+        )
+
+    def enqueue(
+        self, *, claims: TokenClaims, bid_in: BidCreate, idempotency_key: str, now: datetime
+    ) -> asyncio.Future[tuple[BidPublic, bool]]:
+        """Queue a submission on the running loop; its future is settled after its batch.
+
+        What :meth:`submit` awaits; the writer process
+        (:mod:`~transactive.platform.api.writer_process`) answers from the future's callback.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[BidPublic, bool]] = loop.create_future()
         self._pending.setdefault(loop, []).append(
@@ -242,7 +275,17 @@ class BidWriter:
         )
         if loop not in self._writing:
             self._writing[loop] = loop.create_task(self._write_all(loop))
-        return await future
+        return future
+
+    def busy(self) -> bool:
+        """Whether submissions are waiting or being written on the running loop."""
+        return asyncio.get_running_loop() in self._writing
+
+    async def drain(self) -> None:
+        """Wait until every submission queued on the running loop has been answered."""
+        task = self._writing.get(asyncio.get_running_loop())
+        if task is not None:
+            await asyncio.shield(task)
 
     async def _write_all(self, loop: asyncio.AbstractEventLoop) -> None:
         """Write what waits on ``loop``, batch after batch, until nothing is left; answer each."""

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from transactive.platform.api.bid_writer import BidWriter
+from transactive.platform.api.bid_writer import BidSubmitter
 from transactive.platform.api.deps import API_PREFIX, claims_of
 from transactive.platform.api.limits import _replay
 from transactive.platform.errors import PlatformError
@@ -115,7 +115,7 @@ class BidFastLane:
             bid_in = BidCreate.model_validate(json.loads(body))
         except (ValueError, pydantic.ValidationError):  # JSONDecodeError is a ValueError
             return False
-        writer: BidWriter = app_state.bid_writer
+        writer: BidSubmitter = app_state.bid_writer
         request = Request(scope, receive)
         try:
             bid, created = await writer.submit(

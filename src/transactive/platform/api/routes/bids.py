@@ -22,7 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from transactive.platform import crud
-from transactive.platform.api.bid_writer import BidWriter
+from transactive.platform.api.bid_writer import BidSubmitter
 from transactive.platform.api.deps import Claims, CurrentMember, Now, SessionDep, is_operator
 from transactive.platform.errors import forbidden
 from transactive.platform.schemas import BidCreate, BidPublic, BidStatus, RowId
@@ -61,7 +61,7 @@ async def submit_bid(
     now: Now,
 ) -> Response:
     """Submit (or replace) the bid of one of the caller's contracts for an open interval."""
-    writer: BidWriter = request.app.state.bid_writer
+    writer: BidSubmitter = request.app.state.bid_writer
     bid, created = await writer.submit(
         claims=claims, bid_in=bid_in, idempotency_key=idempotency_key, now=now
     )
