@@ -220,6 +220,14 @@ class Feeder:
         (a line out of service, an open switch, no line table): their load is not supplied.
     unsupplied_load_kw, unsupplied_gen_kw : (U,) float
         Nominal load and generation at each of those buses.
+    node_geodata : (N, 2) float
+        Position ``(x, y)`` of every node's representative bus in the net's geodata (pandapower
+        3's GeoJSON point in ``net.bus.geo``, else the older ``net.bus_geodata`` table), NaN
+        where it has none; read once here, so a map needs no net
+        (:mod:`transactive.network.layout`).
+    geodata_lonlat : bool
+        Whether those positions are WGS84 longitude and latitude: the bus table has the columns
+        only SimBench's carry (Meinecke et al., "SimBench", Energies 13(12), 3290, 2020).
 
     """
 
@@ -256,6 +264,8 @@ class Feeder:
     shunt_b_pu: FloatArray
     isolated_buses: tuple[int, ...]
     radial_problems: tuple[str, ...]
+    node_geodata: FloatArray
+    geodata_lonlat: bool
     unsupplied_buses: tuple[int, ...] = ()
     unsupplied_load_kw: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
     unsupplied_gen_kw: FloatArray = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -1126,10 +1136,53 @@ def feeder_from_net(net: Any, *, name: str = "net") -> Feeder:
         shunt_b_pu=_ro(sh_b),
         isolated_buses=tuple(isolated),
         radial_problems=tuple(radial_problems),
+        node_geodata=_ro(_bus_positions(net, node_bus)),
+        geodata_lonlat=all(c in bus.columns for c in _SIMBENCH_BUS_COLUMNS),
         unsupplied_buses=tuple(stranded),
         unsupplied_load_kw=_ro(np.asarray([load_p.get(b, 0.0) for b in stranded], dtype=float)),
         unsupplied_gen_kw=_ro(np.asarray([gen_p.get(b, 0.0) for b in stranded], dtype=float)),
     )
+
+
+#: Columns only SimBench's bus tables carry (they mark WGS84 longitude/latitude geodata).
+_SIMBENCH_BUS_COLUMNS = ("subnet", "voltLvl")
+
+
+def _bus_positions(net: Any, buses: IntArray) -> FloatArray:
+    """``(x, y)`` of each bus in the net's geodata, NaN where it has none (GeoJSON RFC 7946)."""
+    xy = np.full((buses.size, 2), np.nan)
+    bus = net.bus
+    if "geo" in bus.columns:
+        geo = bus["geo"].reindex(buses)
+        xy = np.asarray([_geojson_point(value) for value in geo], dtype=np.float64).reshape(-1, 2)
+    missing = ~np.isfinite(xy).all(axis=1)
+    table = net.get("bus_geodata", None)
+    if missing.any() and isinstance(table, pd.DataFrame) and {"x", "y"} <= set(table.columns):
+        old = table.reindex(buses[missing])
+        xy[missing, 0] = old["x"].to_numpy(dtype=np.float64)
+        xy[missing, 1] = old["y"].to_numpy(dtype=np.float64)
+    return xy
+
+
+def _geojson_point(value: Any) -> tuple[float, float]:
+    """``(x, y)`` of a GeoJSON point (a string or an already parsed mapping); NaN otherwise."""
+    nan = (np.nan, np.nan)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return nan
+    if not isinstance(value, dict):
+        return nan
+    coordinates = value.get("coordinates")
+    if value.get("type") != "Point" or not isinstance(coordinates, list | tuple):
+        return nan
+    if len(coordinates) < 2:
+        return nan
+    try:
+        return float(coordinates[0]), float(coordinates[1])
+    except (TypeError, ValueError):
+        return nan
 
 
 #: A rated current at or above this (kA) is a placeholder, not a rating: no distribution cable,

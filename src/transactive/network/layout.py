@@ -32,12 +32,10 @@ SE-7(2), 223-228, 1981. GeoJSON: IETF RFC 7946, §3.1.2 (Point).
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from transactive.errors import Problems
 from transactive.network.feeders import Feeder
@@ -48,9 +46,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 LayoutSource = Literal["auto", "geodata", "tree"]
-
-#: Columns only SimBench's bus tables carry (used to recognise WGS84 longitude/latitude geodata).
-_SIMBENCH_BUS_COLUMNS = ("subnet", "voltLvl")
 
 
 def feeder_coordinates(feeder: Feeder, source: LayoutSource = "auto") -> FloatArray:
@@ -109,8 +104,7 @@ def is_geographic(feeder: Feeder) -> bool:
     A map of such coordinates should stretch ``y`` by ``1 / cos(latitude)`` so that distances
     east-west and north-south look alike (an equirectangular projection about the feeder).
     """
-    bus = feeder.net.bus
-    return has_geodata(feeder) and all(c in bus.columns for c in _SIMBENCH_BUS_COLUMNS)
+    return has_geodata(feeder) and feeder.geodata_lonlat
 
 
 def tree_layout(feeder: Feeder) -> FloatArray:
@@ -162,41 +156,7 @@ def tree_layout(feeder: Feeder) -> FloatArray:
 
 def _geodata(feeder: Feeder) -> FloatArray:
     """Position of every node's representative bus (NaN where the net has none)."""
-    net = feeder.net
-    buses = np.asarray(feeder.node_bus, dtype=np.int64)
-    xy = np.full((buses.size, 2), np.nan)
-    bus = net.bus
-    if "geo" in bus.columns:
-        geo = bus["geo"].reindex(buses)
-        xy = np.asarray([_point(value) for value in geo], dtype=np.float64).reshape(-1, 2)
-    missing = ~np.isfinite(xy).all(axis=1)
-    table = net.get("bus_geodata", None)
-    if missing.any() and isinstance(table, pd.DataFrame) and {"x", "y"} <= set(table.columns):
-        old = table.reindex(buses[missing])
-        xy[missing, 0] = old["x"].to_numpy(dtype=np.float64)
-        xy[missing, 1] = old["y"].to_numpy(dtype=np.float64)
-    return xy
-
-
-def _point(value: Any) -> tuple[float, float]:
-    """``(x, y)`` of a GeoJSON point (a string or an already parsed mapping); NaN otherwise."""
-    nan = (np.nan, np.nan)
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return nan
-    if not isinstance(value, dict):
-        return nan
-    coordinates = value.get("coordinates")
-    if value.get("type") != "Point" or not isinstance(coordinates, list | tuple):
-        return nan
-    if len(coordinates) < 2:
-        return nan
-    try:
-        return float(coordinates[0]), float(coordinates[1])
-    except (TypeError, ValueError):
-        return nan
+    return np.asarray(feeder.node_geodata, dtype=np.float64)
 
 
 def _spread_coincident(feeder: Feeder, xy: FloatArray) -> FloatArray:
