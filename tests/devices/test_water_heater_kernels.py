@@ -24,7 +24,9 @@ and schedule):
 
 Through bid and respond: the bid's curves have the same prices bit for bit (the ramp controller
 uses no physics) and powers within ``element_kw`` times :data:`ON_TIME_TOLERANCE_S` over the
-interval (its dry runs are steps of the interval); the response's schedules, each found by
+interval on the seeds here (its dry runs are steps of the interval; its setpoint searches, in
+the kernel too, stop within :data:`SETPOINT_TOLERANCE_S` of the reference's for any tank, and
+on these seeds on the same iterates); the response's schedules, each found by
 bisection on dry runs, within twice the bisection's tolerance ``_ROOT_TOLERANCE_S`` (a dry run a
 last bit apart can take the other half of a bracket). Each population then steps from its own
 state: in lockstep over hours of intervals the temperatures stay within :data:`DRIFT_TOLERANCE_C`
@@ -35,6 +37,7 @@ bisection's tolerance apart can do, see there).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +50,7 @@ from tests.devices._kernel_pairs import (
     assert_same,
 )
 from tests.devices._kernel_pairs import pair as kernel_pair
+from transactive.devices import _kernels as _kernels_module
 from transactive.devices import _water_heater_kernels
 from transactive.devices import water_heater as wh
 from transactive.devices.base import MarketInterval, StepResult
@@ -54,6 +58,7 @@ from transactive.devices.water_heater import WaterHeaterPopulation
 from transactive.weather import WeatherSample
 
 INDOORS = WeatherSample(temperature_c=10.0)
+FloatArray = npt.NDArray[np.float64]
 
 #: A switching tank's temperature, kernel against reference, from one state over one step (K).
 TEMPERATURE_TOLERANCE_C = 1e-9
@@ -214,6 +219,66 @@ def test_bid_and_respond_dry_runs() -> None:
         assert float(off.max()) <= SCHEDULE_TOLERANCE_S, k
         assert_same(fast.on, reference.on, f"interval {k} scheduled state")
     assert dry > 0
+
+
+#: The bid's setpoint on-times, kernel against reference: each search stops within its tolerance
+#: of the root on either side, so two searches a last bit apart are within twice that (s).
+SETPOINT_TOLERANCE_S = 2 * wh._SETPOINT_TOLERANCE_S
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_the_bids_setpoint_on_times_agree_with_the_reference_search(
+    parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's setpoint search (``setpoint_on_times``) against ``ramp._setpoint_on_times_s``.
+
+    Over a day of 15-minute intervals (the draw profile's slots cut some of them), tanks of
+    every kind: those the search solves, those at an end of their range, those that cannot hold
+    their band (``linear`` False, ``tau_lo`` throughout). The parallel build on request.
+    """
+    if parallel:
+        monkeypatch.setattr(_kernels_module, "PARALLEL_MIN_ELEMENTS", 1)
+    pop = WaterHeaterPopulation.sample(4000, np.random.default_rng(11))
+    solved = identical = compared = 0
+    for k in range(0, 96, 7):
+        interval = MarketInterval(k * 900 + 300 * (k % 3), 900)
+        temp = pop.temperature_c.copy()
+        tau_lo, tau_hi, linear = pop._on_time_bounds_s(temp, interval)
+        setpoints = wh._band_setpoints_c(pop.setpoint_c, pop.comfort_max_c, pop.comfort_min_c)
+        got = pop._setpoint_on_times_kernel(temp, interval, setpoints, tau_lo, tau_hi, linear)
+        want = wh._setpoint_on_times_s(
+            pop._end_of_interval_c(temp, interval), setpoints, pop._direction,
+            tau_lo, tau_hi, linear, tolerance_s=wh._SETPOINT_TOLERANCE_S,
+        )  # fmt: skip
+        assert got is not None and got.shape == want.shape
+        assert float(np.abs(got - want).max()) <= SETPOINT_TOLERANCE_S, k
+        inside = (want > tau_lo[:, None]) & (want < tau_hi[:, None])
+        solved += int(np.count_nonzero(inside))
+        identical += int(np.count_nonzero(got == want))
+        compared += got.size
+        assert_same(got[~linear], np.repeat(tau_lo[~linear, None], 3, axis=1), "not linear")
+        assert np.all(np.diff(got, axis=1) <= 0)  # from the comfortable edge: non-increasing
+        pop.step(interval.start_s, 900, INDOORS)  # another state for the next interval
+    assert solved > 1000 and identical > 0.9 * compared
+    build = "parallel" if parallel else "serial"
+    assert getattr(_water_heater_kernels.setpoint_on_times, build).signatures, build
+
+
+def test_the_setpoint_search_is_the_reference_for_numpy_and_a_subclass_tank() -> None:
+    """``kernel="numpy"`` and a subclass's own end-of-interval both take the reference search."""
+    numpy_pop = WaterHeaterPopulation.sample(50, np.random.default_rng(2))
+    numpy_pop.kernel = "numpy"
+
+    class OwnTank(WaterHeaterPopulation):
+        def _end_of_interval_c(self, temperature_c: FloatArray, interval: MarketInterval) -> Any:
+            return super()._end_of_interval_c(temperature_c, interval)
+
+    own = OwnTank.sample(50, np.random.default_rng(2))
+    interval = MarketInterval(7 * 3600, 300)
+    for pop in (numpy_pop, own):
+        args = (pop.temperature_c, interval, np.zeros((50, 3)), np.zeros(50), np.ones(50))
+        assert pop._setpoint_on_times_kernel(*args, np.ones(50, dtype=bool)) is None
+        pop.bid(STATS, interval, INDOORS)  # and the bid runs on the reference
 
 
 def test_lockstep_over_hours_does_not_drift() -> None:

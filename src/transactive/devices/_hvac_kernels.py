@@ -67,9 +67,20 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
-from transactive.devices._kernels import heavy_loop, inline, jit, loop, power_at_row
+from transactive.devices._kernels import (
+    bracket_secant,
+    heavy_loop,
+    inline,
+    jit,
+    least_on_time_step,
+    loop,
+    power_at_row,
+)
 
 __all__: list[str] = []
+
+_newton_step = inline(least_on_time_step)
+_secant = inline(bracket_secant)
 
 #: The reference's constants (:mod:`transactive.devices.hvac`: ``_NEWTON_ITERATIONS``,
 #: ``_ROOT_TOLERANCE_S``, ``_SECONDS_PER_HOUR``); a test checks that they agree. Module
@@ -1014,50 +1025,6 @@ def _excess(
         return worst, d * heating_rate * phi
     # at s = 0 the maximum moves with tau: the slope of the on-trajectory itself
     return worst, d * (r1 * a1 * e1 + r2 * a2 * e2)
-
-
-@inline
-def _newton_step(
-    value: float,
-    slope: float,
-    t: float,
-    lo: float,
-    hi: float,
-    iteration: int,
-    tolerance: float,
-    newton_steps: int,
-    one_sided: bool,
-) -> tuple[float, float, float, bool]:
-    """One iteration of :func:`transactive.devices.ramp._least_on_time_s` for one problem.
-
-    Returns ``(next t, lo, hi, done)``; the answer, once done, is ``hi``.
-    """
-    ok = value <= 0
-    if ok:
-        hi = t
-    else:
-        lo = t
-    mid = 0.5 * (lo + hi)
-    converged = False
-    if iteration < newton_steps:
-        step = -value / slope
-        newton = t + step + (-0.5 * tolerance if ok else 0.5 * tolerance)
-        nxt = newton if (math.isfinite(newton) and newton > lo and newton < hi) else mid
-        if not one_sided:
-            landed = t + step
-            converged = abs(step) <= tolerance and landed >= lo and landed <= hi
-            if converged:
-                hi = landed
-    else:
-        nxt = mid
-    done = converged or (hi - lo <= tolerance) or (mid <= lo) or (mid >= hi)
-    return nxt, lo, hi, done
-
-
-@inline
-def _secant(lo: float, hi: float, g_lo: float, g_hi: float) -> float:
-    """``_least_on_time_s``'s first guess: the root of the bracket's secant."""
-    return lo + (hi - lo) * g_lo / (g_lo - g_hi)
 
 
 @inline

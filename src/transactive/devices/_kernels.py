@@ -34,6 +34,7 @@ No fast-math anywhere: the kernels must keep the reference's rounding.
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -261,3 +262,46 @@ def power_at_row(
         q0 = powers[i, j_hi - 1]
         hi = q0 + (powers[i, j_hi] - q0) * ((x - p0) / (prices[i, j_hi] - p0))
     return float(lo + f * (hi - lo))
+
+
+def least_on_time_step(
+    value: float,
+    slope: float,
+    t: float,
+    lo: float,
+    hi: float,
+    iteration: int,
+    tolerance: float,
+    newton_steps: int,
+    one_sided: bool,
+) -> tuple[float, float, float, bool]:
+    """One iteration of :func:`transactive.devices.ramp._least_on_time_s` for one problem.
+
+    Returns ``(next t, lo, hi, done)``; the answer, once done, is ``hi``. Plain Python that
+    each kernel module compiles inline (the HVAC's interval plan, the water heater's bid).
+    """
+    ok = value <= 0
+    if ok:
+        hi = t
+    else:
+        lo = t
+    mid = 0.5 * (lo + hi)
+    converged = False
+    if iteration < newton_steps:
+        step = -value / slope
+        newton = t + step + (-0.5 * tolerance if ok else 0.5 * tolerance)
+        nxt = newton if (math.isfinite(newton) and newton > lo and newton < hi) else mid
+        if not one_sided:
+            landed = t + step
+            converged = abs(step) <= tolerance and landed >= lo and landed <= hi
+            if converged:
+                hi = landed
+    else:
+        nxt = mid
+    done = converged or (hi - lo <= tolerance) or (mid <= lo) or (mid >= hi)
+    return nxt, lo, hi, done
+
+
+def bracket_secant(lo: float, hi: float, g_lo: float, g_hi: float) -> float:
+    """``_least_on_time_s``'s first guess: the root of the bracket's secant."""
+    return lo + (hi - lo) * g_lo / (g_lo - g_hi)

@@ -26,6 +26,14 @@ reference's, its on-time within 1e-7 s, its losses within 1e-12 kWh (measured: a
 2.6e-9 s, 2e-15 kWh); ``tests/devices/test_water_heater_kernels.py`` states and checks these,
 and what they mean for the bid's dry runs and the response's bisection.
 
+:func:`setpoint_on_times` is the bid's search of each tank's on-time to each of its setpoints
+(``WaterHeaterPopulation._end_of_interval_c`` under :func:`transactive.devices.ramp.
+_setpoint_on_times_s`): per tank, the end temperature of a run-first-then-off schedule walked
+over the interval's draw pieces, and per setpoint the reference's bracketed Newton iteration
+(:func:`transactive.devices._kernels.least_on_time_step`). Its exponentials are the C library's,
+so an on-time is within the search's tolerance of the reference's (twice it, at most: each stops
+within it of the root), bit for bit for most tanks; the test states and checks both.
+
 Compiled on first use and cached in ``__pycache__``; :mod:`transactive.devices.water_heater`
 imports this module only when a population first runs the kernel.
 """
@@ -38,12 +46,14 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from transactive.devices._kernels import heavy_loop, jit
+from transactive.devices._kernels import heavy_loop, inline, jit, least_on_time_step
 
 __all__: list[str] = []
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+
+_least_on_time_step = inline(least_on_time_step)
 
 
 @jit
@@ -226,3 +236,114 @@ def advance(
                 out_draw_kj[k, i] = 0.0
         out_temperature_c[i] = t
         out_on[i] = state
+
+
+# ------------------------------------------------------------------ the bid's setpoint on-times
+
+
+@jit
+def _end_of_interval(
+    i: int,
+    tau: float,
+    temperature: FloatArray,
+    ua: FloatArray,
+    capacity: FloatArray,
+    q_on: FloatArray,
+    piece_start: FloatArray,
+    piece_length: FloatArray,
+    conductance: FloatArray,
+    base: FloatArray,
+) -> tuple[float, float]:
+    """Tank ``i``'s temperature at the interval's end, run ``tau`` first then off, and its slope.
+
+    ``WaterHeaterPopulation._end_of_interval_c`` for one tank: each draw piece solved exactly
+    (``_exp_to`` on and then off), the slope ``Q / C exp(-sum λ off)``.
+    """
+    t = temperature[i]
+    decay = 0.0  # sum over the pieces of lambda x off-time
+    for p in range(piece_start.size):
+        g = conductance[p, i]
+        b = base[p, i]
+        lam = (ua[i] + g) / capacity[i]
+        on_s = _clip(tau - piece_start[p], 0.0, piece_length[p])
+        t_inf = (b + q_on[i]) / (ua[i] + g)
+        t = t_inf + (t - t_inf) * math.exp(-lam * on_s)
+        off_s = piece_length[p] - on_s
+        t_inf = b / (ua[i] + g)
+        t = t_inf + (t - t_inf) * math.exp(-lam * off_s)
+        decay += lam * off_s
+    return t, q_on[i] / capacity[i] * math.exp(-decay)
+
+
+@heavy_loop
+def setpoint_on_times(
+    temperature: FloatArray,
+    ua: FloatArray,
+    capacity: FloatArray,
+    q_on: FloatArray,
+    piece_start: FloatArray,
+    piece_length: FloatArray,
+    conductance: FloatArray,
+    base: FloatArray,
+    setpoints: FloatArray,
+    direction: FloatArray,
+    tau_lo: FloatArray,
+    tau_hi: FloatArray,
+    solvable: BoolArray,
+    tolerance: float,
+    newton_steps: int,
+    out: FloatArray,
+) -> None:
+    """Each tank's on-time to each bid setpoint (``ramp._setpoint_on_times_s`` per tank).
+
+    The interval's pieces start at ``piece_start`` (s from its start) for ``piece_length``
+    with each tank's draw conductance and ``UA T_amb + G T_in`` per piece (``conductance``,
+    ``base``: (P, N)). Per setpoint: ``tau_lo`` where even that ends on the comfortable side,
+    ``tau_hi`` where even that does not reach it, else the root of ``d (T_end - T_set)`` by the
+    bracketed Newton iteration of ``ramp._least_on_time_s`` (``one_sided=False``), then the
+    row's running maximum from the uncomfortable end. Tanks not ``solvable`` (or with no room,
+    ``tau_hi <= tau_lo``) get ``tau_lo`` throughout. ``out`` is (N, J).
+    """
+    j_count = setpoints.shape[1]
+    for i in numba.prange(temperature.size):
+        lo0 = tau_lo[i]
+        hi0 = tau_hi[i]
+        if not (solvable[i] and hi0 > lo0):
+            for j in range(j_count):
+                out[i, j] = lo0
+            continue
+        d = direction[i]
+        f_lo, _ = _end_of_interval(
+            i, lo0, temperature, ua, capacity, q_on, piece_start, piece_length, conductance, base
+        )
+        f_hi, _ = _end_of_interval(
+            i, hi0, temperature, ua, capacity, q_on, piece_start, piece_length, conductance, base
+        )
+        for j in range(j_count):
+            target = setpoints[i, j]
+            g_lo = d * (f_lo - target)
+            g_hi = d * (f_hi - target)
+            column = lo0 if g_lo <= 0 else hi0
+            if g_lo > 0 and g_hi < 0:
+                lo = lo0
+                hi = hi0
+                t = lo + (hi - lo) * g_lo / (g_lo - g_hi)  # the bracket's secant
+                iteration = 0
+                done = False
+                while not done:
+                    end, slope = _end_of_interval(
+                        i, t, temperature, ua, capacity, q_on, piece_start, piece_length,
+                        conductance, base,
+                    )  # fmt: skip
+                    t, lo, hi, done = _least_on_time_step(
+                        d * (end - target), d * slope, t, lo, hi, iteration, tolerance,
+                        newton_steps, False,
+                    )  # fmt: skip
+                    iteration += 1
+                column = hi
+            out[i, j] = column
+        # the roots are exact to the tolerance; the row monotone to the last bit (np.maximum)
+        for jj in range(j_count - 2, -1, -1):
+            a = out[i, jj]
+            b = out[i, jj + 1]
+            out[i, jj] = math.nan if (a != a or b != b) else max(a, b)  # noqa: PLR0124

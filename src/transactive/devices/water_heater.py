@@ -111,6 +111,8 @@ _ROOT_TOLERANCE_S = 1e-6
 #: The base setpoint's on-time is found to a millisecond (the response draws the curve exactly
 #: either way).
 _SETPOINT_TOLERANCE_S = 1e-3
+#: Newton iterations of the setpoints' search before only bisections (``_least_on_time_s``'s).
+_NEWTON_STEPS = 12
 #: The must-run on-time's tolerance and the margin above ``Tmin`` it keeps.
 _ON_TIME_TOLERANCE_S = 1e-9
 _BAND_MARGIN_C = 1e-9
@@ -474,10 +476,14 @@ class WaterHeaterPopulation:
             stats.std_per_kwh,
         )
         price = np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
-        tau_points = _setpoint_on_times_s(
-            self._end_of_interval_c(temp, interval), setpoints, self._direction,
-            tau_lo, tau_hi, linear, tolerance_s=_SETPOINT_TOLERANCE_S,
-        )  # fmt: skip
+        tau_points = self._setpoint_on_times_kernel(
+            temp, interval, setpoints, tau_lo, tau_hi, linear
+        )
+        if tau_points is None:  # the reference (and a subclass's own tank)
+            tau_points = _setpoint_on_times_s(
+                self._end_of_interval_c(temp, interval), setpoints, self._direction,
+                tau_lo, tau_hi, linear, tolerance_s=_SETPOINT_TOLERANCE_S,
+            )  # fmt: skip
         run_points = np.where(linear[:, None], tau_points, run_lo[:, None])
         element = self.element_kw
         curves = _interval_curves(
@@ -909,6 +915,48 @@ class WaterHeaterPopulation:
             return t, np.asarray(q_s / c_s * np.exp(-decay))
 
         return end
+
+    def _setpoint_on_times_kernel(
+        self,
+        temperature_c: FloatArray,
+        interval: MarketInterval,
+        setpoints_c: FloatArray,
+        tau_lo: FloatArray,
+        tau_hi: FloatArray,
+        linear: BoolArray,
+    ) -> FloatArray | None:
+        """The bid's setpoint on-times by the fused kernel; None where the reference must run.
+
+        ``ramp._setpoint_on_times_s`` on :meth:`_end_of_interval_c`, one loop over the tanks:
+        the reference's bracketed Newton iteration per tank and setpoint, with the C library's
+        ``exp`` for numpy's, so an on-time agrees with the reference's within the search's
+        tolerance (:data:`_SETPOINT_TOLERANCE_S`; ``tests/devices/test_water_heater_kernels.py``).
+        The reference runs for ``kernel="numpy"`` and for a subclass with its own tank
+        (``_end_of_interval_c`` or ``_interval_pieces`` overridden).
+        """
+        own = WaterHeaterPopulation
+        if (
+            self._kernel != "numba"
+            or not self._n
+            or type(self)._end_of_interval_c is not own._end_of_interval_c
+            or type(self)._interval_pieces is not own._interval_pieces
+        ):
+            return None
+        pieces, base = self._interval_pieces(interval)
+        floats = np.ascontiguousarray
+        out = np.empty(setpoints_c.shape)
+        _kernels().setpoint_on_times(
+            floats(temperature_c, dtype=np.float64), floats(self.ua_kw_per_k),
+            floats(self.capacity_kj_per_k), floats(self.element_kw),
+            np.array([a for a, _, _ in pieces], dtype=np.float64),
+            np.array([length for _, length, _ in pieces], dtype=np.float64),
+            floats(np.stack([g for *_, g in pieces]), dtype=np.float64),
+            floats(np.stack(base), dtype=np.float64), floats(setpoints_c, dtype=np.float64),
+            floats(self._direction, dtype=np.float64), floats(tau_lo, dtype=np.float64),
+            floats(tau_hi, dtype=np.float64), floats(linear, dtype=np.bool_),
+            _SETPOINT_TOLERANCE_S, _NEWTON_STEPS, out,
+        )  # fmt: skip
+        return out
 
     def _scheduled_run_s(
         self,
