@@ -307,6 +307,32 @@ def test_step_many_is_the_loop_of_steps_bit_for_bit() -> None:
     assert series.energy_kwh.sum() > 100.0  # a July day: the air conditioners work
 
 
+def test_step_many_keeps_its_working_arrays_apart_and_never_copies_them() -> None:
+    """The kernel's account scratch (reused between calls) is never an account, nor copied.
+
+    Calls one after the other, with a dry run between, give what ``step`` calls give; a deep
+    copy or a pickle of the population starts with no scratch.
+    """
+    import pickle  # noqa: PLC0415
+
+    weather = [WeatherSample(temperature_c=31.0, ghi_w_per_m2=500.0)] * 3
+    many = HvacPopulation.sample(300, np.random.default_rng(12), outdoor_temperature_c=28.0)
+    loop = copy.deepcopy(many)
+    for call in range(3):
+        many.step_many(180 * call, 60, weather)
+        many.step_many(180 * call + 180, 60, weather, dry_run=True)  # uses the scratch too
+        for k in range(3):
+            loop.step(180 * call + 60 * k, 60, weather[k])
+        scratch = vars(many)["_scratch"].arrays
+        assert len(scratch) == 6
+        for name in ACCOUNTS:
+            account = getattr(many, name)
+            assert not any(np.shares_memory(account, s) for s in scratch), name
+            np.testing.assert_array_equal(account, getattr(loop, name), err_msg=name)
+    assert vars(copy.deepcopy(many))["_scratch"].arrays == ()
+    assert vars(pickle.loads(pickle.dumps(many)))["_scratch"].arrays == ()
+
+
 def test_step_many_follows_a_schedule_into_the_thermostat_and_matches_the_reference() -> None:
     fast, ref = twins(mixed(200, 12))
     for pop in (fast, ref):

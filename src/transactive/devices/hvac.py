@@ -1050,6 +1050,23 @@ def _weather_table(weather: WeatherSamples) -> dict[str, FloatArray]:
 # ---------------------------------------------------------------------------- population
 
 
+class _Scratch:
+    """Working arrays a population keeps between kernel calls; never copied nor pickled.
+
+    A deep copy (a dry run's, a reference path's) or a pickle gets an empty one, which fills
+    again on its first use.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: tuple[FloatArray, ...] = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Scratch:
+        return _Scratch()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Scratch, ())
+
+
 class HvacPopulation:
     """N houses with an air conditioner or heat pump, ETP thermal model, ramp-mode controller.
 
@@ -2778,7 +2795,7 @@ class HvacPopulation:
         chunks = max(1, min(n, kern.numba.get_num_threads())) if parallel else 1
         out = (np.empty(n), np.empty(n), np.empty(n), np.empty(n))
         out_on = np.empty(n, dtype=bool)
-        out_accounts = tuple(np.empty(n) for _ in range(6))
+        out_accounts = self._account_scratch(n)
         step_energy = np.zeros((chunks, steps))
         shape = (steps, n) if record else (0, 0)
         record_energy, record_air = np.empty(shape), np.empty(shape)
@@ -2807,6 +2824,21 @@ class HvacPopulation:
             step_air_temperature_c=record_air if record else None,
             ids=self.ids,
         )
+
+    def _account_scratch(self, n: int) -> tuple[FloatArray, ...]:
+        """Six arrays of ``n`` the step kernel writes the new accounts into, kept between calls.
+
+        They are copied into the accounts at once (or dropped, on a dry run or a refusal), so
+        one set serves every call: fresh arrays of 10^6 houses cost their pages' first touch
+        on each call (the allocator hands such blocks back to the system), about 5 % of a
+        5-minute interval's bid, response and steps (``bench_devices_hvac.py``).
+        """
+        holder = self.__dict__.get("_scratch")
+        if not isinstance(holder, _Scratch):
+            holder = self.__dict__["_scratch"] = _Scratch()
+        if len(holder.arrays) != 6 or holder.arrays[0].size != n:
+            holder.arrays = tuple(np.empty(n) for _ in range(6))
+        return holder.arrays
 
     def _step_many_loop(
         self, t0: int, dt: int, weather: WeatherSamples, record: bool
