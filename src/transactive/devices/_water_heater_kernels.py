@@ -136,6 +136,7 @@ def advance(
     piece_count: npt.NDArray[np.int64],
     piece_start_s: FloatArray,
     piece_s: FloatArray,
+    piece_row: npt.NDArray[np.int64],
     draw_kw_per_k: FloatArray,
     exp_piece: FloatArray,
     expm1_piece: FloatArray,
@@ -149,8 +150,10 @@ def advance(
     """The tanks' policy over S consecutive steps, each cut in pieces (at most P per step).
 
     Step ``k`` is its ``piece_count[k]`` pieces ``(piece_start_s[k, p], piece_s[k, p])``;
-    ``draw_kw_per_k``, ``exp_piece``, ``expm1_piece`` are ``(S, P, M)``: each piece's draw
-    conductance and the exponentials of ``-λ piece_s``. ``follows_steps[k]``: a responded
+    ``draw_kw_per_k``, ``exp_piece``, ``expm1_piece`` are ``(U, M)`` tables of each distinct
+    piece's draw conductance and the exponentials of ``-λ piece_s``, piece ``(k, p)`` taking row
+    ``piece_row[k, p]`` (the steps of one profile slot share a row, so the caller copies no
+    array per step). ``follows_steps[k]``: a responded
     interval's schedule is in force in step ``k`` (run from ``begin_s`` to ``switch_s``, off to
     ``finish_s``). Each step starts from the state the one before ended in, as consecutive calls
     of one step would; ``out_on_time_s``, ``out_standby_kj``, ``out_draw_kj`` are ``(S, M)``,
@@ -170,7 +173,8 @@ def advance(
             standby = 0.0
             drawn = 0.0
             for p in range(piece_count[k]):
-                g = draw_kw_per_k[k, p, i]
+                row = piece_row[k, p]
+                g = draw_kw_per_k[row, i]
                 base = ua * t_amb + g * t_in
                 conductance = ua + g
                 lam = conductance / c
@@ -212,7 +216,7 @@ def advance(
                     # reference's): the same argument, the same value.
                     t, state, run_s, integral = _tank(
                         t, state, span, q_on, conductance, lam, base, switch_on, switch_off,
-                        exp_piece[k, p, i], expm1_piece[k, p, i], span == piece_s[k, p],
+                        exp_piece[row, i], expm1_piece[row, i], span == piece_s[k, p],
                     )  # fmt: skip
                     on_time += run_s
                     standby += ua * (integral - t_amb * span)

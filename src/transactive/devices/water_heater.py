@@ -756,14 +756,23 @@ class WaterHeaterPopulation:
         m_count = temperature.size
         n_steps, most = len(pieces), max(len(step) for step in pieces)
 
+        # each distinct piece once (the steps of one profile slot share its cached arrays):
+        # piece (k, p) reads row piece_row[k, p] of the tables
+        distinct: dict[tuple[int, int, int], int] = {}
+        piece_row = np.zeros((n_steps, most), dtype=np.int64)
+        firsts: list[tuple[float, float, FloatArray, FloatArray, FloatArray]] = []
+        for k, step in enumerate(pieces):
+            for p, piece in enumerate(step):
+                # (the pieces are all alive here: their ids cannot repeat)
+                row = distinct.setdefault((id(piece[2]), id(piece[3]), id(piece[4])), len(distinct))
+                if row == len(firsts):
+                    firsts.append(piece)
+                piece_row[k, p] = row
+
         def rows(column: int) -> FloatArray:
-            if n_steps == 1 and most == 1 and not gathered:
-                return cast(FloatArray, pieces[0][0][column])[None, None, :]
-            out = np.zeros((n_steps, most, m_count))
-            for k, step in enumerate(pieces):
-                for p, piece in enumerate(step):
-                    out[k, p] = cast(FloatArray, piece[column])[sel]
-            return out
+            if len(firsts) == 1 and not gathered:
+                return cast(FloatArray, firsts[0][column])[None, :]
+            return np.stack([cast(FloatArray, piece[column])[sel] for piece in firsts])
 
         def times(column: int) -> FloatArray:
             out = np.zeros((n_steps, most))
@@ -786,7 +795,7 @@ class WaterHeaterPopulation:
             np.zeros(m_count) if schedule is None else schedule.switch_s[sel],
             0.0 if schedule is None else float(schedule.end_s),
             np.array([len(step) for step in pieces], dtype=np.int64), times(0), times(1),
-            rows(2), rows(3), rows(4), *out, *per_step, bad,
+            piece_row, rows(2), rows(3), rows(4), *out, *per_step, bad,
         )  # fmt: skip
         if bad.any():
             return None
