@@ -53,7 +53,7 @@ from tests.devices._kernel_pairs import pair as kernel_pair
 from transactive.devices import _kernels as _kernels_module
 from transactive.devices import _water_heater_kernels
 from transactive.devices import water_heater as wh
-from transactive.devices.base import MarketInterval, StepResult
+from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.devices.water_heater import WaterHeaterPopulation
 from transactive.weather import WeatherSample
 
@@ -262,6 +262,37 @@ def test_the_bids_setpoint_on_times_agree_with_the_reference_search(
     assert solved > 1000 and identical > 0.9 * compared
     build = "parallel" if parallel else "serial"
     assert getattr(_water_heater_kernels.setpoint_on_times, build).signatures, build
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_the_bids_setpoints_and_prices_are_the_references_bit_for_bit(
+    parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bid_points`` against ``ramp._band_setpoints_c``, ``ramp_bid_price`` and ``np.clip``.
+
+    Prices inside the range, clipped at the floor and at the cap, and with no spread.
+    """
+    if parallel:
+        monkeypatch.setattr(_kernels_module, "PARALLEL_MIN_ELEMENTS", 1)
+    fast = WaterHeaterPopulation.sample(2000, np.random.default_rng(21))
+    reference = copy.deepcopy(fast)
+    reference.kernel = "numpy"
+    for stats in (
+        STATS,
+        PriceStats(mean_per_kwh=0.10, std_per_kwh=0.08, price_cap_per_kwh=0.15),
+        PriceStats(
+            mean_per_kwh=0.10, std_per_kwh=0.08, price_cap_per_kwh=1.0, price_floor_per_kwh=0.06
+        ),
+        PriceStats(mean_per_kwh=0.10, std_per_kwh=0.0, price_cap_per_kwh=1.0),
+    ):
+        got, want = fast._bid_points(stats), reference._bid_points(stats)
+        assert_same(got[0], want[0], f"setpoints {stats}")
+        assert_same(got[1], want[1], f"prices {stats}")
+        clipped = (got[1] == stats.price_cap_per_kwh) | (got[1] == stats.price_floor_per_kwh)
+        assert clipped.any() == (stats.price_cap_per_kwh < 1.0 or stats.price_floor_per_kwh > 0)
+    assert float(got[1].min()) == float(got[1].max()) == 0.10  # no spread: the mean throughout
+    build = "parallel" if parallel else "serial"
+    assert getattr(_water_heater_kernels.bid_points, build).signatures, build
 
 
 def test_the_setpoint_search_is_the_reference_for_numpy_and_a_subclass_tank() -> None:

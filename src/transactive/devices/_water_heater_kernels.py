@@ -46,7 +46,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from transactive.devices._kernels import heavy_loop, inline, jit, least_on_time_step
+from transactive.devices._kernels import heavy_loop, inline, jit, least_on_time_step, loop
 
 __all__: list[str] = []
 
@@ -351,3 +351,47 @@ def setpoint_on_times(
             a = out[i, jj]
             b = out[i, jj + 1]
             out[i, jj] = math.nan if (a != a or b != b) else max(a, b)  # noqa: PLR0124
+
+
+@loop
+def bid_points(
+    setpoint_c: FloatArray,
+    comfortable_c: FloatArray,
+    uncomfortable_c: FloatArray,
+    comfort_min_c: FloatArray,
+    comfort_max_c: FloatArray,
+    ramp_low: FloatArray,
+    ramp_high: FloatArray,
+    direction: FloatArray,
+    shares: FloatArray,
+    prices: FloatArray,
+    out_setpoint_c: FloatArray,
+    out_price: FloatArray,
+) -> None:
+    """The bid's setpoints and their clipped ramp prices, ``(N, J)`` (``ramp``'s, per tank).
+
+    ``ramp._band_setpoints_c`` (``Tset + |s| (edge - Tset)``, the comfortable edge for a
+    negative share) and ``ramp.ramp_bid_price`` (``mean + d (T - Tset) k sigma / |T_lim -
+    Tset|``, GridLAB-D ``controller.cpp`` ramp mode) clipped to ``[floor, cap]`` as
+    ``np.clip`` does; ``prices`` is ``(mean, std, floor, cap)``. The same operations in the
+    same order: bit for bit.
+    """
+    mean = prices[0]
+    std = prices[1]
+    floor = prices[2]
+    cap = prices[3]
+    for i in numba.prange(setpoint_c.size):
+        sp = setpoint_c[i]
+        for j in range(shares.size):
+            s = shares[j]
+            edge = comfortable_c[i] if s < 0 else uncomfortable_c[i]
+            t = sp + abs(s) * (edge - sp)
+            if t > sp:
+                k = ramp_high[i]
+                half = comfort_max_c[i] - sp
+            else:
+                k = ramp_low[i]
+                half = sp - comfort_min_c[i]
+            price = mean + direction[i] * (t - sp) * k * std / half
+            out_setpoint_c[i, j] = t
+            out_price[i, j] = _clip(price, floor, cap)

@@ -86,6 +86,7 @@ from transactive.devices.flexibility import (
 )
 from transactive.devices.hvac import HEATING
 from transactive.devices.ramp import (
+    BID_SETPOINT_SHARES,
     _band_setpoints_c,
     _follow_schedule,
     _interval_curves,
@@ -462,20 +463,7 @@ class WaterHeaterPopulation:
         run_lo = np.where(worse, run_hi, run_lo)
         # The points: Tmax (comfortable), the base setpoint, Tmin, at their ramp prices; each the
         # on-time that brings the tank to that setpoint by the interval's end.
-        setpoints = _band_setpoints_c(self.setpoint_c, self.comfort_max_c, self.comfort_min_c)
-        column = (slice(None), None)
-        price = ramp_bid_price(
-            setpoints,
-            self.setpoint_c[column],
-            self._direction[column],
-            self.comfort_min_c[column],
-            self.comfort_max_c[column],
-            self.ramp_low[column],
-            self.ramp_high[column],
-            stats.mean_per_kwh,
-            stats.std_per_kwh,
-        )
-        price = np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
+        setpoints, price = self._bid_points(stats)
         tau_points = self._setpoint_on_times_kernel(
             temp, interval, setpoints, tau_lo, tau_hi, linear
         )
@@ -924,6 +912,42 @@ class WaterHeaterPopulation:
             return t, np.asarray(q_s / c_s * np.exp(-decay))
 
         return end
+
+    def _bid_points(self, stats: PriceStats) -> tuple[FloatArray, FloatArray]:
+        """The bid's setpoints and their ramp prices within the floor and the cap, ``(N, J)``.
+
+        By the fused kernel (the same operations: bit for bit) or the reference's numpy.
+        """
+        if self._kernel == "numba" and self._n:
+            shares = np.asarray(BID_SETPOINT_SHARES, dtype=np.float64)
+            setpoints = np.empty((self._n, shares.size))
+            price = np.empty((self._n, shares.size))
+            floats = np.ascontiguousarray
+            _kernels().bid_points(
+                floats(self.setpoint_c), floats(self.comfort_max_c), floats(self.comfort_min_c),
+                floats(self.comfort_min_c), floats(self.comfort_max_c), floats(self.ramp_low),
+                floats(self.ramp_high), floats(self._direction, dtype=np.float64), shares,
+                np.array([
+                    stats.mean_per_kwh, stats.std_per_kwh, stats.price_floor_per_kwh,
+                    stats.price_cap_per_kwh,
+                ]),
+                setpoints, price,
+            )  # fmt: skip
+            return setpoints, price
+        setpoints = _band_setpoints_c(self.setpoint_c, self.comfort_max_c, self.comfort_min_c)
+        column = (slice(None), None)
+        price = ramp_bid_price(
+            setpoints,
+            self.setpoint_c[column],
+            self._direction[column],
+            self.comfort_min_c[column],
+            self.comfort_max_c[column],
+            self.ramp_low[column],
+            self.ramp_high[column],
+            stats.mean_per_kwh,
+            stats.std_per_kwh,
+        )
+        return setpoints, np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
 
     def _setpoint_on_times_kernel(
         self,
