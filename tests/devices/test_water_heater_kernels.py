@@ -295,6 +295,25 @@ def test_the_bids_setpoints_and_prices_are_the_references_bit_for_bit(
     assert getattr(_water_heater_kernels.bid_points, build).signatures, build
 
 
+def test_the_bids_curves_are_assembled_as_the_reference_does_bit_for_bit() -> None:
+    """``interval_curves`` against ``ramp._interval_curves``: linear tanks and dry-run ones."""
+    fast = WaterHeaterPopulation.sample(3000, np.random.default_rng(22))
+    reference = copy.deepcopy(fast)
+    reference.kernel = "numpy"
+    rng = np.random.default_rng(23)
+    price = np.sort(rng.uniform(0.0, 0.5, (3000, 3)), axis=1)
+    tau = -np.sort(-rng.uniform(0.0, 300.0, (3000, 3)), axis=1)
+    run_lo = tau[:, -1] * rng.uniform(0.5, 1.0, 3000)
+    linear = rng.random(3000) < 0.8
+    got = fast._curves(price, tau, run_lo, linear, 300.0, STATS)
+    want = reference._curves(price, tau, run_lo, linear, 300.0, STATS)
+    assert_same(got.price_per_kwh, want.price_per_kwh, "prices")
+    assert_same(got.power_kw, want.power_kw, "powers")
+    assert got.ids is not None and want.ids is not None
+    assert list(got.ids) == list(want.ids)
+    assert not got.power_kw.flags.writeable  # as the library's curves are
+
+
 def test_the_setpoint_search_is_the_reference_for_numpy_and_a_subclass_tank() -> None:
     """``kernel="numpy"`` and a subclass's own end-of-interval both take the reference search."""
     numpy_pop = WaterHeaterPopulation.sample(50, np.random.default_rng(2))

@@ -395,3 +395,34 @@ def bid_points(
             price = mean + direction[i] * (t - sp) * k * std / half
             out_setpoint_c[i, j] = t
             out_price[i, j] = _clip(price, floor, cap)
+
+
+@loop
+def interval_curves(
+    point_price: FloatArray,
+    tau_points_s: FloatArray,
+    run_lo_s: FloatArray,
+    linear: BoolArray,
+    element_kw: FloatArray,
+    duration_s: float,
+    price_cap: float,
+    out_price: FloatArray,
+    out_power: FloatArray,
+) -> None:
+    """The bid's curves, ``(N, J + 2)`` (``ramp._interval_curves`` of the bid's points).
+
+    The points' prices and powers (``element tau / duration``, the must-run on-time
+    ``run_lo`` throughout for a tank that is not ``linear``), then the must-run block at the
+    cap: ``(cap, element run_lo / duration)``, ``(cap, 0)``. The reference's operations: bit
+    for bit.
+    """
+    j_count = point_price.shape[1]
+    for i in numba.prange(element_kw.size):
+        for j in range(j_count):
+            run = tau_points_s[i, j] if linear[i] else run_lo_s[i]
+            out_price[i, j] = point_price[i, j]
+            out_power[i, j] = element_kw[i] * run / duration_s
+        out_price[i, j_count] = price_cap
+        out_price[i, j_count + 1] = price_cap
+        out_power[i, j_count] = element_kw[i] * run_lo_s[i] / duration_s
+        out_power[i, j_count + 1] = 0.0

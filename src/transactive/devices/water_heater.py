@@ -472,12 +472,7 @@ class WaterHeaterPopulation:
                 self._end_of_interval_c(temp, interval), setpoints, self._direction,
                 tau_lo, tau_hi, linear, tolerance_s=_SETPOINT_TOLERANCE_S,
             )  # fmt: skip
-        run_points = np.where(linear[:, None], tau_points, run_lo[:, None])
-        element = self.element_kw
-        curves = _interval_curves(
-            price, element[:, None] * run_points / duration, element * run_lo / duration,
-            stats.price_cap_per_kwh, self._ids,
-        )  # fmt: skip
+        curves = self._curves(price, tau_points, run_lo, linear, duration, stats)
         self._plan = _TankPlan(
             interval=interval, curves=curves, stats=stats, temperature_c=temp, on=on,
             tau_lo_s=tau_lo, tau_hi_s=tau_hi, run_lo_s=run_lo, run_hi_s=run_hi, linear=linear,
@@ -912,6 +907,37 @@ class WaterHeaterPopulation:
             return t, np.asarray(q_s / c_s * np.exp(-decay))
 
         return end
+
+    def _curves(
+        self,
+        price: FloatArray,
+        tau_points: FloatArray,
+        run_lo: FloatArray,
+        linear: BoolArray,
+        duration: float,
+        stats: PriceStats,
+    ) -> BidCurves:
+        """The bid's curves from its points' prices and on-times and the must-run on-time.
+
+        By the fused kernel (the same operations: bit for bit) or the reference's numpy.
+        """
+        element = self.element_kw
+        if self._kernel == "numba" and self._n:
+            shape = (self._n, price.shape[1] + 2)
+            prices, powers = np.empty(shape), np.empty(shape)
+            floats = np.ascontiguousarray
+            _kernels().interval_curves(
+                floats(price, dtype=np.float64), floats(tau_points, dtype=np.float64),
+                floats(run_lo, dtype=np.float64), floats(linear, dtype=np.bool_),
+                floats(element, dtype=np.float64), duration, stats.price_cap_per_kwh, prices,
+                powers,
+            )  # fmt: skip
+            return BidCurves._trusted(prices, powers, self._ids)
+        run_points = np.where(linear[:, None], tau_points, run_lo[:, None])
+        return _interval_curves(
+            price, element[:, None] * run_points / duration, element * run_lo / duration,
+            stats.price_cap_per_kwh, self._ids,
+        )  # fmt: skip
 
     def _bid_points(self, stats: PriceStats) -> tuple[FloatArray, FloatArray]:
         """The bid's setpoints and their ramp prices within the floor and the cap, ``(N, J)``.
