@@ -314,6 +314,43 @@ def test_the_bids_curves_are_assembled_as_the_reference_does_bit_for_bit() -> No
     assert not got.power_kw.flags.writeable  # as the library's curves are
 
 
+#: The bid's can-run on-time (a logarithm's crossing, the C library's against numpy's, s) and
+#: its must-run on-time (a bisection to ``_ON_TIME_TOLERANCE_S``: twice that, s).
+TAU_HI_TOLERANCE_S = 1e-9
+TAU_LO_TOLERANCE_S = 2 * wh._ON_TIME_TOLERANCE_S
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_the_bids_on_time_bounds_agree_with_the_reference(
+    parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_time_bounds`` against ``_on_time_bounds_s``: can-run, must-run and ``linear``.
+
+    Heavy draws, so that some tanks must run, some cannot hold their band and some reach
+    ``Tmax``, over a day of 15-minute intervals (some cut by the profile's slots).
+    """
+    if parallel:
+        monkeypatch.setattr(_kernels_module, "PARALLEL_MIN_ELEMENTS", 1)
+    fast, _ = pair(3000, 31, draws=3.0)
+    searched = unheld = reached = 0
+    for k in range(0, 96, 5):
+        interval = MarketInterval(k * 900 + 300 * (k % 3), 900)
+        temp = fast.temperature_c.copy()
+        got = fast._on_time_bounds_kernel(temp, interval)
+        want = fast._on_time_bounds_s(temp, interval)
+        assert got is not None
+        assert float(np.abs(got[1] - want[1]).max()) <= TAU_HI_TOLERANCE_S, k
+        assert float(np.abs(got[0] - want[0]).max()) <= TAU_LO_TOLERANCE_S, k
+        assert_same(got[2], want[2], f"interval {k} linear")
+        searched += int(np.count_nonzero((want[0] > 0) & (want[0] < want[1])))
+        unheld += int(np.count_nonzero(~want[2]))
+        reached += int(np.count_nonzero(want[1] < 900.0))
+        fast.step(interval.start_s, 900, INDOORS)
+    assert searched > 100 and unheld > 10 and reached > 100, (searched, unheld, reached)
+    build = "parallel" if parallel else "serial"
+    assert getattr(_water_heater_kernels.on_time_bounds, build).signatures, build
+
+
 def test_the_setpoint_search_is_the_reference_for_numpy_and_a_subclass_tank() -> None:
     """``kernel="numpy"`` and a subclass's own end-of-interval both take the reference search."""
     numpy_pop = WaterHeaterPopulation.sample(50, np.random.default_rng(2))

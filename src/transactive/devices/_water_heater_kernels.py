@@ -26,7 +26,13 @@ reference's, its on-time within 1e-7 s, its losses within 1e-12 kWh (measured: a
 2.6e-9 s, 2e-15 kWh); ``tests/devices/test_water_heater_kernels.py`` states and checks these,
 and what they mean for the bid's dry runs and the response's bisection.
 
-:func:`setpoint_on_times` is the bid's search of each tank's on-time to each of its setpoints
+The bid runs here too. :func:`on_time_bounds` gives each tank's can-run on-time (the crossing
+of ``Tmax`` on its heating trajectory) and must-run on-time (bisection on the lowest temperature
+of the off part), as ``WaterHeaterPopulation._on_time_bounds_s`` does; measured against it over
+a day of intervals the must-run on-times agree to the bit and the can-run ones within 5e-11 s.
+:func:`bid_points` and :func:`interval_curves` are the ramp controller's setpoints and prices and
+the curves' assembly, the reference's operations (bit for bit). :func:`setpoint_on_times` is the
+bid's search of each tank's on-time to each of its setpoints
 (``WaterHeaterPopulation._end_of_interval_c`` under :func:`transactive.devices.ramp.
 _setpoint_on_times_s`): per tank, the end temperature of a run-first-then-off schedule walked
 over the interval's draw pieces, and per setpoint the reference's bracketed Newton iteration
@@ -246,7 +252,7 @@ def advance(
 
 
 @jit
-def _end_of_interval(
+def _schedule_walk(
     i: int,
     tau: float,
     temperature: FloatArray,
@@ -257,26 +263,43 @@ def _end_of_interval(
     piece_length: FloatArray,
     conductance: FloatArray,
     base: FloatArray,
-) -> tuple[float, float]:
-    """Tank ``i``'s temperature at the interval's end, run ``tau`` first then off, and its slope.
+) -> tuple[float, float, float]:
+    """Tank ``i`` run ``tau`` first, then off, over the interval's draw pieces.
 
-    ``WaterHeaterPopulation._end_of_interval_c`` for one tank: each draw piece solved exactly
-    (``_exp_to`` on and then off), the slope ``Q / C exp(-sum λ off)``.
+    Returns its temperature at the interval's end and that temperature's slope in ``tau``
+    (``WaterHeaterPopulation._end_of_interval_c``: ``Q / C exp(-sum λ off)``), and its lowest
+    temperature over the off part (``lowest_after`` of ``_on_time_bounds_s``: each piece is
+    monotone, so the piece ends from the one holding ``tau`` on are the candidates). Each
+    piece solved exactly (``_exp_to`` on and then off), in the reference's operations.
     """
     t = temperature[i]
     decay = 0.0  # sum over the pieces of lambda x off-time
+    low = math.inf
     for p in range(piece_start.size):
         g = conductance[p, i]
         b = base[p, i]
         lam = (ua[i] + g) / capacity[i]
         on_s = _clip(tau - piece_start[p], 0.0, piece_length[p])
+        counts = tau <= piece_start[p] + piece_length[p]
         t_inf = (b + q_on[i]) / (ua[i] + g)
         t = t_inf + (t - t_inf) * math.exp(-lam * on_s)
+        if counts:
+            low = _minimum(low, t)
         off_s = piece_length[p] - on_s
         t_inf = b / (ua[i] + g)
         t = t_inf + (t - t_inf) * math.exp(-lam * off_s)
+        if counts:
+            low = _minimum(low, t)
         decay += lam * off_s
-    return t, q_on[i] / capacity[i] * math.exp(-decay)
+    return t, q_on[i] / capacity[i] * math.exp(-decay), low
+
+
+@jit
+def _minimum(a: float, b: float) -> float:
+    """``np.minimum`` of two values (a NaN wins)."""
+    if a != a or b != b:  # noqa: PLR0124 - NaN
+        return math.nan
+    return min(a, b)
 
 
 @heavy_loop
@@ -317,12 +340,9 @@ def setpoint_on_times(
                 out[i, j] = lo0
             continue
         d = direction[i]
-        f_lo, _ = _end_of_interval(
-            i, lo0, temperature, ua, capacity, q_on, piece_start, piece_length, conductance, base
-        )
-        f_hi, _ = _end_of_interval(
-            i, hi0, temperature, ua, capacity, q_on, piece_start, piece_length, conductance, base
-        )
+        args = (temperature, ua, capacity, q_on, piece_start, piece_length, conductance, base)
+        f_lo = _schedule_walk(i, lo0, *args)[0]
+        f_hi = _schedule_walk(i, hi0, *args)[0]
         for j in range(j_count):
             target = setpoints[i, j]
             g_lo = d * (f_lo - target)
@@ -335,10 +355,7 @@ def setpoint_on_times(
                 iteration = 0
                 done = False
                 while not done:
-                    end, slope = _end_of_interval(
-                        i, t, temperature, ua, capacity, q_on, piece_start, piece_length,
-                        conductance, base,
-                    )  # fmt: skip
+                    end, slope, _ = _schedule_walk(i, t, *args)
                     t, lo, hi, done = _least_on_time_step(
                         d * (end - target), d * slope, t, lo, hi, iteration, tolerance,
                         newton_steps, False,
@@ -426,3 +443,79 @@ def interval_curves(
         out_price[i, j_count + 1] = price_cap
         out_power[i, j_count] = element_kw[i] * run_lo_s[i] / duration_s
         out_power[i, j_count + 1] = 0.0
+
+
+@heavy_loop
+def on_time_bounds(
+    temperature: FloatArray,
+    ua: FloatArray,
+    capacity: FloatArray,
+    q_on: FloatArray,
+    comfort_min_c: FloatArray,
+    comfort_max_c: FloatArray,
+    piece_start: FloatArray,
+    piece_length: FloatArray,
+    conductance: FloatArray,
+    base: FloatArray,
+    duration: float,
+    tolerances: FloatArray,
+    out_tau_lo: FloatArray,
+    out_tau_hi: FloatArray,
+    out_linear: BoolArray,
+) -> None:
+    """Each tank's must-run and can-run on-time (``WaterHeaterPopulation._on_time_bounds_s``).
+
+    ``tau_hi``: the first time the tank, heating, reaches ``Tmax`` (per piece, the exact
+    crossing of its exponential), at most the interval. ``tau_lo``: by bisection, the least
+    on-time after which the tank left off stays at or above ``Tmin`` plus the margin to the
+    interval's end, at most ``tau_hi``; a tank that cannot hold it gets ``tau_hi`` and is not
+    ``linear``. ``tolerances`` is ``(on-time tolerance, band margin)``. The reference's
+    operations and stopping rules per tank, with the C library's ``exp`` and ``log``.
+    """
+    tolerance = tolerances[0]
+    margin = tolerances[1]
+    for i in numba.prange(temperature.size):
+        tmax = comfort_max_c[i]
+        t = temperature[i]
+        tau_hi = 0.0 if t >= tmax else math.nan
+        for p in range(piece_start.size):
+            g = conductance[p, i]
+            a = piece_start[p]
+            length = piece_length[p]
+            lam = (ua[i] + g) / capacity[i]
+            t_inf = (base[p, i] + q_on[i]) / (ua[i] + g)
+            t_end = t_inf + (t - t_inf) * math.exp(-lam * length)
+            if tau_hi != tau_hi and t_end >= tmax:  # noqa: PLR0124 - NaN: not reached yet
+                ratio = (t - t_inf) / (tmax - t_inf)
+                log_ratio = (
+                    math.log(ratio) if ratio > 0 else (-math.inf if ratio == 0 else math.nan)
+                )
+                tau_hi = _clip(a + log_ratio / lam, a, a + length)
+            t = t_end
+        if tau_hi != tau_hi:  # noqa: PLR0124
+            tau_hi = duration
+        out_tau_hi[i] = tau_hi
+        floor = comfort_min_c[i] + margin
+        tau_lo = 0.0
+        linear = True
+        args = (temperature, ua, capacity, q_on, piece_start, piece_length, conductance, base)
+        if _schedule_walk(i, 0.0, *args)[2] < floor:
+            tau_lo = tau_hi  # the band cannot be held: run all it can
+            if not _schedule_walk(i, tau_hi, *args)[2] >= floor:
+                linear = False
+            else:
+                lo = 0.0
+                hi = tau_hi
+                while True:
+                    mid = 0.5 * (lo + hi)
+                    ok = _schedule_walk(i, mid, *args)[2] >= floor
+                    new_lo = lo if ok else mid
+                    new_hi = mid if ok else hi
+                    done = (new_hi - new_lo <= tolerance) or (mid <= lo) or (mid >= hi)
+                    lo = new_lo
+                    hi = new_hi
+                    if done:
+                        break
+                tau_lo = hi
+        out_tau_lo[i] = tau_lo
+        out_linear[i] = linear

@@ -451,7 +451,8 @@ class WaterHeaterPopulation:
         stats, interval = _check_bid_args(price_stats, interval, weather)
         duration = float(interval.duration_s)
         temp, on = self.temperature_c.copy(), self.on.copy()
-        tau_lo, tau_hi, linear = self._on_time_bounds_s(temp, interval)
+        bounds = self._on_time_bounds_kernel(temp, interval)
+        tau_lo, tau_hi, linear = bounds or self._on_time_bounds_s(temp, interval)
         # A linear tank runs its schedule exactly; a dry run only for the others (tau_lo = tau_hi)
         run_lo, run_hi = tau_lo.copy(), tau_hi.copy()
         dry = np.flatnonzero(~linear)
@@ -974,6 +975,40 @@ class WaterHeaterPopulation:
             stats.std_per_kwh,
         )
         return setpoints, np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
+
+    def _on_time_bounds_kernel(
+        self, temperature_c: FloatArray, interval: MarketInterval
+    ) -> tuple[FloatArray, FloatArray, BoolArray] | None:
+        """:meth:`_on_time_bounds_s` by the fused kernel; None where the reference must run.
+
+        The reference's walk, search and stopping rules per tank, with the C library's ``exp``
+        and ``log`` (``tests/devices/test_water_heater_kernels.py`` states the agreement). The
+        reference runs for ``kernel="numpy"`` and for a subclass with its own bounds or pieces.
+        """
+        own = WaterHeaterPopulation
+        if (
+            self._kernel != "numba"
+            or not self._n
+            or type(self)._on_time_bounds_s is not own._on_time_bounds_s
+            or type(self)._interval_pieces is not own._interval_pieces
+        ):
+            return None
+        pieces, base = self._interval_pieces(interval)
+        tmin, tmax, _ = self._band(slice(None))
+        floats = np.ascontiguousarray
+        tau_lo, tau_hi = np.empty(self._n), np.empty(self._n)
+        linear = np.empty(self._n, dtype=bool)
+        _kernels().on_time_bounds(
+            floats(temperature_c, dtype=np.float64), floats(self.ua_kw_per_k),
+            floats(self.capacity_kj_per_k), floats(self.element_kw),
+            floats(tmin, dtype=np.float64), floats(tmax, dtype=np.float64),
+            np.array([a for a, _, _ in pieces], dtype=np.float64),
+            np.array([length for _, length, _ in pieces], dtype=np.float64),
+            floats(np.stack([g for *_, g in pieces]), dtype=np.float64),
+            floats(np.stack(base), dtype=np.float64), float(interval.duration_s),
+            np.array([_ON_TIME_TOLERANCE_S, _BAND_MARGIN_C]), tau_lo, tau_hi, linear,
+        )  # fmt: skip
+        return tau_lo, tau_hi, linear
 
     def _setpoint_on_times_kernel(
         self,
