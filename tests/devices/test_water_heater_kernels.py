@@ -351,6 +351,35 @@ def test_the_bids_on_time_bounds_agree_with_the_reference(
     assert getattr(_water_heater_kernels.on_time_bounds, build).signatures, build
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_the_response_reads_the_curves_and_shifts_the_setpoints_as_the_reference(
+    parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From one bid, the kernel's response (power off the curve, ramp setpoint) to the bit.
+
+    A price for all, one per tank, one on a breakpoint with a fill, and no spread.
+    """
+    if parallel:
+        monkeypatch.setattr(_kernels_module, "PARALLEL_MIN_ELEMENTS", 1)
+    rng = np.random.default_rng(41)
+    for stats in (STATS, PriceStats(mean_per_kwh=0.1, std_per_kwh=0.0, price_cap_per_kwh=1.0)):
+        fast = WaterHeaterPopulation.sample(2500, np.random.default_rng(40))
+        curves = fast.bid(stats, MarketInterval(7 * 3600, 300), INDOORS)
+        on_breakpoint = float(curves.price_per_kwh[7, 1])
+        for price, fill in ((0.11, 0.5), (rng.uniform(0.0, 0.3, 2500), 0.3), (on_breakpoint, 0.7)):
+            reference = copy.deepcopy(fast)  # the same plan
+            reference.kernel = "numpy"
+            got, want = fast.respond(price, fill), reference.respond(price, fill)
+            assert_same(got, want, f"power at {price}")
+            assert_same(
+                fast.thermostat_setpoint_c, reference.thermostat_setpoint_c, f"setpoint {price}"
+            )
+            assert fast._schedule is not None and reference._schedule is not None
+            assert_same(fast._schedule.switch_s, reference._schedule.switch_s, "schedule")
+    build = "parallel" if parallel else "serial"
+    assert getattr(_water_heater_kernels.ramp_setpoints, build).signatures, build
+
+
 def test_the_setpoint_search_is_the_reference_for_numpy_and_a_subclass_tank() -> None:
     """``kernel="numpy"`` and a subclass's own end-of-interval both take the reference search."""
     numpy_pop = WaterHeaterPopulation.sample(50, np.random.default_rng(2))

@@ -52,7 +52,14 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from transactive.devices._kernels import heavy_loop, inline, jit, least_on_time_step, loop
+from transactive.devices._kernels import (
+    heavy_loop,
+    inline,
+    jit,
+    least_on_time_step,
+    loop,
+    power_at_row,
+)
 
 __all__: list[str] = []
 
@@ -60,6 +67,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _least_on_time_step = inline(least_on_time_step)
+_power_at_row = inline(power_at_row)
 
 
 @jit
@@ -519,3 +527,57 @@ def on_time_bounds(
                 tau_lo = hi
         out_tau_lo[i] = tau_lo
         out_linear[i] = linear
+
+
+# ----------------------------------------------------------------------------- the response
+
+
+@loop
+def respond(
+    prices: FloatArray, powers: FloatArray, price: FloatArray, fill: FloatArray, out: FloatArray
+) -> None:
+    """Each tank's power off its own curve (``BidCurves.power_at``, row by row: bit for bit)."""
+    for i in numba.prange(out.size):
+        out[i] = _power_at_row(prices, powers, i, price, fill)
+
+
+@loop
+def ramp_setpoints(
+    clearing_price: FloatArray,
+    setpoint_c: FloatArray,
+    direction: FloatArray,
+    comfort_min_c: FloatArray,
+    comfort_max_c: FloatArray,
+    ramp_low: FloatArray,
+    ramp_high: FloatArray,
+    stats: FloatArray,
+    out: FloatArray,
+) -> None:
+    """``ramp.ramp_setpoint`` per tank (the inverse of the bid's ramp price), bit for bit.
+
+    ``stats`` is ``(mean, std)``; ``clearing_price`` one value or one per tank.
+    """
+    mean = stats[0]
+    std = stats[1]
+    for i in numba.prange(out.size):
+        p = clearing_price[0] if clearing_price.size == 1 else clearing_price[i]
+        sp = setpoint_c[i]
+        push = direction[i] * (p - mean)
+        if push > 0:
+            k = ramp_high[i]
+            half = comfort_max_c[i] - sp
+        else:
+            k = ramp_low[i]
+            half = sp - comfort_min_c[i]
+        if std > 0.0:
+            shifted = sp + push * half / (k * std)
+        else:
+            sign = math.nan if push != push else (1.0 if push > 0 else (-1.0 if push < 0 else 0.0))  # noqa: PLR0124
+            shifted = sp + sign * half
+        lo = comfort_min_c[i]
+        hi = comfort_max_c[i]
+        # np.clip(x, lo, hi) = minimum(maximum(x, lo), hi), a NaN anywhere winning
+        if shifted != shifted or lo != lo or hi != hi:  # noqa: PLR0124
+            out[i] = math.nan
+        else:
+            out[i] = min(max(shifted, lo), hi)

@@ -71,10 +71,15 @@ from transactive.devices._common import (
     _checked_time_step,
     _Fields,
     _population_ids,
-    _power_on_curve,
     _readonly,
 )
-from transactive.devices._kernels import check_kernel, checked_kernel, state_column
+from transactive.devices._kernels import (
+    check_kernel,
+    checked_kernel,
+    checked_response,
+    power_on_curves,
+    state_column,
+)
 from transactive.devices._steps import StepSeries, WeatherSamples, checked_samples, steps_one_by_one
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
@@ -493,7 +498,7 @@ class WaterHeaterPopulation:
         thermostat setpoint is the ramp controller's shift for the price.
         """
         plan = self._plan
-        price, power = _power_on_curve(
+        curves, price, fill = checked_response(
             None if plan is None else plan.curves,
             "water heater",
             clearing_price,
@@ -501,6 +506,8 @@ class WaterHeaterPopulation:
             self._n,
         )
         assert plan is not None
+        fast = self._kernel == "numba" and self._n > 0
+        power = power_on_curves(curves, price, fill, _kernels().respond if fast else None)
         duration = float(plan.interval.duration_s)
         target = power * duration / self.element_kw
 
@@ -516,6 +523,17 @@ class WaterHeaterPopulation:
         start = float(plan.interval.start_s)
         self._schedule = _Schedule(start, start + tau, float(plan.interval.end_s))
         self.on = tau > 0
+        if fast:  # the same operations per tank: bit for bit
+            setpoint = np.empty(self._n)
+            floats = np.ascontiguousarray
+            _kernels().ramp_setpoints(
+                floats(np.reshape(price, -1), dtype=np.float64), floats(self.setpoint_c),
+                floats(self._direction, dtype=np.float64), floats(self.comfort_min_c),
+                floats(self.comfort_max_c), floats(self.ramp_low), floats(self.ramp_high),
+                np.array([plan.stats.mean_per_kwh, plan.stats.std_per_kwh]), setpoint,
+            )  # fmt: skip
+            self.thermostat_setpoint_c = setpoint
+            return power
         self.thermostat_setpoint_c = ramp_setpoint(
             np.broadcast_to(price, (self._n,)),
             self.setpoint_c,
