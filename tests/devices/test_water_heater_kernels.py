@@ -474,6 +474,22 @@ def _many_against_steps(
     assert (many._schedule is None) == (loop._schedule is None)
 
 
+def test_step_many_books_into_accounts_in_place_even_when_replaced_by_views() -> None:
+    """The accounts are added to in place, as ``step`` does: an account replaced by a strided
+    view of a larger array (which the booking kernel cannot take) still gets the additions, and
+    its base array sees them."""
+    many, _ = pair(400, 8)
+    loop, _ = pair(400, 8)
+    base_many, base_loop = np.zeros(800), np.zeros(800)
+    many.heat_standby_loss_kwh = base_many[::2]
+    loop.heat_standby_loss_kwh = base_loop[::2]
+    kept = many.heat_element_kwh
+    _many_against_steps(many, loop, 7 * 3600, 60, 5)
+    assert many.heat_element_kwh is kept  # a float array of its own: the same array, added to
+    assert float(base_many[::2].sum()) > 0
+    assert_same(base_many, base_loop, "the view's base")
+
+
 @pytest.mark.parametrize("draws", [1.0, 0.0])
 def test_step_many_is_the_loop_of_steps_bit_for_bit(draws: float) -> None:
     """Five minute-steps in one kernel call (the simulator's interval): the numbers of five

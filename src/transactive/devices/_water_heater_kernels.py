@@ -581,3 +581,36 @@ def ramp_setpoints(
             out[i] = math.nan
         else:
             out[i] = min(max(shifted, lo), hi)
+
+
+@loop
+def book_steps(
+    element_kw: FloatArray,
+    on_time_s: FloatArray,
+    standby_kj: FloatArray,
+    drawn_kj: FloatArray,
+    keep: bool,
+    heat_element_kwh: FloatArray,
+    heat_standby_loss_kwh: FloatArray,
+    heat_draw_loss_kwh: FloatArray,
+    out_energy_kwh: FloatArray,
+    out_step_kwh: FloatArray,
+) -> None:
+    """The accounts of S steps of :func:`advance`, as S ``step`` calls keep them.
+
+    Per tank and step, in the reference's order: the element's energy ``Q on / 3600`` into
+    ``out_step_kwh`` (S, N) and added to ``out_energy_kwh``; with ``keep`` also to
+    ``heat_element_kwh``, and the standby and draw losses (kJ / 3600) to theirs, in place.
+    """
+    for i in numba.prange(element_kw.size):
+        q = element_kw[i]
+        energy = 0.0
+        for k in range(on_time_s.shape[0]):
+            step_kwh = q * on_time_s[k, i] / 3600.0
+            if keep:
+                heat_element_kwh[i] += step_kwh
+                heat_standby_loss_kwh[i] += standby_kj[k, i] / 3600.0
+                heat_draw_loss_kwh[i] += drawn_kj[k, i] / 3600.0
+            energy += step_kwh
+            out_step_kwh[k, i] = step_kwh
+        out_energy_kwh[i] = energy

@@ -119,6 +119,8 @@ _ROOT_TOLERANCE_S = 1e-6
 _SETPOINT_TOLERANCE_S = 1e-3
 #: Newton iterations of the setpoints' search before only bisections (``_least_on_time_s``'s).
 _NEWTON_STEPS = 12
+#: The heat accounts every step adds to (kWh).
+_ACCOUNTS = ("heat_element_kwh", "heat_standby_loss_kwh", "heat_draw_loss_kwh")
 #: The must-run on-time's tolerance and the margin above ``Tmin`` it keeps.
 _ON_TIME_TOLERANCE_S = 1e-9
 _BAND_MARGIN_C = 1e-9
@@ -1175,20 +1177,40 @@ class WaterHeaterPopulation:
                 copy.deepcopy(self) if dry_run else self, t0, dt, samples, record
             )
         steps = len(samples)
-        energy = np.zeros(self._n)
-        power = np.zeros(steps)
-        record_energy = np.empty((steps, self._n)) if record else None
         temp, on, on_time, standby, drawn = done
-        for k in range(steps):  # the accounts as step keeps them, step after step
-            step_kwh = self.element_kw * on_time[k] / _SECONDS_PER_HOUR
-            if not dry_run:
+        accounts = [getattr(self, name) for name in _ACCOUNTS]
+        in_place = all(
+            isinstance(a, np.ndarray)
+            and a.dtype == np.float64
+            and a.shape == (self._n,)
+            and a.flags.c_contiguous
+            and a.flags.writeable
+            for a in accounts
+        )
+        if dry_run or in_place:
+            # the accounts as step keeps them, step after step, in one pass over the tanks
+            energy = np.empty(self._n)
+            step_kwh_all = np.empty((steps, self._n))
+            _kernels().book_steps(
+                np.ascontiguousarray(self.element_kw), on_time, standby, drawn, not dry_run,
+                *(accounts if not dry_run else [np.empty(0)] * 3), energy, step_kwh_all,
+            )  # fmt: skip
+            # each step's sum as step's (numpy's pairwise sum of the same row)
+            power = np.array([float(np.sum(row * _SECONDS_PER_HOUR / dt)) for row in step_kwh_all])
+            record_energy = step_kwh_all if record else None
+        else:  # an account replaced by something else: numpy's in-place additions on it
+            energy = np.zeros(self._n)
+            power = np.zeros(steps)
+            record_energy = np.empty((steps, self._n)) if record else None
+            for k in range(steps):  # the accounts as step keeps them, step after step
+                step_kwh = self.element_kw * on_time[k] / _SECONDS_PER_HOUR
                 self.heat_element_kwh += step_kwh
                 self.heat_standby_loss_kwh += standby[k] / _SECONDS_PER_HOUR
                 self.heat_draw_loss_kwh += drawn[k] / _SECONDS_PER_HOUR
-            energy += step_kwh
-            power[k] = float(np.sum(step_kwh * _SECONDS_PER_HOUR / dt))
-            if record_energy is not None:
-                record_energy[k] = step_kwh
+                energy += step_kwh
+                power[k] = float(np.sum(step_kwh * _SECONDS_PER_HOUR / dt))
+                if record_energy is not None:
+                    record_energy[k] = step_kwh
         if not dry_run:
             self.temperature_c = temp
             self.on = on
