@@ -458,7 +458,10 @@ class WaterHeaterPopulation:
         stats, interval = _check_bid_args(price_stats, interval, weather)
         duration = float(interval.duration_s)
         temp, on = self.temperature_c.copy(), self.on.copy()
-        bounds = self._on_time_bounds_kernel(temp, interval)
+        # the interval's draw pieces as the kernels take them, once for both searches
+        fast = self._kernel == "numba" and self._n > 0
+        tables = self._piece_tables(interval) if fast else None
+        bounds = self._on_time_bounds_kernel(temp, interval, tables)
         tau_lo, tau_hi, linear = bounds or self._on_time_bounds_s(temp, interval)
         # A linear tank runs its schedule exactly; a dry run only for the others (tau_lo = tau_hi)
         run_lo, run_hi = tau_lo.copy(), tau_hi.copy()
@@ -473,7 +476,7 @@ class WaterHeaterPopulation:
         # on-time that brings the tank to that setpoint by the interval's end.
         setpoints, price = self._bid_points(stats)
         tau_points = self._setpoint_on_times_kernel(
-            temp, interval, setpoints, tau_lo, tau_hi, linear
+            temp, interval, setpoints, tau_lo, tau_hi, linear, tables
         )
         if tau_points is None:  # the reference (and a subclass's own tank)
             tau_points = _setpoint_on_times_s(
@@ -996,8 +999,23 @@ class WaterHeaterPopulation:
         )
         return setpoints, np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
 
+    def _piece_tables(
+        self, interval: MarketInterval
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """:meth:`_interval_pieces` as the bid's kernels take them: starts, lengths, (P, N)."""
+        pieces, base = self._interval_pieces(interval)
+        return (
+            np.array([a for a, _, _ in pieces], dtype=np.float64),
+            np.array([length for _, length, _ in pieces], dtype=np.float64),
+            np.ascontiguousarray(np.stack([g for *_, g in pieces]), dtype=np.float64),
+            np.ascontiguousarray(np.stack(base), dtype=np.float64),
+        )
+
     def _on_time_bounds_kernel(
-        self, temperature_c: FloatArray, interval: MarketInterval
+        self,
+        temperature_c: FloatArray,
+        interval: MarketInterval,
+        tables: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None,
     ) -> tuple[FloatArray, FloatArray, BoolArray] | None:
         """:meth:`_on_time_bounds_s` by the fused kernel; None where the reference must run.
 
@@ -1013,7 +1031,7 @@ class WaterHeaterPopulation:
             or type(self)._interval_pieces is not own._interval_pieces
         ):
             return None
-        pieces, base = self._interval_pieces(interval)
+        tables = self._piece_tables(interval) if tables is None else tables
         tmin, tmax, _ = self._band(slice(None))
         floats = np.ascontiguousarray
         tau_lo, tau_hi = np.empty(self._n), np.empty(self._n)
@@ -1021,12 +1039,9 @@ class WaterHeaterPopulation:
         _kernels().on_time_bounds(
             floats(temperature_c, dtype=np.float64), floats(self.ua_kw_per_k),
             floats(self.capacity_kj_per_k), floats(self.element_kw),
-            floats(tmin, dtype=np.float64), floats(tmax, dtype=np.float64),
-            np.array([a for a, _, _ in pieces], dtype=np.float64),
-            np.array([length for _, length, _ in pieces], dtype=np.float64),
-            floats(np.stack([g for *_, g in pieces]), dtype=np.float64),
-            floats(np.stack(base), dtype=np.float64), float(interval.duration_s),
-            np.array([_ON_TIME_TOLERANCE_S, _BAND_MARGIN_C]), tau_lo, tau_hi, linear,
+            floats(tmin, dtype=np.float64), floats(tmax, dtype=np.float64), *tables,
+            float(interval.duration_s), np.array([_ON_TIME_TOLERANCE_S, _BAND_MARGIN_C]),
+            tau_lo, tau_hi, linear,
         )  # fmt: skip
         return tau_lo, tau_hi, linear
 
@@ -1038,6 +1053,7 @@ class WaterHeaterPopulation:
         tau_lo: FloatArray,
         tau_hi: FloatArray,
         linear: BoolArray,
+        tables: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None,
     ) -> FloatArray | None:
         """The bid's setpoint on-times by the fused kernel; None where the reference must run.
 
@@ -1056,16 +1072,13 @@ class WaterHeaterPopulation:
             or type(self)._interval_pieces is not own._interval_pieces
         ):
             return None
-        pieces, base = self._interval_pieces(interval)
+        tables = self._piece_tables(interval) if tables is None else tables
         floats = np.ascontiguousarray
         out = np.empty(setpoints_c.shape)
         _kernels().setpoint_on_times(
             floats(temperature_c, dtype=np.float64), floats(self.ua_kw_per_k),
-            floats(self.capacity_kj_per_k), floats(self.element_kw),
-            np.array([a for a, _, _ in pieces], dtype=np.float64),
-            np.array([length for _, length, _ in pieces], dtype=np.float64),
-            floats(np.stack([g for *_, g in pieces]), dtype=np.float64),
-            floats(np.stack(base), dtype=np.float64), floats(setpoints_c, dtype=np.float64),
+            floats(self.capacity_kj_per_k), floats(self.element_kw), *tables,
+            floats(setpoints_c, dtype=np.float64),
             floats(self._direction, dtype=np.float64), floats(tau_lo, dtype=np.float64),
             floats(tau_hi, dtype=np.float64), floats(linear, dtype=np.bool_),
             _SETPOINT_TOLERANCE_S, _NEWTON_STEPS, out,
