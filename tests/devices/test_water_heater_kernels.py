@@ -51,7 +51,7 @@ from tests.devices._kernel_pairs import (
 )
 from tests.devices._kernel_pairs import pair as kernel_pair
 from transactive.devices import _kernels as _kernels_module
-from transactive.devices import _water_heater_kernels
+from transactive.devices import _water_heater_kernels, ramp
 from transactive.devices import water_heater as wh
 from transactive.devices.base import MarketInterval, PriceStats, StepResult
 from transactive.devices.water_heater import WaterHeaterPopulation
@@ -244,7 +244,7 @@ def test_the_bids_setpoint_on_times_agree_with_the_reference_search(
         interval = MarketInterval(k * 900 + 300 * (k % 3), 900)
         temp = pop.temperature_c.copy()
         tau_lo, tau_hi, linear = pop._on_time_bounds_s(temp, interval)
-        setpoints = wh._band_setpoints_c(pop.setpoint_c, pop.comfort_max_c, pop.comfort_min_c)
+        setpoints = ramp._band_setpoints_c(pop.setpoint_c, pop.comfort_max_c, pop.comfort_min_c)
         got = pop._setpoint_on_times_kernel(temp, interval, setpoints, tau_lo, tau_hi, linear)
         want = wh._setpoint_on_times_s(
             pop._end_of_interval_c(temp, interval), setpoints, pop._direction,

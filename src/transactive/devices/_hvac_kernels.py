@@ -75,12 +75,16 @@ from transactive.devices._kernels import (
     least_on_time_step,
     loop,
     power_at_row,
+    ramp_bid_point,
+    ramp_setpoint_at,
 )
 
 __all__: list[str] = []
 
 _newton_step = inline(least_on_time_step)
 _secant = inline(bracket_secant)
+_ramp_bid_point = inline(ramp_bid_point)
+_ramp_setpoint_at = inline(ramp_setpoint_at)
 
 #: The reference's constants (:mod:`transactive.devices.hvac`: ``_NEWTON_ITERATIONS``,
 #: ``_ROOT_TOLERANCE_S``, ``_SECONDS_PER_HOUR``); a test checks that they agree. Module
@@ -1048,21 +1052,13 @@ def _end_of_interval(
 def _bid_point(houses: Any, i: int, share: float, mean: float, std: float) -> tuple[float, float]:
     """House ``i``'s bid setpoint for a ``share`` of its band, and its ramp price.
 
-    :func:`transactive.devices.ramp._band_setpoints_c` (``Tset + |s| (edge - Tset)``, the
-    comfortable edge for a negative share) and :func:`transactive.devices.ramp.ramp_bid_price`
-    (``mean + d (T - Tset) k sigma / |T_lim - Tset|``, GridLAB-D ``controller.cpp`` ramp mode).
+    :func:`transactive.devices._kernels.ramp_bid_point` on the house's band.
     """
     h = houses
-    sp = h.setpoint[i]
-    edge = h.comfortable[i] if share < 0 else h.uncomfortable[i]
-    t = sp + abs(share) * (edge - sp)
-    if t > sp:
-        k = h.ramp_high[i]
-        half = h.comfort_max[i] - sp
-    else:
-        k = h.ramp_low[i]
-        half = sp - h.comfort_min[i]
-    return t, mean + h.direction[i] * (t - sp) * k * std / half
+    return _ramp_bid_point(
+        h.setpoint[i], h.comfortable[i], h.uncomfortable[i], h.comfort_min[i], h.comfort_max[i],
+        h.ramp_low[i], h.ramp_high[i], h.direction[i], share, mean, std,
+    )  # fmt: skip
 
 
 @heavy_loop
@@ -1297,17 +1293,7 @@ def ramp_setpoints(houses: Any, price: Any, mean: float, std: float, out: Any) -
     one_price = price.size == 1
     for i in numba.prange(out.size):
         p = price[0] if one_price else price[i]
-        sp = h.setpoint[i]
-        push = h.direction[i] * (p - mean)
-        if push > 0:
-            k = h.ramp_high[i]
-            half = h.comfort_max[i] - sp
-        else:
-            k = h.ramp_low[i]
-            half = sp - h.comfort_min[i]
-        if std > 0.0:
-            shifted = sp + push * half / (k * std)
-        else:
-            sign = 1.0 if push > 0 else (-1.0 if push < 0 else 0.0)
-            shifted = sp + sign * half
-        out[i] = min(max(shifted, h.comfort_min[i]), h.comfort_max[i])
+        out[i] = _ramp_setpoint_at(
+            p, h.setpoint[i], h.direction[i], h.comfort_min[i], h.comfort_max[i], h.ramp_low[i],
+            h.ramp_high[i], mean, std,
+        )  # fmt: skip

@@ -305,3 +305,71 @@ def least_on_time_step(
 def bracket_secant(lo: float, hi: float, g_lo: float, g_hi: float) -> float:
     """``_least_on_time_s``'s first guess: the root of the bracket's secant."""
     return lo + (hi - lo) * g_lo / (g_lo - g_hi)
+
+
+def ramp_bid_point(
+    setpoint: float,
+    comfortable: float,
+    uncomfortable: float,
+    comfort_min: float,
+    comfort_max: float,
+    ramp_low: float,
+    ramp_high: float,
+    direction: float,
+    share: float,
+    mean: float,
+    std: float,
+) -> tuple[float, float]:
+    """One device's bid setpoint for a ``share`` of its band, and its unclipped ramp price.
+
+    :func:`transactive.devices.ramp._band_setpoints_c` (``Tset + |s| (edge - Tset)``, the
+    comfortable edge for a negative share) and :func:`transactive.devices.ramp.ramp_bid_price`
+    (``mean + d (T - Tset) k sigma / |T_lim - Tset|``, GridLAB-D ``controller.cpp`` ramp mode)
+    for one value, in their order of operations (bit for bit). Plain Python that each kernel
+    module compiles inline (the HVAC's interval plan, the water heater's bid).
+    """
+    edge = comfortable if share < 0 else uncomfortable
+    t = setpoint + abs(share) * (edge - setpoint)
+    if t > setpoint:
+        k = ramp_high
+        half = comfort_max - setpoint
+    else:
+        k = ramp_low
+        half = setpoint - comfort_min
+    return t, mean + direction * (t - setpoint) * k * std / half
+
+
+def ramp_setpoint_at(
+    price: float,
+    setpoint: float,
+    direction: float,
+    comfort_min: float,
+    comfort_max: float,
+    ramp_low: float,
+    ramp_high: float,
+    mean: float,
+    std: float,
+) -> float:
+    """One device's thermostat setpoint for a cleared price (:func:`~.ramp.ramp_setpoint`).
+
+    ``Tset + d (p - mean) |T_lim - Tset| / (k sigma)`` clipped to the band, the band's edge the
+    price points to when ``sigma`` is 0; ``np.sign``'s and ``np.clip``'s rules for a NaN. For one
+    value, in the reference's order of operations (bit for bit). Plain Python that each kernel
+    module compiles inline.
+    """
+    push = direction * (price - mean)
+    if push > 0:
+        k = ramp_high
+        half = comfort_max - setpoint
+    else:
+        k = ramp_low
+        half = setpoint - comfort_min
+    if std > 0.0:
+        shifted = setpoint + push * half / (k * std)
+    else:
+        positive = 1.0 if push > 0 else (-1.0 if push < 0 else 0.0)
+        sign = math.nan if push != push else positive  # noqa: PLR0124 - np.sign(NaN) is NaN
+        shifted = setpoint + sign * half
+    if shifted != shifted or comfort_min != comfort_min or comfort_max != comfort_max:  # noqa: PLR0124
+        return math.nan
+    return min(max(shifted, comfort_min), comfort_max)

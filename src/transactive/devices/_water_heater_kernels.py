@@ -53,12 +53,15 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.devices._kernels import (
+    bracket_secant,
     heavy_loop,
     inline,
     jit,
     least_on_time_step,
     loop,
     power_at_row,
+    ramp_bid_point,
+    ramp_setpoint_at,
 )
 
 __all__: list[str] = []
@@ -68,6 +71,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 _least_on_time_step = inline(least_on_time_step)
 _power_at_row = inline(power_at_row)
+_secant = inline(bracket_secant)
+_ramp_bid_point = inline(ramp_bid_point)
+_ramp_setpoint_at = inline(ramp_setpoint_at)
 
 
 @jit
@@ -359,7 +365,7 @@ def setpoint_on_times(
             if g_lo > 0 and g_hi < 0:
                 lo = lo0
                 hi = hi0
-                t = lo + (hi - lo) * g_lo / (g_lo - g_hi)  # the bracket's secant
+                t = _secant(lo, hi, g_lo, g_hi)
                 iteration = 0
                 done = False
                 while not done:
@@ -406,18 +412,11 @@ def bid_points(
     floor = prices[2]
     cap = prices[3]
     for i in numba.prange(setpoint_c.size):
-        sp = setpoint_c[i]
         for j in range(shares.size):
-            s = shares[j]
-            edge = comfortable_c[i] if s < 0 else uncomfortable_c[i]
-            t = sp + abs(s) * (edge - sp)
-            if t > sp:
-                k = ramp_high[i]
-                half = comfort_max_c[i] - sp
-            else:
-                k = ramp_low[i]
-                half = sp - comfort_min_c[i]
-            price = mean + direction[i] * (t - sp) * k * std / half
+            t, price = _ramp_bid_point(
+                setpoint_c[i], comfortable_c[i], uncomfortable_c[i], comfort_min_c[i],
+                comfort_max_c[i], ramp_low[i], ramp_high[i], direction[i], shares[j], mean, std,
+            )  # fmt: skip
             out_setpoint_c[i, j] = t
             out_price[i, j] = _clip(price, floor, cap)
 
@@ -561,26 +560,10 @@ def ramp_setpoints(
     std = stats[1]
     for i in numba.prange(out.size):
         p = clearing_price[0] if clearing_price.size == 1 else clearing_price[i]
-        sp = setpoint_c[i]
-        push = direction[i] * (p - mean)
-        if push > 0:
-            k = ramp_high[i]
-            half = comfort_max_c[i] - sp
-        else:
-            k = ramp_low[i]
-            half = sp - comfort_min_c[i]
-        if std > 0.0:
-            shifted = sp + push * half / (k * std)
-        else:
-            sign = math.nan if push != push else (1.0 if push > 0 else (-1.0 if push < 0 else 0.0))  # noqa: PLR0124
-            shifted = sp + sign * half
-        lo = comfort_min_c[i]
-        hi = comfort_max_c[i]
-        # np.clip(x, lo, hi) = minimum(maximum(x, lo), hi), a NaN anywhere winning
-        if shifted != shifted or lo != lo or hi != hi:  # noqa: PLR0124
-            out[i] = math.nan
-        else:
-            out[i] = min(max(shifted, lo), hi)
+        out[i] = _ramp_setpoint_at(
+            p, setpoint_c[i], direction[i], comfort_min_c[i], comfort_max_c[i], ramp_low[i],
+            ramp_high[i], mean, std,
+        )  # fmt: skip
 
 
 @loop

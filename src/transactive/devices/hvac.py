@@ -158,13 +158,12 @@ from transactive.devices.flexibility import (
 )
 from transactive.devices.ramp import (
     BID_SETPOINT_SHARES,
-    _band_setpoints_c,
+    _band_bid_points,
     _follow_schedule,
     _interval_curves,
     _least_on_time_s,
     _on_time_for_s,
     _setpoint_on_times_s,
-    ramp_bid_price,
     ramp_setpoint,
 )
 from transactive.devices.tcl_battery import hvac_batteries
@@ -1962,19 +1961,10 @@ class HvacPopulation:
             self._plan = self._interval_plan_kernel(stats, interval, weather, None, None, self.ids)
             return self._plan.curves
         unc, comf, _ = self._band_edges_c(slice(None))
-        setpoints = _band_setpoints_c(self.setpoint_c, comf, unc)
-        column = (slice(None), None)
-        price = ramp_bid_price(
-            setpoints,
-            self.setpoint_c[column],
-            self.direction[column],
-            self.comfort_min_c[column],
-            self.comfort_max_c[column],
-            self.ramp_low[column],
-            self.ramp_high[column],
-            stats.mean_per_kwh,
-            stats.std_per_kwh,
-        )
+        setpoints, price = _band_bid_points(
+            self.setpoint_c, comf, unc, self.direction, self.comfort_min_c, self.comfort_max_c,
+            self.ramp_low, self.ramp_high, stats.mean_per_kwh, stats.std_per_kwh,
+        )  # fmt: skip
         self._plan = self._interval_plan(stats, interval, weather, setpoints, price, self.ids)
         return self._plan.curves
 

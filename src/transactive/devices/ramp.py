@@ -122,6 +122,39 @@ def _band_setpoints_c(
     return np.asarray(sp + np.abs(s) * (edge - sp), dtype=np.float64)
 
 
+def _band_bid_points(
+    setpoint_c: FloatArray,
+    comfortable_c: FloatArray,
+    uncomfortable_c: FloatArray,
+    direction: FloatArray,
+    comfort_min_c: FloatArray,
+    comfort_max_c: FloatArray,
+    ramp_low: FloatArray,
+    ramp_high: FloatArray,
+    mean_per_kwh: float,
+    std_per_kwh: float,
+) -> tuple[FloatArray, FloatArray]:
+    """The interval bid's setpoints and their unclipped ramp prices, ``(N, J)`` each.
+
+    :func:`_band_setpoints_c` and :func:`ramp_bid_price`: the numpy reference of every
+    thermostatic kind's bid points.
+    """
+    setpoints = _band_setpoints_c(setpoint_c, comfortable_c, uncomfortable_c)
+    column = (slice(None), None)
+    price = ramp_bid_price(
+        setpoints,
+        setpoint_c[column],
+        direction[column],
+        comfort_min_c[column],
+        comfort_max_c[column],
+        ramp_low[column],
+        ramp_high[column],
+        mean_per_kwh,
+        std_per_kwh,
+    )
+    return setpoints, price
+
+
 def _interval_curves(
     point_price: FloatArray,
     point_kw: FloatArray,

@@ -92,12 +92,11 @@ from transactive.devices.flexibility import (
 from transactive.devices.hvac import HEATING
 from transactive.devices.ramp import (
     BID_SETPOINT_SHARES,
-    _band_setpoints_c,
+    _band_bid_points,
     _follow_schedule,
     _interval_curves,
     _on_time_for_s,
     _setpoint_on_times_s,
-    ramp_bid_price,
     ramp_setpoint,
 )
 from transactive.errors import Problems
@@ -984,20 +983,26 @@ class WaterHeaterPopulation:
                 setpoints, price,
             )  # fmt: skip
             return setpoints, price
-        setpoints = _band_setpoints_c(self.setpoint_c, self.comfort_max_c, self.comfort_min_c)
-        column = (slice(None), None)
-        price = ramp_bid_price(
-            setpoints,
-            self.setpoint_c[column],
-            self._direction[column],
-            self.comfort_min_c[column],
-            self.comfort_max_c[column],
-            self.ramp_low[column],
-            self.ramp_high[column],
-            stats.mean_per_kwh,
-            stats.std_per_kwh,
-        )
+        setpoints, price = _band_bid_points(
+            self.setpoint_c, self.comfort_max_c, self.comfort_min_c, self._direction,
+            self.comfort_min_c, self.comfort_max_c, self.ramp_low, self.ramp_high,
+            stats.mean_per_kwh, stats.std_per_kwh,
+        )  # fmt: skip
         return setpoints, np.clip(price, stats.price_floor_per_kwh, stats.price_cap_per_kwh)
+
+    def _bid_kernels_run(self, reference: str) -> bool:
+        """Whether the bid's kernel standing in for the method ``reference`` runs.
+
+        The numba kernel chosen, tanks to run, and neither that method nor ``_interval_pieces``
+        a subclass's own (a subclass's tank takes the reference).
+        """
+        own = WaterHeaterPopulation
+        return (
+            self._kernel == "numba"
+            and self._n > 0
+            and getattr(type(self), reference) is getattr(own, reference)
+            and type(self)._interval_pieces is own._interval_pieces
+        )
 
     def _piece_tables(
         self, interval: MarketInterval
@@ -1023,13 +1028,7 @@ class WaterHeaterPopulation:
         and ``log`` (``tests/devices/test_water_heater_kernels.py`` states the agreement). The
         reference runs for ``kernel="numpy"`` and for a subclass with its own bounds or pieces.
         """
-        own = WaterHeaterPopulation
-        if (
-            self._kernel != "numba"
-            or not self._n
-            or type(self)._on_time_bounds_s is not own._on_time_bounds_s
-            or type(self)._interval_pieces is not own._interval_pieces
-        ):
+        if not self._bid_kernels_run("_on_time_bounds_s"):
             return None
         tables = self._piece_tables(interval) if tables is None else tables
         tmin, tmax, _ = self._band(slice(None))
@@ -1064,13 +1063,7 @@ class WaterHeaterPopulation:
         The reference runs for ``kernel="numpy"`` and for a subclass with its own tank
         (``_end_of_interval_c`` or ``_interval_pieces`` overridden).
         """
-        own = WaterHeaterPopulation
-        if (
-            self._kernel != "numba"
-            or not self._n
-            or type(self)._end_of_interval_c is not own._end_of_interval_c
-            or type(self)._interval_pieces is not own._interval_pieces
-        ):
+        if not self._bid_kernels_run("_end_of_interval_c"):
             return None
         tables = self._piece_tables(interval) if tables is None else tables
         floats = np.ascontiguousarray
