@@ -8,7 +8,8 @@
     :func:`transactive.market.clear` alone on the same curves, so the ratio is the platform's
     overhead (reading rows, the DSO's check, awards, postings, audit).
 (b) Bid submission over HTTP to a ``transactive serve`` subprocess (uvicorn; ``--workers``
-    processes, 1 by default, each on its own socket: :mod:`transactive.platform.workers`) on
+    processes, 1 by default, each on its own socket, and from 2 the one bid writer process:
+    :mod:`transactive.platform.workers`) on
     SQLite and on PostgreSQL:
     the demo's members and 200 extra contracts, ``--connections`` keep-alive connections of a
     minimal asyncio HTTP/1.1 client for ``--seconds``; each bid a new Idempotency-Key (a first
