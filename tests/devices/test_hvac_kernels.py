@@ -324,13 +324,13 @@ def test_step_many_keeps_its_working_arrays_apart_and_never_copies_them() -> Non
         for k in range(3):
             loop.step(180 * call + 60 * k, 60, weather[k])
         scratch = vars(many)["_scratch"].arrays
-        assert len(scratch) == 6
+        assert scratch["accounts"].shape == (6, 300)
         for name in ACCOUNTS:
             account = getattr(many, name)
-            assert not any(np.shares_memory(account, s) for s in scratch), name
+            assert not np.shares_memory(account, scratch["accounts"]), name
             np.testing.assert_array_equal(account, getattr(loop, name), err_msg=name)
-    assert vars(copy.deepcopy(many))["_scratch"].arrays == ()
-    assert vars(pickle.loads(pickle.dumps(many)))["_scratch"].arrays == ()
+    assert vars(copy.deepcopy(many))["_scratch"].arrays == {}
+    assert vars(pickle.loads(pickle.dumps(many)))["_scratch"].arrays == {}
 
 
 def test_step_many_follows_a_schedule_into_the_thermostat_and_matches_the_reference() -> None:

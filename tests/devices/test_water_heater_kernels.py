@@ -37,6 +37,7 @@ bisection's tolerance apart can do, see there).
 from __future__ import annotations
 
 import copy
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -230,36 +231,50 @@ SETPOINT_TOLERANCE_S = 2 * wh._SETPOINT_TOLERANCE_S
 def test_the_bids_setpoint_on_times_agree_with_the_reference_search(
     parallel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The kernel's setpoint search (``setpoint_on_times``) against ``ramp._setpoint_on_times_s``.
+    """The kernel's setpoint on-times (``setpoint_on_times``, closed form) against the
+    reference's search (``ramp._setpoint_on_times_s``), and against the setpoints themselves.
 
     Over a day of 15-minute intervals (the draw profile's slots cut some of them), tanks of
-    every kind: those the search solves, those at an end of their range, those that cannot hold
-    their band (``linear`` False, ``tau_lo`` throughout). The parallel build on request.
+    every kind: those solved, those at an end of their range, those that cannot hold their band
+    (``linear`` False, ``tau_lo`` throughout). A solved on-time is within the search's tolerance
+    of the reference's, and the reference's own end temperature (``_end_of_interval_c``) at it
+    is the setpoint within 1e-9 K (the search stops anywhere within its tolerance: 6e-6 K at
+    a millisecond); an on-time at an end of the range is the reference's, to the bit. The
+    parallel build on request.
     """
     if parallel:
         monkeypatch.setattr(_kernels_module, "PARALLEL_MIN_ELEMENTS", 1)
     pop = WaterHeaterPopulation.sample(4000, np.random.default_rng(11))
-    solved = identical = compared = 0
+    solved = cut = 0
     for k in range(0, 96, 7):
         interval = MarketInterval(k * 900 + 300 * (k % 3), 900)
         temp = pop.temperature_c.copy()
         tau_lo, tau_hi, linear = pop._on_time_bounds_s(temp, interval)
         setpoints = ramp._band_setpoints_c(pop.setpoint_c, pop.comfort_max_c, pop.comfort_min_c)
         got = pop._setpoint_on_times_kernel(temp, interval, setpoints, tau_lo, tau_hi, linear)
+        end_c = pop._end_of_interval_c(temp, interval)
         want = wh._setpoint_on_times_s(
-            pop._end_of_interval_c(temp, interval), setpoints, pop._direction,
-            tau_lo, tau_hi, linear, tolerance_s=wh._SETPOINT_TOLERANCE_S,
+            end_c, setpoints, pop._direction, tau_lo, tau_hi, linear,
+            tolerance_s=wh._SETPOINT_TOLERANCE_S,
         )  # fmt: skip
         assert got is not None and got.shape == want.shape
         assert float(np.abs(got - want).max()) <= SETPOINT_TOLERANCE_S, k
         inside = (want > tau_lo[:, None]) & (want < tau_hi[:, None])
-        solved += int(np.count_nonzero(inside))
-        identical += int(np.count_nonzero(got == want))
-        compared += got.size
+        # a root not lifted by the row's running maximum (a later setpoint's longer on-time)
+        lifted = np.zeros_like(inside)
+        lifted[:, :-1] = got[:, :-1] == got[:, 1:]
+        for j in range(got.shape[1]):
+            tanks = np.flatnonzero(inside[:, j] & ~lifted[:, j])
+            end, _ = end_c(tanks, got[tanks, j])
+            off = np.abs(end - setpoints[tanks, j])
+            assert float(off.max(initial=0.0)) <= 1e-9, (k, j)
+            solved += tanks.size
+        assert_same(got[~inside & linear[:, None]], want[~inside & linear[:, None]], "range ends")
         assert_same(got[~linear], np.repeat(tau_lo[~linear, None], 3, axis=1), "not linear")
         assert np.all(np.diff(got, axis=1) <= 0)  # from the comfortable edge: non-increasing
+        cut += len(pop._interval_pieces(interval)[0]) > 1
         pop.step(interval.start_s, 900, INDOORS)  # another state for the next interval
-    assert solved > 1000 and identical > 0.9 * compared
+    assert solved > 1000 and cut > 0
     build = "parallel" if parallel else "serial"
     assert getattr(_water_heater_kernels.setpoint_on_times, build).signatures, build
 
@@ -455,7 +470,8 @@ def test_empty_population_and_kernel_choice() -> None:
 def _many_against_steps(
     many: WaterHeaterPopulation, loop: WaterHeaterPopulation, start: int, dt: int, steps: int
 ) -> None:
-    """``step_many`` against ``steps`` calls of ``step`` on a twin: every number, to the bit."""
+    """``step_many`` against ``steps`` calls of ``step`` on a twin: every number to the bit,
+    but the steps' total power, which sums each thread's share of the tanks (within 1e-12)."""
     series = many.step_many(start, dt, [INDOORS] * steps, record=True)
     assert series.step_energy_kwh is not None and series.step_energy_kwh.shape == (
         steps,
@@ -466,7 +482,7 @@ def _many_against_steps(
         res = loop.step(start + k * dt, dt, INDOORS)
         energy += res.energy_kwh
         assert_same(series.step_energy_kwh[k], res.energy_kwh, f"step {k}")
-        assert series.total_power_kw[k] == float(np.sum(res.power_kw))
+        np.testing.assert_allclose(series.total_power_kw[k], np.sum(res.power_kw), rtol=1e-12)
     assert_same(series.energy_kwh, energy, "energy")
     for name in ("temperature_c", *ACCOUNTS):
         assert_same(getattr(many, name), getattr(loop, name), name)
@@ -476,8 +492,8 @@ def _many_against_steps(
 
 def test_step_many_books_into_accounts_in_place_even_when_replaced_by_views() -> None:
     """The accounts are added to in place, as ``step`` does: an account replaced by a strided
-    view of a larger array (which the booking kernel cannot take) still gets the additions, and
-    its base array sees them."""
+    view of a larger array still gets the additions, and its base array sees them; one
+    replaced by another dtype gets numpy's additions of each step, as ``step`` gives it."""
     many, _ = pair(400, 8)
     loop, _ = pair(400, 8)
     base_many, base_loop = np.zeros(800), np.zeros(800)
@@ -488,12 +504,37 @@ def test_step_many_books_into_accounts_in_place_even_when_replaced_by_views() ->
     assert many.heat_element_kwh is kept  # a float array of its own: the same array, added to
     assert float(base_many[::2].sum()) > 0
     assert_same(base_many, base_loop, "the view's base")
+    many.heat_draw_loss_kwh = many.heat_draw_loss_kwh.astype(np.float32)
+    loop.heat_draw_loss_kwh = loop.heat_draw_loss_kwh.astype(np.float32)
+    _many_against_steps(many, loop, 7 * 3600 + 300, 60, 5)
+    assert many.heat_draw_loss_kwh.dtype == np.float32
 
 
+def test_step_many_keeps_nothing_per_step_unless_recorded() -> None:
+    """A day of minute steps in one call: the memory is the tanks', not tanks x steps."""
+    many, _ = pair(2_000, 8)
+    day = [INDOORS] * 1_440
+    many.step_many(0, 60, day)  # the kernel compiled or loaded, the working arrays made
+    tracemalloc.start()
+    try:
+        many.step_many(86_400, 60, day)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    per_step_table = 1_440 * 2_000 * 8  # one float per tank and step: 23 MB
+    assert peak < per_step_table / 10
+
+
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("draws", [1.0, 0.0])
-def test_step_many_is_the_loop_of_steps_bit_for_bit(draws: float) -> None:
+def test_step_many_is_the_loop_of_steps_bit_for_bit(
+    draws: float, parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Five minute-steps in one kernel call (the simulator's interval): the numbers of five
-    ``step`` calls, across draw slots, thermostat switches and a responded schedule's end."""
+    ``step`` calls, across draw slots, thermostat switches and a responded schedule's end, on
+    one core and split over both."""
+    if parallel:
+        monkeypatch.setattr(_kernels_module, "PARALLEL_MIN_ELEMENTS", 1)
     many, _ = pair(800, 21, draws=draws)
     loop, _ = pair(800, 21, draws=draws)
     _many_against_steps(many, loop, 7 * 3600 - 170, 60, 5)  # crosses a draw slot's boundary
@@ -543,13 +584,18 @@ def test_step_many_of_a_subclass_with_its_own_step_calls_that_step() -> None:
     assert_same(series.energy_kwh, full.energy_kwh / 2, "half of each step")
 
 
+def _state(pop: object) -> dict[str, object]:
+    """A population's attributes but its kernels' working arrays (not state: never copied)."""
+    return {k: v for k, v in vars(pop).items() if k != "_scratch"}
+
+
 def _snapshot(pop: object) -> dict[str, object]:
     """Every attribute of a population (arrays copied), to tell that nothing changed."""
-    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in vars(pop).items()}
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in _state(pop).items()}
 
 
 def _assert_unchanged(pop: object, before: dict[str, object]) -> None:
-    now = vars(pop)
+    now = _state(pop)
     assert now.keys() == before.keys()
     for k, v in before.items():
         if isinstance(v, np.ndarray):
@@ -577,3 +623,23 @@ def test_a_dry_run_is_a_copy_stepped_and_changes_nothing(kernel: str) -> None:
         assert_same(dry.step_energy_kwh, wet.step_energy_kwh, "step energy")
         assert_same(dry.energy_kwh, wet.energy_kwh, "energy")
         np.testing.assert_array_equal(dry.total_power_kw, wet.total_power_kw)
+
+
+def test_step_many_keeps_its_working_arrays_apart_and_never_copies_them() -> None:
+    """The new accounts land in working arrays kept between calls: never an account, never
+    copied with the population; calls with dry runs between give what ``step`` calls give."""
+    import pickle  # noqa: PLC0415
+
+    many, _ = pair(300, 12)
+    loop, _ = pair(300, 12)
+    for call in range(3):
+        many.step_many(180 * call, 60, [INDOORS] * 3)
+        many.step_many(180 * call + 180, 60, [INDOORS] * 3, dry_run=True)  # the scratch too
+        for k in range(3):
+            loop.step(180 * call + 60 * k, 60, INDOORS)
+        scratch = vars(many)["_scratch"].arrays["accounts"]
+        for name in ACCOUNTS:
+            assert not np.shares_memory(getattr(many, name), scratch), name
+            assert_same(getattr(many, name), getattr(loop, name), name)
+    assert vars(copy.deepcopy(many))["_scratch"].arrays == {}
+    assert vars(pickle.loads(pickle.dumps(many)))["_scratch"].arrays == {}

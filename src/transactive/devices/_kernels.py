@@ -138,6 +138,41 @@ def kernel_state(kernel: str, n: int, *values: object) -> tuple[FloatArray, ...]
     return tuple(cast(FloatArray, column) for column in columns)
 
 
+class Scratch:
+    """Working arrays a population keeps between kernel calls; never copied nor pickled.
+
+    A kernel's outputs that are copied out at once (new accounts copied into the accounts in
+    place, or dropped on a dry run or a refusal) need no fresh array per call: fresh arrays of
+    10^6 devices cost their pages' first touch on every call (the allocator hands such blocks
+    back to the system). A deep copy (a dry run's, a reference path's) or a pickle gets an
+    empty one, which fills again on its first use.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, FloatArray] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Scratch:
+        return Scratch()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Scratch, ())
+
+
+def scratch_array(owner: object, key: str, shape: tuple[int, ...]) -> FloatArray:
+    """``owner``'s working array ``key`` of ``shape`` (float64, contents undefined).
+
+    Kept in the :class:`Scratch` of ``owner.__dict__["_scratch"]`` and made again when the
+    shape changes.
+    """
+    holder = owner.__dict__.get("_scratch")
+    if not isinstance(holder, Scratch):
+        holder = owner.__dict__["_scratch"] = Scratch()
+    array = holder.arrays.get(key)
+    if array is None or array.shape != shape:
+        array = holder.arrays[key] = np.empty(shape)
+    return array
+
+
 def _numba() -> Any:
     import numba  # noqa: PLC0415 - deferred: see the docstring
 

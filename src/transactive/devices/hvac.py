@@ -146,7 +146,7 @@ from transactive.devices._common import (
     _readonly,
     _validated_columns,
 )
-from transactive.devices._kernels import KERNELS, checked_kernel, state_column
+from transactive.devices._kernels import KERNELS, checked_kernel, scratch_array, state_column
 from transactive.devices._steps import StepSeries, WeatherSamples, steps_one_by_one
 from transactive.devices.base import Horizon, MarketInterval, PriceStats, StepResult
 from transactive.devices.flexibility import (
@@ -1047,23 +1047,6 @@ def _weather_table(weather: WeatherSamples) -> dict[str, FloatArray]:
 
 
 # ---------------------------------------------------------------------------- population
-
-
-class _Scratch:
-    """Working arrays a population keeps between kernel calls; never copied nor pickled.
-
-    A deep copy (a dry run's, a reference path's) or a pickle gets an empty one, which fills
-    again on its first use.
-    """
-
-    def __init__(self) -> None:
-        self.arrays: tuple[FloatArray, ...] = ()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Scratch:
-        return _Scratch()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_Scratch, ())
 
 
 class HvacPopulation:
@@ -2819,16 +2802,11 @@ class HvacPopulation:
         """Six arrays of ``n`` the step kernel writes the new accounts into, kept between calls.
 
         They are copied into the accounts at once (or dropped, on a dry run or a refusal), so
-        one set serves every call: fresh arrays of 10^6 houses cost their pages' first touch
-        on each call (the allocator hands such blocks back to the system), about 5 % of a
+        one set serves every call (:func:`transactive.devices._kernels.scratch_array`): fresh
+        arrays of 10^6 houses cost their pages' first touch on each call, about 5 % of a
         5-minute interval's bid, response and steps (``bench_devices_hvac.py``).
         """
-        holder = self.__dict__.get("_scratch")
-        if not isinstance(holder, _Scratch):
-            holder = self.__dict__["_scratch"] = _Scratch()
-        if len(holder.arrays) != 6 or holder.arrays[0].size != n:
-            holder.arrays = tuple(np.empty(n) for _ in range(6))
-        return holder.arrays
+        return tuple(scratch_array(self, "accounts", (6, n)))
 
     def _step_many_loop(
         self, t0: int, dt: int, weather: WeatherSamples, record: bool

@@ -64,6 +64,7 @@ import numpy as np
 import numpy.typing as npt
 
 from transactive.curves import BidCurves
+from transactive.devices import _kernels as _kernel_module
 from transactive.devices._common import (
     _check_bid_args,
     _check_sample_args,
@@ -78,6 +79,7 @@ from transactive.devices._kernels import (
     checked_kernel,
     checked_response,
     power_on_curves,
+    scratch_array,
     state_column,
 )
 from transactive.devices._steps import StepSeries, WeatherSamples, checked_samples, steps_one_by_one
@@ -705,14 +707,15 @@ class WaterHeaterPopulation:
         """:meth:`_advance` by the fused kernel; None where the reference must run instead.
 
         The reference runs (and raises) for tanks whose thresholds cross (a switch-off not above
-        the switch-on), and for a state the kernel cannot read as it is.
+        the switch-on), and for a state the kernel cannot read as it is. ``draw_l`` (one
+        step's draws) only here, with one step.
         """
-        done = self._advance_steps_kernel(
-            sel, temperature_c, on, [(start_s, dt_s, schedule is not None)], schedule, draw_l
-        )
-        if done is None:
+        spans = [(start_s, dt_s, schedule is not None)]
+        args = self._kernel_arguments(sel, temperature_c, on, spans, schedule, draw_l)
+        bad, out = (1, ()) if args is None else self._run_advance(args, 1, None, False)
+        if bad:
             return None
-        t_new, on_new, on_time, standby, drawn = done
+        t_new, on_new, on_time, standby, drawn = out[:5]
         return t_new, on_new, _TankRun(t_new, on_new, on_time[0], standby[0], drawn[0])
 
     def _step_pieces(
@@ -736,7 +739,41 @@ class WaterHeaterPopulation:
             pieces.append((t, length, *self._piece_exps((row, length), flow, length)))
         return pieces
 
-    def _advance_steps_kernel(
+    def _run_advance(
+        self, args: tuple[Any, ...], steps: int, accounts: list[FloatArray] | None, record: bool
+    ) -> tuple[int, tuple[Any, ...]]:
+        """The step kernel on ``args`` (:meth:`_kernel_arguments`) over ``steps`` steps.
+
+        Both cores when the work (tanks x steps) pays the second thread's wake-up. With
+        ``accounts`` (element, standby, draw) it books them (the kernel's ``book``: the new
+        ones in working arrays kept between calls, copied out by the caller), else it keeps
+        each step's on-time and losses. Returns the tanks refused (crossed thresholds) and
+        the outputs: temperature, state, the per-step on-time, standby and draw (S, M; empty
+        when booking), the new accounts (3, M), the energy over the steps, each chunk's energy
+        per step, and with ``record`` each step's energy (S, M).
+        """
+        m = args[0].size
+        kernel = _kernels().advance
+        parallel = m * steps >= min(
+            _kernel_module.HEAVY_PARALLEL_MIN_ELEMENTS, _kernel_module.PARALLEL_MIN_ELEMENTS
+        )
+        chunks = max(1, min(m, _kernels().numba.get_num_threads())) if parallel else 1
+        book = accounts is not None
+        per_step = (0, 0) if book else (steps, m)
+        empty = np.empty(0)
+        outputs = (
+            np.empty(m), np.empty(m, dtype=bool), np.empty(per_step), np.empty(per_step),
+            np.empty(per_step), scratch_array(self, "accounts", (3, m)) if book else empty[None],
+            np.empty(m) if book else empty, np.zeros((chunks, steps)),
+            np.empty((steps, m) if record else (0, 0)),
+        )  # fmt: skip
+        given = [np.ascontiguousarray(a) for a in accounts] if accounts is not None else [empty] * 3
+        bad = (kernel.parallel if parallel else kernel.serial)(
+            *args, chunks, book, *given, record, *outputs
+        )
+        return int(bad), outputs
+
+    def _kernel_arguments(
         self,
         sel: slice | IntArray,
         temperature_c: FloatArray,
@@ -744,13 +781,12 @@ class WaterHeaterPopulation:
         spans: Sequence[tuple[float, float, bool]],
         schedule: _Schedule | None,
         draw_l: FloatArray | None,
-    ) -> tuple[FloatArray, BoolArray, FloatArray, FloatArray, FloatArray] | None:
-        """Consecutive steps ``(start_s, dt_s, follows the schedule)`` by the fused kernel.
+    ) -> tuple[Any, ...] | None:
+        """The step kernels' inputs for tanks ``sel`` over ``spans``; None for the reference.
 
-        The state after the last step, and per step (S, M) the element's on-time and the
-        standby and draw losses (kJ): what as many :meth:`_advance` calls, each from the state
-        the one before left, give. None where the reference must run instead (as
-        :meth:`_advance_kernel`). ``draw_l`` (one step's draws) only with one step.
+        None where the state cannot be read as it is (the reference runs instead). The steps'
+        pieces: each distinct one once (the steps of one profile slot share its cached
+        arrays), piece ``(k, p)`` reading row ``piece_row[k, p]`` of the tables.
         """
         temperature = state_column(temperature_c, temperature_c.size)
         state = np.asarray(on)
@@ -761,9 +797,6 @@ class WaterHeaterPopulation:
         gathered = not isinstance(sel, slice)
         m_count = temperature.size
         n_steps, most = len(pieces), max(len(step) for step in pieces)
-
-        # each distinct piece once (the steps of one profile slot share its cached arrays):
-        # piece (k, p) reads row piece_row[k, p] of the tables
         distinct: dict[tuple[int, int, int], int] = {}
         piece_row = np.zeros((n_steps, most), dtype=np.int64)
         firsts: list[tuple[float, float, FloatArray, FloatArray, FloatArray]] = []
@@ -786,26 +819,21 @@ class WaterHeaterPopulation:
                 out[k, : len(step)] = [piece[column] for piece in step]
             return out
 
-        half = 0.5 * self.deadband_c[sel]
-        unc, comf, hysteresis = self._band(sel)
-        out = (np.empty(m_count), np.empty(m_count, dtype=bool))
-        per_step = tuple(np.empty((n_steps, m_count)) for _ in range(3))
-        bad = np.empty(m_count, dtype=bool)
-        _kernels().advance(
-            temperature, state, self.ua_kw_per_k[sel], self.capacity_kj_per_k[sel],
-            self.ambient_temperature_c[sel], self.inlet_temperature_c[sel],
-            self.element_kw[sel], self.thermostat_setpoint_c[sel] - half,
-            self.thermostat_setpoint_c[sel] + half, unc, comf, hysteresis,
-            self._direction[sel], np.array([follows for _, _, follows in spans], dtype=bool),
+        floats = np.ascontiguousarray
+        return (
+            temperature, state, floats(self.ua_kw_per_k[sel]),
+            floats(self.capacity_kj_per_k[sel]), floats(self.ambient_temperature_c[sel]),
+            floats(self.inlet_temperature_c[sel]), floats(self.element_kw[sel]),
+            floats(self.thermostat_setpoint_c[sel], dtype=np.float64),
+            floats(self.deadband_c[sel]), floats(self.comfort_min_c[sel]),
+            floats(self.comfort_max_c[sel]), floats(self._direction[sel], dtype=np.float64),
+            np.array([follows for _, _, follows in spans], dtype=bool),
             0.0 if schedule is None else float(schedule.start_s),
-            np.zeros(m_count) if schedule is None else schedule.switch_s[sel],
+            np.zeros(m_count) if schedule is None else floats(schedule.switch_s[sel]),
             0.0 if schedule is None else float(schedule.end_s),
             np.array([len(step) for step in pieces], dtype=np.int64), times(0), times(1),
-            piece_row, rows(2), rows(3), rows(4), *out, *per_step, bad,
+            piece_row, rows(2), rows(3), rows(4),
         )  # fmt: skip
-        if bad.any():
-            return None
-        return out[0], out[1], per_step[0], per_step[1], per_step[2]
 
     def _on_time_bounds_s(
         self, temperature_c: FloatArray, interval: MarketInterval
@@ -1057,9 +1085,10 @@ class WaterHeaterPopulation:
         """The bid's setpoint on-times by the fused kernel; None where the reference must run.
 
         ``ramp._setpoint_on_times_s`` on :meth:`_end_of_interval_c`, one loop over the tanks:
-        the reference's bracketed Newton iteration per tank and setpoint, with the C library's
-        ``exp`` for numpy's, so an on-time agrees with the reference's within the search's
-        tolerance (:data:`_SETPOINT_TOLERANCE_S`; ``tests/devices/test_water_heater_kernels.py``).
+        where the reference searches each root (to :data:`_SETPOINT_TOLERANCE_S`), the kernel
+        solves the linear tank's end temperature in closed form, so an on-time agrees with the
+        reference's within that tolerance and is the root but for rounding
+        (``tests/devices/test_water_heater_kernels.py`` checks both).
         The reference runs for ``kernel="numpy"`` and for a subclass with its own tank
         (``_end_of_interval_c`` or ``_interval_pieces`` overridden).
         """
@@ -1068,13 +1097,17 @@ class WaterHeaterPopulation:
         tables = self._piece_tables(interval) if tables is None else tables
         floats = np.ascontiguousarray
         out = np.empty(setpoints_c.shape)
-        _kernels().setpoint_on_times(
+        kernel = _kernels().setpoint_on_times
+        parallel = self._n >= min(
+            _kernel_module.HEAVY_PARALLEL_MIN_ELEMENTS, _kernel_module.PARALLEL_MIN_ELEMENTS
+        )
+        chunks = max(1, min(self._n, _kernels().numba.get_num_threads())) if parallel else 1
+        (kernel.parallel if parallel else kernel.serial)(
             floats(temperature_c, dtype=np.float64), floats(self.ua_kw_per_k),
             floats(self.capacity_kj_per_k), floats(self.element_kw), *tables,
             floats(setpoints_c, dtype=np.float64),
             floats(self._direction, dtype=np.float64), floats(tau_lo, dtype=np.float64),
-            floats(tau_hi, dtype=np.float64), floats(linear, dtype=np.bool_),
-            _SETPOINT_TOLERANCE_S, _NEWTON_STEPS, out,
+            floats(tau_hi, dtype=np.float64), floats(linear, dtype=np.bool_), chunks, out,
         )  # fmt: skip
         return out
 
@@ -1167,61 +1200,93 @@ class WaterHeaterPopulation:
         t0, dt = _checked_time_step(time_s, dt_s)
         samples = checked_samples(weather)
         schedule = self._schedule
-        done = None
+        steps = len(samples)
         # a subclass's own step is its physics: called step by step
         if self._kernel == "numba" and self._n and type(self).step is WaterHeaterPopulation.step:
             spans, follows = [], schedule is not None
-            for k in range(len(samples)):
+            for k in range(steps):
                 start = t0 + k * dt
                 spans.append((float(start), float(dt), follows))
                 follows = follows and not (schedule is not None and start + dt >= schedule.end_s)
-            done = self._advance_steps_kernel(
-                slice(None), self.temperature_c, self.on, spans, schedule, None
-            )
-        if done is None:  # the reference, a step at a time
-            return steps_one_by_one(
-                copy.deepcopy(self) if dry_run else self, t0, dt, samples, record
-            )
-        steps = len(samples)
-        temp, on, on_time, standby, drawn = done
-        accounts = [getattr(self, name) for name in _ACCOUNTS]
-        in_place = all(
-            isinstance(a, np.ndarray)
-            and a.dtype == np.float64
-            and a.shape == (self._n,)
-            and a.flags.c_contiguous
-            and a.flags.writeable
-            for a in accounts
+            accounts = [getattr(self, name) for name in _ACCOUNTS]
+            if all(  # accounts the kernel can read and write back (any float64 column)
+                isinstance(a, np.ndarray)
+                and a.dtype == np.float64
+                and a.shape == (self._n,)
+                and (a.flags.writeable or dry_run)
+                for a in accounts
+            ):
+                series = self._step_many_booked(t0, dt, spans, schedule, record, dry_run, accounts)
+                if series is not None:
+                    return series
+            else:
+                args = self._kernel_arguments(
+                    slice(None), self.temperature_c, self.on, spans, schedule, None
+                )
+                bad, out = (1, ()) if args is None else self._run_advance(args, steps, None, False)
+                if not bad:
+                    return self._book_steps_numpy(t0, dt, schedule, record, dry_run, out[:5])
+        # the reference, a step at a time (and a refusal, raised as step raises it)
+        return steps_one_by_one(copy.deepcopy(self) if dry_run else self, t0, dt, samples, record)
+
+    def _step_many_booked(
+        self,
+        t0: int,
+        dt: int,
+        spans: Sequence[tuple[float, float, bool]],
+        schedule: _Schedule | None,
+        record: bool,
+        dry_run: bool,
+        accounts: list[FloatArray],
+    ) -> StepSeries | None:
+        """:meth:`step_many` by the kernel that keeps the accounts (None: the reference runs).
+
+        One pass over the tanks through all the steps; the new accounts land in working arrays
+        kept between calls and are copied into the accounts at the end (in place, as ``step``'s
+        ``+=``), or dropped on a dry run or a refusal. The steps' total power sums each thread's
+        part of the tanks (as the HVAC's ``step_many``): within rounding of ``step``'s sums.
+        """
+        args = self._kernel_arguments(
+            slice(None), self.temperature_c, self.on, spans, schedule, None
         )
-        if dry_run or in_place:
-            # the accounts as step keeps them, step after step, in one pass over the tanks
-            energy = np.empty(self._n)
-            step_kwh_all = np.empty((steps, self._n))
-            _kernels().book_steps(
-                np.ascontiguousarray(self.element_kw), on_time, standby, drawn, not dry_run,
-                *(accounts if not dry_run else [np.empty(0)] * 3), energy, step_kwh_all,
-            )  # fmt: skip
-            # each step's sum as step's (numpy's pairwise sum of the same row)
-            power = np.array([float(np.sum(row * _SECONDS_PER_HOUR / dt)) for row in step_kwh_all])
-            record_energy = step_kwh_all if record else None
-        else:  # an account replaced by something else: numpy's in-place additions on it
-            energy = np.zeros(self._n)
-            power = np.zeros(steps)
-            record_energy = np.empty((steps, self._n)) if record else None
-            for k in range(steps):  # the accounts as step keeps them, step after step
-                step_kwh = self.element_kw * on_time[k] / _SECONDS_PER_HOUR
-                self.heat_element_kwh += step_kwh
-                self.heat_standby_loss_kwh += standby[k] / _SECONDS_PER_HOUR
-                self.heat_draw_loss_kwh += drawn[k] / _SECONDS_PER_HOUR
-                energy += step_kwh
-                power[k] = float(np.sum(step_kwh * _SECONDS_PER_HOUR / dt))
-                if record_energy is not None:
-                    record_energy[k] = step_kwh
+        if args is None:
+            return None
+        steps = len(spans)
+        bad, out = self._run_advance(args, steps, accounts, record)
+        if bad:
+            return None
+        temperature, on, new_accounts, energy, step_energy, record_energy = (
+            out[0], out[1], out[5], out[6], out[7], out[8],
+        )  # fmt: skip
         if not dry_run:
-            self.temperature_c = temp
+            for account, value in zip(accounts, new_accounts, strict=True):
+                account[...] = value  # in place, as step's +=
+        power = step_energy.sum(axis=0) * _SECONDS_PER_HOUR / dt
+        return self._stepped(
+            (t0, dt, steps, schedule, dry_run), temperature, on, energy, power,
+            record_energy if record else None,
+        )  # fmt: skip
+
+    def _stepped(
+        self,
+        call: tuple[int, int, int, _Schedule | None, bool],
+        temperature: FloatArray,
+        on: BoolArray,
+        energy: FloatArray,
+        power: FloatArray,
+        record_energy: FloatArray | None,
+    ) -> StepSeries:
+        """``step_many``'s end: the state kept (unless a dry run), and the series.
+
+        ``call`` is ``(t0, dt, steps, schedule, dry_run)``; the schedule ends with the responded
+        interval, and the thermostat governs again, as in :meth:`step`.
+        """
+        t0, dt, steps, schedule, dry_run = call
+        if not dry_run:
+            self.temperature_c = temperature
             self.on = on
             if schedule is not None and t0 + steps * dt >= schedule.end_s:
-                self._schedule = None  # the responded interval is over: the thermostat governs
+                self._schedule = None
         return StepSeries(
             dt_s=dt,
             energy_kwh=energy,
@@ -1229,6 +1294,39 @@ class WaterHeaterPopulation:
             step_energy_kwh=record_energy,
             step_air_temperature_c=None,
             ids=self._ids,
+        )
+
+    def _book_steps_numpy(
+        self,
+        t0: int,
+        dt: int,
+        schedule: _Schedule | None,
+        record: bool,
+        dry_run: bool,
+        done: tuple[Any, ...],
+    ) -> StepSeries:
+        """The kernel's steps booked as ``step`` books them, by numpy's in-place additions.
+
+        For accounts replaced by something the booking kernel cannot write back (another
+        dtype, a read-only array): each step's ``+=`` on them, as ``step``'s.
+        """
+        temp, on, on_time, standby, drawn = done
+        steps = on_time.shape[0]
+        energy = np.zeros(self._n)
+        power = np.zeros(steps)
+        record_energy = np.empty((steps, self._n)) if record else None
+        for k in range(steps):  # the accounts as step keeps them, step after step
+            step_kwh = self.element_kw * on_time[k] / _SECONDS_PER_HOUR
+            if not dry_run:
+                self.heat_element_kwh += step_kwh
+                self.heat_standby_loss_kwh += standby[k] / _SECONDS_PER_HOUR
+                self.heat_draw_loss_kwh += drawn[k] / _SECONDS_PER_HOUR
+            energy += step_kwh
+            power[k] = float(np.sum(step_kwh * _SECONDS_PER_HOUR / dt))
+            if record_energy is not None:
+                record_energy[k] = step_kwh
+        return self._stepped(
+            (t0, dt, steps, schedule, dry_run), temp, on, energy, power, record_energy
         )
 
     def stored_heat_kwh(self) -> FloatArray:
