@@ -299,8 +299,8 @@ class BidCurves:
                 [Problem("batches", "nothing to concatenate")], subject="bid curves"
             )
         k = max(b.n_points_max for b in batches)
-        prices = np.concatenate([_pad_to(b.price_per_kwh, k) for b in batches])
-        powers = np.concatenate([_pad_to(b.power_kw, k) for b in batches])
+        prices = _stacked_padded([b.price_per_kwh for b in batches], k)
+        powers = _stacked_padded([b.power_kw for b in batches], k)
         if all(b.ids is not None for b in batches):  # ids survive when every batch has them
             ids = np.concatenate([b.ids for b in batches if b.ids is not None])
             return cls._trusted(prices, powers, checked_ids(ids, ids.size, subject="bid curves"))
@@ -619,10 +619,21 @@ def _readonly_str(a: StrArray) -> StrArray:
     return a
 
 
-def _pad_to(a: FloatArray, k: int) -> FloatArray:
-    if a.shape[1] == k:
-        return a
-    return np.concatenate([a, np.repeat(a[:, -1:], k - a.shape[1], axis=1)], axis=1)
+def _stacked_padded(blocks: Sequence[FloatArray], k: int) -> FloatArray:
+    """The blocks' rows one after the other, each padded to ``k`` points by its last one.
+
+    (A curve's last breakpoint repeated changes nothing.) Written once into one array: no
+    padded copy of a block, then a concatenation of them.
+    """
+    out = np.empty((sum(b.shape[0] for b in blocks), k), dtype=np.float64)
+    row = 0
+    for b in blocks:
+        rows, width = b.shape
+        out[row : row + rows, :width] = b
+        if width < k:
+            out[row : row + rows, width:] = b[:, -1:]
+        row += rows
+    return out
 
 
 def _is_ragged(value: Any) -> bool:

@@ -222,9 +222,9 @@ def test_bid_and_respond_dry_runs() -> None:
     assert dry > 0
 
 
-#: The bid's setpoint on-times, kernel against reference: each search stops within its tolerance
-#: of the root on either side, so two searches a last bit apart are within twice that (s).
-SETPOINT_TOLERANCE_S = 2 * wh._SETPOINT_TOLERANCE_S
+#: The bid's setpoint on-times, kernel against reference: the reference's search stops within
+#: its tolerance of the root, the kernel's closed form is the root but for rounding (s).
+SETPOINT_TOLERANCE_S = wh._SETPOINT_TOLERANCE_S
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -91,3 +91,21 @@ def test_curves_are_read_only():
     bids = BidCurves.from_steps([0.1], [1.0])
     with pytest.raises(ValueError, match="read-only"):
         bids.power_kw[0, 0] = 5.0
+
+
+def test_concat_keeps_every_curve_padding_the_shorter_ones_by_their_last_point():
+    """Batches of different breakpoint counts join in order; a shorter curve is padded with its
+    last breakpoint repeated, so it reads the same power at every price."""
+    two = BidCurves.from_breakpoints([[0.1, 0.3], [0.2, 0.4]], [[5.0, 1.0], [2.0, 0.0]])
+    three = BidCurves.from_breakpoints([[0.05, 0.2, 0.5]], [[4.0, 3.0, 0.5]])
+    one = BidCurves.from_breakpoints([[0.25]], [[-2.0]])
+    two, three, one = two.with_ids(["a", "b"]), three.with_ids(["c"]), one.with_ids(["d"])
+    joined = BidCurves.concat([two, three, one])
+    assert joined.ids.tolist() == ["a", "b", "c", "d"]
+    assert joined.price_per_kwh.shape == (4, 3)
+    np.testing.assert_array_equal(joined.price_per_kwh[0], [0.1, 0.3, 0.3])
+    np.testing.assert_array_equal(joined.power_kw[0], [5.0, 1.0, 1.0])
+    np.testing.assert_array_equal(joined.price_per_kwh[2], three.price_per_kwh[0])
+    for price in (0.0, 0.1, 0.15, 0.3, 0.45, 1.0):
+        parts = np.concatenate([b.power_at(price) for b in (two, three, one)])
+        np.testing.assert_array_equal(joined.power_at(price), parts)

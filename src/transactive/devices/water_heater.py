@@ -115,11 +115,9 @@ StrArray = npt.NDArray[np.str_]
 WATER_KJ_PER_L_K = 4.178
 _SECONDS_PER_HOUR = 3600.0
 _ROOT_TOLERANCE_S = 1e-6
-#: The base setpoint's on-time is found to a millisecond (the response draws the curve exactly
-#: either way).
+#: The reference finds the bid setpoints' on-times to a millisecond (the response draws the
+#: curve exactly either way); the kernel solves them in closed form.
 _SETPOINT_TOLERANCE_S = 1e-3
-#: Newton iterations of the setpoints' search before only bisections (``_least_on_time_s``'s).
-_NEWTON_STEPS = 12
 #: The heat accounts every step adds to (kWh).
 _ACCOUNTS = ("heat_element_kwh", "heat_standby_loss_kwh", "heat_draw_loss_kwh")
 #: The must-run on-time's tolerance and the margin above ``Tmin`` it keeps.

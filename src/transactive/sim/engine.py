@@ -217,7 +217,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from transactive.curves import BidCurves, _pad_to, default_ids
+from transactive.curves import BidCurves, _stacked_padded, default_ids
 from transactive.devices import (
     AppliancePopulation,
     BaseLoadPopulation,
@@ -1826,8 +1826,8 @@ class _CheckedIds:
             self._joined = (tuple(parts), joined.ids)
             return joined
         k = max(b.n_points_max for b in batches)  # padded as BidCurves.concat pads them
-        prices = np.concatenate([_pad_to(b.price_per_kwh, k) for b in batches])
-        powers = np.concatenate([_pad_to(b.power_kw, k) for b in batches])
+        prices = _stacked_padded([b.price_per_kwh for b in batches], k)
+        powers = _stacked_padded([b.power_kw for b in batches], k)
         return BidCurves._trusted(prices, powers, known[1])
 
 
