@@ -312,8 +312,9 @@ def least_on_time_step(
 ) -> tuple[float, float, float, bool]:
     """One iteration of :func:`transactive.devices.ramp._least_on_time_s` for one problem.
 
-    Returns ``(next t, lo, hi, done)``; the answer, once done, is ``hi``. Plain Python that
-    each kernel module compiles inline (the HVAC's interval plan, the water heater's bid).
+    Returns ``(next t, lo, hi, done)``; the answer, once done, is ``hi``. Plain Python that a
+    kernel module compiles inline (the HVAC's interval plan; the water heater's linear tank
+    solves its bid in closed form instead).
     """
     ok = value <= 0
     if ok:
