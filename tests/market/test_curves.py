@@ -101,7 +101,7 @@ def test_concat_keeps_every_curve_padding_the_shorter_ones_by_their_last_point()
     one = BidCurves.from_breakpoints([[0.25]], [[-2.0]])
     two, three, one = two.with_ids(["a", "b"]), three.with_ids(["c"]), one.with_ids(["d"])
     joined = BidCurves.concat([two, three, one])
-    assert joined.ids.tolist() == ["a", "b", "c", "d"]
+    assert joined.ids is not None and joined.ids.tolist() == ["a", "b", "c", "d"]
     assert joined.price_per_kwh.shape == (4, 3)
     np.testing.assert_array_equal(joined.price_per_kwh[0], [0.1, 0.3, 0.3])
     np.testing.assert_array_equal(joined.power_kw[0], [5.0, 1.0, 1.0])
